@@ -1,0 +1,3 @@
+//! The pure core: everything the filter decides, with no dependency on the proxy-wasm host.
+
+pub mod sse;
