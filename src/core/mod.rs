@@ -1,3 +1,15 @@
 //! The pure core: everything the filter decides, with no dependency on the proxy-wasm host.
 
+pub mod chat_request;
+pub mod config;
+pub mod credentials;
+pub mod data_url;
+pub mod error;
+pub mod gate;
+pub mod json_fields;
+pub mod models;
+pub mod reasoning;
+pub mod responses_request;
+pub mod session;
 pub mod sse;
+pub mod url;

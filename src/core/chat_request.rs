@@ -1,0 +1,487 @@
+//! `POST /v1/chat/completions` body → Codex Responses request.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::core::error::ApiError;
+use crate::core::json_fields::{Fields, parse_raw};
+use crate::core::models::ModelCatalog;
+use crate::core::reasoning::{self, Effort, ReasoningRequest, Summary};
+use crate::core::responses_request::{
+    ContentPart, FunctionTool, InputItem, ResponsesRequest, TextConfig, TextFormat, ToolChoice,
+};
+use crate::core::session;
+
+/// Sent when the client gives no system or developer message.
+pub const DEFAULT_INSTRUCTIONS: &str = "You are a helpful assistant.";
+
+/// What the translation needs besides the body.
+pub struct TranslateContext<'c> {
+    pub models: &'c ModelCatalog,
+    pub default_effort: Effort,
+    pub default_summary: Summary,
+    /// A conversation id the client sent as a header (`session_id`, `x-session-id`).
+    pub session_hint: Option<&'c str>,
+}
+
+/// The translated request plus what the response side needs to know about it.
+#[derive(Debug)]
+pub struct Translated {
+    pub body: Vec<u8>,
+    pub stream: bool,
+    pub include_usage: bool,
+    pub model: String,
+    pub session_id: String,
+}
+
+pub fn translate(body: &[u8], ctx: &TranslateContext<'_>) -> Result<Translated, ApiError> {
+    let fields = Fields::parse(body)?;
+    if let Some(n) = fields.get::<u64>("n")? {
+        if n != 1 {
+            return Err(ApiError::invalid_param("n", "Only n=1 is supported: the backend returns one choice."));
+        }
+    }
+    let messages: Vec<&RawValue> = fields
+        .get("messages")?
+        .ok_or_else(|| ApiError::invalid_param("messages", "`messages` is required: send an array of chat messages."))?;
+    if messages.is_empty() {
+        return Err(ApiError::invalid_param("messages", "`messages` must contain at least one message."));
+    }
+    let conversation = Conversation::from_messages(&messages)?;
+
+    let model_name: Option<Cow<str>> = fields.get("model")?;
+    let model = ctx.models.resolve(model_name.as_deref());
+    let reasoning_object: Option<ReasoningObject> = fields.get("reasoning")?;
+    let reasoning_effort: Option<Cow<str>> = fields.get("reasoning_effort")?;
+    let reasoning = reasoning::resolve(
+        &ReasoningRequest {
+            object_effort: reasoning_object.as_ref().and_then(|r| r.effort.as_deref()),
+            object_summary: reasoning_object.as_ref().and_then(|r| r.summary.as_deref()),
+            reasoning_effort: reasoning_effort.as_deref(),
+            model_suffix: model.suffix_effort,
+        },
+        ctx.default_effort,
+        ctx.default_summary,
+    )?;
+
+    let client_cache_key: Option<Cow<str>> = fields.get("prompt_cache_key")?;
+    let session_id = match client_cache_key.as_deref().or(ctx.session_hint) {
+        Some(key) => key.to_string(),
+        None => session::conversation_key(&conversation.instructions, conversation.first_user_item()),
+    };
+
+    let mut request = ResponsesRequest::new(&model.id, conversation.instructions, conversation.input, reasoning, &session_id);
+    let tool_defs: Option<Vec<ToolDef>> = fields.get("tools")?;
+    request.tools = tool_defs.unwrap_or_default().into_iter().enumerate().map(convert_tool).collect::<Result<_, _>>()?;
+    if let Some(choice) = fields.get::<&RawValue>("tool_choice")? {
+        request.tool_choice = convert_tool_choice(choice)?;
+    }
+    if let Some(parallel) = fields.get("parallel_tool_calls")? {
+        request.parallel_tool_calls = parallel;
+    }
+    request.text = TextConfig {
+        format: match fields.get::<ResponseFormat>("response_format")? {
+            Some(format) => convert_response_format(format)?,
+            None => None,
+        },
+        verbosity: match fields.get::<Cow<str>>("verbosity")? {
+            Some(v) => Some(parse_verbosity(&v)?),
+            None => None,
+        },
+    };
+    request.service_tier = fields.get("service_tier")?;
+
+    let stream = fields.get("stream")?.unwrap_or(false);
+    let include_usage = fields.get::<StreamOptions>("stream_options")?.and_then(|o| o.include_usage).unwrap_or(false);
+    let body = serde_json::to_vec(&request).map_err(|e| ApiError::invalid_request(format!("Cannot encode the request: {e}")))?;
+    Ok(Translated {
+        body,
+        stream,
+        include_usage,
+        model: model.id.clone(),
+        session_id,
+    })
+}
+
+/// The conversation split into upstream `instructions` and `input` items.
+pub struct Conversation<'a> {
+    pub instructions: Cow<'a, str>,
+    pub input: Vec<InputItem<'a>>,
+}
+
+impl<'a> Conversation<'a> {
+    /// Leading system/developer messages become `instructions`; later ones stay in place as
+    /// developer messages so no instruction is lost or moved.
+    pub fn from_messages(messages: &[&'a RawValue]) -> Result<Self, ApiError> {
+        let mut leading: Vec<Cow<'a, str>> = Vec::new();
+        let mut input = Vec::with_capacity(messages.len());
+        for (index, raw) in messages.iter().enumerate() {
+            let param = format!("messages[{index}]");
+            let message: Message = parse_raw(raw, &param)?
+                .ok_or_else(|| ApiError::invalid_param(&param, format!("`{param}` must be a message object.")))?;
+            match message.role.as_ref() {
+                "system" | "developer" => {
+                    let text = joined_text(message.content, &param)?;
+                    if input.is_empty() {
+                        leading.push(text);
+                    } else {
+                        input.push(InputItem::Message {
+                            role: "developer",
+                            content: vec![ContentPart::InputText { text }],
+                        });
+                    }
+                }
+                "user" => input.push(InputItem::Message {
+                    role: "user",
+                    content: user_parts(message.content, &param)?,
+                }),
+                "assistant" => push_assistant(message, &param, &mut input)?,
+                "tool" => {
+                    let call_id = message.tool_call_id.filter(|id| !id.is_empty()).ok_or_else(|| {
+                        ApiError::invalid_param(format!("{param}.tool_call_id"), format!("`{param}` is a tool message without `tool_call_id`."))
+                    })?;
+                    input.push(InputItem::FunctionCallOutput {
+                        call_id,
+                        output: joined_text(message.content, &param)?,
+                    });
+                }
+                "function" => {
+                    return Err(ApiError::invalid_param(
+                        format!("{param}.role"),
+                        "The deprecated `function` role is not supported; send tool results as `tool` messages.",
+                    ));
+                }
+                other => {
+                    return Err(ApiError::invalid_param(
+                        format!("{param}.role"),
+                        format!("Unknown role {other:?} in `{param}`; use system, developer, user, assistant or tool."),
+                    ));
+                }
+            }
+        }
+        let instructions = match leading.len() {
+            0 => Cow::Borrowed(DEFAULT_INSTRUCTIONS),
+            1 => leading.swap_remove(0),
+            _ => Cow::Owned(leading.join("\n\n")),
+        };
+        Ok(Self { instructions, input })
+    }
+
+    pub fn first_user_item(&self) -> Option<&InputItem<'a>> {
+        self.input.iter().find(|item| matches!(item, InputItem::Message { role: "user", .. }))
+    }
+}
+
+#[derive(Deserialize)]
+struct Message<'a> {
+    #[serde(borrow)]
+    role: Cow<'a, str>,
+    #[serde(borrow, default)]
+    content: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    tool_calls: Option<Vec<ToolCall<'a>>>,
+    #[serde(borrow, default)]
+    tool_call_id: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCall<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow, rename = "type", default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    function: ToolCallFunction<'a>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallFunction<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(borrow)]
+    arguments: &'a RawValue,
+}
+
+/// One content part in any of the shapes clients send (Chat Completions or Responses style).
+#[derive(Deserialize)]
+struct Part<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    image_url: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    detail: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ImageUrl<'a> {
+    Url(#[serde(borrow)] Cow<'a, str>),
+    Object {
+        #[serde(borrow)]
+        url: Cow<'a, str>,
+        #[serde(borrow, default)]
+        detail: Option<Cow<'a, str>>,
+    },
+}
+
+/// Content as a list of parts: a string is one text part, `null` is none.
+fn content_parts<'a>(content: Option<&'a RawValue>, param: &str) -> Result<Vec<Part<'a>>, ApiError> {
+    let Some(raw) = content else {
+        return Ok(Vec::new());
+    };
+    let param = format!("{param}.content");
+    if raw.get().starts_with('"') {
+        let text: Option<Cow<str>> = parse_raw(raw, &param)?;
+        return Ok(text
+            .map(|text| Part { kind: Cow::Borrowed("text"), text: Some(text), image_url: None, detail: None })
+            .into_iter()
+            .collect());
+    }
+    Ok(parse_raw(raw, &param)?.unwrap_or_default())
+}
+
+fn joined_text<'a>(content: Option<&'a RawValue>, param: &str) -> Result<Cow<'a, str>, ApiError> {
+    let mut texts = Vec::new();
+    for (i, part) in content_parts(content, param)?.into_iter().enumerate() {
+        match (part.kind.as_ref(), part.text) {
+            ("text" | "input_text" | "output_text", Some(text)) => texts.push(text),
+            (kind, _) => {
+                return Err(ApiError::invalid_param(
+                    format!("{param}.content[{i}]"),
+                    format!("Content part type {kind:?} is not allowed in `{param}`; only text parts are."),
+                ));
+            }
+        }
+    }
+    Ok(match texts.len() {
+        0 => Cow::Borrowed(""),
+        1 => texts.swap_remove(0),
+        _ => Cow::Owned(texts.join("\n")),
+    })
+}
+
+fn user_parts<'a>(content: Option<&'a RawValue>, param: &str) -> Result<Vec<ContentPart<'a>>, ApiError> {
+    let mut parts = Vec::new();
+    for (i, part) in content_parts(content, param)?.into_iter().enumerate() {
+        let part_param = format!("{param}.content[{i}]");
+        match part.kind.as_ref() {
+            "text" | "input_text" => parts.push(ContentPart::InputText {
+                text: part.text.ok_or_else(|| ApiError::invalid_param(&part_param, format!("`{part_param}` has no `text`.")))?,
+            }),
+            "image_url" | "input_image" => {
+                let raw = part.image_url.ok_or_else(|| ApiError::invalid_param(&part_param, format!("`{part_param}` has no `image_url`.")))?;
+                let image: ImageUrl = parse_raw(raw, &part_param)?
+                    .ok_or_else(|| ApiError::invalid_param(&part_param, format!("`{part_param}` has no `image_url`.")))?;
+                let (url, detail) = match image {
+                    ImageUrl::Url(url) => (url, part.detail),
+                    ImageUrl::Object { url, detail } => (url, detail.or(part.detail)),
+                };
+                parts.push(ContentPart::InputImage { image_url: crate::core::data_url::normalize(url), detail });
+            }
+            other => {
+                return Err(ApiError::invalid_param(
+                    &part_param,
+                    format!("Content part type {other:?} is not supported; send text or image_url parts."),
+                ));
+            }
+        }
+    }
+    Ok(parts)
+}
+
+/// The assistant's text first, then its tool calls: the order the model produced them.
+fn push_assistant<'a>(message: Message<'a>, param: &str, input: &mut Vec<InputItem<'a>>) -> Result<(), ApiError> {
+    let text = joined_text(message.content, param)?;
+    if !text.is_empty() {
+        input.push(InputItem::Message {
+            role: "assistant",
+            content: vec![ContentPart::OutputText { text }],
+        });
+    }
+    for (i, call) in message.tool_calls.unwrap_or_default().into_iter().enumerate() {
+        if call.kind.as_deref().is_some_and(|k| k != "function") {
+            return Err(ApiError::invalid_param(
+                format!("{param}.tool_calls[{i}].type"),
+                "Only function tool calls are supported.",
+            ));
+        }
+        let raw_args = call.function.arguments;
+        let arguments = match parse_raw::<Cow<str>>(raw_args, "arguments") {
+            Ok(Some(text)) if raw_args.get().starts_with('"') => text,
+            _ => Cow::Borrowed(raw_args.get()),
+        };
+        input.push(InputItem::FunctionCall {
+            call_id: call.id,
+            name: call.function.name,
+            arguments,
+        });
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct ToolDef<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    function: Option<FunctionDef<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionDef<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(borrow, default)]
+    description: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    parameters: Option<&'a RawValue>,
+    #[serde(default)]
+    strict: Option<bool>,
+}
+
+fn empty_parameters() -> &'static RawValue {
+    const EMPTY: &str = r#"{"type":"object","properties":{}}"#;
+    serde_json::from_str::<&'static RawValue>(EMPTY).unwrap_or(RawValue::NULL)
+}
+
+fn convert_tool<'a>((index, tool): (usize, ToolDef<'a>)) -> Result<FunctionTool<'a>, ApiError> {
+    let param = format!("tools[{index}]");
+    let function = match (tool.kind.as_ref(), tool.function) {
+        ("function", Some(function)) => function,
+        ("function", None) => return Err(ApiError::invalid_param(&param, format!("`{param}` has no `function` object."))),
+        (other, _) => {
+            return Err(ApiError::invalid_param(
+                format!("{param}.type"),
+                format!("Tool type {other:?} is not supported; only function tools are."),
+            ));
+        }
+    };
+    if function.name.trim().is_empty() {
+        return Err(ApiError::invalid_param(format!("{param}.function.name"), "A function tool needs a name."));
+    }
+    Ok(FunctionTool {
+        kind: "function",
+        name: function.name,
+        description: function.description.filter(|d| !d.is_empty()),
+        parameters: function.parameters.filter(|p| p.get() != "null").unwrap_or_else(|| empty_parameters()),
+        strict: function.strict,
+    })
+}
+
+#[derive(Deserialize)]
+struct NamedChoice<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    function: Option<NamedFunction<'a>>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct NamedFunction<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+}
+
+fn convert_tool_choice(raw: &RawValue) -> Result<ToolChoice<'_>, ApiError> {
+    let invalid = || {
+        ApiError::invalid_param(
+            "tool_choice",
+            "`tool_choice` must be \"auto\", \"none\", \"required\" or {\"type\":\"function\",\"function\":{\"name\":...}}.",
+        )
+    };
+    if raw.get().starts_with('"') {
+        let mode: Cow<str> = parse_raw(raw, "tool_choice")?.ok_or_else(invalid)?;
+        return match mode.as_ref() {
+            "auto" => Ok(ToolChoice::Mode("auto")),
+            "none" => Ok(ToolChoice::Mode("none")),
+            "required" => Ok(ToolChoice::Mode("required")),
+            _ => Err(invalid()),
+        };
+    }
+    let choice: NamedChoice = parse_raw(raw, "tool_choice")?.ok_or_else(invalid)?;
+    let name = choice.function.map(|f| f.name).or(choice.name).filter(|n| !n.is_empty());
+    match (choice.kind.as_ref(), name) {
+        ("function", Some(name)) => Ok(ToolChoice::Function { kind: "function", name }),
+        _ => Err(invalid()),
+    }
+}
+
+#[derive(Deserialize)]
+struct ReasoningObject<'a> {
+    #[serde(borrow, default)]
+    effort: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    summary: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct ResponseFormat<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    json_schema: Option<JsonSchema<'a>>,
+}
+
+#[derive(Deserialize)]
+struct JsonSchema<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    schema: Option<&'a RawValue>,
+    #[serde(default)]
+    strict: Option<bool>,
+    #[serde(borrow, default)]
+    description: Option<Cow<'a, str>>,
+}
+
+fn convert_response_format(format: ResponseFormat<'_>) -> Result<Option<TextFormat<'_>>, ApiError> {
+    match (format.kind.as_ref(), format.json_schema) {
+        ("text", _) => Ok(None),
+        ("json_object", _) => Ok(Some(TextFormat::JsonObject)),
+        ("json_schema", Some(spec)) => {
+            let schema = spec.schema.ok_or_else(|| {
+                ApiError::invalid_param("response_format.json_schema.schema", "`response_format.json_schema` needs a `schema`.")
+            })?;
+            Ok(Some(TextFormat::JsonSchema {
+                name: spec.name.unwrap_or(Cow::Borrowed("response")),
+                schema,
+                strict: spec.strict,
+                description: spec.description,
+            }))
+        }
+        ("json_schema", None) => Err(ApiError::invalid_param(
+            "response_format.json_schema",
+            "`response_format` of type json_schema needs a `json_schema` object.",
+        )),
+        (other, _) => Err(ApiError::invalid_param(
+            "response_format.type",
+            format!("Unknown response_format type {other:?}; use text, json_object or json_schema."),
+        )),
+    }
+}
+
+fn parse_verbosity(raw: &str) -> Result<&'static str, ApiError> {
+    match raw {
+        "low" => Ok("low"),
+        "medium" => Ok("medium"),
+        "high" => Ok("high"),
+        other => Err(ApiError::invalid_param("verbosity", format!("Invalid verbosity {other:?}; use low, medium or high."))),
+    }
+}
+
+#[cfg(test)]
+#[path = "chat_request_tests.rs"]
+mod tests;

@@ -1,0 +1,228 @@
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+
+use super::*;
+use serde_json::{Value, json};
+
+fn ctx(models: &ModelCatalog) -> TranslateContext<'_> {
+    TranslateContext {
+        models,
+        default_effort: Effort::Low,
+        default_summary: Summary::Auto,
+        session_hint: None,
+    }
+}
+
+fn run(body: Value) -> Result<(Value, Translated), ApiError> {
+    let models = ModelCatalog::new(None, None).unwrap();
+    let bytes = body.to_string().into_bytes();
+    let out = translate(&bytes, &ctx(&models))?;
+    let upstream: Value = serde_json::from_slice(&out.body).unwrap();
+    Ok((upstream, out))
+}
+
+fn upstream(body: Value) -> Value {
+    run(body).unwrap_or_else(|e| panic!("{e:?}")).0
+}
+
+#[test]
+fn minimal_request_has_every_required_field() {
+    let (up, out) = run(json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]})).unwrap();
+    assert_eq!(
+        up,
+        json!({
+            "model": "gpt-5.5",
+            "instructions": DEFAULT_INSTRUCTIONS,
+            "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}],
+            "tools": [],
+            "tool_choice": "auto",
+            "parallel_tool_calls": true,
+            "reasoning": {"effort": "low", "summary": "auto"},
+            "store": false,
+            "stream": true,
+            "include": ["reasoning.encrypted_content"],
+            "prompt_cache_key": out.session_id,
+        })
+    );
+    assert!(!out.stream && !out.include_usage);
+    assert_eq!(out.model, "gpt-5.5");
+}
+
+#[test]
+fn every_system_and_developer_message_is_kept() {
+    let up = upstream(json!({"messages": [
+        {"role": "system", "content": "A"},
+        {"role": "developer", "content": [{"type": "text", "text": "B"}]},
+        {"role": "user", "content": "q"},
+        {"role": "system", "content": "C"},
+    ]}));
+    assert_eq!(up["instructions"], "A\n\nB");
+    assert_eq!(
+        up["input"],
+        json!([
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "q"}]},
+            {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "C"}]},
+        ])
+    );
+}
+
+#[test]
+fn tool_round_trip_history() {
+    let up = upstream(json!({"messages": [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": "Checking.", "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+            {"id": "call_2", "function": {"name": "get_time", "arguments": {"tz": "CET"}}}
+        ]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+        {"role": "tool", "tool_call_id": "call_2", "content": [{"type": "text", "text": "12:00"}, {"type": "text", "text": "CET"}]},
+    ]}));
+    assert_eq!(
+        up["input"],
+        json!([
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "weather?"}]},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Checking."}]},
+            {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{\"city\":\"Paris\"}"},
+            {"type": "function_call", "call_id": "call_2", "name": "get_time", "arguments": "{\"tz\":\"CET\"}"},
+            {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+            {"type": "function_call_output", "call_id": "call_2", "output": "12:00\nCET"},
+        ])
+    );
+}
+
+#[test]
+fn images_keep_detail_and_are_repaired() {
+    let up = upstream(json!({"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is this"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAA-_w", "detail": "high"}},
+        {"type": "image_url", "image_url": "https://x/y.png"},
+        {"type": "input_image", "image_url": "https://x/z.png", "detail": "low"},
+    ]}]}));
+    assert_eq!(
+        up["input"][0]["content"],
+        json!([
+            {"type": "input_text", "text": "what is this"},
+            {"type": "input_image", "image_url": "data:image/png;base64,AAA+/w==", "detail": "high"},
+            {"type": "input_image", "image_url": "https://x/y.png"},
+            {"type": "input_image", "image_url": "https://x/z.png", "detail": "low"},
+        ])
+    );
+}
+
+#[test]
+fn tools_choice_and_formats_map_to_the_responses_shape() {
+    let up = upstream(json!({
+        "messages": [{"role": "user", "content": "x"}],
+        "tools": [
+            {"type": "function", "function": {"name": "a", "description": "does a", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}, "strict": true}},
+            {"type": "function", "function": {"name": "b", "description": ""}},
+        ],
+        "tool_choice": {"type": "function", "function": {"name": "a"}},
+        "parallel_tool_calls": false,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "out", "schema": {"type": "object"}, "strict": true}},
+        "verbosity": "high",
+        "service_tier": "priority",
+    }));
+    assert_eq!(
+        up["tools"],
+        json!([
+            {"type": "function", "name": "a", "description": "does a", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}, "strict": true},
+            {"type": "function", "name": "b", "parameters": {"type": "object", "properties": {}}},
+        ])
+    );
+    assert_eq!(up["tool_choice"], json!({"type": "function", "name": "a"}));
+    assert_eq!(up["parallel_tool_calls"], false);
+    assert_eq!(
+        up["text"],
+        json!({"format": {"type": "json_schema", "name": "out", "schema": {"type": "object"}, "strict": true}, "verbosity": "high"})
+    );
+    assert_eq!(up["service_tier"], "priority");
+    for (choice, expected) in [("required", "required"), ("none", "none"), ("auto", "auto")] {
+        let up = upstream(json!({"messages": [{"role": "user", "content": "x"}], "tool_choice": choice}));
+        assert_eq!(up["tool_choice"], expected);
+    }
+    let up = upstream(json!({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}));
+    assert_eq!(up["text"], json!({"format": {"type": "json_object"}}));
+    let up = upstream(json!({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "text"}}));
+    assert!(up.get("text").is_none());
+}
+
+#[test]
+fn rejected_parameters_are_dropped() {
+    let up = upstream(json!({
+        "messages": [{"role": "user", "content": "x"}],
+        "temperature": 0.2, "top_p": 1, "max_tokens": 5, "max_completion_tokens": 5, "stop": ["x"],
+        "presence_penalty": 0, "frequency_penalty": 0, "seed": 1, "logprobs": true, "top_logprobs": 2,
+        "logit_bias": {}, "user": "u", "metadata": {}, "store": true, "n": 1,
+        "stream": true, "stream_options": {"include_usage": true},
+    }));
+    let keys: Vec<&str> = up.as_object().unwrap().keys().map(String::as_str).collect();
+    for dropped in ["temperature", "top_p", "max_tokens", "max_completion_tokens", "max_output_tokens", "stop", "seed", "user", "metadata", "stream_options", "n"] {
+        assert!(!keys.contains(&dropped), "{dropped} leaked: {keys:?}");
+    }
+    assert_eq!(up["store"], false);
+    assert_eq!(up["stream"], true);
+}
+
+#[test]
+fn model_suffix_and_reasoning_settings() {
+    let up = upstream(json!({"model": "gpt-5-high", "messages": [{"role": "user", "content": "x"}]}));
+    assert_eq!((up["model"].clone(), up["reasoning"].clone()), (json!("gpt-5.5"), json!({"effort": "high", "summary": "auto"})));
+    let up = upstream(json!({"model": "gpt-5.5-high", "reasoning_effort": "minimal", "messages": [{"role": "user", "content": "x"}]}));
+    assert_eq!(up["reasoning"]["effort"], "minimal");
+    let up = upstream(json!({"reasoning": {"effort": "medium", "summary": "none"}, "messages": [{"role": "user", "content": "x"}]}));
+    assert_eq!(up["reasoning"], json!({"effort": "medium"}));
+}
+
+#[test]
+fn stream_flags_and_cache_keys() {
+    let (_, out) = run(json!({"stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "x"}]})).unwrap();
+    assert!(out.stream && out.include_usage);
+    let (up, out) = run(json!({"prompt_cache_key": "conv-1", "messages": [{"role": "user", "content": "x"}]})).unwrap();
+    assert_eq!((up["prompt_cache_key"].as_str(), out.session_id.as_str()), (Some("conv-1"), "conv-1"));
+    let turn1 = run(json!({"messages": [{"role": "user", "content": "plan a trip"}]})).unwrap().1.session_id;
+    let turn2 = run(json!({"messages": [
+        {"role": "user", "content": "plan a trip"}, {"role": "assistant", "content": "where?"}, {"role": "user", "content": "Rome"}
+    ]}))
+    .unwrap()
+    .1
+    .session_id;
+    let other = run(json!({"messages": [{"role": "user", "content": "write a poem"}]})).unwrap().1.session_id;
+    assert_eq!(turn1, turn2);
+    assert_ne!(turn1, other);
+    let models = ModelCatalog::new(None, None).unwrap();
+    let hinted = TranslateContext { session_hint: Some("from-header"), ..ctx(&models) };
+    let out = translate(br#"{"messages":[{"role":"user","content":"x"}]}"#, &hinted).unwrap();
+    assert_eq!(out.session_id, "from-header");
+}
+
+#[test]
+fn bad_input_names_the_problem() {
+    let cases: Vec<(Value, &str, &str)> = vec![
+        (json!({}), "messages", "`messages` is required"),
+        (json!({"messages": "hi"}), "messages", "Invalid `messages`: invalid type: string \"hi\", expected a sequence."),
+        (json!({"messages": []}), "messages", "at least one message"),
+        (json!({"messages": [1]}), "messages[0]", "Invalid `messages[0]`"),
+        (json!({"messages": [{"content": "x"}]}), "messages[0]", "missing field `role`"),
+        (json!({"messages": [{"role": "wizard", "content": "x"}]}), "messages[0].role", "Unknown role \"wizard\""),
+        (json!({"messages": [{"role": "function", "content": "x"}]}), "messages[0].role", "deprecated `function` role"),
+        (json!({"messages": [{"role": "tool", "content": "x"}]}), "messages[0].tool_call_id", "without `tool_call_id`"),
+        (json!({"messages": [{"role": "user", "content": 5}]}), "messages[0].content", "Invalid `messages[0].content`"),
+        (json!({"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]}), "messages[0].content[0]", "\"input_audio\" is not supported"),
+        (json!({"messages": [{"role": "system", "content": [{"type": "image_url", "image_url": "u"}]}]}), "messages[0].content[0]", "only text parts"),
+        (json!({"messages": [{"role": "user", "content": "x"}], "stream": "false"}), "stream", "expected a boolean"),
+        (json!({"messages": [{"role": "user", "content": "x"}], "n": 2}), "n", "Only n=1"),
+        (json!({"messages": [{"role": "user", "content": "x"}], "reasoning_effort": "extreme"}), "reasoning_effort", "Invalid reasoning_effort \"extreme\""),
+        (json!({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "web_search"}]}), "tools[0].type", "\"web_search\" is not supported"),
+        (json!({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}), "tools[0]", "no `function` object"),
+        (json!({"messages": [{"role": "user", "content": "x"}], "tool_choice": "always"}), "tool_choice", "must be \"auto\""),
+        (json!({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "yaml"}}), "response_format.type", "Unknown response_format type"),
+        (json!({"messages": [{"role": "user", "content": "x"}], "verbosity": "loud"}), "verbosity", "Invalid verbosity"),
+        (json!({"model": 5, "messages": [{"role": "user", "content": "x"}]}), "model", "Invalid `model`"),
+    ];
+    for (body, param, message) in cases {
+        let err = run(body.clone()).err().unwrap_or_else(|| panic!("accepted {body}"));
+        assert_eq!(err.status, 400, "{body}");
+        assert_eq!(err.param.as_deref(), Some(param), "{body}: {}", err.message);
+        assert!(err.message.contains(message), "{body}: {}", err.message);
+    }
+}

@@ -1,0 +1,216 @@
+//! Configuration: the original project's variable names, read from the environment Envoy
+//! exposes to the module (`host_env_keys`) or from the plugin configuration JSON. Every value
+//! is validated once, at start-up, so a typo stops the filter with a message naming the
+//! variable instead of surfacing as odd behaviour on some later request.
+
+use std::fmt;
+
+use crate::core::models::ModelCatalog;
+use crate::core::reasoning::{Effort, OutputMode, Summary};
+use crate::core::url::UpstreamUrl;
+
+pub const DEFAULT_RESPONSES_URL: &str = "https://chatgpt.com/backend-api/codex/responses";
+pub const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 16 * 1024 * 1024;
+pub const DEFAULT_ORIGINATOR: &str = "codex_cli_rs";
+/// A Codex CLI release the backend accepts; the catalogue hides models newer clients need.
+pub const DEFAULT_CLIENT_VERSION: &str = "0.146.0";
+
+/// A configuration value that cannot be used, reported with the variable's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {}: {}", self.variable, self.problem)
+    }
+}
+
+impl ConfigError {
+    pub fn new(variable: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            variable,
+            problem: problem.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Key clients must present; `None` leaves the gate open.
+    pub client_key: Option<String>,
+    /// The raw auth.json document (never logged).
+    pub codex_auth: Option<String>,
+    pub upstream: UpstreamUrl,
+    pub models: ModelCatalog,
+    pub default_effort: Effort,
+    pub default_summary: Summary,
+    pub output_mode: OutputMode,
+    /// `REASONING_OUTPUT_MODE=all`: the prefixed route families exist.
+    pub prefixed_modes: bool,
+    pub verbose: bool,
+    pub originator: String,
+    pub user_agent: String,
+    pub max_request_body_bytes: usize,
+    /// Envoy runs with `allow_on_headers_stop_iteration`, so headers may wait for the body.
+    pub hold_headers: bool,
+}
+
+/// Where configuration values come from: the plugin configuration wins over the environment.
+pub trait Source {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+impl<F: Fn(&str) -> Option<String>> Source for F {
+    fn get(&self, name: &str) -> Option<String> {
+        self(name)
+    }
+}
+
+impl Config {
+    pub fn load(source: &dyn Source) -> Result<Self, ConfigError> {
+        let var = |name: &str| source.get(name).filter(|v| !v.trim().is_empty());
+        let (output_mode, prefixed_modes) = match var("REASONING_OUTPUT_MODE") {
+            Some(raw) => OutputMode::parse_setting(&raw)
+                .ok_or_else(|| allowed("REASONING_OUTPUT_MODE", &raw, OutputMode::SETTING_VALUES))?,
+            None => (OutputMode::OpenAi, false),
+        };
+        let default_effort = match var("REASONING_EFFORT") {
+            Some(raw) => Effort::parse(&raw).ok_or_else(|| allowed("REASONING_EFFORT", &raw, Effort::VALUES))?,
+            None => Effort::Low,
+        };
+        let default_summary = match var("REASONING_SUMMARY") {
+            Some(raw) => Summary::parse_setting(&raw)
+                .ok_or_else(|| allowed("REASONING_SUMMARY", &raw, Summary::SETTING_VALUES))?,
+            None => Summary::Auto,
+        };
+        let upstream_raw = var("CHATGPT_RESPONSES_URL").unwrap_or_else(|| DEFAULT_RESPONSES_URL.to_string());
+        let upstream = UpstreamUrl::parse(upstream_raw.trim())
+            .map_err(|problem| ConfigError::new("CHATGPT_RESPONSES_URL", problem))?;
+        let models = ModelCatalog::new(var("EXPOSE_MODELS").as_deref(), var("DEBUG_MODEL"))?;
+        let originator = var("CODEX_ORIGINATOR").map_or_else(|| DEFAULT_ORIGINATOR.to_string(), |v| v.trim().to_string());
+        let version = var("CODEX_CLIENT_VERSION").map_or_else(|| DEFAULT_CLIENT_VERSION.to_string(), |v| v.trim().to_string());
+        let user_agent = match var("CODEX_USER_AGENT") {
+            Some(ua) => ascii_header_value(ua.trim()),
+            None => ascii_header_value(&format!(
+                "{originator}/{version} (Linux; x86_64) codex-openai-wrapper/{}",
+                env!("CARGO_PKG_VERSION")
+            )),
+        };
+        Ok(Self {
+            client_key: var("OPENAI_API_KEY").map(|k| k.trim().to_string()),
+            codex_auth: var("OPENAI_CODEX_AUTH"),
+            upstream,
+            models,
+            default_effort,
+            default_summary,
+            output_mode,
+            prefixed_modes,
+            verbose: flag(var("VERBOSE"), "VERBOSE")?,
+            originator,
+            user_agent,
+            max_request_body_bytes: positive(var("MAX_REQUEST_BODY_BYTES"), "MAX_REQUEST_BODY_BYTES", DEFAULT_MAX_REQUEST_BODY_BYTES)?,
+            hold_headers: flag(var("ENVOY_HOLD_HEADERS"), "ENVOY_HOLD_HEADERS")?,
+        })
+    }
+}
+
+fn allowed(variable: &'static str, value: &str, values: &[&str]) -> ConfigError {
+    ConfigError::new(
+        variable,
+        format!("{:?} is not one of {}", value.trim(), values.join(", ")),
+    )
+}
+
+fn flag(value: Option<String>, variable: &'static str) -> Result<bool, ConfigError> {
+    match value.as_deref().map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None => Ok(false),
+        Some("true" | "1" | "yes" | "on") => Ok(true),
+        Some("false" | "0" | "no" | "off") => Ok(false),
+        Some(other) => Err(allowed(variable, other, &["true", "false"])),
+    }
+}
+
+fn positive(value: Option<String>, variable: &'static str, default: usize) -> Result<usize, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(raw) => match raw.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(ConfigError::new(variable, format!("{:?} is not a positive whole number of bytes", raw.trim()))),
+        },
+    }
+}
+
+/// Header values must be visible ASCII; anything else becomes `_` (the official client does the same).
+pub fn ascii_header_value(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| if (' '..='~').contains(&c) { c } else { '_' })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::load(&move |name: &str| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_original() {
+        let cfg = load(&[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.client_key, None);
+        assert_eq!(cfg.default_effort, Effort::Low);
+        assert_eq!(cfg.default_summary, Summary::Auto);
+        assert_eq!(cfg.output_mode, OutputMode::OpenAi);
+        assert!(!cfg.prefixed_modes);
+        assert_eq!(cfg.upstream.path, "/backend-api/codex/responses");
+        assert_eq!(cfg.max_request_body_bytes, DEFAULT_MAX_REQUEST_BODY_BYTES);
+        assert!(cfg.user_agent.starts_with("codex_cli_rs/0.146.0 ("));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_the_allowed_values() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("REASONING_EFFORT", "extreme", "none, minimal, low, medium, high, xhigh"),
+            ("REASONING_SUMMARY", "loud", "auto, concise, detailed, none"),
+            ("REASONING_OUTPUT_MODE", "xml", "openai, tagged, o3, r1, hidden, all"),
+            ("VERBOSE", "maybe", "true, false"),
+            ("MAX_REQUEST_BODY_BYTES", "-1", "positive whole number"),
+            ("CHATGPT_RESPONSES_URL", "ftp://x/y", "http"),
+            ("EXPOSE_MODELS", "[1,2]", "strings"),
+        ];
+        for (variable, value, expected) in cases {
+            let err = load(&[(variable, value)]).err().unwrap_or_else(|| panic!("{variable}={value} accepted"));
+            assert_eq!(err.variable, *variable);
+            assert!(err.to_string().contains(expected), "{err}");
+        }
+    }
+
+    #[test]
+    fn blank_values_count_as_unset() {
+        let cfg = load(&[("OPENAI_API_KEY", "  "), ("REASONING_EFFORT", "")]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.client_key, None);
+        assert_eq!(cfg.default_effort, Effort::Low);
+    }
+
+    #[test]
+    fn aliases_and_case_are_accepted() {
+        let cfg = load(&[("REASONING_SUMMARY", "OFF"), ("REASONING_OUTPUT_MODE", " All "), ("VERBOSE", "TRUE")])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.default_summary, Summary::None);
+        assert_eq!(cfg.output_mode, OutputMode::OpenAi);
+        assert!(cfg.prefixed_modes);
+        assert!(cfg.verbose);
+    }
+
+    #[test]
+    fn user_agent_is_ascii() {
+        assert_eq!(ascii_header_value("é-ok\u{7f}"), "_-ok_");
+    }
+}

@@ -1,0 +1,198 @@
+//! ChatGPT credentials from a Codex `auth.json` document: the access token, its expiry (the
+//! JWT `exp`) and the account id (`tokens.account_id`, else the id_token claim). JWTs are only
+//! decoded, never verified: the backend verifies them, the filter just needs the claims.
+
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+
+use crate::core::error::{AUTHENTICATION, ApiError};
+
+const AUTH_CLAIM: &str = "https://api.openai.com/auth";
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct ChatgptTokens {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub id_token: Option<String>,
+    pub account_id: Option<String>,
+    /// Unix seconds from the access token's `exp`, when readable.
+    pub expires_at: Option<u64>,
+}
+
+/// Never prints a token.
+impl fmt::Debug for ChatgptTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChatgptTokens")
+            .field("account_id", &self.account_id)
+            .field("expires_at", &self.expires_at)
+            .field("has_refresh_token", &self.refresh_token.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct AuthJson {
+    tokens: Option<TokensJson>,
+}
+
+#[derive(Deserialize)]
+struct TokensJson {
+    access_token: Option<String>,
+    refresh_token: Option<String>,
+    id_token: Option<String>,
+    account_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    exp: Option<f64>,
+    #[serde(rename = "https://api.openai.com/auth")]
+    auth: Option<AuthClaims>,
+}
+
+#[derive(Deserialize)]
+struct AuthClaims {
+    chatgpt_account_id: Option<String>,
+}
+
+impl ChatgptTokens {
+    /// Parses the document; the error says what is wrong without echoing any of it.
+    pub fn from_auth_json(document: &str) -> Result<Self, String> {
+        let parsed: AuthJson =
+            serde_json::from_str(document).map_err(|_| "is not valid auth.json JSON".to_string())?;
+        let tokens = parsed.tokens.ok_or("has no \"tokens\" object (is this an API-key login?)")?;
+        let access_token = tokens
+            .access_token
+            .filter(|t| !t.trim().is_empty())
+            .ok_or("has no tokens.access_token")?;
+        Ok(Self::from_parts(access_token, tokens.refresh_token, tokens.id_token, tokens.account_id))
+    }
+
+    /// Builds the record, deriving what the JWTs carry.
+    pub fn from_parts(
+        access_token: String,
+        refresh_token: Option<String>,
+        id_token: Option<String>,
+        account_id: Option<String>,
+    ) -> Self {
+        let access_claims = jwt_claims(&access_token);
+        let account_id = account_id
+            .filter(|a| !a.trim().is_empty())
+            .or_else(|| id_token.as_deref().and_then(jwt_claims).and_then(account_of))
+            .or_else(|| access_claims.as_ref().and_then(|c| c.auth.as_ref()?.chatgpt_account_id.clone()));
+        let expires_at = access_claims.and_then(|c| c.exp).filter(|e| *e > 0.0).map(|e| e as u64);
+        Self {
+            access_token,
+            refresh_token: refresh_token.filter(|t| !t.trim().is_empty()),
+            id_token,
+            account_id,
+            expires_at,
+        }
+    }
+
+    /// The access token usable at `now` (Unix seconds), or the 401 a client should see.
+    pub fn usable_at(&self, now: u64) -> Result<(), ApiError> {
+        match self.expires_at {
+            Some(exp) if exp <= now => Err(ApiError::new(
+                401,
+                AUTHENTICATION,
+                "The ChatGPT access token has expired. Run `codex login` again and restart the wrapper.",
+            )
+            .with_code("token_expired")),
+            _ if self.account_id.is_none() => Err(ApiError::new(
+                401,
+                AUTHENTICATION,
+                "The ChatGPT credentials carry no account id. Run `codex login` again.",
+            )
+            .with_code("missing_account_id")),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn account_of(claims: Claims) -> Option<String> {
+    claims.auth?.chatgpt_account_id
+}
+
+fn jwt_claims(token: &str) -> Option<Claims> {
+    let mut parts = token.split('.');
+    let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The 401 for a filter that has no ChatGPT credentials at all.
+pub fn missing_credentials() -> ApiError {
+    ApiError::new(
+        401,
+        AUTHENTICATION,
+        "No ChatGPT credentials are configured. Run `codex login` (or set OPENAI_CODEX_AUTH to the contents of ~/.codex/auth.json) and restart the wrapper.",
+    )
+    .with_code("missing_credentials")
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    pub(crate) fn jwt(payload: &serde_json::Value) -> String {
+        let enc = |v: &[u8]| URL_SAFE_NO_PAD.encode(v);
+        format!("{}.{}.sig", enc(br#"{"alg":"none"}"#), enc(payload.to_string().as_bytes()))
+    }
+
+    pub(crate) fn auth_json(exp: u64, account_in_tokens: bool) -> String {
+        let claim = serde_json::json!({"exp": exp, AUTH_CLAIM: {"chatgpt_account_id": "acct-jwt"}});
+        let mut tokens = serde_json::json!({
+            "access_token": jwt(&claim), "refresh_token": "rt_1", "id_token": jwt(&claim)});
+        if account_in_tokens {
+            tokens["account_id"] = "acct-file".into();
+        }
+        serde_json::json!({"OPENAI_API_KEY": null, "tokens": tokens}).to_string()
+    }
+
+    #[test]
+    fn reads_tokens_account_and_expiry() {
+        let t = ChatgptTokens::from_auth_json(&auth_json(2_000_000_000, true)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.account_id.as_deref(), Some("acct-file"));
+        assert_eq!(t.expires_at, Some(2_000_000_000));
+        assert_eq!(t.refresh_token.as_deref(), Some("rt_1"));
+        let t = ChatgptTokens::from_auth_json(&auth_json(2_000_000_000, false)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.account_id.as_deref(), Some("acct-jwt"));
+    }
+
+    #[test]
+    fn rejects_unusable_documents_without_echoing_them() {
+        for doc in ["{", "{}", r#"{"tokens":{}}"#, r#"{"tokens":{"access_token":" "}}"#, "null"] {
+            let err = ChatgptTokens::from_auth_json(doc).err().unwrap_or_default();
+            assert!(!err.is_empty() && !err.contains(doc.trim_matches(['{', '}'])) || doc.len() < 5, "{doc}: {err}");
+        }
+    }
+
+    #[test]
+    fn opaque_access_tokens_have_no_expiry() {
+        let t = ChatgptTokens::from_parts("opaque".into(), None, None, Some("a".into()));
+        assert_eq!(t.expires_at, None);
+        assert!(t.usable_at(u64::MAX).is_ok());
+    }
+
+    #[test]
+    fn expired_or_accountless_tokens_give_401() {
+        let t = ChatgptTokens::from_auth_json(&auth_json(100, true)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(t.usable_at(99).is_ok());
+        let err = t.usable_at(100).err().map(|e| (e.status, e.code));
+        assert_eq!(err, Some((401, Some("token_expired".into()))));
+        let t = ChatgptTokens::from_parts("opaque".into(), None, None, None);
+        assert_eq!(t.usable_at(0).err().map(|e| e.status), Some(401));
+    }
+
+    #[test]
+    fn debug_output_hides_tokens() {
+        let t = ChatgptTokens::from_auth_json(&auth_json(100, true)).unwrap_or_else(|e| panic!("{e}"));
+        let shown = format!("{t:?}");
+        assert!(!shown.contains(&t.access_token) && !shown.contains("rt_1"), "{shown}");
+    }
+}

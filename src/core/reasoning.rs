@@ -1,0 +1,215 @@
+//! Reasoning settings: effort and summary sent upstream, and how reasoning is shown to the
+//! client (`REASONING_OUTPUT_MODE`).
+
+use serde::Serialize;
+
+use crate::core::error::ApiError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effort {
+    None,
+    Minimal,
+    Low,
+    Medium,
+    High,
+    Xhigh,
+    Max,
+    Ultra,
+}
+
+impl Effort {
+    pub const VALUES: &'static [&'static str] = &["none", "minimal", "low", "medium", "high", "xhigh", "max", "ultra"];
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw.trim().to_ascii_lowercase().as_str() {
+            "none" => Self::None,
+            "minimal" => Self::Minimal,
+            "low" => Self::Low,
+            "medium" => Self::Medium,
+            "high" => Self::High,
+            "xhigh" => Self::Xhigh,
+            "max" => Self::Max,
+            "ultra" => Self::Ultra,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Summary {
+    Auto,
+    Concise,
+    Detailed,
+    None,
+}
+
+impl Summary {
+    pub const VALUES: &'static [&'static str] = &["auto", "concise", "detailed", "none"];
+    pub const SETTING_VALUES: &'static [&'static str] = &["auto", "concise", "detailed", "none", "on", "off"];
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw.trim().to_ascii_lowercase().as_str() {
+            "auto" => Self::Auto,
+            "concise" => Self::Concise,
+            "detailed" => Self::Detailed,
+            "none" => Self::None,
+            _ => return None,
+        })
+    }
+
+    /// The variable also takes the `on`/`off` aliases the original documented.
+    pub fn parse_setting(raw: &str) -> Option<Self> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "on" => Some(Self::Auto),
+            "off" => Some(Self::None),
+            other => Self::parse(other),
+        }
+    }
+}
+
+/// How reasoning reaches a chat client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    /// `delta.reasoning_content` / `message.reasoning_content`.
+    OpenAi,
+    /// `<think>…</think>` inside the content.
+    Tagged,
+    /// `reasoning: {content: [{type: "text", text}]}`.
+    O3,
+    /// `reasoning_content` without paragraph separators.
+    R1,
+    Hidden,
+}
+
+impl OutputMode {
+    pub const SETTING_VALUES: &'static [&'static str] = &["openai", "tagged", "o3", "r1", "hidden", "all"];
+    /// The route prefixes that exist with `REASONING_OUTPUT_MODE=all`.
+    pub const PREFIXES: [(&'static str, Self); 5] = [
+        ("tagged", Self::Tagged),
+        ("r1", Self::R1),
+        ("o3", Self::O3),
+        ("openai", Self::OpenAi),
+        ("hidden", Self::Hidden),
+    ];
+
+    /// Returns the mode for `/v1/*` and whether the prefixed families exist.
+    pub fn parse_setting(raw: &str) -> Option<(Self, bool)> {
+        let value = raw.trim().to_ascii_lowercase();
+        if value == "all" {
+            return Some((Self::OpenAi, true));
+        }
+        Self::PREFIXES
+            .iter()
+            .find(|(name, _)| *name == value)
+            .map(|(_, mode)| (*mode, false))
+    }
+}
+
+/// What goes into the upstream `reasoning` object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ReasoningParam {
+    pub effort: Effort,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Summary>,
+}
+
+/// The per-request reasoning inputs, in precedence order.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ReasoningRequest<'a> {
+    /// `reasoning.effort`
+    pub object_effort: Option<&'a str>,
+    /// `reasoning.summary`
+    pub object_summary: Option<&'a str>,
+    /// top-level `reasoning_effort`
+    pub reasoning_effort: Option<&'a str>,
+    /// effort suffix of the model name (`gpt-5.5-high`)
+    pub model_suffix: Option<Effort>,
+}
+
+/// Precedence: `reasoning.effort` > `reasoning_effort` > model suffix > `REASONING_EFFORT`.
+pub fn resolve(
+    request: &ReasoningRequest<'_>,
+    default_effort: Effort,
+    default_summary: Summary,
+) -> Result<ReasoningParam, ApiError> {
+    let explicit = match (request.object_effort, request.reasoning_effort) {
+        (Some(raw), _) => Some(parse_effort(raw, "reasoning.effort")?),
+        (None, Some(raw)) => Some(parse_effort(raw, "reasoning_effort")?),
+        (None, None) => None,
+    };
+    let effort = explicit.or(request.model_suffix).unwrap_or(default_effort);
+    let summary = match request.object_summary {
+        Some(raw) => Summary::parse(raw).ok_or_else(|| {
+            ApiError::invalid_param(
+                "reasoning.summary",
+                format!("Invalid reasoning.summary {raw:?}; use one of {}.", Summary::VALUES.join(", ")),
+            )
+        })?,
+        None => default_summary,
+    };
+    Ok(ReasoningParam {
+        effort,
+        summary: (summary != Summary::None).then_some(summary),
+    })
+}
+
+fn parse_effort(raw: &str, param: &str) -> Result<Effort, ApiError> {
+    Effort::parse(raw).ok_or_else(|| {
+        ApiError::invalid_param(
+            param,
+            format!("Invalid {param} {raw:?}; use one of {}.", Effort::VALUES.join(", ")),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_is_object_then_top_level_then_suffix_then_default() {
+        let cases: &[(ReasoningRequest, Effort)] = &[
+            (ReasoningRequest::default(), Effort::Low),
+            (ReasoningRequest { model_suffix: Some(Effort::High), ..Default::default() }, Effort::High),
+            (
+                ReasoningRequest { reasoning_effort: Some("minimal"), model_suffix: Some(Effort::High), ..Default::default() },
+                Effort::Minimal,
+            ),
+            (
+                ReasoningRequest { object_effort: Some("XHIGH"), reasoning_effort: Some("minimal"), ..Default::default() },
+                Effort::Xhigh,
+            ),
+            // A reasoning object without effort no longer hides the suffix.
+            (
+                ReasoningRequest { object_summary: Some("concise"), model_suffix: Some(Effort::Medium), ..Default::default() },
+                Effort::Medium,
+            ),
+        ];
+        for (request, expected) in cases {
+            let got = resolve(request, Effort::Low, Summary::Auto).map(|r| r.effort);
+            assert_eq!(got, Ok(*expected), "{request:?}");
+        }
+    }
+
+    #[test]
+    fn summary_none_is_omitted_and_invalid_values_are_400() {
+        let r = resolve(&ReasoningRequest { object_summary: Some("none"), ..Default::default() }, Effort::Low, Summary::Auto);
+        assert_eq!(r, Ok(ReasoningParam { effort: Effort::Low, summary: None }));
+        let err = resolve(&ReasoningRequest { reasoning_effort: Some("extreme"), ..Default::default() }, Effort::Low, Summary::Auto)
+            .err()
+            .map(|e| (e.status, e.param));
+        assert_eq!(err, Some((400, Some("reasoning_effort".to_string()))));
+        let err = resolve(&ReasoningRequest { object_summary: Some("loud"), ..Default::default() }, Effort::Low, Summary::Auto);
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn output_mode_settings() {
+        assert_eq!(OutputMode::parse_setting(" Tagged "), Some((OutputMode::Tagged, false)));
+        assert_eq!(OutputMode::parse_setting("ALL"), Some((OutputMode::OpenAi, true)));
+        assert_eq!(OutputMode::parse_setting("hide"), None);
+        assert_eq!(Summary::parse_setting("on"), Some(Summary::Auto));
+    }
+}

@@ -1,0 +1,144 @@
+//! The upstream Responses request body, as the Codex backend accepts it: always streamed,
+//! never stored, reasoning replayable, tools in the flat shape.
+
+use std::borrow::Cow;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::core::reasoning::ReasoningParam;
+
+/// Keeps reasoning items replayable without server-side storage.
+const INCLUDE: &[&str] = &["reasoning.encrypted_content"];
+
+#[derive(Debug, Serialize)]
+pub struct ResponsesRequest<'a> {
+    pub model: &'a str,
+    pub instructions: Cow<'a, str>,
+    pub input: Vec<InputItem<'a>>,
+    pub tools: Vec<FunctionTool<'a>>,
+    pub tool_choice: ToolChoice<'a>,
+    pub parallel_tool_calls: bool,
+    pub reasoning: ReasoningParam,
+    pub store: bool,
+    pub stream: bool,
+    pub include: &'static [&'static str],
+    pub prompt_cache_key: &'a str,
+    #[serde(skip_serializing_if = "TextConfig::is_empty")]
+    pub text: TextConfig<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_tier: Option<Cow<'a, str>>,
+}
+
+impl<'a> ResponsesRequest<'a> {
+    /// A request with the fields the backend requires fixed (`store:false`, `stream:true`).
+    pub fn new(
+        model: &'a str,
+        instructions: Cow<'a, str>,
+        input: Vec<InputItem<'a>>,
+        reasoning: ReasoningParam,
+        prompt_cache_key: &'a str,
+    ) -> Self {
+        Self {
+            model,
+            instructions,
+            input,
+            tools: Vec::new(),
+            tool_choice: ToolChoice::Mode("auto"),
+            parallel_tool_calls: true,
+            reasoning,
+            store: false,
+            stream: true,
+            include: INCLUDE,
+            prompt_cache_key,
+            text: TextConfig::default(),
+            service_tier: None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum InputItem<'a> {
+    Message {
+        role: &'static str,
+        content: Vec<ContentPart<'a>>,
+    },
+    FunctionCall {
+        call_id: Cow<'a, str>,
+        name: Cow<'a, str>,
+        arguments: Cow<'a, str>,
+    },
+    FunctionCallOutput {
+        call_id: Cow<'a, str>,
+        output: Cow<'a, str>,
+    },
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ContentPart<'a> {
+    InputText {
+        text: Cow<'a, str>,
+    },
+    OutputText {
+        text: Cow<'a, str>,
+    },
+    InputImage {
+        image_url: Cow<'a, str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        detail: Option<Cow<'a, str>>,
+    },
+}
+
+#[derive(Debug, Serialize)]
+pub struct FunctionTool<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub name: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<Cow<'a, str>>,
+    pub parameters: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum ToolChoice<'a> {
+    /// `auto`, `none` or `required`.
+    Mode(&'static str),
+    Function {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        name: Cow<'a, str>,
+    },
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct TextConfig<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<TextFormat<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verbosity: Option<&'static str>,
+}
+
+impl TextConfig<'_> {
+    fn is_empty(&self) -> bool {
+        self.format.is_none() && self.verbosity.is_none()
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TextFormat<'a> {
+    JsonObject,
+    JsonSchema {
+        name: Cow<'a, str>,
+        schema: &'a RawValue,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        strict: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        description: Option<Cow<'a, str>>,
+    },
+}

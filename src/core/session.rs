@@ -1,0 +1,75 @@
+//! The conversation key: one `prompt_cache_key` / `session-id` per conversation, stable across
+//! its turns (so the backend's prompt cache hits) and different between conversations (the
+//! original shared one key between every conversation with the same prompt).
+//!
+//! Without a client-supplied id the key is derived from what every turn of a conversation
+//! repeats: the instructions and the first user message.
+
+use crate::core::responses_request::InputItem;
+
+pub fn conversation_key(instructions: &str, first_user: Option<&InputItem<'_>>) -> String {
+    let mut first = Fnv::new(0xcbf2_9ce4_8422_2325);
+    let mut second = Fnv::new(0x6c62_272e_07bb_0142);
+    for hasher in [&mut first, &mut second] {
+        hasher.write(instructions.as_bytes());
+        hasher.write(&[0]);
+        if let Some(item) = first_user {
+            hasher.write(&serde_json::to_vec(item).unwrap_or_default());
+        }
+    }
+    let (a, b) = (first.finish(), second.finish());
+    // UUID-shaped (version 8, "custom") so it looks like the ids the official client sends.
+    format!(
+        "{:08x}-{:04x}-8{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0x0fff,
+        (b >> 48 & 0x3fff) | 0x8000,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// FNV-1a, 64-bit: tiny and dependency-free; collisions only cost a cache miss.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::responses_request::ContentPart;
+    use std::borrow::Cow;
+
+    fn user(text: &str) -> InputItem<'_> {
+        InputItem::Message {
+            role: "user",
+            content: vec![ContentPart::InputText { text: Cow::Borrowed(text) }],
+        }
+    }
+
+    #[test]
+    fn same_conversation_same_key_other_conversation_other_key() {
+        let a = conversation_key("sys", Some(&user("hello")));
+        assert_eq!(a, conversation_key("sys", Some(&user("hello"))));
+        assert_ne!(a, conversation_key("sys", Some(&user("hello!"))));
+        assert_ne!(a, conversation_key("sys2", Some(&user("hello"))));
+        assert_ne!(conversation_key("", None), conversation_key("x", None));
+        assert_eq!(a.len(), 36);
+        assert_eq!(a.chars().filter(|c| *c == '-').count(), 4);
+    }
+}

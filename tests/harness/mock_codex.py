@@ -1,0 +1,341 @@
+"""A scripted mock of the Codex Responses backend (`POST /backend-api/codex/responses`).
+
+Tests enqueue `Script`s; each request to the path takes the next one (or a default short
+text stream when the queue is empty) and every request is recorded. The HTTP framing is
+under the script's control because the filter must cope with all of them: chunked bodies
+split anywhere, Content-Length bodies, close-delimited bodies, and connections that die
+mid-stream.
+
+The same class serves other single-path mocks (OAuth token endpoint, ...) through `path`.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Union
+from urllib.parse import urlsplit
+
+from . import sse
+
+CODEX_PATH = "/backend-api/codex/responses"
+ENDINGS = ("chunked", "length", "close", "abort")
+# A gate that is never opened must not hang the suite forever.
+GATE_TIMEOUT_SECONDS = 30.0
+
+# A body element is bytes to send, or an Event the writer waits for first (lets a test
+# release chunks one by one without relying on timing).
+Chunk = Union[bytes, threading.Event]
+
+
+@dataclass
+class Script:
+    """One scripted response.
+
+    ending: "chunked" (each body element is its own HTTP chunk, then the terminating chunk),
+            "length" (Content-Length, one write), "close" (no framing, the socket closes at
+            the end), "abort" (chunked, then the socket is shut down without the
+            terminating chunk).
+    delay:  seconds to wait between body elements.
+    """
+
+    status: int = 200
+    headers: Dict[str, str] = field(default_factory=lambda: {"content-type": "text/event-stream"})
+    body: Sequence[Chunk] = field(default_factory=list)
+    delay: float = 0.0
+    ending: str = "chunked"
+
+    def __post_init__(self) -> None:
+        if self.ending not in ENDINGS:
+            raise ValueError(f"ending must be one of {ENDINGS}, got {self.ending!r}")
+        if isinstance(self.body, (bytes, bytearray)):
+            self.body = [bytes(self.body)]
+        else:
+            self.body = list(self.body)
+
+    @classmethod
+    def json(cls, status: int, document: Any, headers: Optional[Dict[str, str]] = None) -> "Script":
+        """A JSON answer with Content-Length (typical for upstream errors)."""
+        all_headers = {"content-type": "application/json"}
+        all_headers.update(headers or {})
+        return cls(status=status, headers=all_headers, body=[json.dumps(document).encode()], ending="length")
+
+    @classmethod
+    def events(cls, events: Sequence[dict], **kwargs) -> "Script":
+        """An SSE stream sent one event per HTTP chunk."""
+        return cls(body=sse.sse_frames(events), **kwargs)
+
+
+def default_script() -> Script:
+    return Script.events(sse.text_events(["Hello", " world"], usage=sse.usage()))
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str  # including the query string
+    headers: Dict[str, str]  # lower-cased names; repeated headers joined with ", "
+    header_list: List[Tuple[str, str]]  # as received, in order, lower-cased names
+    body: bytes
+    json: Any  # parsed body, or None if it is not JSON
+    chunked: bool  # the request body came with Transfer-Encoding: chunked
+
+    def header(self, name: str) -> Optional[str]:
+        return self.headers.get(name.lower())
+
+
+ScriptSource = Union[Script, Callable[[RecordedRequest], Script]]
+
+
+# --------------------------------------------------------------------------------------
+# Request side
+
+
+def _read_chunked(rfile) -> bytes:
+    body = bytearray()
+    while True:
+        size_line = rfile.readline(65537)
+        if not size_line:
+            raise ConnectionError("request body ended inside chunked framing")
+        size = int(size_line.split(b";", 1)[0].strip(), 16)
+        if size == 0:
+            # Trailers (if any) end with an empty line.
+            while rfile.readline(65537) not in (b"\r\n", b"\n", b""):
+                pass
+            return bytes(body)
+        body += rfile.read(size)
+        rfile.readline(3)  # CRLF after the chunk data
+
+
+def _parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _headers_of(message) -> Tuple[Dict[str, str], List[Tuple[str, str]]]:
+    header_list = [(name.lower(), value) for name, value in message.items()]
+    joined: Dict[str, str] = {}
+    for name, value in header_list:
+        joined[name] = f"{joined[name]}, {value}" if name in joined else value
+    return joined, header_list
+
+
+# --------------------------------------------------------------------------------------
+# Response side
+
+
+def _wait_gate(gate: threading.Event) -> None:
+    gate.wait(GATE_TIMEOUT_SECONDS)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like a real backend behind Envoy
+    server: "_Server"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass  # keep pytest output clean
+
+    def _read_body(self) -> Tuple[bytes, bool]:
+        if "chunked" in self.headers.get("transfer-encoding", "").lower():
+            return _read_chunked(self.rfile), True
+        length = int(self.headers.get("content-length") or 0)
+        return (self.rfile.read(length) if length else b""), False
+
+    def _handle(self) -> None:
+        body, chunked = self._read_body()
+        headers, header_list = _headers_of(self.headers)
+        request = RecordedRequest(self.command, self.path, headers, header_list, body, _parse_json(body), chunked)
+        mock = self.server.mock
+        mock._record(request)
+        if self.command == "POST" and urlsplit(self.path).path == mock.path:
+            script = mock._next_script(request)
+        else:
+            script = Script.json(404, {"error": {"message": f"mock: no route for {self.command} {self.path}"}})
+        try:
+            self._write(script)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client (Envoy) went away mid-response, e.g. after a downstream cancel.
+            self.close_connection = True
+            mock._note_disconnect()
+
+    do_POST = do_GET = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = _handle
+
+    def _start(self, script: Script, framing: Dict[str, str]) -> None:
+        self.send_response(script.status)
+        for name, value in {**script.headers, **framing}.items():
+            self.send_header(name, value)
+        self.end_headers()
+
+    def _pieces(self, script: Script):
+        """The body's byte strings, honouring gates and the inter-chunk delay."""
+        first = True
+        for element in script.body:
+            if isinstance(element, threading.Event):
+                _wait_gate(element)
+                continue
+            if not element:
+                continue  # an empty HTTP chunk would terminate a chunked body early
+            if not first and script.delay:
+                time.sleep(script.delay)
+            first = False
+            yield element
+
+    def _write(self, script: Script) -> None:
+        if script.ending == "length":
+            data = b"".join(self._pieces(script))
+            self._start(script, {"Content-Length": str(len(data))})
+            self.wfile.write(data)
+        elif script.ending == "close":
+            self._start(script, {"Connection": "close"})  # also sets close_connection
+            for piece in self._pieces(script):
+                self.wfile.write(piece)
+                self.wfile.flush()
+        else:
+            self._start(script, {"Transfer-Encoding": "chunked"})
+            for piece in self._pieces(script):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.flush()
+            if script.ending == "abort":
+                self._abort_connection()
+            else:
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+
+    def _abort_connection(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    mock: "MockCodex"
+
+
+# --------------------------------------------------------------------------------------
+# The mock
+
+
+class MockCodex:
+    def __init__(
+        self,
+        path: str = CODEX_PATH,
+        default: Callable[[], Script] = default_script,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.path = path
+        self._default = default
+        self._host = host
+        self._cond = threading.Condition()
+        self._scripts: Deque[ScriptSource] = deque()
+        self._requests: List[RecordedRequest] = []
+        self._disconnects = 0
+        self._server: Optional[_Server] = None
+        self._thread: Optional[threading.Thread] = None
+
+    # lifecycle ----------------------------------------------------------------------
+    def start(self) -> "MockCodex":
+        self._server = _Server((self._host, 0), _Handler)
+        self._server.mock = self
+        self._thread = threading.Thread(target=self._server.serve_forever, name="mock-codex", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> "MockCodex":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "mock not started"
+        return self._server.server_address[1]
+
+    @property
+    def origin(self) -> str:
+        return f"http://{self._host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return self.origin + self.path
+
+    # scripting ----------------------------------------------------------------------
+    def enqueue(self, *scripts: ScriptSource) -> None:
+        """Queue responses; a callable receives the RecordedRequest and returns a Script."""
+        with self._cond:
+            self._scripts.extend(scripts)
+
+    def reset(self) -> None:
+        """Forget queued scripts and recorded requests (between tests)."""
+        with self._cond:
+            self._scripts.clear()
+            self._requests.clear()
+            self._disconnects = 0
+
+    def pending_scripts(self) -> int:
+        with self._cond:
+            return len(self._scripts)
+
+    def _next_script(self, request: RecordedRequest) -> Script:
+        with self._cond:
+            source = self._scripts.popleft() if self._scripts else None
+        if source is None:
+            return self._default()
+        return source(request) if callable(source) else source
+
+    # recording ----------------------------------------------------------------------
+    def _record(self, request: RecordedRequest) -> None:
+        with self._cond:
+            self._requests.append(request)
+            self._cond.notify_all()
+
+    def _note_disconnect(self) -> None:
+        with self._cond:
+            self._disconnects += 1
+            self._cond.notify_all()
+
+    @property
+    def requests(self) -> List[RecordedRequest]:
+        with self._cond:
+            return list(self._requests)
+
+    @property
+    def last_request(self) -> RecordedRequest:
+        with self._cond:
+            assert self._requests, "the mock has received no request"
+            return self._requests[-1]
+
+    @property
+    def disconnects(self) -> int:
+        """Responses cut short because the client closed the connection."""
+        with self._cond:
+            return self._disconnects
+
+    def wait_for_requests(self, n: int, timeout: float = 10.0) -> List[RecordedRequest]:
+        """Block until at least `n` requests were recorded; fail the test otherwise."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self._requests) >= n, timeout):
+                raise AssertionError(f"mock expected {n} request(s) within {timeout}s, got {len(self._requests)}")
+            return list(self._requests)
+
+    def wait_for_disconnects(self, n: int = 1, timeout: float = 10.0) -> None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._disconnects >= n, timeout):
+                raise AssertionError(f"mock expected {n} client disconnect(s) within {timeout}s, got {self._disconnects}")
