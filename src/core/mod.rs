@@ -13,3 +13,6 @@ pub mod responses_request;
 pub mod session;
 pub mod sse;
 pub mod url;
+pub mod turn;
+pub mod upstream_error;
+pub mod usage;

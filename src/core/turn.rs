@@ -1,0 +1,297 @@
+//! One upstream turn: Responses SSE events → the signals every client format is built from
+//! (text, reasoning, tool calls, the one terminal outcome). Streaming and non-streaming output,
+//! chat and text completions all consume the same signals, so they cannot disagree.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::core::error::ApiError;
+use crate::core::upstream_error::{self, ErrorFields};
+use crate::core::usage::{ResponsesUsage, Usage};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    Stop,
+    Length,
+    ToolCalls,
+    ContentFilter,
+}
+
+impl FinishReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::Length => "length",
+            Self::ToolCalls => "tool_calls",
+            Self::ContentFilter => "content_filter",
+        }
+    }
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Signal<'e> {
+    /// `response.created`: the upstream id and creation time.
+    Meta { id: &'e str, created: Option<u64> },
+    Text(&'e str),
+    Reasoning(&'e str),
+    /// A new reasoning paragraph (summary part) starts after earlier reasoning text.
+    ReasoningBreak,
+    ToolCallStart { index: usize, call_id: &'e str, name: &'e str },
+    ToolCallArgs { index: usize, delta: &'e str },
+    Finish { reason: FinishReason, usage: Option<Usage> },
+    Fail(ApiError),
+}
+
+#[derive(Deserialize)]
+struct Event<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    delta: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    item_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    item: Option<Item<'a>>,
+    #[serde(borrow, default)]
+    arguments: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    response: Option<ResponseObject<'a>>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    code: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    message: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Item<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    call_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ResponseObject<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    created_at: Option<u64>,
+    #[serde(default)]
+    usage: Option<ResponsesUsage>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    incomplete_details: Option<IncompleteDetails<'a>>,
+}
+
+#[derive(Deserialize)]
+struct IncompleteDetails<'a> {
+    #[serde(borrow, default)]
+    reason: Option<Cow<'a, str>>,
+}
+
+struct Call {
+    item_id: String,
+    /// Argument text already sent to the client, to reconcile with the final arguments.
+    sent: String,
+}
+
+/// The interpreter state of one turn.
+#[derive(Default)]
+pub struct Turn {
+    calls: Vec<Call>,
+    reasoning_seen: bool,
+    break_pending: bool,
+    done: bool,
+    /// Events that were not valid JSON (skipped, counted for diagnostics).
+    pub malformed_events: u32,
+}
+
+impl Turn {
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Interprets one SSE data payload. `now` (Unix seconds) dates usage-limit resets.
+    pub fn event(&mut self, data: &[u8], now: u64, emit: &mut impl FnMut(Signal<'_>)) {
+        if self.done {
+            return;
+        }
+        let Ok(event) = serde_json::from_slice::<Event>(data) else {
+            if data.trim_ascii() != b"[DONE]" {
+                self.malformed_events = self.malformed_events.saturating_add(1);
+            }
+            return;
+        };
+        match event.kind.as_ref() {
+            "response.created" => {
+                if let Some(response) = &event.response {
+                    emit(Signal::Meta {
+                        id: response.id.as_deref().unwrap_or(""),
+                        created: response.created_at,
+                    });
+                }
+            }
+            "response.output_text.delta" => {
+                if let Some(delta) = event.delta.as_deref().filter(|d| !d.is_empty()) {
+                    emit(Signal::Text(delta));
+                }
+            }
+            "response.reasoning_summary_part.added" => self.break_pending = self.reasoning_seen,
+            "response.reasoning_summary_text.delta"
+            | "response.reasoning_text.delta"
+            | "response.reasoning_summary.delta"
+            | "response.reasoning.delta" => {
+                if let Some(delta) = event.delta.as_deref().filter(|d| !d.is_empty()) {
+                    if std::mem::take(&mut self.break_pending) {
+                        emit(Signal::ReasoningBreak);
+                    }
+                    self.reasoning_seen = true;
+                    emit(Signal::Reasoning(delta));
+                }
+            }
+            "response.output_item.added" => {
+                if let Some(item) = event.item.as_ref().filter(|i| i.kind == "function_call") {
+                    let index = self.start_call(item, emit);
+                    self.reconcile(index, item.arguments.as_deref(), emit);
+                }
+            }
+            "response.function_call_arguments.delta" => {
+                if let (Some(index), Some(delta)) = (self.call_index(event.item_id.as_deref()), event.delta.as_deref()) {
+                    if !delta.is_empty() {
+                        if let Some(call) = self.calls.get_mut(index) {
+                            call.sent.push_str(delta);
+                        }
+                        emit(Signal::ToolCallArgs { index, delta });
+                    }
+                }
+            }
+            "response.function_call_arguments.done" => {
+                if let Some(index) = self.call_index(event.item_id.as_deref()) {
+                    self.reconcile(index, event.arguments.as_deref(), emit);
+                }
+            }
+            "response.output_item.done" => {
+                if let Some(item) = event.item.as_ref().filter(|i| i.kind == "function_call") {
+                    let index = match self.call_index(item.id.as_deref()) {
+                        Some(index) => index,
+                        None => self.start_call(item, emit),
+                    };
+                    self.reconcile(index, item.arguments.as_deref(), emit);
+                }
+            }
+            "response.completed" => {
+                let reason = if self.calls.is_empty() { FinishReason::Stop } else { FinishReason::ToolCalls };
+                self.finish(reason, event.response.as_ref(), emit);
+            }
+            "response.incomplete" => {
+                let reason = event
+                    .response
+                    .as_ref()
+                    .and_then(|r| r.incomplete_details.as_ref())
+                    .and_then(|d| d.reason.as_deref());
+                let reason = if reason == Some("content_filter") { FinishReason::ContentFilter } else { FinishReason::Length };
+                self.finish(reason, event.response.as_ref(), emit);
+            }
+            "response.failed" => {
+                let raw = event.response.as_ref().and_then(|r| r.error);
+                self.fail(error_fields(raw, None, None), now, emit);
+            }
+            "error" => self.fail(error_fields(event.error, event.code, event.message), now, emit),
+            _ => {}
+        }
+    }
+
+    /// The upstream closed the stream. Without a terminal event the answer is cut short,
+    /// which the client must learn about rather than mistake for a complete answer.
+    pub fn end_of_stream(&mut self, emit: &mut impl FnMut(Signal<'_>)) {
+        if !self.done {
+            self.done = true;
+            emit(Signal::Fail(
+                ApiError::new(
+                    502,
+                    crate::core::error::UPSTREAM,
+                    "The ChatGPT backend closed the stream before the response was complete; retry the request.",
+                )
+                .with_code("stream_incomplete"),
+            ));
+        }
+    }
+
+    /// An upstream event too large to buffer.
+    pub fn overflow(&mut self, emit: &mut impl FnMut(Signal<'_>)) {
+        if !self.done {
+            self.done = true;
+            emit(Signal::Fail(
+                ApiError::new(502, crate::core::error::UPSTREAM, "The ChatGPT backend sent an event larger than the 1 MiB limit.")
+                    .with_code("upstream_event_too_large"),
+            ));
+        }
+    }
+
+    fn start_call(&mut self, item: &Item<'_>, emit: &mut impl FnMut(Signal<'_>)) -> usize {
+        let index = self.calls.len();
+        let call_id = item.call_id.as_deref().or(item.id.as_deref()).unwrap_or("");
+        self.calls.push(Call {
+            item_id: item.id.as_deref().unwrap_or(call_id).to_string(),
+            sent: String::new(),
+        });
+        emit(Signal::ToolCallStart {
+            index,
+            call_id,
+            name: item.name.as_deref().unwrap_or(""),
+        });
+        index
+    }
+
+    fn call_index(&self, item_id: Option<&str>) -> Option<usize> {
+        let item_id = item_id?;
+        self.calls.iter().position(|c| c.item_id == item_id)
+    }
+
+    /// Sends whatever part of the final arguments the client has not seen yet.
+    fn reconcile(&mut self, index: usize, arguments: Option<&str>, emit: &mut impl FnMut(Signal<'_>)) {
+        let (Some(call), Some(arguments)) = (self.calls.get_mut(index), arguments) else {
+            return;
+        };
+        if let Some(rest) = arguments.strip_prefix(call.sent.as_str()).filter(|r| !r.is_empty()) {
+            call.sent.push_str(rest);
+            emit(Signal::ToolCallArgs { index, delta: rest });
+        }
+    }
+
+    fn finish(&mut self, reason: FinishReason, response: Option<&ResponseObject<'_>>, emit: &mut impl FnMut(Signal<'_>)) {
+        self.done = true;
+        emit(Signal::Finish {
+            reason,
+            usage: response.and_then(|r| r.usage).map(Usage::from),
+        });
+    }
+
+    fn fail(&mut self, fields: ErrorFields<'_>, now: u64, emit: &mut impl FnMut(Signal<'_>)) {
+        self.done = true;
+        emit(Signal::Fail(upstream_error::from_stream(&fields, now)));
+    }
+}
+
+/// The error object of an event, tolerating a missing or oddly shaped one.
+fn error_fields<'a>(raw: Option<&'a RawValue>, code: Option<Cow<'a, str>>, message: Option<Cow<'a, str>>) -> ErrorFields<'a> {
+    let mut fields: ErrorFields = raw.and_then(|r| serde_json::from_str(r.get()).ok()).unwrap_or_default();
+    fields.code = fields.code.or(code);
+    fields.message = fields.message.or(message);
+    fields
+}
+
+#[cfg(test)]
+#[path = "turn_tests.rs"]
+mod tests;
