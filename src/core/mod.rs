@@ -16,3 +16,7 @@ pub mod url;
 pub mod turn;
 pub mod upstream_error;
 pub mod usage;
+pub mod chat_aggregate;
+pub mod chat_present;
+pub mod chat_stream;
+pub mod translate;

@@ -1,0 +1,102 @@
+//! How a turn's signals appear to a Chat Completions client under each reasoning output
+//! mode. The same pieces feed the SSE writer and the non-streaming aggregator.
+
+use crate::core::error::ApiError;
+use crate::core::reasoning::OutputMode;
+use crate::core::turn::{FinishReason, Signal};
+use crate::core::usage::Usage;
+
+/// One delta field of a `chat.completion.chunk`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Piece<'a> {
+    Role,
+    Content(&'a str),
+    ReasoningContent(&'a str),
+    /// The `o3` shape: `reasoning: {content: [{type: "text", text}]}`.
+    Reasoning(&'a str),
+    ToolStart { index: usize, id: &'a str, name: &'a str },
+    ToolArgs { index: usize, delta: &'a str },
+}
+
+pub trait ChatSink {
+    fn meta(&mut self, id: &str, created: Option<u64>);
+    fn piece(&mut self, piece: Piece<'_>);
+    fn finish(&mut self, reason: FinishReason, usage: Option<Usage>);
+    fn fail(&mut self, error: ApiError);
+}
+
+pub struct ChatPresenter {
+    mode: OutputMode,
+    role_sent: bool,
+    think_open: bool,
+}
+
+impl ChatPresenter {
+    pub fn new(mode: OutputMode) -> Self {
+        Self {
+            mode,
+            role_sent: false,
+            think_open: false,
+        }
+    }
+
+    pub fn signal(&mut self, signal: Signal<'_>, sink: &mut impl ChatSink) {
+        match signal {
+            Signal::Meta { id, created } => sink.meta(id, created),
+            Signal::Text(text) => {
+                self.close_think(sink);
+                self.emit(Piece::Content(text), sink);
+            }
+            Signal::Reasoning(text) => match self.mode {
+                OutputMode::Hidden => self.role(sink),
+                OutputMode::OpenAi | OutputMode::R1 => self.emit(Piece::ReasoningContent(text), sink),
+                OutputMode::O3 => self.emit(Piece::Reasoning(text), sink),
+                OutputMode::Tagged => {
+                    if !self.think_open {
+                        self.emit(Piece::Content("<think>"), sink);
+                        self.think_open = true;
+                    }
+                    self.emit(Piece::Content(text), sink);
+                }
+            },
+            Signal::ReasoningBreak => match self.mode {
+                OutputMode::OpenAi => self.emit(Piece::ReasoningContent("\n"), sink),
+                OutputMode::O3 => self.emit(Piece::Reasoning("\n"), sink),
+                OutputMode::Tagged if self.think_open => self.emit(Piece::Content("\n"), sink),
+                _ => {}
+            },
+            Signal::ToolCallStart { index, call_id, name } => {
+                self.close_think(sink);
+                self.emit(Piece::ToolStart { index, id: call_id, name }, sink);
+            }
+            Signal::ToolCallArgs { index, delta } => self.emit(Piece::ToolArgs { index, delta }, sink),
+            Signal::Finish { reason, usage } => {
+                self.close_think(sink);
+                self.role(sink);
+                sink.finish(reason, usage);
+            }
+            Signal::Fail(error) => {
+                self.close_think(sink);
+                sink.fail(error);
+            }
+        }
+    }
+
+    fn role(&mut self, sink: &mut impl ChatSink) {
+        if !self.role_sent {
+            self.role_sent = true;
+            sink.piece(Piece::Role);
+        }
+    }
+
+    fn emit(&mut self, piece: Piece<'_>, sink: &mut impl ChatSink) {
+        self.role(sink);
+        sink.piece(piece);
+    }
+
+    fn close_think(&mut self, sink: &mut impl ChatSink) {
+        if std::mem::take(&mut self.think_open) {
+            sink.piece(Piece::Content("</think>"));
+        }
+    }
+}

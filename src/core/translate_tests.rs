@@ -1,0 +1,309 @@
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+
+use super::*;
+use serde_json::{Value, json};
+
+fn sse(events: &[Value]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in events {
+        out.extend_from_slice(format!("event: {}\ndata: {}\n\n", e["type"].as_str().unwrap(), e).as_bytes());
+    }
+    out
+}
+
+fn created() -> Value {
+    json!({"type": "response.created", "sequence_number": 0, "response": {"id": "resp_0a1b", "object": "response", "created_at": 1766361600, "status": "in_progress", "model": "gpt-5.5", "output": []}})
+}
+
+fn completed(usage: Value) -> Value {
+    json!({"type": "response.completed", "response": {"id": "resp_0a1b", "status": "completed", "output": [], "usage": usage}})
+}
+
+fn usage() -> Value {
+    json!({"input_tokens": 10, "input_tokens_details": {"cached_tokens": 4}, "output_tokens": 5, "output_tokens_details": {"reasoning_tokens": 2}, "total_tokens": 15})
+}
+
+/// Reasoning in two summary parts, text with multi-byte characters, usage.
+fn reasoning_stream() -> Vec<u8> {
+    sse(&[
+        created(),
+        json!({"type": "response.in_progress", "response": {}}),
+        json!({"type": "response.output_item.added", "output_index": 0, "item": {"id": "rs_1", "type": "reasoning", "summary": []}}),
+        json!({"type": "response.reasoning_summary_part.added", "item_id": "rs_1", "summary_index": 0, "part": {"type": "summary_text", "text": ""}}),
+        json!({"type": "response.reasoning_summary_text.delta", "item_id": "rs_1", "delta": "Think A"}),
+        json!({"type": "response.reasoning_summary_part.added", "item_id": "rs_1", "summary_index": 1, "part": {"type": "summary_text", "text": ""}}),
+        json!({"type": "response.reasoning_summary_text.delta", "item_id": "rs_1", "delta": "Think B"}),
+        json!({"type": "response.reasoning_summary_text.done", "item_id": "rs_1", "text": "Think B"}),
+        json!({"type": "response.output_item.done", "item": {"id": "rs_1", "type": "reasoning", "encrypted_content": "gAAA"}}),
+        json!({"type": "response.output_text.delta", "item_id": "msg_1", "delta": "Héllo 🌍", "obfuscation": "zz"}),
+        json!({"type": "response.output_text.delta", "item_id": "msg_1", "delta": " 世界"}),
+        json!({"type": "response.output_text.done", "item_id": "msg_1", "text": "Héllo 🌍 世界"}),
+        completed(usage()),
+    ])
+}
+
+/// Two tool calls whose argument deltas interleave and are split mid-token.
+fn tool_stream() -> Vec<u8> {
+    sse(&[
+        created(),
+        json!({"type": "response.output_item.added", "item": {"id": "fc_1", "type": "function_call", "call_id": "call_a", "name": "get_weather", "arguments": ""}}),
+        json!({"type": "response.function_call_arguments.delta", "item_id": "fc_1", "delta": "{\"ci"}),
+        json!({"type": "response.output_item.added", "item": {"id": "fc_2", "type": "function_call", "call_id": "call_b", "name": "get_time", "arguments": ""}}),
+        json!({"type": "response.function_call_arguments.delta", "item_id": "fc_2", "delta": "{\"tz\":\"CET\"}"}),
+        json!({"type": "response.function_call_arguments.delta", "item_id": "fc_1", "delta": "ty\":\"Paris\"}"}),
+        json!({"type": "response.function_call_arguments.done", "item_id": "fc_1", "arguments": "{\"city\":\"Paris\"}"}),
+        json!({"type": "response.output_item.done", "item": {"id": "fc_2", "type": "function_call", "call_id": "call_b", "name": "get_time", "arguments": "{\"tz\":\"CET\"}"}}),
+        completed(usage()),
+    ])
+}
+
+fn stream_translator(mode: OutputMode, include_usage: bool) -> Translator<ChatStreamWriter> {
+    Translator::new(mode, ChatStreamWriter::new("gpt-5.5", 1, include_usage))
+}
+
+/// The whole client body for an upstream body cut into the given chunks.
+fn run_stream(mode: OutputMode, include_usage: bool, chunks: &[&[u8]]) -> String {
+    let mut t = stream_translator(mode, include_usage);
+    let mut out = Vec::new();
+    for chunk in chunks {
+        out.extend_from_slice(t.push(chunk, 0));
+    }
+    match t.finish(0) {
+        Outcome::Tail(tail) => out.extend_from_slice(tail),
+        other => panic!("{other:?}"),
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn frames(body: &str) -> Vec<Value> {
+    body.split("\n\n")
+        .filter(|f| !f.is_empty())
+        .map(|f| {
+            let data = f.strip_prefix("data: ").unwrap_or_else(|| panic!("bad frame {f:?}"));
+            if data == "[DONE]" { json!("[DONE]") } else { serde_json::from_str(data).unwrap() }
+        })
+        .collect()
+}
+
+/// Only the deltas and finish reasons, so expectations stay readable.
+fn deltas(body: &str) -> Vec<Value> {
+    frames(body)
+        .into_iter()
+        .map(|f| match f.get("choices").and_then(|c| c.get(0)) {
+            Some(choice) if !choice["finish_reason"].is_null() => json!({"finish": choice["finish_reason"]}),
+            Some(choice) => choice["delta"].clone(),
+            None if f.get("usage").is_some() => json!({"usage": f["usage"]["total_tokens"]}),
+            None => f,
+        })
+        .collect()
+}
+
+#[test]
+fn openai_mode_stream_is_exact() {
+    let body = run_stream(OutputMode::OpenAi, true, &[&reasoning_stream()]);
+    let all = frames(&body);
+    assert_eq!(
+        all[0],
+        json!({"id": "chatcmpl-0a1b", "object": "chat.completion.chunk", "created": 1766361600, "model": "gpt-5.5",
+               "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]})
+    );
+    assert_eq!(
+        deltas(&body),
+        vec![
+            json!({"role": "assistant", "content": ""}),
+            json!({"reasoning_content": "Think A"}),
+            json!({"reasoning_content": "\n"}),
+            json!({"reasoning_content": "Think B"}),
+            json!({"content": "Héllo 🌍"}),
+            json!({"content": " 世界"}),
+            json!({"finish": "stop"}),
+            json!({"usage": 15}),
+            json!("[DONE]"),
+        ]
+    );
+    let usage_frame = &all[all.len() - 2];
+    assert_eq!(usage_frame["choices"], json!([]));
+    assert_eq!(
+        usage_frame["usage"],
+        json!({"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
+               "prompt_tokens_details": {"cached_tokens": 4}, "completion_tokens_details": {"reasoning_tokens": 2}})
+    );
+}
+
+#[test]
+fn every_output_mode() {
+    let stream = reasoning_stream();
+    let cases: Vec<(OutputMode, Vec<Value>)> = vec![
+        (OutputMode::Tagged, vec![json!({"content": "<think>"}), json!({"content": "Think A"}), json!({"content": "\n"}), json!({"content": "Think B"}), json!({"content": "</think>"})]),
+        (OutputMode::R1, vec![json!({"reasoning_content": "Think A"}), json!({"reasoning_content": "Think B"})]),
+        (OutputMode::O3, vec![
+            json!({"reasoning": {"content": [{"type": "text", "text": "Think A"}]}}),
+            json!({"reasoning": {"content": [{"type": "text", "text": "\n"}]}}),
+            json!({"reasoning": {"content": [{"type": "text", "text": "Think B"}]}}),
+        ]),
+        (OutputMode::Hidden, vec![]),
+    ];
+    for (mode, reasoning) in cases {
+        let mut expected = vec![json!({"role": "assistant", "content": ""})];
+        expected.extend(reasoning);
+        expected.extend([json!({"content": "Héllo 🌍"}), json!({"content": " 世界"}), json!({"finish": "stop"}), json!("[DONE]")]);
+        assert_eq!(deltas(&run_stream(mode, false, &[&stream])), expected, "{mode:?}");
+    }
+}
+
+#[test]
+fn tagged_mode_reopens_a_block_for_reasoning_after_text() {
+    let stream = sse(&[
+        created(),
+        json!({"type": "response.output_text.delta", "delta": "A"}),
+        json!({"type": "response.reasoning_text.delta", "delta": "r"}),
+        json!({"type": "response.output_text.delta", "delta": "B"}),
+        completed(json!(null)),
+    ]);
+    let contents: Vec<Value> = deltas(&run_stream(OutputMode::Tagged, false, &[&stream]));
+    assert_eq!(
+        contents,
+        vec![
+            json!({"role": "assistant", "content": ""}),
+            json!({"content": "A"}),
+            json!({"content": "<think>"}),
+            json!({"content": "r"}),
+            json!({"content": "</think>"}),
+            json!({"content": "B"}),
+            json!({"finish": "stop"}),
+            json!("[DONE]"),
+        ]
+    );
+}
+
+#[test]
+fn tool_calls_stream_incrementally_with_one_finish() {
+    let body = run_stream(OutputMode::OpenAi, false, &[&tool_stream()]);
+    assert_eq!(
+        deltas(&body),
+        vec![
+            json!({"role": "assistant", "content": ""}),
+            json!({"tool_calls": [{"index": 0, "id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}),
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"ci"}}]}),
+            json!({"tool_calls": [{"index": 1, "id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": ""}}]}),
+            json!({"tool_calls": [{"index": 1, "function": {"arguments": "{\"tz\":\"CET\"}"}}]}),
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": "ty\":\"Paris\"}"}}]}),
+            json!({"finish": "tool_calls"}),
+            json!("[DONE]"),
+        ]
+    );
+}
+
+#[test]
+fn failures_become_an_error_frame_then_done() {
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (sse(&[created(), json!({"type": "response.output_text.delta", "delta": "par"}), json!({"type": "response.failed", "response": {"error": {"code": "server_is_overloaded", "message": "busy"}}})]), "busy"),
+        (sse(&[created(), json!({"type": "error", "error": {"type": "usage_limit_reached", "message": "limit hit", "resets_in_seconds": 300}})]), "limit hit"),
+        (sse(&[created(), json!({"type": "response.output_text.delta", "delta": "par"})]), "closed the stream before the response was complete"),
+        (b"garbage without framing".to_vec(), "closed the stream before"),
+    ];
+    for (stream, message) in cases {
+        let out = deltas(&run_stream(OutputMode::OpenAi, false, &[&stream]));
+        let n = out.len();
+        assert!(n >= 2, "{out:?}");
+        assert!(out[n - 2]["error"]["message"].as_str().unwrap().contains(message), "{out:?}");
+        assert_eq!(out[n - 1], json!("[DONE]"));
+        assert!(!out.iter().any(|d| d.get("finish").is_some()), "finish chunk next to an error: {out:?}");
+    }
+}
+
+#[test]
+fn incomplete_maps_to_length_and_nothing_follows_the_terminal_event() {
+    let mut stream = sse(&[
+        created(),
+        json!({"type": "response.output_text.delta", "delta": "cut"}),
+        json!({"type": "response.incomplete", "response": {"incomplete_details": {"reason": "max_output_tokens"}}}),
+    ]);
+    stream.extend(sse(&[json!({"type": "response.output_text.delta", "delta": "late"})]));
+    let out = deltas(&run_stream(OutputMode::OpenAi, false, &[&stream]));
+    assert_eq!(out[out.len() - 2], json!({"finish": "length"}));
+    assert_eq!(out.iter().filter(|d| **d == json!("[DONE]")).count(), 1);
+    assert!(!out.contains(&json!({"content": "late"})));
+}
+
+#[test]
+fn every_split_offset_gives_the_same_output() {
+    for stream in [reasoning_stream(), tool_stream(), String::from_utf8(reasoning_stream()).unwrap().replace('\n', "\r\n").into_bytes()] {
+        for mode in [OutputMode::OpenAi, OutputMode::Tagged] {
+            let whole = run_stream(mode, true, &[&stream]);
+            for at in 0..=stream.len() {
+                let (a, b) = stream.split_at(at);
+                assert_eq!(run_stream(mode, true, &[a, b]), whole, "split at {at}");
+            }
+            let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+            assert_eq!(run_stream(mode, true, &bytes), whole, "byte by byte");
+            for size in [2, 3, 7, 64] {
+                for start in 0..size {
+                    let (head, rest) = stream.split_at(start.min(stream.len()));
+                    let mut chunks = vec![head];
+                    chunks.extend(rest.chunks(size));
+                    assert_eq!(run_stream(mode, true, &chunks), whole, "size {size} offset {start}");
+                }
+            }
+        }
+    }
+}
+
+fn aggregate(mode: OutputMode, stream: &[u8]) -> Result<Value, ApiError> {
+    let mut t = Translator::new(mode, ChatAggregator::new("gpt-5.5", 1));
+    assert!(t.push(stream, 0).is_empty(), "aggregation forwards nothing early");
+    match t.finish(0) {
+        Outcome::Body(body) => Ok(serde_json::from_slice(body).unwrap()),
+        Outcome::Error(e) => Err(e.clone()),
+        Outcome::Tail(_) => panic!("tail from an aggregator"),
+    }
+}
+
+#[test]
+fn aggregated_completion_matches_the_stream() {
+    let v = aggregate(OutputMode::OpenAi, &reasoning_stream()).unwrap();
+    assert_eq!(
+        v,
+        json!({"id": "chatcmpl-0a1b", "object": "chat.completion", "created": 1766361600, "model": "gpt-5.5",
+               "choices": [{"index": 0, "message": {"role": "assistant", "content": "Héllo 🌍 世界", "reasoning_content": "Think A\nThink B"},
+                            "logprobs": null, "finish_reason": "stop"}],
+               "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
+                         "prompt_tokens_details": {"cached_tokens": 4}, "completion_tokens_details": {"reasoning_tokens": 2}}})
+    );
+    let tagged = aggregate(OutputMode::Tagged, &reasoning_stream()).unwrap();
+    assert_eq!(tagged["choices"][0]["message"]["content"], "<think>Think A\nThink B</think>Héllo 🌍 世界");
+    let o3 = aggregate(OutputMode::O3, &reasoning_stream()).unwrap();
+    assert_eq!(o3["choices"][0]["message"]["reasoning"], json!({"content": [{"type": "text", "text": "Think A\nThink B"}]}));
+    let hidden = aggregate(OutputMode::Hidden, &reasoning_stream()).unwrap();
+    assert_eq!(hidden["choices"][0]["message"], json!({"role": "assistant", "content": "Héllo 🌍 世界"}));
+}
+
+#[test]
+fn aggregated_tool_calls_and_failures() {
+    let v = aggregate(OutputMode::OpenAi, &tool_stream()).unwrap();
+    assert_eq!(
+        v["choices"][0],
+        json!({"index": 0, "logprobs": null, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "call_a", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+            {"id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": "{\"tz\":\"CET\"}"}},
+        ]}})
+    );
+    let failed = sse(&[created(), json!({"type": "response.failed", "response": {"error": {"type": "usage_limit_reached", "message": "limit", "resets_in_seconds": 60}}})]);
+    let err = aggregate(OutputMode::OpenAi, &failed).unwrap_err();
+    assert_eq!((err.status, err.retry_after), (429, Some(60)));
+    let err = aggregate(OutputMode::OpenAi, b"").unwrap_err();
+    assert_eq!(err.status, 502);
+}
+
+#[test]
+fn oversized_events_fail_safely() {
+    let mut t = stream_translator(OutputMode::OpenAi, false);
+    let huge = vec![b'x'; MAX_EVENT_BYTES + 10];
+    let mut out = t.push(b"data: ", 0).to_vec();
+    out.extend_from_slice(t.push(&huge, 0));
+    if let Outcome::Tail(tail) = t.finish(0) {
+        out.extend_from_slice(tail);
+    }
+    let body = String::from_utf8(out).unwrap();
+    assert!(body.contains("upstream_event_too_large") && body.ends_with("data: [DONE]\n\n"), "{body}");
+}
