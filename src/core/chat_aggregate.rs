@@ -156,7 +156,10 @@ impl ChatSink for ChatAggregator {
                         .map(|c| ToolCallOut {
                             id: &c.id,
                             kind: "function",
-                            function: FunctionOut { name: &c.name, arguments: &c.arguments },
+                            function: FunctionOut {
+                                name: &c.name,
+                                arguments: &c.arguments,
+                            },
                         })
                         .collect(),
                 },
@@ -166,7 +169,11 @@ impl ChatSink for ChatAggregator {
             usage,
         };
         self.result = Some(serde_json::to_vec(&completion).map_err(|e| {
-            ApiError::new(500, crate::core::error::SERVER, format!("Cannot encode the completion: {e}"))
+            ApiError::new(
+                500,
+                crate::core::error::SERVER,
+                format!("Cannot encode the completion: {e}"),
+            )
         }));
     }
 

@@ -14,8 +14,15 @@ pub enum Piece<'a> {
     ReasoningContent(&'a str),
     /// The `o3` shape: `reasoning: {content: [{type: "text", text}]}`.
     Reasoning(&'a str),
-    ToolStart { index: usize, id: &'a str, name: &'a str },
-    ToolArgs { index: usize, delta: &'a str },
+    ToolStart {
+        index: usize,
+        id: &'a str,
+        name: &'a str,
+    },
+    ToolArgs {
+        index: usize,
+        delta: &'a str,
+    },
 }
 
 pub trait ChatSink {
@@ -49,7 +56,9 @@ impl ChatPresenter {
             }
             Signal::Reasoning(text) => match self.mode {
                 OutputMode::Hidden => self.role(sink),
-                OutputMode::OpenAi | OutputMode::R1 => self.emit(Piece::ReasoningContent(text), sink),
+                OutputMode::OpenAi | OutputMode::R1 => {
+                    self.emit(Piece::ReasoningContent(text), sink)
+                }
                 OutputMode::O3 => self.emit(Piece::Reasoning(text), sink),
                 OutputMode::Tagged => {
                     if !self.think_open {
@@ -65,11 +74,24 @@ impl ChatPresenter {
                 OutputMode::Tagged if self.think_open => self.emit(Piece::Content("\n"), sink),
                 _ => {}
             },
-            Signal::ToolCallStart { index, call_id, name } => {
+            Signal::ToolCallStart {
+                index,
+                call_id,
+                name,
+            } => {
                 self.close_think(sink);
-                self.emit(Piece::ToolStart { index, id: call_id, name }, sink);
+                self.emit(
+                    Piece::ToolStart {
+                        index,
+                        id: call_id,
+                        name,
+                    },
+                    sink,
+                );
             }
-            Signal::ToolCallArgs { index, delta } => self.emit(Piece::ToolArgs { index, delta }, sink),
+            Signal::ToolCallArgs { index, delta } => {
+                self.emit(Piece::ToolArgs { index, delta }, sink)
+            }
             Signal::Finish { reason, usage } => {
                 self.close_think(sink);
                 self.role(sink);

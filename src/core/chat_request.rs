@@ -40,14 +40,23 @@ pub fn translate(body: &[u8], ctx: &TranslateContext<'_>) -> Result<Translated, 
     let fields = Fields::parse(body)?;
     if let Some(n) = fields.get::<u64>("n")? {
         if n != 1 {
-            return Err(ApiError::invalid_param("n", "Only n=1 is supported: the backend returns one choice."));
+            return Err(ApiError::invalid_param(
+                "n",
+                "Only n=1 is supported: the backend returns one choice.",
+            ));
         }
     }
-    let messages: Vec<&RawValue> = fields
-        .get("messages")?
-        .ok_or_else(|| ApiError::invalid_param("messages", "`messages` is required: send an array of chat messages."))?;
+    let messages: Vec<&RawValue> = fields.get("messages")?.ok_or_else(|| {
+        ApiError::invalid_param(
+            "messages",
+            "`messages` is required: send an array of chat messages.",
+        )
+    })?;
     if messages.is_empty() {
-        return Err(ApiError::invalid_param("messages", "`messages` must contain at least one message."));
+        return Err(ApiError::invalid_param(
+            "messages",
+            "`messages` must contain at least one message.",
+        ));
     }
     let conversation = Conversation::from_messages(&messages)?;
 
@@ -69,12 +78,25 @@ pub fn translate(body: &[u8], ctx: &TranslateContext<'_>) -> Result<Translated, 
     let client_cache_key: Option<Cow<str>> = fields.get("prompt_cache_key")?;
     let session_id = match client_cache_key.as_deref().or(ctx.session_hint) {
         Some(key) => key.to_string(),
-        None => session::conversation_key(&conversation.instructions, conversation.first_user_item()),
+        None => {
+            session::conversation_key(&conversation.instructions, conversation.first_user_item())
+        }
     };
 
-    let mut request = ResponsesRequest::new(&model.id, conversation.instructions, conversation.input, reasoning, &session_id);
+    let mut request = ResponsesRequest::new(
+        &model.id,
+        conversation.instructions,
+        conversation.input,
+        reasoning,
+        &session_id,
+    );
     let tool_defs: Option<Vec<ToolDef>> = fields.get("tools")?;
-    request.tools = tool_defs.unwrap_or_default().into_iter().enumerate().map(convert_tool).collect::<Result<_, _>>()?;
+    request.tools = tool_defs
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(convert_tool)
+        .collect::<Result<_, _>>()?;
     if let Some(choice) = fields.get::<&RawValue>("tool_choice")? {
         request.tool_choice = convert_tool_choice(choice)?;
     }
@@ -94,8 +116,12 @@ pub fn translate(body: &[u8], ctx: &TranslateContext<'_>) -> Result<Translated, 
     request.service_tier = fields.get("service_tier")?;
 
     let stream = fields.get("stream")?.unwrap_or(false);
-    let include_usage = fields.get::<StreamOptions>("stream_options")?.and_then(|o| o.include_usage).unwrap_or(false);
-    let body = serde_json::to_vec(&request).map_err(|e| ApiError::invalid_request(format!("Cannot encode the request: {e}")))?;
+    let include_usage = fields
+        .get::<StreamOptions>("stream_options")?
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
+    let body = serde_json::to_vec(&request)
+        .map_err(|e| ApiError::invalid_request(format!("Cannot encode the request: {e}")))?;
     Ok(Translated {
         body,
         stream,
@@ -119,8 +145,9 @@ impl<'a> Conversation<'a> {
         let mut input = Vec::with_capacity(messages.len());
         for (index, raw) in messages.iter().enumerate() {
             let param = format!("messages[{index}]");
-            let message: Message = parse_raw(raw, &param)?
-                .ok_or_else(|| ApiError::invalid_param(&param, format!("`{param}` must be a message object.")))?;
+            let message: Message = parse_raw(raw, &param)?.ok_or_else(|| {
+                ApiError::invalid_param(&param, format!("`{param}` must be a message object."))
+            })?;
             match message.role.as_ref() {
                 "system" | "developer" => {
                     let text = joined_text(message.content, &param)?;
@@ -139,9 +166,15 @@ impl<'a> Conversation<'a> {
                 }),
                 "assistant" => push_assistant(message, &param, &mut input)?,
                 "tool" => {
-                    let call_id = message.tool_call_id.filter(|id| !id.is_empty()).ok_or_else(|| {
-                        ApiError::invalid_param(format!("{param}.tool_call_id"), format!("`{param}` is a tool message without `tool_call_id`."))
-                    })?;
+                    let call_id = message
+                        .tool_call_id
+                        .filter(|id| !id.is_empty())
+                        .ok_or_else(|| {
+                            ApiError::invalid_param(
+                                format!("{param}.tool_call_id"),
+                                format!("`{param}` is a tool message without `tool_call_id`."),
+                            )
+                        })?;
                     input.push(InputItem::FunctionCallOutput {
                         call_id,
                         output: joined_text(message.content, &param)?,
@@ -156,7 +189,9 @@ impl<'a> Conversation<'a> {
                 other => {
                     return Err(ApiError::invalid_param(
                         format!("{param}.role"),
-                        format!("Unknown role {other:?} in `{param}`; use system, developer, user, assistant or tool."),
+                        format!(
+                            "Unknown role {other:?} in `{param}`; use system, developer, user, assistant or tool."
+                        ),
                     ));
                 }
             }
@@ -166,11 +201,16 @@ impl<'a> Conversation<'a> {
             1 => leading.swap_remove(0),
             _ => Cow::Owned(leading.join("\n\n")),
         };
-        Ok(Self { instructions, input })
+        Ok(Self {
+            instructions,
+            input,
+        })
     }
 
     pub fn first_user_item(&self) -> Option<&InputItem<'a>> {
-        self.input.iter().find(|item| matches!(item, InputItem::Message { role: "user", .. }))
+        self.input
+            .iter()
+            .find(|item| matches!(item, InputItem::Message { role: "user", .. }))
     }
 }
 
@@ -230,7 +270,10 @@ enum ImageUrl<'a> {
 }
 
 /// Content as a list of parts: a string is one text part, `null` is none.
-fn content_parts<'a>(content: Option<&'a RawValue>, param: &str) -> Result<Vec<Part<'a>>, ApiError> {
+fn content_parts<'a>(
+    content: Option<&'a RawValue>,
+    param: &str,
+) -> Result<Vec<Part<'a>>, ApiError> {
     let Some(raw) = content else {
         return Ok(Vec::new());
     };
@@ -238,7 +281,12 @@ fn content_parts<'a>(content: Option<&'a RawValue>, param: &str) -> Result<Vec<P
     if raw.get().starts_with('"') {
         let text: Option<Cow<str>> = parse_raw(raw, &param)?;
         return Ok(text
-            .map(|text| Part { kind: Cow::Borrowed("text"), text: Some(text), image_url: None, detail: None })
+            .map(|text| Part {
+                kind: Cow::Borrowed("text"),
+                text: Some(text),
+                image_url: None,
+                detail: None,
+            })
             .into_iter()
             .collect());
     }
@@ -253,7 +301,9 @@ fn joined_text<'a>(content: Option<&'a RawValue>, param: &str) -> Result<Cow<'a,
             (kind, _) => {
                 return Err(ApiError::invalid_param(
                     format!("{param}.content[{i}]"),
-                    format!("Content part type {kind:?} is not allowed in `{param}`; only text parts are."),
+                    format!(
+                        "Content part type {kind:?} is not allowed in `{param}`; only text parts are."
+                    ),
                 ));
             }
         }
@@ -265,28 +315,47 @@ fn joined_text<'a>(content: Option<&'a RawValue>, param: &str) -> Result<Cow<'a,
     })
 }
 
-fn user_parts<'a>(content: Option<&'a RawValue>, param: &str) -> Result<Vec<ContentPart<'a>>, ApiError> {
+fn user_parts<'a>(
+    content: Option<&'a RawValue>,
+    param: &str,
+) -> Result<Vec<ContentPart<'a>>, ApiError> {
     let mut parts = Vec::new();
     for (i, part) in content_parts(content, param)?.into_iter().enumerate() {
         let part_param = format!("{param}.content[{i}]");
         match part.kind.as_ref() {
             "text" | "input_text" => parts.push(ContentPart::InputText {
-                text: part.text.ok_or_else(|| ApiError::invalid_param(&part_param, format!("`{part_param}` has no `text`.")))?,
+                text: part.text.ok_or_else(|| {
+                    ApiError::invalid_param(&part_param, format!("`{part_param}` has no `text`."))
+                })?,
             }),
             "image_url" | "input_image" => {
-                let raw = part.image_url.ok_or_else(|| ApiError::invalid_param(&part_param, format!("`{part_param}` has no `image_url`.")))?;
-                let image: ImageUrl = parse_raw(raw, &part_param)?
-                    .ok_or_else(|| ApiError::invalid_param(&part_param, format!("`{part_param}` has no `image_url`.")))?;
+                let raw = part.image_url.ok_or_else(|| {
+                    ApiError::invalid_param(
+                        &part_param,
+                        format!("`{part_param}` has no `image_url`."),
+                    )
+                })?;
+                let image: ImageUrl = parse_raw(raw, &part_param)?.ok_or_else(|| {
+                    ApiError::invalid_param(
+                        &part_param,
+                        format!("`{part_param}` has no `image_url`."),
+                    )
+                })?;
                 let (url, detail) = match image {
                     ImageUrl::Url(url) => (url, part.detail),
                     ImageUrl::Object { url, detail } => (url, detail.or(part.detail)),
                 };
-                parts.push(ContentPart::InputImage { image_url: crate::core::data_url::normalize(url), detail });
+                parts.push(ContentPart::InputImage {
+                    image_url: crate::core::data_url::normalize(url),
+                    detail,
+                });
             }
             other => {
                 return Err(ApiError::invalid_param(
                     &part_param,
-                    format!("Content part type {other:?} is not supported; send text or image_url parts."),
+                    format!(
+                        "Content part type {other:?} is not supported; send text or image_url parts."
+                    ),
                 ));
             }
         }
@@ -295,7 +364,11 @@ fn user_parts<'a>(content: Option<&'a RawValue>, param: &str) -> Result<Vec<Cont
 }
 
 /// The assistant's text first, then its tool calls: the order the model produced them.
-fn push_assistant<'a>(message: Message<'a>, param: &str, input: &mut Vec<InputItem<'a>>) -> Result<(), ApiError> {
+fn push_assistant<'a>(
+    message: Message<'a>,
+    param: &str,
+    input: &mut Vec<InputItem<'a>>,
+) -> Result<(), ApiError> {
     let text = joined_text(message.content, param)?;
     if !text.is_empty() {
         input.push(InputItem::Message {
@@ -303,7 +376,12 @@ fn push_assistant<'a>(message: Message<'a>, param: &str, input: &mut Vec<InputIt
             content: vec![ContentPart::OutputText { text }],
         });
     }
-    for (i, call) in message.tool_calls.unwrap_or_default().into_iter().enumerate() {
+    for (i, call) in message
+        .tool_calls
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
         if call.kind.as_deref().is_some_and(|k| k != "function") {
             return Err(ApiError::invalid_param(
                 format!("{param}.tool_calls[{i}].type"),
@@ -353,7 +431,12 @@ fn convert_tool<'a>((index, tool): (usize, ToolDef<'a>)) -> Result<FunctionTool<
     let param = format!("tools[{index}]");
     let function = match (tool.kind.as_ref(), tool.function) {
         ("function", Some(function)) => function,
-        ("function", None) => return Err(ApiError::invalid_param(&param, format!("`{param}` has no `function` object."))),
+        ("function", None) => {
+            return Err(ApiError::invalid_param(
+                &param,
+                format!("`{param}` has no `function` object."),
+            ));
+        }
         (other, _) => {
             return Err(ApiError::invalid_param(
                 format!("{param}.type"),
@@ -362,13 +445,19 @@ fn convert_tool<'a>((index, tool): (usize, ToolDef<'a>)) -> Result<FunctionTool<
         }
     };
     if function.name.trim().is_empty() {
-        return Err(ApiError::invalid_param(format!("{param}.function.name"), "A function tool needs a name."));
+        return Err(ApiError::invalid_param(
+            format!("{param}.function.name"),
+            "A function tool needs a name.",
+        ));
     }
     Ok(FunctionTool {
         kind: "function",
         name: function.name,
         description: function.description.filter(|d| !d.is_empty()),
-        parameters: function.parameters.filter(|p| p.get() != "null").unwrap_or_else(|| empty_parameters()),
+        parameters: function
+            .parameters
+            .filter(|p| p.get() != "null")
+            .unwrap_or_else(|| empty_parameters()),
         strict: function.strict,
     })
 }
@@ -406,9 +495,16 @@ fn convert_tool_choice(raw: &RawValue) -> Result<ToolChoice<'_>, ApiError> {
         };
     }
     let choice: NamedChoice = parse_raw(raw, "tool_choice")?.ok_or_else(invalid)?;
-    let name = choice.function.map(|f| f.name).or(choice.name).filter(|n| !n.is_empty());
+    let name = choice
+        .function
+        .map(|f| f.name)
+        .or(choice.name)
+        .filter(|n| !n.is_empty());
     match (choice.kind.as_ref(), name) {
-        ("function", Some(name)) => Ok(ToolChoice::Function { kind: "function", name }),
+        ("function", Some(name)) => Ok(ToolChoice::Function {
+            kind: "function",
+            name,
+        }),
         _ => Err(invalid()),
     }
 }
@@ -453,7 +549,10 @@ fn convert_response_format(format: ResponseFormat<'_>) -> Result<Option<TextForm
         ("json_object", _) => Ok(Some(TextFormat::JsonObject)),
         ("json_schema", Some(spec)) => {
             let schema = spec.schema.ok_or_else(|| {
-                ApiError::invalid_param("response_format.json_schema.schema", "`response_format.json_schema` needs a `schema`.")
+                ApiError::invalid_param(
+                    "response_format.json_schema.schema",
+                    "`response_format.json_schema` needs a `schema`.",
+                )
             })?;
             Ok(Some(TextFormat::JsonSchema {
                 name: spec.name.unwrap_or(Cow::Borrowed("response")),
@@ -468,7 +567,9 @@ fn convert_response_format(format: ResponseFormat<'_>) -> Result<Option<TextForm
         )),
         (other, _) => Err(ApiError::invalid_param(
             "response_format.type",
-            format!("Unknown response_format type {other:?}; use text, json_object or json_schema."),
+            format!(
+                "Unknown response_format type {other:?}; use text, json_object or json_schema."
+            ),
         )),
     }
 }
@@ -478,7 +579,10 @@ fn parse_verbosity(raw: &str) -> Result<&'static str, ApiError> {
         "low" => Ok("low"),
         "medium" => Ok("medium"),
         "high" => Ok("high"),
-        other => Err(ApiError::invalid_param("verbosity", format!("Invalid verbosity {other:?}; use low, medium or high."))),
+        other => Err(ApiError::invalid_param(
+            "verbosity",
+            format!("Invalid verbosity {other:?}; use low, medium or high."),
+        )),
     }
 }
 

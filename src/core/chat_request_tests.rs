@@ -26,7 +26,8 @@ fn upstream(body: Value) -> Value {
 
 #[test]
 fn minimal_request_has_every_required_field() {
-    let (up, out) = run(json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]})).unwrap();
+    let (up, out) =
+        run(json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]})).unwrap();
     assert_eq!(
         up,
         json!({
@@ -137,12 +138,18 @@ fn tools_choice_and_formats_map_to_the_responses_shape() {
     );
     assert_eq!(up["service_tier"], "priority");
     for (choice, expected) in [("required", "required"), ("none", "none"), ("auto", "auto")] {
-        let up = upstream(json!({"messages": [{"role": "user", "content": "x"}], "tool_choice": choice}));
+        let up = upstream(
+            json!({"messages": [{"role": "user", "content": "x"}], "tool_choice": choice}),
+        );
         assert_eq!(up["tool_choice"], expected);
     }
-    let up = upstream(json!({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}));
+    let up = upstream(
+        json!({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}),
+    );
     assert_eq!(up["text"], json!({"format": {"type": "json_object"}}));
-    let up = upstream(json!({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "text"}}));
+    let up = upstream(
+        json!({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "text"}}),
+    );
     assert!(up.get("text").is_none());
 }
 
@@ -156,7 +163,19 @@ fn rejected_parameters_are_dropped() {
         "stream": true, "stream_options": {"include_usage": true},
     }));
     let keys: Vec<&str> = up.as_object().unwrap().keys().map(String::as_str).collect();
-    for dropped in ["temperature", "top_p", "max_tokens", "max_completion_tokens", "max_output_tokens", "stop", "seed", "user", "metadata", "stream_options", "n"] {
+    for dropped in [
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "max_output_tokens",
+        "stop",
+        "seed",
+        "user",
+        "metadata",
+        "stream_options",
+        "n",
+    ] {
         assert!(!keys.contains(&dropped), "{dropped} leaked: {keys:?}");
     }
     assert_eq!(up["store"], false);
@@ -165,11 +184,22 @@ fn rejected_parameters_are_dropped() {
 
 #[test]
 fn model_suffix_and_reasoning_settings() {
-    let up = upstream(json!({"model": "gpt-5-high", "messages": [{"role": "user", "content": "x"}]}));
-    assert_eq!((up["model"].clone(), up["reasoning"].clone()), (json!("gpt-5.5"), json!({"effort": "high", "summary": "auto"})));
-    let up = upstream(json!({"model": "gpt-5.5-high", "reasoning_effort": "minimal", "messages": [{"role": "user", "content": "x"}]}));
+    let up =
+        upstream(json!({"model": "gpt-5-high", "messages": [{"role": "user", "content": "x"}]}));
+    assert_eq!(
+        (up["model"].clone(), up["reasoning"].clone()),
+        (
+            json!("gpt-5.5"),
+            json!({"effort": "high", "summary": "auto"})
+        )
+    );
+    let up = upstream(
+        json!({"model": "gpt-5.5-high", "reasoning_effort": "minimal", "messages": [{"role": "user", "content": "x"}]}),
+    );
     assert_eq!(up["reasoning"]["effort"], "minimal");
-    let up = upstream(json!({"reasoning": {"effort": "medium", "summary": "none"}, "messages": [{"role": "user", "content": "x"}]}));
+    let up = upstream(
+        json!({"reasoning": {"effort": "medium", "summary": "none"}, "messages": [{"role": "user", "content": "x"}]}),
+    );
     assert_eq!(up["reasoning"], json!({"effort": "medium"}));
 }
 
@@ -177,20 +207,34 @@ fn model_suffix_and_reasoning_settings() {
 fn stream_flags_and_cache_keys() {
     let (_, out) = run(json!({"stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "x"}]})).unwrap();
     assert!(out.stream && out.include_usage);
-    let (up, out) = run(json!({"prompt_cache_key": "conv-1", "messages": [{"role": "user", "content": "x"}]})).unwrap();
-    assert_eq!((up["prompt_cache_key"].as_str(), out.session_id.as_str()), (Some("conv-1"), "conv-1"));
-    let turn1 = run(json!({"messages": [{"role": "user", "content": "plan a trip"}]})).unwrap().1.session_id;
+    let (up, out) =
+        run(json!({"prompt_cache_key": "conv-1", "messages": [{"role": "user", "content": "x"}]}))
+            .unwrap();
+    assert_eq!(
+        (up["prompt_cache_key"].as_str(), out.session_id.as_str()),
+        (Some("conv-1"), "conv-1")
+    );
+    let turn1 = run(json!({"messages": [{"role": "user", "content": "plan a trip"}]}))
+        .unwrap()
+        .1
+        .session_id;
     let turn2 = run(json!({"messages": [
         {"role": "user", "content": "plan a trip"}, {"role": "assistant", "content": "where?"}, {"role": "user", "content": "Rome"}
     ]}))
     .unwrap()
     .1
     .session_id;
-    let other = run(json!({"messages": [{"role": "user", "content": "write a poem"}]})).unwrap().1.session_id;
+    let other = run(json!({"messages": [{"role": "user", "content": "write a poem"}]}))
+        .unwrap()
+        .1
+        .session_id;
     assert_eq!(turn1, turn2);
     assert_ne!(turn1, other);
     let models = ModelCatalog::new(None, None).unwrap();
-    let hinted = TranslateContext { session_hint: Some("from-header"), ..ctx(&models) };
+    let hinted = TranslateContext {
+        session_hint: Some("from-header"),
+        ..ctx(&models)
+    };
     let out = translate(br#"{"messages":[{"role":"user","content":"x"}]}"#, &hinted).unwrap();
     assert_eq!(out.session_id, "from-header");
 }
@@ -199,28 +243,102 @@ fn stream_flags_and_cache_keys() {
 fn bad_input_names_the_problem() {
     let cases: Vec<(Value, &str, &str)> = vec![
         (json!({}), "messages", "`messages` is required"),
-        (json!({"messages": "hi"}), "messages", "Invalid `messages`: invalid type: string \"hi\", expected a sequence."),
+        (
+            json!({"messages": "hi"}),
+            "messages",
+            "Invalid `messages`: invalid type: string \"hi\", expected a sequence.",
+        ),
         (json!({"messages": []}), "messages", "at least one message"),
-        (json!({"messages": [1]}), "messages[0]", "Invalid `messages[0]`"),
-        (json!({"messages": [{"content": "x"}]}), "messages[0]", "missing field `role`"),
-        (json!({"messages": [{"role": "wizard", "content": "x"}]}), "messages[0].role", "Unknown role \"wizard\""),
-        (json!({"messages": [{"role": "function", "content": "x"}]}), "messages[0].role", "deprecated `function` role"),
-        (json!({"messages": [{"role": "tool", "content": "x"}]}), "messages[0].tool_call_id", "without `tool_call_id`"),
-        (json!({"messages": [{"role": "user", "content": 5}]}), "messages[0].content", "Invalid `messages[0].content`"),
-        (json!({"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]}), "messages[0].content[0]", "\"input_audio\" is not supported"),
-        (json!({"messages": [{"role": "system", "content": [{"type": "image_url", "image_url": "u"}]}]}), "messages[0].content[0]", "only text parts"),
-        (json!({"messages": [{"role": "user", "content": "x"}], "stream": "false"}), "stream", "expected a boolean"),
-        (json!({"messages": [{"role": "user", "content": "x"}], "n": 2}), "n", "Only n=1"),
-        (json!({"messages": [{"role": "user", "content": "x"}], "reasoning_effort": "extreme"}), "reasoning_effort", "Invalid reasoning_effort \"extreme\""),
-        (json!({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "web_search"}]}), "tools[0].type", "\"web_search\" is not supported"),
-        (json!({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}), "tools[0]", "no `function` object"),
-        (json!({"messages": [{"role": "user", "content": "x"}], "tool_choice": "always"}), "tool_choice", "must be \"auto\""),
-        (json!({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "yaml"}}), "response_format.type", "Unknown response_format type"),
-        (json!({"messages": [{"role": "user", "content": "x"}], "verbosity": "loud"}), "verbosity", "Invalid verbosity"),
-        (json!({"model": 5, "messages": [{"role": "user", "content": "x"}]}), "model", "Invalid `model`"),
+        (
+            json!({"messages": [1]}),
+            "messages[0]",
+            "Invalid `messages[0]`",
+        ),
+        (
+            json!({"messages": [{"content": "x"}]}),
+            "messages[0]",
+            "missing field `role`",
+        ),
+        (
+            json!({"messages": [{"role": "wizard", "content": "x"}]}),
+            "messages[0].role",
+            "Unknown role \"wizard\"",
+        ),
+        (
+            json!({"messages": [{"role": "function", "content": "x"}]}),
+            "messages[0].role",
+            "deprecated `function` role",
+        ),
+        (
+            json!({"messages": [{"role": "tool", "content": "x"}]}),
+            "messages[0].tool_call_id",
+            "without `tool_call_id`",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": 5}]}),
+            "messages[0].content",
+            "Invalid `messages[0].content`",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]}),
+            "messages[0].content[0]",
+            "\"input_audio\" is not supported",
+        ),
+        (
+            json!({"messages": [{"role": "system", "content": [{"type": "image_url", "image_url": "u"}]}]}),
+            "messages[0].content[0]",
+            "only text parts",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}], "stream": "false"}),
+            "stream",
+            "expected a boolean",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}], "n": 2}),
+            "n",
+            "Only n=1",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}], "reasoning_effort": "extreme"}),
+            "reasoning_effort",
+            "Invalid reasoning_effort \"extreme\"",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "web_search"}]}),
+            "tools[0].type",
+            "\"web_search\" is not supported",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}),
+            "tools[0]",
+            "no `function` object",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}], "tool_choice": "always"}),
+            "tool_choice",
+            "must be \"auto\"",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "yaml"}}),
+            "response_format.type",
+            "Unknown response_format type",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": "x"}], "verbosity": "loud"}),
+            "verbosity",
+            "Invalid verbosity",
+        ),
+        (
+            json!({"model": 5, "messages": [{"role": "user", "content": "x"}]}),
+            "model",
+            "Invalid `model`",
+        ),
     ];
     for (body, param, message) in cases {
-        let err = run(body.clone()).err().unwrap_or_else(|| panic!("accepted {body}"));
+        let err = run(body.clone())
+            .err()
+            .unwrap_or_else(|| panic!("accepted {body}"));
         assert_eq!(err.status, 400, "{body}");
         assert_eq!(err.param.as_deref(), Some(param), "{body}: {}", err.message);
         assert!(err.message.contains(message), "{body}: {}", err.message);

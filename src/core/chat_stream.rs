@@ -47,16 +47,22 @@ impl ChatStreamWriter {
         self.head.clear();
         self.head.extend_from_slice(b"{\"id\":");
         write_json(&mut self.head, &chat_id(upstream_id));
-        let _ = write!(self.head, ",\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":", self.created);
+        let _ = write!(
+            self.head,
+            ",\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":",
+            self.created
+        );
         write_json(&mut self.head, &self.model);
     }
 
     fn chunk(&mut self, delta: impl FnOnce(&mut Vec<u8>), finish_reason: Option<&str>) {
         self.out.extend_from_slice(b"data: ");
         self.out.extend_from_slice(&self.head);
-        self.out.extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":");
+        self.out
+            .extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":");
         delta(&mut self.out);
-        self.out.extend_from_slice(b",\"logprobs\":null,\"finish_reason\":");
+        self.out
+            .extend_from_slice(b",\"logprobs\":null,\"finish_reason\":");
         match finish_reason {
             Some(reason) => write_json(&mut self.out, reason),
             None => self.out.extend_from_slice(b"null"),
@@ -68,7 +74,11 @@ impl ChatStreamWriter {
 /// `chatcmpl-…` from the upstream `resp_…` id, so logs on both sides can be matched.
 pub fn chat_id(upstream_id: &str) -> String {
     let bare = upstream_id.strip_prefix("resp_").unwrap_or(upstream_id);
-    if bare.is_empty() { "chatcmpl-codex".to_string() } else { format!("chatcmpl-{bare}") }
+    if bare.is_empty() {
+        "chatcmpl-codex".to_string()
+    } else {
+        format!("chatcmpl-{bare}")
+    }
 }
 
 pub fn write_json(out: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) {
@@ -107,7 +117,9 @@ impl ChatSink for ChatStreamWriter {
                 Piece::Content(text) => write_field(out, "content", text),
                 Piece::ReasoningContent(text) => write_field(out, "reasoning_content", text),
                 Piece::Reasoning(text) => {
-                    out.extend_from_slice(b"{\"reasoning\":{\"content\":[{\"type\":\"text\",\"text\":");
+                    out.extend_from_slice(
+                        b"{\"reasoning\":{\"content\":[{\"type\":\"text\",\"text\":",
+                    );
                     write_json(out, text);
                     out.extend_from_slice(b"}]}}");
                 }
@@ -119,7 +131,10 @@ impl ChatSink for ChatStreamWriter {
                     out.extend_from_slice(b",\"arguments\":\"\"}}]}");
                 }
                 Piece::ToolArgs { index, delta } => {
-                    let _ = write!(out, "{{\"tool_calls\":[{{\"index\":{index},\"function\":{{\"arguments\":");
+                    let _ = write!(
+                        out,
+                        "{{\"tool_calls\":[{{\"index\":{index},\"function\":{{\"arguments\":"
+                    );
                     write_json(out, delta);
                     out.extend_from_slice(b"}}]}");
                 }

@@ -3,6 +3,7 @@
 //! is validated once, at start-up, so a typo stops the filter with a message naming the
 //! variable instead of surfacing as odd behaviour on some later request.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use crate::core::models::ModelCatalog;
@@ -73,12 +74,14 @@ impl Config {
     pub fn load(source: &dyn Source) -> Result<Self, ConfigError> {
         let var = |name: &str| source.get(name).filter(|v| !v.trim().is_empty());
         let (output_mode, prefixed_modes) = match var("REASONING_OUTPUT_MODE") {
-            Some(raw) => OutputMode::parse_setting(&raw)
-                .ok_or_else(|| allowed("REASONING_OUTPUT_MODE", &raw, OutputMode::SETTING_VALUES))?,
+            Some(raw) => OutputMode::parse_setting(&raw).ok_or_else(|| {
+                allowed("REASONING_OUTPUT_MODE", &raw, OutputMode::SETTING_VALUES)
+            })?,
             None => (OutputMode::OpenAi, false),
         };
         let default_effort = match var("REASONING_EFFORT") {
-            Some(raw) => Effort::parse(&raw).ok_or_else(|| allowed("REASONING_EFFORT", &raw, Effort::VALUES))?,
+            Some(raw) => Effort::parse(&raw)
+                .ok_or_else(|| allowed("REASONING_EFFORT", &raw, Effort::VALUES))?,
             None => Effort::Low,
         };
         let default_summary = match var("REASONING_SUMMARY") {
@@ -86,12 +89,17 @@ impl Config {
                 .ok_or_else(|| allowed("REASONING_SUMMARY", &raw, Summary::SETTING_VALUES))?,
             None => Summary::Auto,
         };
-        let upstream_raw = var("CHATGPT_RESPONSES_URL").unwrap_or_else(|| DEFAULT_RESPONSES_URL.to_string());
+        let upstream_raw =
+            var("CHATGPT_RESPONSES_URL").unwrap_or_else(|| DEFAULT_RESPONSES_URL.to_string());
         let upstream = UpstreamUrl::parse(upstream_raw.trim())
             .map_err(|problem| ConfigError::new("CHATGPT_RESPONSES_URL", problem))?;
         let models = ModelCatalog::new(var("EXPOSE_MODELS").as_deref(), var("DEBUG_MODEL"))?;
-        let originator = var("CODEX_ORIGINATOR").map_or_else(|| DEFAULT_ORIGINATOR.to_string(), |v| v.trim().to_string());
-        let version = var("CODEX_CLIENT_VERSION").map_or_else(|| DEFAULT_CLIENT_VERSION.to_string(), |v| v.trim().to_string());
+        let originator = var("CODEX_ORIGINATOR")
+            .map_or_else(|| DEFAULT_ORIGINATOR.to_string(), |v| v.trim().to_string());
+        let version = var("CODEX_CLIENT_VERSION").map_or_else(
+            || DEFAULT_CLIENT_VERSION.to_string(),
+            |v| v.trim().to_string(),
+        );
         let user_agent = match var("CODEX_USER_AGENT") {
             Some(ua) => ascii_header_value(ua.trim()),
             None => ascii_header_value(&format!(
@@ -111,7 +119,11 @@ impl Config {
             verbose: flag(var("VERBOSE"), "VERBOSE")?,
             originator,
             user_agent,
-            max_request_body_bytes: positive(var("MAX_REQUEST_BODY_BYTES"), "MAX_REQUEST_BODY_BYTES", DEFAULT_MAX_REQUEST_BODY_BYTES)?,
+            max_request_body_bytes: positive(
+                var("MAX_REQUEST_BODY_BYTES"),
+                "MAX_REQUEST_BODY_BYTES",
+                DEFAULT_MAX_REQUEST_BODY_BYTES,
+            )?,
             hold_headers: flag(var("ENVOY_HOLD_HEADERS"), "ENVOY_HOLD_HEADERS")?,
         })
     }
@@ -125,7 +137,11 @@ fn allowed(variable: &'static str, value: &str, values: &[&str]) -> ConfigError 
 }
 
 fn flag(value: Option<String>, variable: &'static str) -> Result<bool, ConfigError> {
-    match value.as_deref().map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+    match value
+        .as_deref()
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
         None => Ok(false),
         Some("true" | "1" | "yes" | "on") => Ok(true),
         Some("false" | "0" | "no" | "off") => Ok(false),
@@ -133,14 +149,40 @@ fn flag(value: Option<String>, variable: &'static str) -> Result<bool, ConfigErr
     }
 }
 
-fn positive(value: Option<String>, variable: &'static str, default: usize) -> Result<usize, ConfigError> {
+fn positive(
+    value: Option<String>,
+    variable: &'static str,
+    default: usize,
+) -> Result<usize, ConfigError> {
     match value {
         None => Ok(default),
         Some(raw) => match raw.trim().parse::<usize>() {
             Ok(n) if n > 0 => Ok(n),
-            _ => Err(ConfigError::new(variable, format!("{:?} is not a positive whole number of bytes", raw.trim()))),
+            _ => Err(ConfigError::new(
+                variable,
+                format!("{:?} is not a positive whole number of bytes", raw.trim()),
+            )),
         },
     }
+}
+
+/// The plugin configuration: a JSON object of variable names to values (strings, numbers or
+/// booleans), the alternative to environment variables.
+pub fn plugin_values(bytes: &[u8]) -> Result<HashMap<String, String>, String> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(HashMap::new());
+    }
+    let object: HashMap<String, serde_json::Value> =
+        serde_json::from_slice(bytes).map_err(|e| format!("is not a JSON object: {e}"))?;
+    object
+        .into_iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => Ok((k, s)),
+            serde_json::Value::Bool(_) | serde_json::Value::Number(_) => Ok((k, v.to_string())),
+            _ => Err(format!("value of {k} must be a string, number or boolean")),
+        })
+        .collect()
 }
 
 /// Header values must be visible ASCII; anything else becomes `_` (the official client does the same).
@@ -154,10 +196,12 @@ pub fn ascii_header_value(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::load(&move |name: &str| map.get(name).cloned())
     }
 
@@ -177,16 +221,26 @@ mod tests {
     #[test]
     fn bad_values_name_the_variable_and_the_allowed_values() {
         let cases: &[(&str, &str, &str)] = &[
-            ("REASONING_EFFORT", "extreme", "none, minimal, low, medium, high, xhigh"),
+            (
+                "REASONING_EFFORT",
+                "extreme",
+                "none, minimal, low, medium, high, xhigh",
+            ),
             ("REASONING_SUMMARY", "loud", "auto, concise, detailed, none"),
-            ("REASONING_OUTPUT_MODE", "xml", "openai, tagged, o3, r1, hidden, all"),
+            (
+                "REASONING_OUTPUT_MODE",
+                "xml",
+                "openai, tagged, o3, r1, hidden, all",
+            ),
             ("VERBOSE", "maybe", "true, false"),
             ("MAX_REQUEST_BODY_BYTES", "-1", "positive whole number"),
             ("CHATGPT_RESPONSES_URL", "ftp://x/y", "http"),
             ("EXPOSE_MODELS", "[1,2]", "strings"),
         ];
         for (variable, value, expected) in cases {
-            let err = load(&[(variable, value)]).err().unwrap_or_else(|| panic!("{variable}={value} accepted"));
+            let err = load(&[(variable, value)])
+                .err()
+                .unwrap_or_else(|| panic!("{variable}={value} accepted"));
             assert_eq!(err.variable, *variable);
             assert!(err.to_string().contains(expected), "{err}");
         }
@@ -194,19 +248,37 @@ mod tests {
 
     #[test]
     fn blank_values_count_as_unset() {
-        let cfg = load(&[("OPENAI_API_KEY", "  "), ("REASONING_EFFORT", "")]).unwrap_or_else(|e| panic!("{e}"));
+        let cfg = load(&[("OPENAI_API_KEY", "  "), ("REASONING_EFFORT", "")])
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cfg.client_key, None);
         assert_eq!(cfg.default_effort, Effort::Low);
     }
 
     #[test]
     fn aliases_and_case_are_accepted() {
-        let cfg = load(&[("REASONING_SUMMARY", "OFF"), ("REASONING_OUTPUT_MODE", " All "), ("VERBOSE", "TRUE")])
-            .unwrap_or_else(|e| panic!("{e}"));
+        let cfg = load(&[
+            ("REASONING_SUMMARY", "OFF"),
+            ("REASONING_OUTPUT_MODE", " All "),
+            ("VERBOSE", "TRUE"),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cfg.default_summary, Summary::None);
         assert_eq!(cfg.output_mode, OutputMode::OpenAi);
         assert!(cfg.prefixed_modes);
         assert!(cfg.verbose);
+    }
+
+    #[test]
+    fn plugin_configuration_values() {
+        let values =
+            plugin_values(br#"{"A": "x", "B": true, "C": 5, "D": null}"#).unwrap_or_default();
+        assert_eq!(values.get("A").map(String::as_str), Some("x"));
+        assert_eq!(values.get("B").map(String::as_str), Some("true"));
+        assert_eq!(values.get("C").map(String::as_str), Some("5"));
+        assert!(!values.contains_key("D"));
+        assert!(plugin_values(b"  ").is_ok_and(|v| v.is_empty()));
+        assert!(plugin_values(b"[1]").is_err());
+        assert!(plugin_values(br#"{"A": [1]}"#).is_err());
     }
 
     #[test]

@@ -10,8 +10,6 @@ use serde::Deserialize;
 
 use crate::core::error::{AUTHENTICATION, ApiError};
 
-const AUTH_CLAIM: &str = "https://api.openai.com/auth";
-
 #[derive(Clone, PartialEq, Eq)]
 pub struct ChatgptTokens {
     pub access_token: String,
@@ -61,14 +59,21 @@ struct AuthClaims {
 impl ChatgptTokens {
     /// Parses the document; the error says what is wrong without echoing any of it.
     pub fn from_auth_json(document: &str) -> Result<Self, String> {
-        let parsed: AuthJson =
-            serde_json::from_str(document).map_err(|_| "is not valid auth.json JSON".to_string())?;
-        let tokens = parsed.tokens.ok_or("has no \"tokens\" object (is this an API-key login?)")?;
+        let parsed: AuthJson = serde_json::from_str(document)
+            .map_err(|_| "is not valid auth.json JSON".to_string())?;
+        let tokens = parsed
+            .tokens
+            .ok_or("has no \"tokens\" object (is this an API-key login?)")?;
         let access_token = tokens
             .access_token
             .filter(|t| !t.trim().is_empty())
             .ok_or("has no tokens.access_token")?;
-        Ok(Self::from_parts(access_token, tokens.refresh_token, tokens.id_token, tokens.account_id))
+        Ok(Self::from_parts(
+            access_token,
+            tokens.refresh_token,
+            tokens.id_token,
+            tokens.account_id,
+        ))
     }
 
     /// Builds the record, deriving what the JWTs carry.
@@ -81,9 +86,21 @@ impl ChatgptTokens {
         let access_claims = jwt_claims(&access_token);
         let account_id = account_id
             .filter(|a| !a.trim().is_empty())
-            .or_else(|| id_token.as_deref().and_then(jwt_claims).and_then(account_of))
-            .or_else(|| access_claims.as_ref().and_then(|c| c.auth.as_ref()?.chatgpt_account_id.clone()));
-        let expires_at = access_claims.and_then(|c| c.exp).filter(|e| *e > 0.0).map(|e| e as u64);
+            .or_else(|| {
+                id_token
+                    .as_deref()
+                    .and_then(jwt_claims)
+                    .and_then(account_of)
+            })
+            .or_else(|| {
+                access_claims
+                    .as_ref()
+                    .and_then(|c| c.auth.as_ref()?.chatgpt_account_id.clone())
+            });
+        let expires_at = access_claims
+            .and_then(|c| c.exp)
+            .filter(|e| *e > 0.0)
+            .map(|e| e as u64);
         Self {
             access_token,
             refresh_token: refresh_token.filter(|t| !t.trim().is_empty()),
@@ -139,9 +156,15 @@ pub(crate) mod tests {
     use super::*;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+    const AUTH_CLAIM: &str = "https://api.openai.com/auth";
+
     pub(crate) fn jwt(payload: &serde_json::Value) -> String {
         let enc = |v: &[u8]| URL_SAFE_NO_PAD.encode(v);
-        format!("{}.{}.sig", enc(br#"{"alg":"none"}"#), enc(payload.to_string().as_bytes()))
+        format!(
+            "{}.{}.sig",
+            enc(br#"{"alg":"none"}"#),
+            enc(payload.to_string().as_bytes())
+        )
     }
 
     pub(crate) fn auth_json(exp: u64, account_in_tokens: bool) -> String {
@@ -156,19 +179,30 @@ pub(crate) mod tests {
 
     #[test]
     fn reads_tokens_account_and_expiry() {
-        let t = ChatgptTokens::from_auth_json(&auth_json(2_000_000_000, true)).unwrap_or_else(|e| panic!("{e}"));
+        let t = ChatgptTokens::from_auth_json(&auth_json(2_000_000_000, true))
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(t.account_id.as_deref(), Some("acct-file"));
         assert_eq!(t.expires_at, Some(2_000_000_000));
         assert_eq!(t.refresh_token.as_deref(), Some("rt_1"));
-        let t = ChatgptTokens::from_auth_json(&auth_json(2_000_000_000, false)).unwrap_or_else(|e| panic!("{e}"));
+        let t = ChatgptTokens::from_auth_json(&auth_json(2_000_000_000, false))
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(t.account_id.as_deref(), Some("acct-jwt"));
     }
 
     #[test]
     fn rejects_unusable_documents_without_echoing_them() {
-        for doc in ["{", "{}", r#"{"tokens":{}}"#, r#"{"tokens":{"access_token":" "}}"#, "null"] {
+        for doc in [
+            "{",
+            "{}",
+            r#"{"tokens":{}}"#,
+            r#"{"tokens":{"access_token":" "}}"#,
+            "null",
+        ] {
             let err = ChatgptTokens::from_auth_json(doc).err().unwrap_or_default();
-            assert!(!err.is_empty() && !err.contains(doc.trim_matches(['{', '}'])) || doc.len() < 5, "{doc}: {err}");
+            assert!(
+                !err.is_empty() && !err.contains(doc.trim_matches(['{', '}'])) || doc.len() < 5,
+                "{doc}: {err}"
+            );
         }
     }
 
@@ -181,7 +215,8 @@ pub(crate) mod tests {
 
     #[test]
     fn expired_or_accountless_tokens_give_401() {
-        let t = ChatgptTokens::from_auth_json(&auth_json(100, true)).unwrap_or_else(|e| panic!("{e}"));
+        let t =
+            ChatgptTokens::from_auth_json(&auth_json(100, true)).unwrap_or_else(|e| panic!("{e}"));
         assert!(t.usable_at(99).is_ok());
         let err = t.usable_at(100).err().map(|e| (e.status, e.code));
         assert_eq!(err, Some((401, Some("token_expired".into()))));
@@ -191,8 +226,12 @@ pub(crate) mod tests {
 
     #[test]
     fn debug_output_hides_tokens() {
-        let t = ChatgptTokens::from_auth_json(&auth_json(100, true)).unwrap_or_else(|e| panic!("{e}"));
+        let t =
+            ChatgptTokens::from_auth_json(&auth_json(100, true)).unwrap_or_else(|e| panic!("{e}"));
         let shown = format!("{t:?}");
-        assert!(!shown.contains(&t.access_token) && !shown.contains("rt_1"), "{shown}");
+        assert!(
+            !shown.contains(&t.access_token) && !shown.contains("rt_1"),
+            "{shown}"
+        );
     }
 }

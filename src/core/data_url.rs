@@ -21,14 +21,20 @@ pub fn normalize(url: Cow<'_, str>) -> Cow<'_, str> {
         })
         .collect();
     let unpadded = clean.trim_end_matches('=');
-    let valid = unpadded.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/');
+    let valid = unpadded
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/');
     // A remainder of 1 cannot come from any byte sequence: leave such input alone.
     if !valid || unpadded.len() % 4 == 1 {
         return url;
     }
     let padding = (4 - unpadded.len() % 4) % 4;
     let normalized = format!("{header},{unpadded}{}", "=".repeat(padding));
-    if normalized == *url { url } else { Cow::Owned(normalized) }
+    if normalized == *url {
+        url
+    } else {
+        Cow::Owned(normalized)
+    }
 }
 
 #[cfg(test)]
@@ -38,9 +44,15 @@ mod tests {
     #[test]
     fn repairs_urlsafe_and_unpadded_base64() {
         let cases = [
-            ("data:image/png;base64,AAA-_w", "data:image/png;base64,AAA+/w=="),
+            (
+                "data:image/png;base64,AAA-_w",
+                "data:image/png;base64,AAA+/w==",
+            ),
             ("data:image/png;base64,AAAA", "data:image/png;base64,AAAA"),
-            ("data:image/jpeg;base64,QU\r\nJD", "data:image/jpeg;base64,QUJD"),
+            (
+                "data:image/jpeg;base64,QU\r\nJD",
+                "data:image/jpeg;base64,QUJD",
+            ),
             ("data:image/png;base64,QUI", "data:image/png;base64,QUI="),
             ("data:image/png;base64,A", "data:image/png;base64,A"),
             ("data:image/png;base64,@@@", "data:image/png;base64,@@@"),
@@ -54,6 +66,9 @@ mod tests {
 
     #[test]
     fn unchanged_urls_stay_borrowed() {
-        assert!(matches!(normalize(Cow::Borrowed("data:image/png;base64,AAAA")), Cow::Borrowed(_)));
+        assert!(matches!(
+            normalize(Cow::Borrowed("data:image/png;base64,AAAA")),
+            Cow::Borrowed(_)
+        ));
     }
 }

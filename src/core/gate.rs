@@ -13,8 +13,9 @@ pub fn check(expected: Option<&str>, authorization: &[&str]) -> Result<(), ApiEr
         [one] => *one,
         _ => return Err(unauthorized("Send exactly one Authorization header")),
     };
-    let token = bearer_token(value)
-        .ok_or_else(|| unauthorized("Invalid Authorization header format. Expected: Bearer <token>"))?;
+    let token = bearer_token(value).ok_or_else(|| {
+        unauthorized("Invalid Authorization header format. Expected: Bearer <token>")
+    })?;
     if constant_time_eq(token.as_bytes(), expected.as_bytes()) {
         Ok(())
     } else {
@@ -58,26 +59,57 @@ mod tests {
             (Some("k"), &["bearer k"], Ok(())),
             (Some("k"), &["BEARER   k  "], Ok(())),
             (Some("k"), &[], Err("Missing Authorization header")),
-            (Some("k"), &["Basic k"], Err("Invalid Authorization header format. Expected: Bearer <token>")),
-            (Some("k"), &["Bearer"], Err("Invalid Authorization header format. Expected: Bearer <token>")),
+            (
+                Some("k"),
+                &["Basic k"],
+                Err("Invalid Authorization header format. Expected: Bearer <token>"),
+            ),
+            (
+                Some("k"),
+                &["Bearer"],
+                Err("Invalid Authorization header format. Expected: Bearer <token>"),
+            ),
             (Some("k"), &["Bearer x"], Err("Invalid API key")),
             (Some("k"), &["Bearer kk"], Err("Invalid API key")),
             (Some("kk"), &["Bearer k"], Err("Invalid API key")),
-            (Some("k"), &["Bearer k", "Bearer k"], Err("Send exactly one Authorization header")),
+            (
+                Some("k"),
+                &["Bearer k", "Bearer k"],
+                Err("Send exactly one Authorization header"),
+            ),
         ];
         for (expected, headers, outcome) in cases {
             let got = check(*expected, headers).map_err(|e| {
-                assert_eq!((e.status, e.code.as_deref()), (401, Some("invalid_api_key")));
+                assert_eq!(
+                    (e.status, e.code.as_deref()),
+                    (401, Some("invalid_api_key"))
+                );
                 e.message
             });
-            assert_eq!(got, outcome.map_err(str::to_string), "{expected:?} {headers:?}");
+            assert_eq!(
+                got,
+                outcome.map_err(str::to_string),
+                "{expected:?} {headers:?}"
+            );
         }
     }
 
     #[test]
     fn constant_time_eq_is_equality() {
-        for (a, b) in [("", ""), ("a", "a"), ("a", ""), ("", "a"), ("abc", "abd"), ("abc", "ab"), ("sk-1", "sk-1")] {
-            assert_eq!(constant_time_eq(a.as_bytes(), b.as_bytes()), a == b, "{a:?} {b:?}");
+        for (a, b) in [
+            ("", ""),
+            ("a", "a"),
+            ("a", ""),
+            ("", "a"),
+            ("abc", "abd"),
+            ("abc", "ab"),
+            ("sk-1", "sk-1"),
+        ] {
+            assert_eq!(
+                constant_time_eq(a.as_bytes(), b.as_bytes()),
+                a == b,
+                "{a:?} {b:?}"
+            );
         }
     }
 }

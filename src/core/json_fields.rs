@@ -18,10 +18,16 @@ impl<'a> Fields<'a> {
     pub fn parse(body: &'a [u8]) -> Result<Self, ApiError> {
         let first = body.iter().find(|b| !b.is_ascii_whitespace());
         match first {
-            None => return Err(ApiError::invalid_request("The request body is empty; send a JSON object.")),
+            None => {
+                return Err(ApiError::invalid_request(
+                    "The request body is empty; send a JSON object.",
+                ));
+            }
             Some(b'{') => {}
             Some(_) if serde_json::from_slice::<&RawValue>(body).is_ok() => {
-                return Err(ApiError::invalid_request("The request body must be a JSON object."));
+                return Err(ApiError::invalid_request(
+                    "The request body must be a JSON object.",
+                ));
             }
             Some(_) => {}
         }
@@ -40,13 +46,19 @@ impl<'a> Fields<'a> {
 }
 
 /// Deserializes one raw value; `null` counts as absent. Errors name `param`.
-pub fn parse_raw<'a, T: Deserialize<'a>>(raw: &'a RawValue, param: &str) -> Result<Option<T>, ApiError> {
+pub fn parse_raw<'a, T: Deserialize<'a>>(
+    raw: &'a RawValue,
+    param: &str,
+) -> Result<Option<T>, ApiError> {
     if raw.get() == "null" {
         return Ok(None);
     }
-    serde_json::from_str(raw.get())
-        .map(Some)
-        .map_err(|e| ApiError::invalid_param(param, format!("Invalid `{param}`: {}.", without_position(&e))))
+    serde_json::from_str(raw.get()).map(Some).map_err(|e| {
+        ApiError::invalid_param(
+            param,
+            format!("Invalid `{param}`: {}.", without_position(&e)),
+        )
+    })
 }
 
 /// serde positions are relative to the field, which would only confuse the reader.
@@ -70,11 +82,19 @@ mod tests {
             ("[1]", "The request body must be a JSON object."),
             ("null", "The request body must be a JSON object."),
             ("\"x\"", "The request body must be a JSON object."),
-            ("{\"a\":", "Invalid JSON body: EOF while parsing a value at line 1 column 5"),
-            ("nope", "Invalid JSON body: expected ident at line 1 column 2"),
+            (
+                "{\"a\":",
+                "Invalid JSON body: EOF while parsing a value at line 1 column 5",
+            ),
+            (
+                "nope",
+                "Invalid JSON body: expected ident at line 1 column 2",
+            ),
         ];
         for (body, message) in cases {
-            let err = Fields::parse(body.as_bytes()).err().map(|e| (e.status, e.message));
+            let err = Fields::parse(body.as_bytes())
+                .err()
+                .map(|e| (e.status, e.message));
             assert_eq!(err, Some((400, message.to_string())), "{body:?}");
         }
     }
@@ -86,10 +106,16 @@ mod tests {
         assert_eq!(fields.get::<u32>("n").ok(), Some(Some(2)));
         assert_eq!(fields.get::<String>("model").ok(), Some(None));
         assert_eq!(fields.get::<u32>("xA").ok(), Some(Some(1)));
-        let err = fields.get::<bool>("stream").err().map(|e| (e.param, e.message));
+        let err = fields
+            .get::<bool>("stream")
+            .err()
+            .map(|e| (e.param, e.message));
         assert_eq!(
             err,
-            Some((Some("stream".into()), "Invalid `stream`: invalid type: string \"yes\", expected a boolean.".into()))
+            Some((
+                Some("stream".into()),
+                "Invalid `stream`: invalid type: string \"yes\", expected a boolean.".into()
+            ))
         );
     }
 }

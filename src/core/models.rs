@@ -7,7 +7,13 @@ use crate::core::config::ConfigError;
 use crate::core::reasoning::Effort;
 
 /// The Codex catalogue's listed models (2026-08).
-pub const DEFAULT_MODELS: &[&str] = &["gpt-5.6-sol", "gpt-5.6-terra", "gpt-5.6-luna", "gpt-5.5", "gpt-5.2"];
+pub const DEFAULT_MODELS: &[&str] = &[
+    "gpt-5.6-sol",
+    "gpt-5.6-terra",
+    "gpt-5.6-luna",
+    "gpt-5.5",
+    "gpt-5.2",
+];
 /// Where a missing model and the retired general-purpose ids go.
 pub const DEFAULT_MODEL: &str = "gpt-5.5";
 
@@ -72,8 +78,16 @@ impl ModelCatalog {
 
     /// The `/v1/models` list body.
     pub fn list_body(&self, created: u64) -> Vec<u8> {
-        let data: Vec<ModelObject> = self.exposed.iter().map(|id| ModelObject::new(id, created)).collect();
-        serde_json::to_vec(&ModelList { object: "list", data }).unwrap_or_default()
+        let data: Vec<ModelObject> = self
+            .exposed
+            .iter()
+            .map(|id| ModelObject::new(id, created))
+            .collect();
+        serde_json::to_vec(&ModelList {
+            object: "list",
+            data,
+        })
+        .unwrap_or_default()
     }
 
     /// `/v1/models/{id}`: exposed ids only.
@@ -110,13 +124,20 @@ fn split_effort_suffix(name: &str) -> (&str, Option<Effort>) {
 fn parse_model_list(raw: &str) -> Result<Vec<String>, ConfigError> {
     let trimmed = raw.trim();
     let ids: Vec<String> = if trimmed.starts_with('[') {
-        let values: Vec<serde_json::Value> = serde_json::from_str(trimmed)
-            .map_err(|_| ConfigError::new("EXPOSE_MODELS", "is not a valid JSON array; use [\"a\",\"b\"] or a comma-separated list"))?;
+        let values: Vec<serde_json::Value> = serde_json::from_str(trimmed).map_err(|_| {
+            ConfigError::new(
+                "EXPOSE_MODELS",
+                "is not a valid JSON array; use [\"a\",\"b\"] or a comma-separated list",
+            )
+        })?;
         values
             .into_iter()
             .map(|v| match v {
                 serde_json::Value::String(s) => Ok(s.trim().to_string()),
-                _ => Err(ConfigError::new("EXPOSE_MODELS", "a JSON array must contain only strings")),
+                _ => Err(ConfigError::new(
+                    "EXPOSE_MODELS",
+                    "a JSON array must contain only strings",
+                )),
             })
             .collect::<Result<_, _>>()?
     } else {
@@ -168,8 +189,16 @@ mod tests {
             (Some("  "), "gpt-5.5", None),
             (Some("gpt-5.5"), "gpt-5.5", None),
             (Some("gpt-5.5-high"), "gpt-5.5", Some(Effort::High)),
-            (Some("gpt-5.6-sol_xhigh"), "gpt-5.6-sol", Some(Effort::Xhigh)),
-            (Some("gpt-5.6-luna:none"), "gpt-5.6-luna", Some(Effort::None)),
+            (
+                Some("gpt-5.6-sol_xhigh"),
+                "gpt-5.6-sol",
+                Some(Effort::Xhigh),
+            ),
+            (
+                Some("gpt-5.6-luna:none"),
+                "gpt-5.6-luna",
+                Some(Effort::None),
+            ),
             (Some("GPT-5-Codex-LOW"), "gpt-5.5", Some(Effort::Low)),
             (Some("gpt5_minimal"), "gpt-5.5", Some(Effort::Minimal)),
             (Some("gpt-5.2-codex"), "gpt-5.2", None),
@@ -178,15 +207,23 @@ mod tests {
         ];
         for (requested, id, effort) in cases {
             let got = catalog().resolve(*requested);
-            assert_eq!((got.id.as_str(), got.suffix_effort), (*id, *effort), "{requested:?}");
+            assert_eq!(
+                (got.id.as_str(), got.suffix_effort),
+                (*id, *effort),
+                "{requested:?}"
+            );
         }
     }
 
     #[test]
     fn debug_model_forces_the_id_but_keeps_the_suffix_effort() {
-        let cat = ModelCatalog::new(None, Some(" gpt-5.2 ".into())).unwrap_or_else(|e| panic!("{e}"));
+        let cat =
+            ModelCatalog::new(None, Some(" gpt-5.2 ".into())).unwrap_or_else(|e| panic!("{e}"));
         let got = cat.resolve(Some("gpt-5.5-high"));
-        assert_eq!((got.id.as_str(), got.suffix_effort), ("gpt-5.2", Some(Effort::High)));
+        assert_eq!(
+            (got.id.as_str(), got.suffix_effort),
+            ("gpt-5.2", Some(Effort::High))
+        );
     }
 
     #[test]

@@ -19,7 +19,9 @@ pub enum Effort {
 }
 
 impl Effort {
-    pub const VALUES: &'static [&'static str] = &["none", "minimal", "low", "medium", "high", "xhigh", "max", "ultra"];
+    pub const VALUES: &'static [&'static str] = &[
+        "none", "minimal", "low", "medium", "high", "xhigh", "max", "ultra",
+    ];
 
     pub fn parse(raw: &str) -> Option<Self> {
         Some(match raw.trim().to_ascii_lowercase().as_str() {
@@ -47,7 +49,8 @@ pub enum Summary {
 
 impl Summary {
     pub const VALUES: &'static [&'static str] = &["auto", "concise", "detailed", "none"];
-    pub const SETTING_VALUES: &'static [&'static str] = &["auto", "concise", "detailed", "none", "on", "off"];
+    pub const SETTING_VALUES: &'static [&'static str] =
+        &["auto", "concise", "detailed", "none", "on", "off"];
 
     pub fn parse(raw: &str) -> Option<Self> {
         Some(match raw.trim().to_ascii_lowercase().as_str() {
@@ -84,7 +87,8 @@ pub enum OutputMode {
 }
 
 impl OutputMode {
-    pub const SETTING_VALUES: &'static [&'static str] = &["openai", "tagged", "o3", "r1", "hidden", "all"];
+    pub const SETTING_VALUES: &'static [&'static str] =
+        &["openai", "tagged", "o3", "r1", "hidden", "all"];
     /// The route prefixes that exist with `REASONING_OUTPUT_MODE=all`.
     pub const PREFIXES: [(&'static str, Self); 5] = [
         ("tagged", Self::Tagged),
@@ -144,7 +148,10 @@ pub fn resolve(
         Some(raw) => Summary::parse(raw).ok_or_else(|| {
             ApiError::invalid_param(
                 "reasoning.summary",
-                format!("Invalid reasoning.summary {raw:?}; use one of {}.", Summary::VALUES.join(", ")),
+                format!(
+                    "Invalid reasoning.summary {raw:?}; use one of {}.",
+                    Summary::VALUES.join(", ")
+                ),
             )
         })?,
         None => default_summary,
@@ -159,7 +166,10 @@ fn parse_effort(raw: &str, param: &str) -> Result<Effort, ApiError> {
     Effort::parse(raw).ok_or_else(|| {
         ApiError::invalid_param(
             param,
-            format!("Invalid {param} {raw:?}; use one of {}.", Effort::VALUES.join(", ")),
+            format!(
+                "Invalid {param} {raw:?}; use one of {}.",
+                Effort::VALUES.join(", ")
+            ),
         )
     })
 }
@@ -172,18 +182,36 @@ mod tests {
     fn precedence_is_object_then_top_level_then_suffix_then_default() {
         let cases: &[(ReasoningRequest, Effort)] = &[
             (ReasoningRequest::default(), Effort::Low),
-            (ReasoningRequest { model_suffix: Some(Effort::High), ..Default::default() }, Effort::High),
             (
-                ReasoningRequest { reasoning_effort: Some("minimal"), model_suffix: Some(Effort::High), ..Default::default() },
+                ReasoningRequest {
+                    model_suffix: Some(Effort::High),
+                    ..Default::default()
+                },
+                Effort::High,
+            ),
+            (
+                ReasoningRequest {
+                    reasoning_effort: Some("minimal"),
+                    model_suffix: Some(Effort::High),
+                    ..Default::default()
+                },
                 Effort::Minimal,
             ),
             (
-                ReasoningRequest { object_effort: Some("XHIGH"), reasoning_effort: Some("minimal"), ..Default::default() },
+                ReasoningRequest {
+                    object_effort: Some("XHIGH"),
+                    reasoning_effort: Some("minimal"),
+                    ..Default::default()
+                },
                 Effort::Xhigh,
             ),
             // A reasoning object without effort no longer hides the suffix.
             (
-                ReasoningRequest { object_summary: Some("concise"), model_suffix: Some(Effort::Medium), ..Default::default() },
+                ReasoningRequest {
+                    object_summary: Some("concise"),
+                    model_suffix: Some(Effort::Medium),
+                    ..Default::default()
+                },
                 Effort::Medium,
             ),
         ];
@@ -195,20 +223,53 @@ mod tests {
 
     #[test]
     fn summary_none_is_omitted_and_invalid_values_are_400() {
-        let r = resolve(&ReasoningRequest { object_summary: Some("none"), ..Default::default() }, Effort::Low, Summary::Auto);
-        assert_eq!(r, Ok(ReasoningParam { effort: Effort::Low, summary: None }));
-        let err = resolve(&ReasoningRequest { reasoning_effort: Some("extreme"), ..Default::default() }, Effort::Low, Summary::Auto)
-            .err()
-            .map(|e| (e.status, e.param));
+        let r = resolve(
+            &ReasoningRequest {
+                object_summary: Some("none"),
+                ..Default::default()
+            },
+            Effort::Low,
+            Summary::Auto,
+        );
+        assert_eq!(
+            r,
+            Ok(ReasoningParam {
+                effort: Effort::Low,
+                summary: None
+            })
+        );
+        let err = resolve(
+            &ReasoningRequest {
+                reasoning_effort: Some("extreme"),
+                ..Default::default()
+            },
+            Effort::Low,
+            Summary::Auto,
+        )
+        .err()
+        .map(|e| (e.status, e.param));
         assert_eq!(err, Some((400, Some("reasoning_effort".to_string()))));
-        let err = resolve(&ReasoningRequest { object_summary: Some("loud"), ..Default::default() }, Effort::Low, Summary::Auto);
+        let err = resolve(
+            &ReasoningRequest {
+                object_summary: Some("loud"),
+                ..Default::default()
+            },
+            Effort::Low,
+            Summary::Auto,
+        );
         assert!(err.is_err());
     }
 
     #[test]
     fn output_mode_settings() {
-        assert_eq!(OutputMode::parse_setting(" Tagged "), Some((OutputMode::Tagged, false)));
-        assert_eq!(OutputMode::parse_setting("ALL"), Some((OutputMode::OpenAi, true)));
+        assert_eq!(
+            OutputMode::parse_setting(" Tagged "),
+            Some((OutputMode::Tagged, false))
+        );
+        assert_eq!(
+            OutputMode::parse_setting("ALL"),
+            Some((OutputMode::OpenAi, true))
+        );
         assert_eq!(OutputMode::parse_setting("hide"), None);
         assert_eq!(Summary::parse_setting("on"), Some(Summary::Auto));
     }

@@ -58,7 +58,9 @@ mod tests {
     fn user(text: &str) -> InputItem<'_> {
         InputItem::Message {
             role: "user",
-            content: vec![ContentPart::InputText { text: Cow::Borrowed(text) }],
+            content: vec![ContentPart::InputText {
+                text: Cow::Borrowed(text),
+            }],
         }
     }
 

@@ -3,7 +3,7 @@
 
 use crate::core::chat_aggregate::ChatAggregator;
 use crate::core::chat_present::{ChatPresenter, ChatSink};
-use crate::core::chat_stream::{ChatStreamWriter, write_error_frame};
+use crate::core::chat_stream::ChatStreamWriter;
 use crate::core::error::ApiError;
 use crate::core::reasoning::OutputMode;
 use crate::core::sse::SseFramer;
@@ -12,27 +12,23 @@ use crate::core::turn::{Signal, Turn};
 /// Carry-over cap for one incomplete upstream event.
 pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
 
-/// What the client receives once the upstream stream has ended.
-#[derive(Debug, PartialEq)]
-pub enum Outcome<'a> {
-    /// Streaming: the last bytes of the stream.
-    Tail(&'a [u8]),
-    /// Non-streaming: the whole response body.
-    Body(&'a [u8]),
-    /// Non-streaming: the error to answer with instead.
-    Error(&'a ApiError),
-}
-
 /// A sink that can hand its output to the host.
 pub trait Output: ChatSink {
+    /// What the sink produces once the upstream stream has ended.
+    type Outcome<'a>
+    where
+        Self: 'a;
     /// Forgets what was already forwarded.
     fn clear(&mut self);
     /// Bytes to forward after a chunk (streaming); empty when aggregating.
     fn pending(&self) -> &[u8];
-    fn outcome(&self) -> Outcome<'_>;
+    fn outcome(&self) -> Self::Outcome<'_>;
 }
 
 impl Output for ChatStreamWriter {
+    /// The last bytes of the stream.
+    type Outcome<'a> = &'a [u8];
+
     fn clear(&mut self) {
         self.take_output().clear();
     }
@@ -41,23 +37,26 @@ impl Output for ChatStreamWriter {
         self.output()
     }
 
-    fn outcome(&self) -> Outcome<'_> {
-        Outcome::Tail(self.output())
+    fn outcome(&self) -> &[u8] {
+        self.output()
     }
 }
 
 impl Output for ChatAggregator {
+    /// The whole response body, or the error to answer with instead.
+    type Outcome<'a> = Result<&'a [u8], &'a ApiError>;
+
     fn clear(&mut self) {}
 
     fn pending(&self) -> &[u8] {
         &[]
     }
 
-    fn outcome(&self) -> Outcome<'_> {
+    fn outcome(&self) -> Result<&[u8], &ApiError> {
         match self.result() {
-            Some(Ok(body)) => Outcome::Body(body),
-            Some(Err(error)) => Outcome::Error(error),
-            None => Outcome::Body(b""),
+            Some(Ok(body)) => Ok(body),
+            Some(Err(error)) => Err(error),
+            None => Ok(b""),
         }
     }
 }
@@ -82,18 +81,32 @@ impl<S: Output> Translator<S> {
     /// Translates one upstream chunk; returns what to forward now.
     pub fn push(&mut self, chunk: &[u8], now: u64) -> &[u8] {
         self.sink.clear();
-        let Self { framer, turn, presenter, sink } = self;
+        let Self {
+            framer,
+            turn,
+            presenter,
+            sink,
+        } = self;
         let mut emit = |signal: Signal<'_>| presenter.signal(signal, sink);
-        if !turn.is_done() && framer.push(chunk, |data| turn.event(data, now, &mut emit)).is_err() {
+        if !turn.is_done()
+            && framer
+                .push(chunk, |data| turn.event(data, now, &mut emit))
+                .is_err()
+        {
             turn.overflow(&mut emit);
         }
         self.sink.pending()
     }
 
     /// The upstream stream ended.
-    pub fn finish(&mut self, now: u64) -> Outcome<'_> {
+    pub fn finish(&mut self, now: u64) -> S::Outcome<'_> {
         self.sink.clear();
-        let Self { framer, turn, presenter, sink } = self;
+        let Self {
+            framer,
+            turn,
+            presenter,
+            sink,
+        } = self;
         let mut emit = |signal: Signal<'_>| presenter.signal(signal, sink);
         framer.finish(|data| turn.event(data, now, &mut emit));
         turn.end_of_stream(&mut emit);
@@ -103,14 +116,6 @@ impl<S: Output> Translator<S> {
     pub fn malformed_events(&self) -> u32 {
         self.turn.malformed_events
     }
-}
-
-/// An error to report when no translator can run (for example the upstream answered an
-/// error after a streaming client already got its headers).
-pub fn stream_error_bytes(error: &ApiError) -> Vec<u8> {
-    let mut out = Vec::new();
-    write_error_frame(&mut out, error);
-    out
 }
 
 #[cfg(test)]

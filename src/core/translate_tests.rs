@@ -6,7 +6,9 @@ use serde_json::{Value, json};
 fn sse(events: &[Value]) -> Vec<u8> {
     let mut out = Vec::new();
     for e in events {
-        out.extend_from_slice(format!("event: {}\ndata: {}\n\n", e["type"].as_str().unwrap(), e).as_bytes());
+        out.extend_from_slice(
+            format!("event: {}\ndata: {}\n\n", e["type"].as_str().unwrap(), e).as_bytes(),
+        );
     }
     out
 }
@@ -68,10 +70,7 @@ fn run_stream(mode: OutputMode, include_usage: bool, chunks: &[&[u8]]) -> String
     for chunk in chunks {
         out.extend_from_slice(t.push(chunk, 0));
     }
-    match t.finish(0) {
-        Outcome::Tail(tail) => out.extend_from_slice(tail),
-        other => panic!("{other:?}"),
-    }
+    out.extend_from_slice(t.finish(0));
     String::from_utf8(out).unwrap()
 }
 
@@ -79,8 +78,14 @@ fn frames(body: &str) -> Vec<Value> {
     body.split("\n\n")
         .filter(|f| !f.is_empty())
         .map(|f| {
-            let data = f.strip_prefix("data: ").unwrap_or_else(|| panic!("bad frame {f:?}"));
-            if data == "[DONE]" { json!("[DONE]") } else { serde_json::from_str(data).unwrap() }
+            let data = f
+                .strip_prefix("data: ")
+                .unwrap_or_else(|| panic!("bad frame {f:?}"));
+            if data == "[DONE]" {
+                json!("[DONE]")
+            } else {
+                serde_json::from_str(data).unwrap()
+            }
         })
         .collect()
 }
@@ -90,7 +95,9 @@ fn deltas(body: &str) -> Vec<Value> {
     frames(body)
         .into_iter()
         .map(|f| match f.get("choices").and_then(|c| c.get(0)) {
-            Some(choice) if !choice["finish_reason"].is_null() => json!({"finish": choice["finish_reason"]}),
+            Some(choice) if !choice["finish_reason"].is_null() => {
+                json!({"finish": choice["finish_reason"]})
+            }
             Some(choice) => choice["delta"].clone(),
             None if f.get("usage").is_some() => json!({"usage": f["usage"]["total_tokens"]}),
             None => f,
@@ -134,20 +141,47 @@ fn openai_mode_stream_is_exact() {
 fn every_output_mode() {
     let stream = reasoning_stream();
     let cases: Vec<(OutputMode, Vec<Value>)> = vec![
-        (OutputMode::Tagged, vec![json!({"content": "<think>"}), json!({"content": "Think A"}), json!({"content": "\n"}), json!({"content": "Think B"}), json!({"content": "</think>"})]),
-        (OutputMode::R1, vec![json!({"reasoning_content": "Think A"}), json!({"reasoning_content": "Think B"})]),
-        (OutputMode::O3, vec![
-            json!({"reasoning": {"content": [{"type": "text", "text": "Think A"}]}}),
-            json!({"reasoning": {"content": [{"type": "text", "text": "\n"}]}}),
-            json!({"reasoning": {"content": [{"type": "text", "text": "Think B"}]}}),
-        ]),
+        (
+            OutputMode::Tagged,
+            vec![
+                json!({"content": "<think>"}),
+                json!({"content": "Think A"}),
+                json!({"content": "\n"}),
+                json!({"content": "Think B"}),
+                json!({"content": "</think>"}),
+            ],
+        ),
+        (
+            OutputMode::R1,
+            vec![
+                json!({"reasoning_content": "Think A"}),
+                json!({"reasoning_content": "Think B"}),
+            ],
+        ),
+        (
+            OutputMode::O3,
+            vec![
+                json!({"reasoning": {"content": [{"type": "text", "text": "Think A"}]}}),
+                json!({"reasoning": {"content": [{"type": "text", "text": "\n"}]}}),
+                json!({"reasoning": {"content": [{"type": "text", "text": "Think B"}]}}),
+            ],
+        ),
         (OutputMode::Hidden, vec![]),
     ];
     for (mode, reasoning) in cases {
         let mut expected = vec![json!({"role": "assistant", "content": ""})];
         expected.extend(reasoning);
-        expected.extend([json!({"content": "Héllo 🌍"}), json!({"content": " 世界"}), json!({"finish": "stop"}), json!("[DONE]")]);
-        assert_eq!(deltas(&run_stream(mode, false, &[&stream])), expected, "{mode:?}");
+        expected.extend([
+            json!({"content": "Héllo 🌍"}),
+            json!({"content": " 世界"}),
+            json!({"finish": "stop"}),
+            json!("[DONE]"),
+        ]);
+        assert_eq!(
+            deltas(&run_stream(mode, false, &[&stream])),
+            expected,
+            "{mode:?}"
+        );
     }
 }
 
@@ -197,18 +231,49 @@ fn tool_calls_stream_incrementally_with_one_finish() {
 #[test]
 fn failures_become_an_error_frame_then_done() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
-        (sse(&[created(), json!({"type": "response.output_text.delta", "delta": "par"}), json!({"type": "response.failed", "response": {"error": {"code": "server_is_overloaded", "message": "busy"}}})]), "busy"),
-        (sse(&[created(), json!({"type": "error", "error": {"type": "usage_limit_reached", "message": "limit hit", "resets_in_seconds": 300}})]), "limit hit"),
-        (sse(&[created(), json!({"type": "response.output_text.delta", "delta": "par"})]), "closed the stream before the response was complete"),
-        (b"garbage without framing".to_vec(), "closed the stream before"),
+        (
+            sse(&[
+                created(),
+                json!({"type": "response.output_text.delta", "delta": "par"}),
+                json!({"type": "response.failed", "response": {"error": {"code": "server_is_overloaded", "message": "busy"}}}),
+            ]),
+            "busy",
+        ),
+        (
+            sse(&[
+                created(),
+                json!({"type": "error", "error": {"type": "usage_limit_reached", "message": "limit hit", "resets_in_seconds": 300}}),
+            ]),
+            "limit hit",
+        ),
+        (
+            sse(&[
+                created(),
+                json!({"type": "response.output_text.delta", "delta": "par"}),
+            ]),
+            "closed the stream before the response was complete",
+        ),
+        (
+            b"garbage without framing".to_vec(),
+            "closed the stream before",
+        ),
     ];
     for (stream, message) in cases {
         let out = deltas(&run_stream(OutputMode::OpenAi, false, &[&stream]));
         let n = out.len();
         assert!(n >= 2, "{out:?}");
-        assert!(out[n - 2]["error"]["message"].as_str().unwrap().contains(message), "{out:?}");
+        assert!(
+            out[n - 2]["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(message),
+            "{out:?}"
+        );
         assert_eq!(out[n - 1], json!("[DONE]"));
-        assert!(!out.iter().any(|d| d.get("finish").is_some()), "finish chunk next to an error: {out:?}");
+        assert!(
+            !out.iter().any(|d| d.get("finish").is_some()),
+            "finish chunk next to an error: {out:?}"
+        );
     }
 }
 
@@ -219,7 +284,9 @@ fn incomplete_maps_to_length_and_nothing_follows_the_terminal_event() {
         json!({"type": "response.output_text.delta", "delta": "cut"}),
         json!({"type": "response.incomplete", "response": {"incomplete_details": {"reason": "max_output_tokens"}}}),
     ]);
-    stream.extend(sse(&[json!({"type": "response.output_text.delta", "delta": "late"})]));
+    stream.extend(sse(&[
+        json!({"type": "response.output_text.delta", "delta": "late"}),
+    ]));
     let out = deltas(&run_stream(OutputMode::OpenAi, false, &[&stream]));
     assert_eq!(out[out.len() - 2], json!({"finish": "length"}));
     assert_eq!(out.iter().filter(|d| **d == json!("[DONE]")).count(), 1);
@@ -228,7 +295,14 @@ fn incomplete_maps_to_length_and_nothing_follows_the_terminal_event() {
 
 #[test]
 fn every_split_offset_gives_the_same_output() {
-    for stream in [reasoning_stream(), tool_stream(), String::from_utf8(reasoning_stream()).unwrap().replace('\n', "\r\n").into_bytes()] {
+    for stream in [
+        reasoning_stream(),
+        tool_stream(),
+        String::from_utf8(reasoning_stream())
+            .unwrap()
+            .replace('\n', "\r\n")
+            .into_bytes(),
+    ] {
         for mode in [OutputMode::OpenAi, OutputMode::Tagged] {
             let whole = run_stream(mode, true, &[&stream]);
             for at in 0..=stream.len() {
@@ -242,7 +316,11 @@ fn every_split_offset_gives_the_same_output() {
                     let (head, rest) = stream.split_at(start.min(stream.len()));
                     let mut chunks = vec![head];
                     chunks.extend(rest.chunks(size));
-                    assert_eq!(run_stream(mode, true, &chunks), whole, "size {size} offset {start}");
+                    assert_eq!(
+                        run_stream(mode, true, &chunks),
+                        whole,
+                        "size {size} offset {start}"
+                    );
                 }
             }
         }
@@ -251,12 +329,13 @@ fn every_split_offset_gives_the_same_output() {
 
 fn aggregate(mode: OutputMode, stream: &[u8]) -> Result<Value, ApiError> {
     let mut t = Translator::new(mode, ChatAggregator::new("gpt-5.5", 1));
-    assert!(t.push(stream, 0).is_empty(), "aggregation forwards nothing early");
-    match t.finish(0) {
-        Outcome::Body(body) => Ok(serde_json::from_slice(body).unwrap()),
-        Outcome::Error(e) => Err(e.clone()),
-        Outcome::Tail(_) => panic!("tail from an aggregator"),
-    }
+    assert!(
+        t.push(stream, 0).is_empty(),
+        "aggregation forwards nothing early"
+    );
+    t.finish(0)
+        .map(|body| serde_json::from_slice(body).unwrap())
+        .map_err(Clone::clone)
 }
 
 #[test]
@@ -271,11 +350,20 @@ fn aggregated_completion_matches_the_stream() {
                          "prompt_tokens_details": {"cached_tokens": 4}, "completion_tokens_details": {"reasoning_tokens": 2}}})
     );
     let tagged = aggregate(OutputMode::Tagged, &reasoning_stream()).unwrap();
-    assert_eq!(tagged["choices"][0]["message"]["content"], "<think>Think A\nThink B</think>Héllo 🌍 世界");
+    assert_eq!(
+        tagged["choices"][0]["message"]["content"],
+        "<think>Think A\nThink B</think>Héllo 🌍 世界"
+    );
     let o3 = aggregate(OutputMode::O3, &reasoning_stream()).unwrap();
-    assert_eq!(o3["choices"][0]["message"]["reasoning"], json!({"content": [{"type": "text", "text": "Think A\nThink B"}]}));
+    assert_eq!(
+        o3["choices"][0]["message"]["reasoning"],
+        json!({"content": [{"type": "text", "text": "Think A\nThink B"}]})
+    );
     let hidden = aggregate(OutputMode::Hidden, &reasoning_stream()).unwrap();
-    assert_eq!(hidden["choices"][0]["message"], json!({"role": "assistant", "content": "Héllo 🌍 世界"}));
+    assert_eq!(
+        hidden["choices"][0]["message"],
+        json!({"role": "assistant", "content": "Héllo 🌍 世界"})
+    );
 }
 
 #[test]
@@ -288,7 +376,10 @@ fn aggregated_tool_calls_and_failures() {
             {"id": "call_b", "type": "function", "function": {"name": "get_time", "arguments": "{\"tz\":\"CET\"}"}},
         ]}})
     );
-    let failed = sse(&[created(), json!({"type": "response.failed", "response": {"error": {"type": "usage_limit_reached", "message": "limit", "resets_in_seconds": 60}}})]);
+    let failed = sse(&[
+        created(),
+        json!({"type": "response.failed", "response": {"error": {"type": "usage_limit_reached", "message": "limit", "resets_in_seconds": 60}}}),
+    ]);
     let err = aggregate(OutputMode::OpenAi, &failed).unwrap_err();
     assert_eq!((err.status, err.retry_after), (429, Some(60)));
     let err = aggregate(OutputMode::OpenAi, b"").unwrap_err();
@@ -301,9 +392,10 @@ fn oversized_events_fail_safely() {
     let huge = vec![b'x'; MAX_EVENT_BYTES + 10];
     let mut out = t.push(b"data: ", 0).to_vec();
     out.extend_from_slice(t.push(&huge, 0));
-    if let Outcome::Tail(tail) = t.finish(0) {
-        out.extend_from_slice(tail);
-    }
+    out.extend_from_slice(t.finish(0));
     let body = String::from_utf8(out).unwrap();
-    assert!(body.contains("upstream_event_too_large") && body.ends_with("data: [DONE]\n\n"), "{body}");
+    assert!(
+        body.contains("upstream_event_too_large") && body.ends_with("data: [DONE]\n\n"),
+        "{body}"
+    );
 }

@@ -33,14 +33,27 @@ impl FinishReason {
 #[derive(Debug, PartialEq)]
 pub enum Signal<'e> {
     /// `response.created`: the upstream id and creation time.
-    Meta { id: &'e str, created: Option<u64> },
+    Meta {
+        id: &'e str,
+        created: Option<u64>,
+    },
     Text(&'e str),
     Reasoning(&'e str),
     /// A new reasoning paragraph (summary part) starts after earlier reasoning text.
     ReasoningBreak,
-    ToolCallStart { index: usize, call_id: &'e str, name: &'e str },
-    ToolCallArgs { index: usize, delta: &'e str },
-    Finish { reason: FinishReason, usage: Option<Usage> },
+    ToolCallStart {
+        index: usize,
+        call_id: &'e str,
+        name: &'e str,
+    },
+    ToolCallArgs {
+        index: usize,
+        delta: &'e str,
+    },
+    Finish {
+        reason: FinishReason,
+        usage: Option<Usage>,
+    },
     Fail(ApiError),
 }
 
@@ -167,7 +180,10 @@ impl Turn {
                 }
             }
             "response.function_call_arguments.delta" => {
-                if let (Some(index), Some(delta)) = (self.call_index(event.item_id.as_deref()), event.delta.as_deref()) {
+                if let (Some(index), Some(delta)) = (
+                    self.call_index(event.item_id.as_deref()),
+                    event.delta.as_deref(),
+                ) {
                     if !delta.is_empty() {
                         if let Some(call) = self.calls.get_mut(index) {
                             call.sent.push_str(delta);
@@ -191,7 +207,11 @@ impl Turn {
                 }
             }
             "response.completed" => {
-                let reason = if self.calls.is_empty() { FinishReason::Stop } else { FinishReason::ToolCalls };
+                let reason = if self.calls.is_empty() {
+                    FinishReason::Stop
+                } else {
+                    FinishReason::ToolCalls
+                };
                 self.finish(reason, event.response.as_ref(), emit);
             }
             "response.incomplete" => {
@@ -200,14 +220,22 @@ impl Turn {
                     .as_ref()
                     .and_then(|r| r.incomplete_details.as_ref())
                     .and_then(|d| d.reason.as_deref());
-                let reason = if reason == Some("content_filter") { FinishReason::ContentFilter } else { FinishReason::Length };
+                let reason = if reason == Some("content_filter") {
+                    FinishReason::ContentFilter
+                } else {
+                    FinishReason::Length
+                };
                 self.finish(reason, event.response.as_ref(), emit);
             }
             "response.failed" => {
                 let raw = event.response.as_ref().and_then(|r| r.error);
                 self.fail(error_fields(raw, None, None), now, emit);
             }
-            "error" => self.fail(error_fields(event.error, event.code, event.message), now, emit),
+            "error" => self.fail(
+                error_fields(event.error, event.code, event.message),
+                now,
+                emit,
+            ),
             _ => {}
         }
     }
@@ -233,8 +261,12 @@ impl Turn {
         if !self.done {
             self.done = true;
             emit(Signal::Fail(
-                ApiError::new(502, crate::core::error::UPSTREAM, "The ChatGPT backend sent an event larger than the 1 MiB limit.")
-                    .with_code("upstream_event_too_large"),
+                ApiError::new(
+                    502,
+                    crate::core::error::UPSTREAM,
+                    "The ChatGPT backend sent an event larger than the 1 MiB limit.",
+                )
+                .with_code("upstream_event_too_large"),
             ));
         }
     }
@@ -260,17 +292,30 @@ impl Turn {
     }
 
     /// Sends whatever part of the final arguments the client has not seen yet.
-    fn reconcile(&mut self, index: usize, arguments: Option<&str>, emit: &mut impl FnMut(Signal<'_>)) {
+    fn reconcile(
+        &mut self,
+        index: usize,
+        arguments: Option<&str>,
+        emit: &mut impl FnMut(Signal<'_>),
+    ) {
         let (Some(call), Some(arguments)) = (self.calls.get_mut(index), arguments) else {
             return;
         };
-        if let Some(rest) = arguments.strip_prefix(call.sent.as_str()).filter(|r| !r.is_empty()) {
+        if let Some(rest) = arguments
+            .strip_prefix(call.sent.as_str())
+            .filter(|r| !r.is_empty())
+        {
             call.sent.push_str(rest);
             emit(Signal::ToolCallArgs { index, delta: rest });
         }
     }
 
-    fn finish(&mut self, reason: FinishReason, response: Option<&ResponseObject<'_>>, emit: &mut impl FnMut(Signal<'_>)) {
+    fn finish(
+        &mut self,
+        reason: FinishReason,
+        response: Option<&ResponseObject<'_>>,
+        emit: &mut impl FnMut(Signal<'_>),
+    ) {
         self.done = true;
         emit(Signal::Finish {
             reason,
@@ -285,8 +330,14 @@ impl Turn {
 }
 
 /// The error object of an event, tolerating a missing or oddly shaped one.
-fn error_fields<'a>(raw: Option<&'a RawValue>, code: Option<Cow<'a, str>>, message: Option<Cow<'a, str>>) -> ErrorFields<'a> {
-    let mut fields: ErrorFields = raw.and_then(|r| serde_json::from_str(r.get()).ok()).unwrap_or_default();
+fn error_fields<'a>(
+    raw: Option<&'a RawValue>,
+    code: Option<Cow<'a, str>>,
+    message: Option<Cow<'a, str>>,
+) -> ErrorFields<'a> {
+    let mut fields: ErrorFields = raw
+        .and_then(|r| serde_json::from_str(r.get()).ok())
+        .unwrap_or_default();
     fields.code = fields.code.or(code);
     fields.message = fields.message.or(message);
     fields

@@ -13,9 +13,17 @@ fn transcript(events: &[serde_json::Value], eof: bool) -> Vec<String> {
             Signal::Text(t) => format!("text {t}"),
             Signal::Reasoning(t) => format!("reason {t}"),
             Signal::ReasoningBreak => "break".into(),
-            Signal::ToolCallStart { index, call_id, name } => format!("call{index} {call_id} {name}"),
+            Signal::ToolCallStart {
+                index,
+                call_id,
+                name,
+            } => format!("call{index} {call_id} {name}"),
             Signal::ToolCallArgs { index, delta } => format!("args{index} {delta}"),
-            Signal::Finish { reason, usage } => format!("finish {} {}", reason.as_str(), usage.map_or(0, |u| u.total_tokens)),
+            Signal::Finish { reason, usage } => format!(
+                "finish {} {}",
+                reason.as_str(),
+                usage.map_or(0, |u| u.total_tokens)
+            ),
             Signal::Fail(e) => format!("fail {} {}", e.status, e.code.unwrap_or_default()),
         })
     };
@@ -49,7 +57,17 @@ fn text_reasoning_and_usage() {
         ],
         true,
     );
-    assert_eq!(got, ["meta resp_1 Some(5)", "reason A", "break", "reason B", "text Hi", "finish stop 3"]);
+    assert_eq!(
+        got,
+        [
+            "meta resp_1 Some(5)",
+            "reason A",
+            "break",
+            "reason B",
+            "text Hi",
+            "finish stop 3"
+        ]
+    );
 }
 
 #[test]
@@ -87,13 +105,34 @@ fn tool_calls_stream_with_stable_indexes_and_reconcile() {
 #[test]
 fn terminal_variants() {
     let cases: Vec<(serde_json::Value, &str)> = vec![
-        (json!({"type": "response.incomplete", "response": {"incomplete_details": {"reason": "max_output_tokens"}}}), "finish length 0"),
-        (json!({"type": "response.incomplete", "response": {"incomplete_details": {"reason": "content_filter"}}}), "finish content_filter 0"),
-        (json!({"type": "response.failed", "response": {"error": {"code": "context_length_exceeded", "message": "too long"}}}), "fail 400 context_length_exceeded"),
-        (json!({"type": "response.failed", "response": {"error": {"type": "usage_limit_reached", "message": "limit", "resets_in_seconds": 60}}}), "fail 429 usage_limit_reached"),
-        (json!({"type": "error", "error": {"type": "service_unavailable_error", "code": "server_is_overloaded", "message": "busy"}}), "fail 503 server_is_overloaded"),
-        (json!({"type": "error", "code": "context_length_exceeded", "message": "long"}), "fail 400 context_length_exceeded"),
-        (json!({"type": "response.failed", "response": {"error": null}}), "fail 502 "),
+        (
+            json!({"type": "response.incomplete", "response": {"incomplete_details": {"reason": "max_output_tokens"}}}),
+            "finish length 0",
+        ),
+        (
+            json!({"type": "response.incomplete", "response": {"incomplete_details": {"reason": "content_filter"}}}),
+            "finish content_filter 0",
+        ),
+        (
+            json!({"type": "response.failed", "response": {"error": {"code": "context_length_exceeded", "message": "too long"}}}),
+            "fail 400 context_length_exceeded",
+        ),
+        (
+            json!({"type": "response.failed", "response": {"error": {"type": "usage_limit_reached", "message": "limit", "resets_in_seconds": 60}}}),
+            "fail 429 usage_limit_reached",
+        ),
+        (
+            json!({"type": "error", "error": {"type": "service_unavailable_error", "code": "server_is_overloaded", "message": "busy"}}),
+            "fail 503 server_is_overloaded",
+        ),
+        (
+            json!({"type": "error", "code": "context_length_exceeded", "message": "long"}),
+            "fail 400 context_length_exceeded",
+        ),
+        (
+            json!({"type": "response.failed", "response": {"error": null}}),
+            "fail 502 ",
+        ),
     ];
     for (event, expected) in cases {
         assert_eq!(transcript(&[event.clone()], true), [expected], "{event}");
@@ -102,10 +141,22 @@ fn terminal_variants() {
 
 #[test]
 fn truncated_and_malformed_streams_fail_cleanly() {
-    assert_eq!(transcript(&[json!({"type": "response.output_text.delta", "delta": "par"})], true), ["text par", "fail 502 stream_incomplete"]);
+    assert_eq!(
+        transcript(
+            &[json!({"type": "response.output_text.delta", "delta": "par"})],
+            true
+        ),
+        ["text par", "fail 502 stream_incomplete"]
+    );
     let mut turn = Turn::default();
     let mut signals = 0;
-    for data in [&b"{not json"[..], b"[DONE]", b"", b"{\"type\":5}", b"{\"no_type\":1}"] {
+    for data in [
+        &b"{not json"[..],
+        b"[DONE]",
+        b"",
+        b"{\"type\":5}",
+        b"{\"no_type\":1}",
+    ] {
         turn.event(data, 0, &mut |_| signals += 1);
     }
     assert_eq!((signals, turn.malformed_events), (0, 4));

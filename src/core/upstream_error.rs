@@ -5,7 +5,9 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use crate::core::error::{ApiError, AUTHENTICATION, INVALID_REQUEST, RATE_LIMIT, SERVER, UPSTREAM, USAGE_LIMIT};
+use crate::core::error::{
+    AUTHENTICATION, ApiError, INVALID_REQUEST, RATE_LIMIT, SERVER, UPSTREAM, USAGE_LIMIT,
+};
 
 /// The error fields, whichever of the backend's shapes carried them.
 #[derive(Debug, Default, Deserialize)]
@@ -58,16 +60,36 @@ impl LimitHeaders {
 
     /// Seconds to wait, from `Retry-After` or else the exhausted window's reset time.
     pub fn retry_after(&self, now: u64) -> Option<u64> {
-        if let Some(seconds) = self.retry_after.as_deref().and_then(|v| v.parse::<u64>().ok()) {
+        if let Some(seconds) = self
+            .retry_after
+            .as_deref()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
             return Some(seconds);
         }
-        let exhausted = |used: &Option<String>| used.as_deref().and_then(|v| v.parse::<f64>().ok()).is_some_and(|p| p >= 100.0);
+        let exhausted = |used: &Option<String>| {
+            used.as_deref()
+                .and_then(|v| v.parse::<f64>().ok())
+                .is_some_and(|p| p >= 100.0)
+        };
         let windows = [
-            (&self.secondary_used_percent, &self.secondary_reset_at, &self.secondary_reset_after_seconds),
-            (&self.primary_used_percent, &self.primary_reset_at, &self.primary_reset_after_seconds),
+            (
+                &self.secondary_used_percent,
+                &self.secondary_reset_at,
+                &self.secondary_reset_after_seconds,
+            ),
+            (
+                &self.primary_used_percent,
+                &self.primary_reset_at,
+                &self.primary_reset_after_seconds,
+            ),
         ];
         let reset = |(_, at, after): &(&Option<String>, &Option<String>, &Option<String>)| {
-            seconds_until(at.as_deref().and_then(|v| v.parse().ok()), after.as_deref().and_then(|v| v.parse().ok()), now)
+            seconds_until(
+                at.as_deref().and_then(|v| v.parse().ok()),
+                after.as_deref().and_then(|v| v.parse().ok()),
+                now,
+            )
         };
         windows
             .iter()
@@ -146,7 +168,11 @@ pub fn from_stream(fields: &ErrorFields<'_>, now: u64) -> ApiError {
 fn classify(status: Option<u16>, f: &ErrorFields<'_>, now: u64) -> ApiError {
     let code = f.code.as_deref().or(f.kind.as_deref()).unwrap_or("");
     let kind = f.kind.as_deref().unwrap_or("");
-    let message = f.message.as_deref().map(str::trim).filter(|m| !m.is_empty());
+    let message = f
+        .message
+        .as_deref()
+        .map(str::trim)
+        .filter(|m| !m.is_empty());
     let with = |status: u16, kind: &'static str, default: &str| {
         let mut err = ApiError::new(status, kind, message.unwrap_or(default));
         if !code.is_empty() {
@@ -158,18 +184,35 @@ fn classify(status: Option<u16>, f: &ErrorFields<'_>, now: u64) -> ApiError {
         err
     };
     if kind == "usage_limit_reached" || code == "usage_limit_reached" {
-        let mut err = with(429, USAGE_LIMIT, "You've hit your ChatGPT usage limit.").with_code("usage_limit_reached");
+        let mut err = with(429, USAGE_LIMIT, "You've hit your ChatGPT usage limit.")
+            .with_code("usage_limit_reached");
         let wait = seconds_until(f.resets_at, f.resets_in_seconds, now);
         err.retry_after = wait;
-        err.resets_at = f.resets_at.filter(|at| *at > now as f64).map(|at| at as u64).or(wait.map(|w| now + w));
+        err.resets_at = f
+            .resets_at
+            .filter(|at| *at > now as f64)
+            .map(|at| at as u64)
+            .or(wait.map(|w| now + w));
         return err;
     }
     match code {
-        "context_length_exceeded" | "invalid_prompt" | "invalid_value" | "cyber_policy" | "bio_policy" => {
-            return with(400, INVALID_REQUEST, "The request was rejected by the model's policy or limits.");
+        "context_length_exceeded"
+        | "invalid_prompt"
+        | "invalid_value"
+        | "cyber_policy"
+        | "bio_policy" => {
+            return with(
+                400,
+                INVALID_REQUEST,
+                "The request was rejected by the model's policy or limits.",
+            );
         }
         "usage_not_included" => {
-            return with(403, INVALID_REQUEST, "This ChatGPT plan does not include Codex.");
+            return with(
+                403,
+                INVALID_REQUEST,
+                "This ChatGPT plan does not include Codex.",
+            );
         }
         "insufficient_quota" => return with(429, RATE_LIMIT, "The account has no quota left."),
         "rate_limit_exceeded" => {
@@ -178,45 +221,82 @@ fn classify(status: Option<u16>, f: &ErrorFields<'_>, now: u64) -> ApiError {
             return err;
         }
         "server_is_overloaded" | "slow_down" => {
-            return with(503, SERVER, "The ChatGPT backend is overloaded; retry shortly.");
+            return with(
+                503,
+                SERVER,
+                "The ChatGPT backend is overloaded; retry shortly.",
+            );
         }
         _ => {}
     }
     match status {
         None => with(502, UPSTREAM, "The ChatGPT backend reported a failure."),
         Some(401) => {
-            let mut err = with(401, AUTHENTICATION, "The ChatGPT backend rejected the access token.");
-            err.message = format!("{}. Run `codex login` again and restart the wrapper.", err.message.trim_end_matches('.'));
+            let mut err = with(
+                401,
+                AUTHENTICATION,
+                "The ChatGPT backend rejected the access token.",
+            );
+            err.message = format!(
+                "{}. Run `codex login` again and restart the wrapper.",
+                err.message.trim_end_matches('.')
+            );
             if err.code.is_none() {
                 err = err.with_code("invalid_upstream_token");
             }
             err
         }
         Some(429) => with(429, RATE_LIMIT, "Rate limited by the ChatGPT backend."),
-        Some(404) => with(502, UPSTREAM, "The ChatGPT backend answered 404: check CHATGPT_RESPONSES_URL."),
-        Some(s) if s >= 500 => with(502, UPSTREAM, &format!("The ChatGPT backend failed with HTTP {s}.")),
-        Some(s) if s >= 400 => with(s, INVALID_REQUEST, &format!("The ChatGPT backend rejected the request (HTTP {s}).")),
-        Some(s) => with(502, UPSTREAM, &format!("Unexpected HTTP {s} from the ChatGPT backend.")),
+        Some(404) => with(
+            502,
+            UPSTREAM,
+            "The ChatGPT backend answered 404: check CHATGPT_RESPONSES_URL.",
+        ),
+        Some(s) if s >= 500 => with(
+            502,
+            UPSTREAM,
+            &format!("The ChatGPT backend failed with HTTP {s}."),
+        ),
+        Some(s) if s >= 400 => with(
+            s,
+            INVALID_REQUEST,
+            &format!("The ChatGPT backend rejected the request (HTTP {s})."),
+        ),
+        Some(s) => with(
+            502,
+            UPSTREAM,
+            &format!("Unexpected HTTP {s} from the ChatGPT backend."),
+        ),
     }
 }
 
 fn seconds_until(at: Option<f64>, after: Option<f64>, now: u64) -> Option<u64> {
-    let from_at = at.filter(|at| *at > now as f64).map(|at| (at - now as f64).ceil() as u64);
+    let from_at = at
+        .filter(|at| *at > now as f64)
+        .map(|at| (at - now as f64).ceil() as u64);
     from_at.or_else(|| after.filter(|s| *s > 0.0).map(|s| s.ceil() as u64))
 }
 
 /// "Please try again in 11.054s" / "…in 350ms" → whole seconds (at least 1).
 fn parse_try_again(message: &str) -> Option<u64> {
     let rest = message.split("try again in ").nth(1)?;
-    let number: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let number: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
     let value: f64 = number.parse().ok()?;
     let unit = rest.get(number.len()..).unwrap_or("");
-    let seconds = if unit.starts_with("ms") { value / 1000.0 } else { value };
+    let seconds = if unit.starts_with("ms") {
+        value / 1000.0
+    } else {
+        value
+    };
     Some(seconds.ceil().max(1.0) as u64)
 }
 
 fn looks_like_html(body: &[u8]) -> bool {
-    let head = String::from_utf8_lossy(body.get(..body.len().min(256)).unwrap_or(body)).to_ascii_lowercase();
+    let head = String::from_utf8_lossy(body.get(..body.len().min(256)).unwrap_or(body))
+        .to_ascii_lowercase();
     head.trim_start().starts_with("<!doctype html") || head.trim_start().starts_with("<html")
 }
 
@@ -241,34 +321,117 @@ mod tests {
     #[test]
     fn http_errors_get_fitting_statuses() {
         let cases: &[(u16, &str, u16, &str, Option<&str>, &str)] = &[
-            (400, r#"{"detail":"Instructions are not valid"}"#, 400, INVALID_REQUEST, None, "Instructions are not valid"),
-            (400, r#"{"detail":"The 'gpt-9' model is not supported when using Codex with a ChatGPT account."}"#, 400, INVALID_REQUEST, None, "'gpt-9' model is not supported"),
-            (401, r#"{"error":{"message":"Provided token expired.","type":"invalid_request_error","code":"token_expired"}}"#, 401, AUTHENTICATION, Some("token_expired"), "Provided token expired. Run `codex login` again"),
-            (401, "", 401, AUTHENTICATION, Some("invalid_upstream_token"), "rejected the access token"),
-            (429, r#"{"error":{"type":"usage_limit_reached","message":"You've hit your usage limit.","plan_type":"plus","resets_at":1767000600}}"#, 429, USAGE_LIMIT, Some("usage_limit_reached"), "You've hit your usage limit."),
-            (429, r#"{"error":{"type":"usage_not_included","message":"no codex"}}"#, 403, INVALID_REQUEST, Some("usage_not_included"), "no codex"),
+            (
+                400,
+                r#"{"detail":"Instructions are not valid"}"#,
+                400,
+                INVALID_REQUEST,
+                None,
+                "Instructions are not valid",
+            ),
+            (
+                400,
+                r#"{"detail":"The 'gpt-9' model is not supported when using Codex with a ChatGPT account."}"#,
+                400,
+                INVALID_REQUEST,
+                None,
+                "'gpt-9' model is not supported",
+            ),
+            (
+                401,
+                r#"{"error":{"message":"Provided token expired.","type":"invalid_request_error","code":"token_expired"}}"#,
+                401,
+                AUTHENTICATION,
+                Some("token_expired"),
+                "Provided token expired. Run `codex login` again",
+            ),
+            (
+                401,
+                "",
+                401,
+                AUTHENTICATION,
+                Some("invalid_upstream_token"),
+                "rejected the access token",
+            ),
+            (
+                429,
+                r#"{"error":{"type":"usage_limit_reached","message":"You've hit your usage limit.","plan_type":"plus","resets_at":1767000600}}"#,
+                429,
+                USAGE_LIMIT,
+                Some("usage_limit_reached"),
+                "You've hit your usage limit.",
+            ),
+            (
+                429,
+                r#"{"error":{"type":"usage_not_included","message":"no codex"}}"#,
+                403,
+                INVALID_REQUEST,
+                Some("usage_not_included"),
+                "no codex",
+            ),
             (500, "oops", 502, UPSTREAM, None, "oops"),
             (502, "", 502, UPSTREAM, None, "HTTP 502"),
-            (503, r#"{"error":{"code":"server_is_overloaded","message":"busy"}}"#, 503, SERVER, Some("server_is_overloaded"), "busy"),
-            (403, "<!DOCTYPE html><html>challenge</html>", 403, UPSTREAM, Some("upstream_blocked"), "Cloudflare"),
+            (
+                503,
+                r#"{"error":{"code":"server_is_overloaded","message":"busy"}}"#,
+                503,
+                SERVER,
+                Some("server_is_overloaded"),
+                "busy",
+            ),
+            (
+                403,
+                "<!DOCTYPE html><html>challenge</html>",
+                403,
+                UPSTREAM,
+                Some("upstream_blocked"),
+                "Cloudflare",
+            ),
             (404, "not here", 502, UPSTREAM, None, "not here"),
-            (422, r#"{"error":"invalid_grant","code":"x"}"#, 422, INVALID_REQUEST, Some("x"), "rejected the request"),
+            (
+                422,
+                r#"{"error":"invalid_grant","code":"x"}"#,
+                422,
+                INVALID_REQUEST,
+                Some("x"),
+                "rejected the request",
+            ),
         ];
         for (status, body, want_status, kind, code, message) in cases {
             let err = http(*status, body);
-            assert_eq!((err.status, err.kind, err.code.as_deref()), (*want_status, *kind, *code), "{status} {body}");
-            assert!(err.message.contains(message), "{status} {body}: {}", err.message);
+            assert_eq!(
+                (err.status, err.kind, err.code.as_deref()),
+                (*want_status, *kind, *code),
+                "{status} {body}"
+            );
+            assert!(
+                err.message.contains(message),
+                "{status} {body}: {}",
+                err.message
+            );
         }
     }
 
     #[test]
     fn usage_limits_carry_reset_times() {
-        let err = http(429, r#"{"error":{"type":"usage_limit_reached","message":"m","resets_at":1767000600}}"#);
-        assert_eq!((err.retry_after, err.resets_at), (Some(600), Some(1_767_000_600)));
-        let err = http(429, r#"{"error":{"type":"usage_limit_reached","message":"m","resets_in_seconds":42}}"#);
+        let err = http(
+            429,
+            r#"{"error":{"type":"usage_limit_reached","message":"m","resets_at":1767000600}}"#,
+        );
+        assert_eq!(
+            (err.retry_after, err.resets_at),
+            (Some(600), Some(1_767_000_600))
+        );
+        let err = http(
+            429,
+            r#"{"error":{"type":"usage_limit_reached","message":"m","resets_in_seconds":42}}"#,
+        );
         assert_eq!((err.retry_after, err.resets_at), (Some(42), Some(NOW + 42)));
         // A past resets_at falls back to resets_in_seconds.
-        let err = http(429, r#"{"error":{"type":"usage_limit_reached","resets_at":5,"resets_in_seconds":9}}"#);
+        let err = http(
+            429,
+            r#"{"error":{"type":"usage_limit_reached","resets_at":5,"resets_in_seconds":9}}"#,
+        );
         assert_eq!(err.retry_after, Some(9));
     }
 
@@ -285,18 +448,43 @@ mod tests {
         assert_eq!(h.retry_after(NOW), Some(12));
         let h = LimitHeaders::from_pairs([("x-codex-primary-reset-after-seconds", "30")]);
         assert_eq!(h.retry_after(NOW), Some(30));
-        let err = from_http(429, b"{}", &LimitHeaders::from_pairs([("retry-after", "7")]), NOW);
+        let err = from_http(
+            429,
+            b"{}",
+            &LimitHeaders::from_pairs([("retry-after", "7")]),
+            NOW,
+        );
         assert_eq!((err.status, err.retry_after), (429, Some(7)));
     }
 
     #[test]
     fn stream_errors_are_classified_by_code() {
         let cases: &[(&str, u16, Option<u64>)] = &[
-            (r#"{"code":"context_length_exceeded","message":"Your input exceeds the context window.\nTry less."}"#, 400, None),
-            (r#"{"code":"rate_limit_exceeded","message":"Rate limit reached. Please try again in 11.054s."}"#, 429, Some(12)),
-            (r#"{"code":"rate_limit_exceeded","message":"Please try again in 350ms"}"#, 429, Some(1)),
-            (r#"{"type":"usage_limit_reached","message":"limit","resets_in_seconds":300}"#, 429, Some(300)),
-            (r#"{"type":"service_unavailable_error","code":"server_is_overloaded","message":"busy"}"#, 503, None),
+            (
+                r#"{"code":"context_length_exceeded","message":"Your input exceeds the context window.\nTry less."}"#,
+                400,
+                None,
+            ),
+            (
+                r#"{"code":"rate_limit_exceeded","message":"Rate limit reached. Please try again in 11.054s."}"#,
+                429,
+                Some(12),
+            ),
+            (
+                r#"{"code":"rate_limit_exceeded","message":"Please try again in 350ms"}"#,
+                429,
+                Some(1),
+            ),
+            (
+                r#"{"type":"usage_limit_reached","message":"limit","resets_in_seconds":300}"#,
+                429,
+                Some(300),
+            ),
+            (
+                r#"{"type":"service_unavailable_error","code":"server_is_overloaded","message":"busy"}"#,
+                503,
+                None,
+            ),
             (r#"{"code":"insufficient_quota","message":"q"}"#, 429, None),
             (r#"{"code":"cyber_policy","message":""}"#, 400, None),
             (r#"{"code":"something_new","message":"?"}"#, 502, None),

@@ -26,8 +26,13 @@ impl UpstreamUrl {
         if authority.contains('@') {
             return Err(format!("{raw:?} must not carry credentials"));
         }
-        let (host, port) = split_host_port(authority).ok_or_else(|| format!("{raw:?} has no valid host[:port]"))?;
-        let path = if path.starts_with('?') { format!("/{path}") } else { path.to_string() };
+        let (host, port) = split_host_port(authority)
+            .ok_or_else(|| format!("{raw:?} has no valid host[:port]"))?;
+        let path = if path.starts_with('?') {
+            format!("/{path}")
+        } else {
+            path.to_string()
+        };
         Ok(Self {
             https,
             host: host.to_string(),
@@ -39,7 +44,9 @@ impl UpstreamUrl {
 
 fn strip_prefix_ci<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
     let head = value.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix).then(|| value.get(prefix.len()..)).flatten()
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| value.get(prefix.len()..))
+        .flatten()
 }
 
 fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
@@ -59,7 +66,11 @@ fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
     }
     match port {
         None => Some((host, None)),
-        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).map(|p| (host, Some(p))),
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .map(|p| (host, Some(p))),
     }
 }
 
@@ -70,21 +81,45 @@ mod tests {
     #[test]
     fn parses_the_accepted_forms() {
         let cases = [
-            ("https://chatgpt.com/backend-api/codex/responses", true, "chatgpt.com", 443, "/backend-api/codex/responses"),
-            ("http://127.0.0.1:8080/x?y=1", false, "127.0.0.1", 8080, "/x?y=1"),
+            (
+                "https://chatgpt.com/backend-api/codex/responses",
+                true,
+                "chatgpt.com",
+                443,
+                "/backend-api/codex/responses",
+            ),
+            (
+                "http://127.0.0.1:8080/x?y=1",
+                false,
+                "127.0.0.1",
+                8080,
+                "/x?y=1",
+            ),
             ("HTTP://host", false, "host", 80, "/"),
             ("http://[::1]:9/r", false, "::1", 9, "/r"),
             ("https://h?q", true, "h", 443, "/?q"),
         ];
         for (raw, https, host, port, path) in cases {
             let url = UpstreamUrl::parse(raw).unwrap_or_else(|e| panic!("{raw}: {e}"));
-            assert_eq!((url.https, url.host.as_str(), url.port, url.path.as_str()), (https, host, port, path), "{raw}");
+            assert_eq!(
+                (url.https, url.host.as_str(), url.port, url.path.as_str()),
+                (https, host, port, path),
+                "{raw}"
+            );
         }
     }
 
     #[test]
     fn rejects_what_envoy_could_not_route() {
-        for raw in ["ftp://h/x", "chatgpt.com/x", "http:///x", "http://h:0/", "http://h:99999/", "http://u:p@h/", ""] {
+        for raw in [
+            "ftp://h/x",
+            "chatgpt.com/x",
+            "http:///x",
+            "http://h:0/",
+            "http://h:99999/",
+            "http://u:p@h/",
+            "",
+        ] {
             assert!(UpstreamUrl::parse(raw).is_err(), "{raw}");
         }
     }

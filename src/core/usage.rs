@@ -52,7 +52,9 @@ impl From<ResponsesUsage> for Usage {
         Self {
             prompt_tokens: u.input_tokens,
             completion_tokens: u.output_tokens,
-            total_tokens: u.total_tokens.unwrap_or(u.input_tokens.saturating_add(u.output_tokens)),
+            total_tokens: u
+                .total_tokens
+                .unwrap_or(u.input_tokens.saturating_add(u.output_tokens)),
             prompt_tokens_details: PromptDetails {
                 cached_tokens: u.input_tokens_details.map_or(0, |d| d.cached_tokens),
             },
@@ -79,7 +81,8 @@ mod tests {
             serde_json::json!({"prompt_tokens":812,"completion_tokens":96,"total_tokens":908,
                 "prompt_tokens_details":{"cached_tokens":768},"completion_tokens_details":{"reasoning_tokens":64}})
         );
-        let raw: ResponsesUsage = serde_json::from_str(r#"{"input_tokens":3,"output_tokens":4}"#).unwrap_or_default();
+        let raw: ResponsesUsage =
+            serde_json::from_str(r#"{"input_tokens":3,"output_tokens":4}"#).unwrap_or_default();
         assert_eq!(Usage::from(raw).total_tokens, 7);
     }
 }

@@ -84,6 +84,7 @@ class RecordedRequest:
     body: bytes
     json: Any  # parsed body, or None if it is not JSON
     chunked: bool  # the request body came with Transfer-Encoding: chunked
+    client: Tuple[str, int]  # peer address: equal ports mean a reused (keep-alive) connection
 
     def header(self, name: str) -> Optional[str]:
         return self.headers.get(name.lower())
@@ -151,7 +152,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _handle(self) -> None:
         body, chunked = self._read_body()
         headers, header_list = _headers_of(self.headers)
-        request = RecordedRequest(self.command, self.path, headers, header_list, body, _parse_json(body), chunked)
+        request = RecordedRequest(
+            self.command, self.path, headers, header_list, body, _parse_json(body), chunked, self.client_address
+        )
         mock = self.server.mock
         mock._record(request)
         if self.command == "POST" and urlsplit(self.path).path == mock.path:

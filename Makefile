@@ -1,0 +1,72 @@
+# codex-openai-wrapper — build, test and run (GNU make).
+#
+#   make run    build the filter, render the Envoy config from .dev.vars + env, start Envoy
+#   make test   lint, unit tests, build, config validation, end-to-end tests (what CI runs)
+
+SHELL        := bash
+.SHELLFLAGS  := -euo pipefail -c
+# `make test` must stop at the first failing step, in order, even under -j.
+.NOTPARALLEL:
+
+PYTHON       ?= python3
+WASM_TARGET  := wasm32-wasip1
+WASM         := target/$(WASM_TARGET)/release/codex_openai_wrapper.wasm
+VENV         := .venv
+VENV_PY      := $(VENV)/bin/python
+VENV_ENVOY   := $(VENV)/bin/envoy
+VENV_STAMP   := $(VENV)/.requirements.stamp
+REQUIREMENTS := tests/requirements.txt
+SYSTEM_CA    := /etc/ssl/certs/ca-certificates.crt
+
+.PHONY: all venv wasm-target build lint unit e2e validate test run clean
+
+all: build
+
+# The venv is rebuilt only when the pinned requirements change.
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): $(REQUIREMENTS)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV_PY) -m pip install --quiet -r $(REQUIREMENTS)
+	touch $@
+
+# rustup only when missing: `rustup target add` may go to the network even when installed.
+# (grep without -q: under pipefail an early-exiting grep could fail the pipeline.)
+wasm-target:
+	@rustup target list --installed | grep -x '$(WASM_TARGET)' >/dev/null || rustup target add $(WASM_TARGET)
+	@rustup component list --installed | grep '^clippy' >/dev/null || rustup component add clippy
+	@rustup component list --installed | grep '^rustfmt' >/dev/null || rustup component add rustfmt
+
+build: wasm-target
+	cargo build --release --target $(WASM_TARGET)
+
+lint: wasm-target
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --release --target $(WASM_TARGET) -- -D warnings
+
+unit:
+	cargo test
+
+# Render with defaults only (no .dev.vars, no stray environment) and let Envoy load it,
+# module included, in both header modes (`make validate WASM=other.wasm` to try another module). Machines without the Debian CA bundle validate
+# against certifi's (installed in the venv with requests).
+validate: build venv
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	ca='$(SYSTEM_CA)'; [ -f "$$ca" ] || ca=$$($(VENV_PY) -c 'import certifi; print(certifi.where())'); \
+	for portable in 0 1; do \
+	  env -i PATH="$$PATH" ENVOY_PORTABLE=$$portable ENVOY_CA_BUNDLE="$$ca" \
+	    $(VENV_PY) envoy/render.py --env-file /dev/null --wasm $(WASM) --out "$$tmp/envoy-$$portable.yaml"; \
+	  $(VENV_ENVOY) --mode validate -c "$$tmp/envoy-$$portable.yaml" --log-level warn; \
+	done
+
+e2e: build venv
+	$(VENV_PY) -m pytest -q tests
+
+test: venv wasm-target lint unit build validate e2e
+
+run: venv build
+	$(VENV_PY) envoy/run.py
+
+clean:
+	cargo clean

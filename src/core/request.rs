@@ -1,0 +1,272 @@
+//! Request headers → what the filter does with the request: answer it locally, or forward it
+//! to the Codex backend with which upstream headers. Everything here is decided from the
+//! headers alone, so it works on every Envoy (see DESIGN.md: portable mode).
+
+use crate::core::config::Config;
+use crate::core::credentials::{self, ChatgptTokens};
+use crate::core::error::{ApiError, INVALID_REQUEST};
+use crate::core::gate;
+use crate::core::reasoning::OutputMode;
+
+/// A request as the filter sees it at header time. Header names are lower-case.
+pub struct RequestHead<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub headers: &'a [(String, String)],
+}
+
+impl RequestHead<'_> {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// A complete local answer.
+#[derive(Debug, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(status: u16, body: Vec<u8>) -> Self {
+        Self {
+            status,
+            headers: vec![("content-type", "application/json".to_string())],
+            body,
+        }
+    }
+}
+
+impl From<ApiError> for Reply {
+    fn from(error: ApiError) -> Self {
+        Self {
+            status: error.status,
+            headers: error.headers(),
+            body: error.body(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    ChatCompletions,
+    Completions,
+}
+
+/// A request that goes upstream once its body is translated.
+#[derive(Debug, PartialEq)]
+pub struct Forward {
+    pub endpoint: Endpoint,
+    pub mode: OutputMode,
+    /// A conversation id the client sent as a header.
+    pub session_hint: Option<String>,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Decision {
+    Reply(Reply),
+    Forward(Forward),
+}
+
+/// `/`, `/health`: public; everything else behind the key gate.
+pub fn decide(
+    cfg: &Config,
+    tokens: Option<&ChatgptTokens>,
+    head: &RequestHead<'_>,
+    now: u64,
+    created: u64,
+) -> Decision {
+    match decide_inner(cfg, tokens, head, now, created) {
+        Ok(decision) => decision,
+        Err(error) => Decision::Reply(error.into()),
+    }
+}
+
+enum Route {
+    Health,
+    Models,
+    Model(String),
+    Api(Endpoint, OutputMode),
+}
+
+fn decide_inner(
+    cfg: &Config,
+    tokens: Option<&ChatgptTokens>,
+    head: &RequestHead<'_>,
+    now: u64,
+    created: u64,
+) -> Result<Decision, ApiError> {
+    let path = head.path.split(['?', '#']).next().unwrap_or("");
+    let route = classify(cfg, path)?;
+    let (allowed, readable) = match route {
+        Route::Health | Route::Models | Route::Model(_) => (["GET", "HEAD"].as_slice(), "GET"),
+        Route::Api(..) => (["POST"].as_slice(), "POST"),
+    };
+    if !allowed.contains(&head.method) {
+        let mut reply = Reply::from(ApiError::method_not_allowed(head.method, path, readable));
+        reply.headers.push(("allow", allowed.join(", ")));
+        return Ok(Decision::Reply(reply));
+    }
+    if let Route::Health = route {
+        return Ok(health());
+    }
+    gate::check(cfg.client_key.as_deref(), &head.all("authorization"))?;
+    match route {
+        Route::Health => Ok(health()),
+        Route::Models => Ok(Decision::Reply(Reply::json(
+            200,
+            cfg.models.list_body(created),
+        ))),
+        Route::Model(id) => match cfg.models.model_body(&id, created) {
+            Some(body) => Ok(Decision::Reply(Reply::json(200, body))),
+            None => Err(ApiError::new(
+                404,
+                INVALID_REQUEST,
+                format!("The model {id:?} does not exist or is not exposed here."),
+            )
+            .with_code("model_not_found")
+            .with_param("model")),
+        },
+        Route::Api(endpoint, mode) => {
+            check_body_headers(cfg, head)?;
+            let tokens = tokens.ok_or_else(credentials::missing_credentials)?;
+            tokens.usable_at(now)?;
+            Ok(Decision::Forward(Forward {
+                endpoint,
+                mode,
+                session_hint: session_hint(head),
+            }))
+        }
+    }
+}
+
+fn health() -> Decision {
+    Decision::Reply(Reply::json(200, br#"{"status":"ok"}"#.to_vec()))
+}
+
+fn classify(cfg: &Config, path: &str) -> Result<Route, ApiError> {
+    match path {
+        "/" | "/health" => return Ok(Route::Health),
+        _ => {}
+    }
+    let (mode, rest) = match OutputMode::PREFIXES.iter().find_map(|(prefix, mode)| {
+        path.strip_prefix('/')?
+            .strip_prefix(prefix)?
+            .strip_prefix("/v1/")
+            .map(|rest| (*mode, rest))
+    }) {
+        Some(found) if cfg.prefixed_modes => found,
+        Some(_) => return Err(ApiError::not_found(path)),
+        None => match path.strip_prefix("/v1/") {
+            Some(rest) => (cfg.output_mode, rest),
+            None => return Err(ApiError::not_found(path)),
+        },
+    };
+    match rest {
+        "chat/completions" => Ok(Route::Api(Endpoint::ChatCompletions, mode)),
+        "completions" => Ok(Route::Api(Endpoint::Completions, mode)),
+        "models" => Ok(Route::Models),
+        _ => match rest.strip_prefix("models/") {
+            Some(id) if !id.is_empty() && !id.contains('/') => Ok(Route::Model(id.to_string())),
+            _ => Err(ApiError::not_found(path)),
+        },
+    }
+}
+
+fn check_body_headers(cfg: &Config, head: &RequestHead<'_>) -> Result<(), ApiError> {
+    if let Some(content_type) = head.header("content-type") {
+        let media = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if media != "application/json" && !media.ends_with("+json") {
+            return Err(ApiError::new(
+                415,
+                INVALID_REQUEST,
+                format!("Unsupported content type {media:?}; send the body as application/json."),
+            )
+            .with_code("unsupported_media_type"));
+        }
+    }
+    if let Some(length) = head
+        .header("content-length")
+        .and_then(|l| l.trim().parse::<usize>().ok())
+    {
+        if length > cfg.max_request_body_bytes {
+            return Err(body_too_large(cfg.max_request_body_bytes));
+        }
+    }
+    Ok(())
+}
+
+pub fn body_too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        413,
+        INVALID_REQUEST,
+        format!("The request body is larger than the {limit}-byte limit (MAX_REQUEST_BODY_BYTES)."),
+    )
+    .with_code("request_too_large")
+}
+
+fn session_hint(head: &RequestHead<'_>) -> Option<String> {
+    ["x-session-id", "session-id", "session_id"]
+        .iter()
+        .find_map(|name| head.header(name))
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 256 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+}
+
+/// The complete upstream header set. Nothing the client sent survives except the
+/// pseudo-headers: a client's headers must never reach the backend as credentials.
+pub fn upstream_headers(
+    cfg: &Config,
+    tokens: &ChatgptTokens,
+    head: &RequestHead<'_>,
+    session_id: Option<&str>,
+    content_length: Option<usize>,
+) -> Vec<(String, String)> {
+    let mut headers: Vec<(String, String)> = head
+        .headers
+        .iter()
+        .filter(|(name, _)| matches!(name.as_str(), ":authority" | ":scheme"))
+        .cloned()
+        .collect();
+    let mut set = |name: &str, value: String| headers.push((name.to_string(), value));
+    set(":method", "POST".to_string());
+    set(":path", cfg.upstream.path.clone());
+    set("authorization", format!("Bearer {}", tokens.access_token));
+    if let Some(account) = &tokens.account_id {
+        set("chatgpt-account-id", account.clone());
+    }
+    set("originator", cfg.originator.clone());
+    set("user-agent", cfg.user_agent.clone());
+    set("accept", "text/event-stream".to_string());
+    set("content-type", "application/json".to_string());
+    if let Some(session) = session_id {
+        set("session-id", session.to_string());
+    }
+    if let Some(length) = content_length {
+        set("content-length", length.to_string());
+    }
+    headers
+}
+
+#[cfg(test)]
+#[path = "request_tests.rs"]
+mod tests;

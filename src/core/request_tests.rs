@@ -1,0 +1,243 @@
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+
+use super::*;
+use crate::core::credentials::tests::auth_json;
+use std::collections::HashMap;
+
+fn config(pairs: &[(&str, &str)]) -> Config {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Config::load(&move |n: &str| map.get(n).cloned()).unwrap()
+}
+
+fn tokens() -> ChatgptTokens {
+    ChatgptTokens::from_auth_json(&auth_json(2_000_000_000, true)).unwrap()
+}
+
+fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn decide_for(cfg: &Config, method: &str, path: &str, pairs: &[(&str, &str)]) -> Decision {
+    let h = headers(pairs);
+    decide(
+        cfg,
+        Some(&tokens()),
+        &RequestHead {
+            method,
+            path,
+            headers: &h,
+        },
+        1_000,
+        7,
+    )
+}
+
+fn status(d: &Decision) -> u16 {
+    match d {
+        Decision::Reply(r) => r.status,
+        Decision::Forward(_) => 0,
+    }
+}
+
+#[test]
+fn routes_methods_and_the_gate() {
+    let cfg = config(&[("OPENAI_API_KEY", "k")]);
+    let auth = ("authorization", "Bearer k");
+    let cases: &[(&str, &str, &[(&str, &str)], u16)] = &[
+        ("GET", "/", &[], 200),
+        ("GET", "/health", &[], 200),
+        ("HEAD", "/health", &[], 200),
+        ("POST", "/health", &[], 405),
+        ("GET", "/v1/models", &[], 401),
+        ("GET", "/v1/models", &[auth], 200),
+        ("GET", "/v1/models?x=1", &[auth], 200),
+        ("GET", "/v1/models/gpt-5.5", &[auth], 200),
+        ("GET", "/v1/models/nope", &[auth], 404),
+        ("POST", "/v1/models", &[auth], 405),
+        ("GET", "/v1/chat/completions", &[auth], 405),
+        ("POST", "/v1/chat/completions", &[], 401),
+        (
+            "POST",
+            "/v1/chat/completions",
+            &[("authorization", "Bearer nope")],
+            401,
+        ),
+        ("POST", "/v1/chat/completions", &[auth], 0),
+        ("POST", "/v1/completions", &[auth], 0),
+        (
+            "POST",
+            "/v1/chat/completions",
+            &[auth, ("content-type", "application/json; charset=utf-8")],
+            0,
+        ),
+        (
+            "POST",
+            "/v1/chat/completions",
+            &[auth, ("content-type", "text/plain")],
+            415,
+        ),
+        (
+            "POST",
+            "/v1/chat/completions",
+            &[auth, ("content-length", "999999999")],
+            413,
+        ),
+        ("GET", "/v2/other", &[auth], 404),
+        ("GET", "/nope", &[], 404),
+        ("GET", "/v1/models/", &[auth], 404),
+        ("POST", "/tagged/v1/chat/completions", &[auth], 404),
+    ];
+    for (method, path, hs, expected) in cases {
+        assert_eq!(
+            status(&decide_for(&cfg, method, path, hs)),
+            *expected,
+            "{method} {path} {hs:?}"
+        );
+    }
+}
+
+#[test]
+fn error_replies_are_openai_shaped() {
+    let cfg = config(&[("OPENAI_API_KEY", "k")]);
+    let Decision::Reply(reply) = decide_for(&cfg, "DELETE", "/v1/chat/completions", &[]) else {
+        panic!()
+    };
+    assert!(reply.headers.contains(&("allow", "POST".to_string())));
+    let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+    let Decision::Reply(reply) = decide_for(&cfg, "GET", "/nope", &[]) else {
+        panic!()
+    };
+    let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(
+        (
+            body["error"]["type"].as_str(),
+            body["error"]["code"].as_str()
+        ),
+        (Some("invalid_request_error"), Some("unknown_url"))
+    );
+}
+
+#[test]
+fn prefixed_modes_exist_only_with_all() {
+    let cfg = config(&[("REASONING_OUTPUT_MODE", "all")]);
+    for (path, mode) in [
+        ("/tagged/v1/chat/completions", OutputMode::Tagged),
+        ("/r1/v1/chat/completions", OutputMode::R1),
+        ("/o3/v1/completions", OutputMode::O3),
+        ("/openai/v1/chat/completions", OutputMode::OpenAi),
+        ("/hidden/v1/chat/completions", OutputMode::Hidden),
+        ("/v1/chat/completions", OutputMode::OpenAi),
+    ] {
+        match decide_for(&cfg, "POST", path, &[]) {
+            Decision::Forward(f) => assert_eq!(f.mode, mode, "{path}"),
+            other => panic!("{path}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        status(&decide_for(&cfg, "GET", "/tagged/v1/models", &[])),
+        200
+    );
+    assert_eq!(status(&decide_for(&cfg, "GET", "/tagged/health", &[])), 404);
+    let cfg = config(&[("REASONING_OUTPUT_MODE", "tagged")]);
+    match decide_for(&cfg, "POST", "/v1/chat/completions", &[]) {
+        Decision::Forward(f) => assert_eq!(f.mode, OutputMode::Tagged),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn credentials_are_checked_before_forwarding() {
+    let cfg = config(&[]);
+    let h = headers(&[]);
+    let head = RequestHead {
+        method: "POST",
+        path: "/v1/chat/completions",
+        headers: &h,
+    };
+    let Decision::Reply(reply) = decide(&cfg, None, &head, 0, 0) else {
+        panic!()
+    };
+    assert_eq!(reply.status, 401);
+    assert!(String::from_utf8_lossy(&reply.body).contains("codex login"));
+    let expired = ChatgptTokens::from_auth_json(&auth_json(10, true)).unwrap();
+    let Decision::Reply(reply) = decide(&cfg, Some(&expired), &head, 11, 0) else {
+        panic!()
+    };
+    assert_eq!(reply.status, 401);
+    // Models and health need no ChatGPT credentials.
+    let head = RequestHead {
+        method: "GET",
+        path: "/v1/models",
+        headers: &h,
+    };
+    assert_eq!(status(&decide(&cfg, None, &head, 0, 0)), 200);
+}
+
+#[test]
+fn session_hints_come_from_the_client_headers() {
+    let cfg = config(&[]);
+    for name in ["x-session-id", "session_id", "session-id"] {
+        match decide_for(&cfg, "POST", "/v1/chat/completions", &[(name, " conv-9 ")]) {
+            Decision::Forward(f) => assert_eq!(f.session_hint.as_deref(), Some("conv-9"), "{name}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn upstream_headers_replace_everything_the_client_sent() {
+    let cfg = config(&[(
+        "CHATGPT_RESPONSES_URL",
+        "http://127.0.0.1:9/backend-api/codex/responses",
+    )]);
+    let client = headers(&[
+        (":authority", "localhost:8787"),
+        (":scheme", "http"),
+        (":method", "POST"),
+        (":path", "/v1/chat/completions"),
+        ("authorization", "Bearer client-key"),
+        ("cookie", "secret"),
+        ("x-api-key", "k"),
+        ("openai-organization", "org"),
+        ("user-agent", "curl/8"),
+        ("accept-encoding", "gzip"),
+        ("content-length", "10"),
+    ]);
+    let head = RequestHead {
+        method: "POST",
+        path: "/v1/chat/completions",
+        headers: &client,
+    };
+    let t = tokens();
+    let up = upstream_headers(&cfg, &t, &head, Some("sess-1"), Some(42));
+    let get = |n: &str| {
+        up.iter()
+            .filter(|(k, _)| k == n)
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(get(":path"), ["/backend-api/codex/responses"]);
+    assert_eq!(get(":authority"), ["localhost:8787"]);
+    assert_eq!(get("authorization"), [format!("Bearer {}", t.access_token)]);
+    assert_eq!(get("chatgpt-account-id"), ["acct-file"]);
+    assert_eq!(get("originator"), ["codex_cli_rs"]);
+    assert_eq!(get("accept"), ["text/event-stream"]);
+    assert_eq!(get("session-id"), ["sess-1"]);
+    assert_eq!(get("content-length"), ["42"]);
+    assert!(get("user-agent")[0].starts_with("codex_cli_rs/"));
+    for leaked in [
+        "cookie",
+        "x-api-key",
+        "openai-organization",
+        "accept-encoding",
+    ] {
+        assert!(get(leaked).is_empty(), "{leaked} leaked");
+    }
+}

@@ -1,0 +1,227 @@
+//! The response side of a forwarded request: which headers the client gets and how each body
+//! chunk is turned into client bytes — a translated stream, an aggregated JSON answer, or an
+//! OpenAI-shaped error for an upstream or Envoy failure.
+
+use crate::core::chat_aggregate::ChatAggregator;
+use crate::core::chat_stream::ChatStreamWriter;
+use crate::core::error::{ApiError, SERVER, UPSTREAM};
+use crate::core::reasoning::OutputMode;
+use crate::core::request::body_too_large;
+use crate::core::translate::Translator;
+use crate::core::upstream_error::{self, LimitHeaders};
+
+/// Error bodies are small; more than this is not worth keeping.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// What the request side learned that the response side needs.
+#[derive(Debug, Clone)]
+pub struct ClientRequest {
+    pub stream: bool,
+    pub include_usage: bool,
+    pub model: String,
+    pub mode: OutputMode,
+    pub max_request_body_bytes: usize,
+}
+
+/// The response headers as the filter sees them.
+pub struct ResponseHead<'a> {
+    pub status: u16,
+    pub content_type: Option<&'a str>,
+    /// Envoy's `response.code_details` is `via_upstream` for a real upstream response;
+    /// anything else is a reply Envoy generated itself (413, 503, 504, …).
+    pub via_upstream: bool,
+    pub limits: LimitHeaders,
+}
+
+/// Header changes to make before the first byte reaches the client.
+#[derive(Debug, PartialEq)]
+pub struct HeaderPlan {
+    /// Hold the headers until the body has been seen (needs `ENVOY_HOLD_HEADERS`).
+    pub hold: bool,
+    pub status: Option<u16>,
+    pub set: Vec<(&'static str, String)>,
+}
+
+/// Headers that stop being true once the body is rewritten, or must not reach a client.
+pub const REMOVED_RESPONSE_HEADERS: &[&str] = &[
+    "content-length",
+    "content-encoding",
+    "set-cookie",
+    "alt-svc",
+];
+
+/// The final status, headers and body, for a response whose headers were held.
+#[derive(Debug, PartialEq)]
+pub struct Final<'a> {
+    pub body: &'a [u8],
+    pub status: Option<u16>,
+    pub set: Vec<(&'static str, String)>,
+}
+
+pub enum Handler {
+    Stream(Translator<ChatStreamWriter>),
+    /// The aggregated answer, and room for the error body if the turn failed.
+    Aggregate(Translator<ChatAggregator>, Vec<u8>),
+    /// The upstream answered an error status; its body is collected and mapped.
+    UpstreamError {
+        status: u16,
+        body: Vec<u8>,
+        limits: LimitHeaders,
+        out: Vec<u8>,
+    },
+    /// Envoy answered by itself (no upstream response).
+    ProxyError {
+        error: ApiError,
+        out: Vec<u8>,
+    },
+}
+
+const SSE_HEADERS: [(&str, &str); 2] = [
+    ("content-type", "text/event-stream; charset=utf-8"),
+    ("cache-control", "no-cache"),
+];
+
+impl Handler {
+    pub fn new(
+        client: &ClientRequest,
+        head: &ResponseHead<'_>,
+        hold_headers: bool,
+        now: u64,
+    ) -> (Self, HeaderPlan) {
+        let json = || vec![("content-type", "application/json".to_string())];
+        if !head.via_upstream {
+            let error = proxy_error(head.status, client.max_request_body_bytes);
+            let plan = HeaderPlan {
+                hold: false,
+                status: Some(error.status),
+                set: error.headers(),
+            };
+            return (
+                Self::ProxyError {
+                    error,
+                    out: Vec::new(),
+                },
+                plan,
+            );
+        }
+        let is_sse = head.content_type.is_some_and(|ct| {
+            ct.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        });
+        if (200..300).contains(&head.status) && is_sse {
+            return if client.stream {
+                let writer = ChatStreamWriter::new(&client.model, now, client.include_usage);
+                let set = SSE_HEADERS
+                    .iter()
+                    .map(|(k, v)| (*k, v.to_string()))
+                    .collect();
+                (
+                    Self::Stream(Translator::new(client.mode, writer)),
+                    HeaderPlan {
+                        hold: false,
+                        status: None,
+                        set,
+                    },
+                )
+            } else {
+                let plan = HeaderPlan {
+                    hold: hold_headers,
+                    status: None,
+                    set: json(),
+                };
+                (
+                    Self::Aggregate(
+                        Translator::new(client.mode, ChatAggregator::new(&client.model, now)),
+                        Vec::new(),
+                    ),
+                    plan,
+                )
+            };
+        }
+        // An error status, or a 2xx that is not a stream (not something the backend sends).
+        let status = if (200..300).contains(&head.status) {
+            502
+        } else {
+            head.status
+        };
+        let early = upstream_error::from_http(status, b"", &head.limits, now);
+        let plan = HeaderPlan {
+            hold: hold_headers,
+            status: Some(early.status),
+            set: early.headers(),
+        };
+        let handler = Self::UpstreamError {
+            status,
+            body: Vec::new(),
+            limits: head.limits.clone(),
+            out: Vec::new(),
+        };
+        (handler, plan)
+    }
+
+    /// One body chunk; returns the bytes to forward in its place.
+    pub fn push(&mut self, chunk: &[u8], now: u64) -> &[u8] {
+        match self {
+            Self::Stream(t) => t.push(chunk, now),
+            Self::Aggregate(t, _) => t.push(chunk, now),
+            Self::UpstreamError { body, .. } => {
+                let room = MAX_ERROR_BODY.saturating_sub(body.len());
+                body.extend_from_slice(chunk.get(..room.min(chunk.len())).unwrap_or_default());
+                &[]
+            }
+            Self::ProxyError { .. } => &[],
+        }
+    }
+
+    /// The upstream body ended.
+    pub fn finish(&mut self, now: u64) -> Final<'_> {
+        match self {
+            Self::Stream(t) => Final {
+                body: t.finish(now),
+                status: None,
+                set: Vec::new(),
+            },
+            Self::Aggregate(t, out) => match t.finish(now) {
+                Ok(body) => Final {
+                    body,
+                    status: Some(200),
+                    set: Vec::new(),
+                },
+                Err(error) => render_error(error.clone(), out),
+            },
+            Self::UpstreamError {
+                status,
+                body,
+                limits,
+                out,
+            } => render_error(upstream_error::from_http(*status, body, limits, now), out),
+            Self::ProxyError { error, out } => render_error(error.clone(), out),
+        }
+    }
+}
+
+/// Errors before any byte went out are plain JSON with their own status, as the OpenAI API does.
+fn render_error(error: ApiError, out: &mut Vec<u8>) -> Final<'_> {
+    *out = error.body();
+    Final {
+        body: out,
+        status: Some(error.status),
+        set: error.headers(),
+    }
+}
+
+/// Envoy's own replies, reworded for an OpenAI client.
+fn proxy_error(status: u16, max_body: usize) -> ApiError {
+    match status {
+        413 => body_too_large(max_body),
+        503 => ApiError::new(
+            502,
+            UPSTREAM,
+            "Cannot reach the ChatGPT backend (connection failed or no healthy upstream); retry shortly.",
+        )
+        .with_code("upstream_unavailable"),
+        504 => ApiError::new(504, UPSTREAM, "The ChatGPT backend did not answer in time.").with_code("upstream_timeout"),
+        s => ApiError::new(if s >= 400 { s } else { 502 }, SERVER, format!("The proxy answered HTTP {s} without reaching the ChatGPT backend.")),
+    }
+}

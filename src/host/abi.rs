@@ -1,0 +1,122 @@
+//! The few host calls whose SDK wrappers panic on an unexpected status (a panic kills the
+//! worker's VM). These return the status instead, so the caller can treat a failure as data.
+#![allow(unsafe_code)]
+
+use proxy_wasm::types::{BufferType, MapType, Status};
+
+// Same signatures as the SDK's own declarations of these imports.
+#[link(wasm_import_module = "env")]
+unsafe extern "C" {
+    fn proxy_set_header_map_pairs(
+        map_type: MapType,
+        map_data: *const u8,
+        map_size: usize,
+    ) -> Status;
+    fn proxy_replace_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> Status;
+    fn proxy_remove_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+    ) -> Status;
+    fn proxy_set_buffer_bytes(
+        buffer_type: BufferType,
+        start: usize,
+        size: usize,
+        buffer_data: *const u8,
+        buffer_size: usize,
+    ) -> Status;
+    fn proxy_send_local_response(
+        status_code: u32,
+        status_code_details_data: *const u8,
+        status_code_details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> Status;
+}
+
+fn result(status: Status) -> Result<(), Status> {
+    match status {
+        Status::Ok => Ok(()),
+        other => Err(other),
+    }
+}
+
+/// The host's header-map wire format: count, then (name length, value length) pairs, then
+/// the NUL-terminated names and values.
+fn serialize_map<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Vec<u8> {
+    let size = 4 + pairs
+        .iter()
+        .map(|(k, v)| k.as_ref().len() + v.as_ref().len() + 10)
+        .sum::<usize>();
+    let mut bytes = Vec::with_capacity(size);
+    bytes.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for (k, v) in pairs {
+        bytes.extend_from_slice(&(k.as_ref().len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&(v.as_ref().len() as u32).to_le_bytes());
+    }
+    for (k, v) in pairs {
+        bytes.extend_from_slice(k.as_ref().as_bytes());
+        bytes.push(0);
+        bytes.extend_from_slice(v.as_ref().as_bytes());
+        bytes.push(0);
+    }
+    bytes
+}
+
+/// Replaces a whole header map in one host call.
+pub fn set_headers<K: AsRef<str>, V: AsRef<str>>(
+    map: MapType,
+    pairs: &[(K, V)],
+) -> Result<(), Status> {
+    let bytes = serialize_map(pairs);
+    result(unsafe { proxy_set_header_map_pairs(map, bytes.as_ptr(), bytes.len()) })
+}
+
+pub fn set_header(map: MapType, name: &str, value: &str) -> Result<(), Status> {
+    result(unsafe {
+        proxy_replace_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len())
+    })
+}
+
+pub fn remove_header(map: MapType, name: &str) -> Result<(), Status> {
+    result(unsafe { proxy_remove_header_map_value(map, name.as_ptr(), name.len()) })
+}
+
+/// Replaces bytes `start..start+size` of a body buffer with `data`.
+pub fn set_buffer(
+    buffer: BufferType,
+    start: usize,
+    size: usize,
+    data: &[u8],
+) -> Result<(), Status> {
+    result(unsafe { proxy_set_buffer_bytes(buffer, start, size, data.as_ptr(), data.len()) })
+}
+
+pub fn send_response<K: AsRef<str>, V: AsRef<str>>(
+    status: u16,
+    headers: &[(K, V)],
+    body: &[u8],
+) -> Result<(), Status> {
+    let map = serialize_map(headers);
+    result(unsafe {
+        proxy_send_local_response(
+            u32::from(status),
+            std::ptr::null(),
+            0,
+            body.as_ptr(),
+            body.len(),
+            map.as_ptr(),
+            map.len(),
+            -1,
+        )
+    })
+}
