@@ -232,23 +232,25 @@ fn session_hint(head: &RequestHead<'_>) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The complete upstream header set. Nothing the client sent survives except the
-/// pseudo-headers: a client's headers must never reach the backend as credentials.
+/// Headers Envoy itself uses to route; the route configuration strips them before the
+/// upstream (`request_headers_to_remove`), and removing them here breaks route matching.
+pub fn is_envoy_header(name: &str) -> bool {
+    name.starts_with(':')
+        || name.starts_with("x-forwarded-")
+        || name.starts_with("x-envoy-")
+        || name == "x-request-id"
+}
+
+/// The complete upstream header set (with `:path`). Every other client header is dropped:
+/// a client's headers must never reach the backend as credentials.
 pub fn upstream_headers(
     cfg: &Config,
     tokens: &ChatgptTokens,
-    head: &RequestHead<'_>,
     session_id: Option<&str>,
     content_length: Option<usize>,
 ) -> Vec<(String, String)> {
-    let mut headers: Vec<(String, String)> = head
-        .headers
-        .iter()
-        .filter(|(name, _)| matches!(name.as_str(), ":authority" | ":scheme"))
-        .cloned()
-        .collect();
+    let mut headers: Vec<(String, String)> = Vec::with_capacity(10);
     let mut set = |name: &str, value: String| headers.push((name.to_string(), value));
-    set(":method", "POST".to_string());
     set(":path", cfg.upstream.path.clone());
     set("authorization", format!("Bearer {}", tokens.access_token));
     if let Some(account) = &tokens.account_id {

@@ -72,9 +72,18 @@ impl Http {
         Action::Pause
     }
 
-    fn set_request_headers(&self, headers: &[(String, String)]) {
-        if let Err(status) = abi::set_headers(MapType::HttpRequestHeaders, headers) {
-            warn!("codex filter: cannot set upstream headers: {status:?}");
+    /// Drops every client header the upstream set does not name, then writes the set.
+    fn set_request_headers(&self, client: &[(String, String)], upstream: &[(String, String)]) {
+        let map = MapType::HttpRequestHeaders;
+        for (name, _) in client {
+            if !request::is_envoy_header(name) && !upstream.iter().any(|(n, _)| n == name) {
+                let _ = abi::remove_header(map, name);
+            }
+        }
+        for (name, value) in upstream {
+            if let Err(status) = abi::set_header(map, name, value) {
+                warn!("codex filter: cannot set upstream header {name}: {status:?}");
+            }
         }
     }
 
@@ -178,11 +187,10 @@ impl HttpContext for Http {
                 let upstream = request::upstream_headers(
                     &self.shared.config,
                     tokens,
-                    &head,
                     forward.session_hint.as_deref(),
                     None,
                 );
-                self.set_request_headers(&upstream);
+                self.set_request_headers(&headers, &upstream);
             }
         }
         self.request = RequestState::AwaitBody {
@@ -237,19 +245,13 @@ impl HttpContext for Http {
         }
         if held {
             if let Some(tokens) = &self.shared.tokens {
-                let head = RequestHead {
-                    method: "POST",
-                    path: "",
-                    headers: &headers,
-                };
                 let upstream = request::upstream_headers(
                     &self.shared.config,
                     tokens,
-                    &head,
                     Some(&session_id),
                     Some(upstream_body.len()),
                 );
-                self.set_request_headers(&upstream);
+                self.set_request_headers(&headers, &upstream);
             }
         }
         Action::Continue
@@ -285,11 +287,9 @@ impl HttpContext for Http {
         if end_of_stream {
             // No body will follow, so the answer is complete now.
             let done = handler.finish(now);
-            let mut reply_headers = plan.set.clone();
-            reply_headers.extend(done.set.iter().cloned());
             let reply = Reply {
                 status: done.status.or(plan.status).unwrap_or(status),
-                headers: reply_headers,
+                headers: merged(&plan.set, &done.set),
                 body: done.body.to_vec(),
             };
             return self.reply(reply);
@@ -326,14 +326,7 @@ impl HttpContext for Http {
         if end_of_stream {
             let done = handler.finish(now);
             out.extend_from_slice(done.body);
-            final_headers = Some((
-                done.status.or(plan.status),
-                plan.set
-                    .iter()
-                    .chain(done.set.iter())
-                    .cloned()
-                    .collect::<Vec<_>>(),
-            ));
+            final_headers = Some((done.status.or(plan.status), merged(&plan.set, &done.set)));
         }
         if let Err(status) = abi::set_buffer(BufferType::HttpResponseBody, 0, body_size, &out) {
             warn!("codex filter: cannot replace the response body: {status:?}");
@@ -372,6 +365,20 @@ impl HttpContext for Http {
             );
         }
     }
+}
+
+/// Header-time settings overridden by what the end of the body decided.
+fn merged(
+    early: &[(&'static str, String)],
+    late: &[(&'static str, String)],
+) -> Vec<(&'static str, String)> {
+    let mut all: Vec<(&'static str, String)> = early
+        .iter()
+        .filter(|(n, _)| !late.iter().any(|(l, _)| l == n))
+        .cloned()
+        .collect();
+    all.extend(late.iter().cloned());
+    all
 }
 
 fn now_ms(ctx: &dyn Context) -> u128 {
