@@ -51,6 +51,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::type_complexity)] // a table of cases reads best as tuples
     fn gate_decisions() {
         let cases: &[(Option<&str>, &[&str], Result<(), &str>)] = &[
             (None, &[], Ok(())),

@@ -61,7 +61,7 @@ pub struct Final<'a> {
 pub enum Handler {
     Stream(Translator<ChatStreamWriter>),
     /// The aggregated answer, and room for the error body if the turn failed.
-    Aggregate(Translator<ChatAggregator>, Vec<u8>),
+    Aggregate(Box<Translator<ChatAggregator>>, Vec<u8>),
     /// The upstream answered an error status; its body is collected and mapped.
     UpstreamError {
         status: u16,
@@ -132,7 +132,10 @@ impl Handler {
                 };
                 (
                     Self::Aggregate(
-                        Translator::new(client.mode, ChatAggregator::new(&client.model, now)),
+                        Box::new(Translator::new(
+                            client.mode,
+                            ChatAggregator::new(&client.model, now),
+                        )),
                         Vec::new(),
                     ),
                     plan,

@@ -1,5 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
-
 use super::*;
 use serde_json::json;
 
@@ -135,7 +133,11 @@ fn terminal_variants() {
         ),
     ];
     for (event, expected) in cases {
-        assert_eq!(transcript(&[event.clone()], true), [expected], "{event}");
+        assert_eq!(
+            transcript(std::slice::from_ref(&event), true),
+            [expected],
+            "{event}"
+        );
     }
 }
 

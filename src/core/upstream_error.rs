@@ -319,6 +319,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)] // a table of cases reads best as tuples
     fn http_errors_get_fitting_statuses() {
         let cases: &[(u16, &str, u16, &str, Option<&str>, &str)] = &[
             (
