@@ -56,9 +56,7 @@ impl ChatPresenter {
             }
             Signal::Reasoning(text) => match self.mode {
                 OutputMode::Hidden => self.role(sink),
-                OutputMode::OpenAi | OutputMode::R1 => {
-                    self.emit(Piece::ReasoningContent(text), sink)
-                }
+                OutputMode::OpenAi | OutputMode::R1 => self.emit(Piece::ReasoningContent(text), sink),
                 OutputMode::O3 => self.emit(Piece::Reasoning(text), sink),
                 OutputMode::Tagged => {
                     if !self.think_open {
@@ -74,11 +72,7 @@ impl ChatPresenter {
                 OutputMode::Tagged if self.think_open => self.emit(Piece::Content("\n"), sink),
                 _ => {}
             },
-            Signal::ToolCallStart {
-                index,
-                call_id,
-                name,
-            } => {
+            Signal::ToolCallStart { index, call_id, name } => {
                 self.close_think(sink);
                 self.emit(
                     Piece::ToolStart {
@@ -89,9 +83,7 @@ impl ChatPresenter {
                     sink,
                 );
             }
-            Signal::ToolCallArgs { index, delta } => {
-                self.emit(Piece::ToolArgs { index, delta }, sink)
-            }
+            Signal::ToolCallArgs { index, delta } => self.emit(Piece::ToolArgs { index, delta }, sink),
             Signal::Finish { reason, usage } => {
                 self.close_think(sink);
                 self.role(sink);

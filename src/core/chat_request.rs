@@ -7,45 +7,14 @@ use serde_json::value::RawValue;
 
 use crate::core::error::ApiError;
 use crate::core::json_fields::{Fields, parse_raw};
-use crate::core::models::ModelCatalog;
-use crate::core::reasoning::{self, Effort, ReasoningRequest, Summary};
+use crate::core::request_common::{Common, ToolsFormat, TranslateContext, Translated};
 use crate::core::responses_request::{
-    ContentPart, FunctionTool, InputItem, ResponsesRequest, TextConfig, TextFormat, ToolChoice,
+    ContentPart, FunctionSpec, FunctionTool, InputItem, NamedFunction, ResponsesRequest, TextConfig,
+    TextFormat, ToolChoice,
 };
-use crate::core::session;
-
-/// Sent when the client gives no system or developer message.
-pub const DEFAULT_INSTRUCTIONS: &str = "You are a helpful assistant.";
-
-/// What the translation needs besides the body.
-pub struct TranslateContext<'c> {
-    pub models: &'c ModelCatalog,
-    pub default_effort: Effort,
-    pub default_summary: Summary,
-    /// A conversation id the client sent as a header (`session_id`, `x-session-id`).
-    pub session_hint: Option<&'c str>,
-}
-
-/// The translated request plus what the response side needs to know about it.
-#[derive(Debug)]
-pub struct Translated {
-    pub body: Vec<u8>,
-    pub stream: bool,
-    pub include_usage: bool,
-    pub model: String,
-    pub session_id: String,
-}
 
 pub fn translate(body: &[u8], ctx: &TranslateContext<'_>) -> Result<Translated, ApiError> {
     let fields = Fields::parse(body)?;
-    if let Some(n) = fields.get::<u64>("n")? {
-        if n != 1 {
-            return Err(ApiError::invalid_param(
-                "n",
-                "Only n=1 is supported: the backend returns one choice.",
-            ));
-        }
-    }
     let messages: Vec<&RawValue> = fields.get("messages")?.ok_or_else(|| {
         ApiError::invalid_param(
             "messages",
@@ -59,35 +28,19 @@ pub fn translate(body: &[u8], ctx: &TranslateContext<'_>) -> Result<Translated, 
         ));
     }
     let conversation = Conversation::from_messages(&messages)?;
-
-    let model_name: Option<Cow<str>> = fields.get("model")?;
-    let model = ctx.models.resolve(model_name.as_deref());
-    let reasoning_object: Option<ReasoningObject> = fields.get("reasoning")?;
-    let reasoning_effort: Option<Cow<str>> = fields.get("reasoning_effort")?;
-    let reasoning = reasoning::resolve(
-        &ReasoningRequest {
-            object_effort: reasoning_object.as_ref().and_then(|r| r.effort.as_deref()),
-            object_summary: reasoning_object.as_ref().and_then(|r| r.summary.as_deref()),
-            reasoning_effort: reasoning_effort.as_deref(),
-            model_suffix: model.suffix_effort,
-        },
-        ctx.default_effort,
-        ctx.default_summary,
-    )?;
-
-    let client_cache_key: Option<Cow<str>> = fields.get("prompt_cache_key")?;
-    let session_id = match client_cache_key.as_deref().or(ctx.session_hint) {
-        Some(key) => key.to_string(),
-        None => {
-            session::conversation_key(&conversation.instructions, conversation.first_user_item())
-        }
-    };
+    let common = Common::read(&fields, ctx)?;
+    let instructions = common.instructions(ctx, conversation.system);
+    let session_id = common.session_id(
+        ctx,
+        &instructions,
+        conversation.input.iter().find(is_user_message),
+    );
 
     let mut request = ResponsesRequest::new(
-        &model.id,
-        conversation.instructions,
+        &common.model.id,
+        instructions,
         conversation.input,
-        reasoning,
+        common.reasoning,
         &session_id,
     );
     let tool_defs: Option<Vec<ToolDef>> = fields.get("tools")?;
@@ -95,10 +48,10 @@ pub fn translate(body: &[u8], ctx: &TranslateContext<'_>) -> Result<Translated, 
         .unwrap_or_default()
         .into_iter()
         .enumerate()
-        .map(convert_tool)
+        .map(|(index, tool)| convert_tool(index, tool, ctx.tools_format))
         .collect::<Result<_, _>>()?;
     if let Some(choice) = fields.get::<&RawValue>("tool_choice")? {
-        request.tool_choice = convert_tool_choice(choice)?;
+        request.tool_choice = convert_tool_choice(choice, ctx.tools_format)?;
     }
     if let Some(parallel) = fields.get("parallel_tool_calls")? {
         request.parallel_tool_calls = parallel;
@@ -113,27 +66,17 @@ pub fn translate(body: &[u8], ctx: &TranslateContext<'_>) -> Result<Translated, 
             None => None,
         },
     };
-    request.service_tier = fields.get("service_tier")?;
-
-    let stream = fields.get("stream")?.unwrap_or(false);
-    let include_usage = fields
-        .get::<StreamOptions>("stream_options")?
-        .and_then(|o| o.include_usage)
-        .unwrap_or(false);
-    let body = serde_json::to_vec(&request)
-        .map_err(|e| ApiError::invalid_request(format!("Cannot encode the request: {e}")))?;
-    Ok(Translated {
-        body,
-        stream,
-        include_usage,
-        model: model.id.clone(),
-        session_id,
-    })
+    common.finish(request)
 }
 
-/// The conversation split into upstream `instructions` and `input` items.
+fn is_user_message(item: &&InputItem<'_>) -> bool {
+    matches!(item, InputItem::Message { role: "user", .. })
+}
+
+/// The conversation split into the client's instructions and the `input` items.
 pub struct Conversation<'a> {
-    pub instructions: Cow<'a, str>,
+    /// The leading system/developer messages, joined by a blank line.
+    pub system: Option<Cow<'a, str>>,
     pub input: Vec<InputItem<'a>>,
 }
 
@@ -166,15 +109,12 @@ impl<'a> Conversation<'a> {
                 }),
                 "assistant" => push_assistant(message, &param, &mut input)?,
                 "tool" => {
-                    let call_id = message
-                        .tool_call_id
-                        .filter(|id| !id.is_empty())
-                        .ok_or_else(|| {
-                            ApiError::invalid_param(
-                                format!("{param}.tool_call_id"),
-                                format!("`{param}` is a tool message without `tool_call_id`."),
-                            )
-                        })?;
+                    let call_id = message.tool_call_id.filter(|id| !id.is_empty()).ok_or_else(|| {
+                        ApiError::invalid_param(
+                            format!("{param}.tool_call_id"),
+                            format!("`{param}` is a tool message without `tool_call_id`."),
+                        )
+                    })?;
                     input.push(InputItem::FunctionCallOutput {
                         call_id,
                         output: joined_text(message.content, &param)?,
@@ -196,21 +136,12 @@ impl<'a> Conversation<'a> {
                 }
             }
         }
-        let instructions = match leading.len() {
-            0 => Cow::Borrowed(DEFAULT_INSTRUCTIONS),
-            1 => leading.swap_remove(0),
-            _ => Cow::Owned(leading.join("\n\n")),
+        let system = match leading.len() {
+            0 => None,
+            1 => Some(leading.swap_remove(0)),
+            _ => Some(Cow::Owned(leading.join("\n\n"))),
         };
-        Ok(Self {
-            instructions,
-            input,
-        })
-    }
-
-    pub fn first_user_item(&self) -> Option<&InputItem<'a>> {
-        self.input
-            .iter()
-            .find(|item| matches!(item, InputItem::Message { role: "user", .. }))
+        Ok(Self { system, input })
     }
 }
 
@@ -270,10 +201,7 @@ enum ImageUrl<'a> {
 }
 
 /// Content as a list of parts: a string is one text part, `null` is none.
-fn content_parts<'a>(
-    content: Option<&'a RawValue>,
-    param: &str,
-) -> Result<Vec<Part<'a>>, ApiError> {
+fn content_parts<'a>(content: Option<&'a RawValue>, param: &str) -> Result<Vec<Part<'a>>, ApiError> {
     let Some(raw) = content else {
         return Ok(Vec::new());
     };
@@ -301,9 +229,7 @@ fn joined_text<'a>(content: Option<&'a RawValue>, param: &str) -> Result<Cow<'a,
             (kind, _) => {
                 return Err(ApiError::invalid_param(
                     format!("{param}.content[{i}]"),
-                    format!(
-                        "Content part type {kind:?} is not allowed in `{param}`; only text parts are."
-                    ),
+                    format!("Content part type {kind:?} is not allowed in `{param}`; only text parts are."),
                 ));
             }
         }
@@ -315,10 +241,7 @@ fn joined_text<'a>(content: Option<&'a RawValue>, param: &str) -> Result<Cow<'a,
     })
 }
 
-fn user_parts<'a>(
-    content: Option<&'a RawValue>,
-    param: &str,
-) -> Result<Vec<ContentPart<'a>>, ApiError> {
+fn user_parts<'a>(content: Option<&'a RawValue>, param: &str) -> Result<Vec<ContentPart<'a>>, ApiError> {
     let mut parts = Vec::new();
     for (i, part) in content_parts(content, param)?.into_iter().enumerate() {
         let part_param = format!("{param}.content[{i}]");
@@ -330,16 +253,10 @@ fn user_parts<'a>(
             }),
             "image_url" | "input_image" => {
                 let raw = part.image_url.ok_or_else(|| {
-                    ApiError::invalid_param(
-                        &part_param,
-                        format!("`{part_param}` has no `image_url`."),
-                    )
+                    ApiError::invalid_param(&part_param, format!("`{part_param}` has no `image_url`."))
                 })?;
                 let image: ImageUrl = parse_raw(raw, &part_param)?.ok_or_else(|| {
-                    ApiError::invalid_param(
-                        &part_param,
-                        format!("`{part_param}` has no `image_url`."),
-                    )
+                    ApiError::invalid_param(&part_param, format!("`{part_param}` has no `image_url`."))
                 })?;
                 let (url, detail) = match image {
                     ImageUrl::Url(url) => (url, part.detail),
@@ -353,9 +270,7 @@ fn user_parts<'a>(
             other => {
                 return Err(ApiError::invalid_param(
                     &part_param,
-                    format!(
-                        "Content part type {other:?} is not supported; send text or image_url parts."
-                    ),
+                    format!("Content part type {other:?} is not supported; send text or image_url parts."),
                 ));
             }
         }
@@ -376,12 +291,7 @@ fn push_assistant<'a>(
             content: vec![ContentPart::OutputText { text }],
         });
     }
-    for (i, call) in message
-        .tool_calls
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-    {
+    for (i, call) in message.tool_calls.unwrap_or_default().into_iter().enumerate() {
         if call.kind.as_deref().is_some_and(|k| k != "function") {
             return Err(ApiError::invalid_param(
                 format!("{param}.tool_calls[{i}].type"),
@@ -427,7 +337,7 @@ fn empty_parameters() -> &'static RawValue {
     serde_json::from_str::<&'static RawValue>(EMPTY).unwrap_or(RawValue::NULL)
 }
 
-fn convert_tool<'a>((index, tool): (usize, ToolDef<'a>)) -> Result<FunctionTool<'a>, ApiError> {
+fn convert_tool(index: usize, tool: ToolDef<'_>, format: ToolsFormat) -> Result<FunctionTool<'_>, ApiError> {
     let param = format!("tools[{index}]");
     let function = match (tool.kind.as_ref(), tool.function) {
         ("function", Some(function)) => function,
@@ -450,8 +360,7 @@ fn convert_tool<'a>((index, tool): (usize, ToolDef<'a>)) -> Result<FunctionTool<
             "A function tool needs a name.",
         ));
     }
-    Ok(FunctionTool {
-        kind: "function",
+    let spec = FunctionSpec {
         name: function.name,
         description: function.description.filter(|d| !d.is_empty()),
         parameters: function
@@ -459,6 +368,16 @@ fn convert_tool<'a>((index, tool): (usize, ToolDef<'a>)) -> Result<FunctionTool<
             .filter(|p| p.get() != "null")
             .unwrap_or_else(|| empty_parameters()),
         strict: function.strict,
+    };
+    Ok(match format {
+        ToolsFormat::Flat => FunctionTool::Flat {
+            kind: "function",
+            spec,
+        },
+        ToolsFormat::Nested => FunctionTool::Nested {
+            kind: "function",
+            function: spec,
+        },
     })
 }
 
@@ -467,18 +386,18 @@ struct NamedChoice<'a> {
     #[serde(borrow, rename = "type")]
     kind: Cow<'a, str>,
     #[serde(borrow, default)]
-    function: Option<NamedFunction<'a>>,
+    function: Option<ChoiceFunction<'a>>,
     #[serde(borrow, default)]
     name: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
-struct NamedFunction<'a> {
+struct ChoiceFunction<'a> {
     #[serde(borrow)]
     name: Cow<'a, str>,
 }
 
-fn convert_tool_choice(raw: &RawValue) -> Result<ToolChoice<'_>, ApiError> {
+fn convert_tool_choice(raw: &RawValue, format: ToolsFormat) -> Result<ToolChoice<'_>, ApiError> {
     let invalid = || {
         ApiError::invalid_param(
             "tool_choice",
@@ -500,27 +419,17 @@ fn convert_tool_choice(raw: &RawValue) -> Result<ToolChoice<'_>, ApiError> {
         .map(|f| f.name)
         .or(choice.name)
         .filter(|n| !n.is_empty());
-    match (choice.kind.as_ref(), name) {
-        ("function", Some(name)) => Ok(ToolChoice::Function {
+    match (choice.kind.as_ref(), name, format) {
+        ("function", Some(name), ToolsFormat::Flat) => Ok(ToolChoice::Function {
             kind: "function",
             name,
         }),
+        ("function", Some(name), ToolsFormat::Nested) => Ok(ToolChoice::NestedFunction {
+            kind: "function",
+            function: NamedFunction { name },
+        }),
         _ => Err(invalid()),
     }
-}
-
-#[derive(Deserialize)]
-struct ReasoningObject<'a> {
-    #[serde(borrow, default)]
-    effort: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    summary: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct StreamOptions {
-    #[serde(default)]
-    include_usage: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -567,9 +476,7 @@ fn convert_response_format(format: ResponseFormat<'_>) -> Result<Option<TextForm
         )),
         (other, _) => Err(ApiError::invalid_param(
             "response_format.type",
-            format!(
-                "Unknown response_format type {other:?}; use text, json_object or json_schema."
-            ),
+            format!("Unknown response_format type {other:?}; use text, json_object or json_schema."),
         )),
     }
 }

@@ -1,4 +1,7 @@
 use super::*;
+use crate::core::models::ModelCatalog;
+use crate::core::reasoning::{Effort, Summary};
+use crate::core::request_common::DEFAULT_INSTRUCTIONS;
 use serde_json::{Value, json};
 
 fn ctx(models: &ModelCatalog) -> TranslateContext<'_> {
@@ -6,7 +9,10 @@ fn ctx(models: &ModelCatalog) -> TranslateContext<'_> {
         models,
         default_effort: Effort::Low,
         default_summary: Summary::Auto,
+        tools_format: ToolsFormat::Flat,
         session_hint: None,
+        base_instructions: None,
+        codex_instructions: None,
     }
 }
 
@@ -136,9 +142,7 @@ fn tools_choice_and_formats_map_to_the_responses_shape() {
     );
     assert_eq!(up["service_tier"], "priority");
     for (choice, expected) in [("required", "required"), ("none", "none"), ("auto", "auto")] {
-        let up = upstream(
-            json!({"messages": [{"role": "user", "content": "x"}], "tool_choice": choice}),
-        );
+        let up = upstream(json!({"messages": [{"role": "user", "content": "x"}], "tool_choice": choice}));
         assert_eq!(up["tool_choice"], expected);
     }
     let up = upstream(
@@ -182,14 +186,10 @@ fn rejected_parameters_are_dropped() {
 
 #[test]
 fn model_suffix_and_reasoning_settings() {
-    let up =
-        upstream(json!({"model": "gpt-5-high", "messages": [{"role": "user", "content": "x"}]}));
+    let up = upstream(json!({"model": "gpt-5-high", "messages": [{"role": "user", "content": "x"}]}));
     assert_eq!(
         (up["model"].clone(), up["reasoning"].clone()),
-        (
-            json!("gpt-5.5"),
-            json!({"effort": "high", "summary": "auto"})
-        )
+        (json!("gpt-5.5"), json!({"effort": "high", "summary": "auto"}))
     );
     let up = upstream(
         json!({"model": "gpt-5.5-high", "reasoning_effort": "minimal", "messages": [{"role": "user", "content": "x"}]}),
@@ -206,8 +206,7 @@ fn stream_flags_and_cache_keys() {
     let (_, out) = run(json!({"stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "x"}]})).unwrap();
     assert!(out.stream && out.include_usage);
     let (up, out) =
-        run(json!({"prompt_cache_key": "conv-1", "messages": [{"role": "user", "content": "x"}]}))
-            .unwrap();
+        run(json!({"prompt_cache_key": "conv-1", "messages": [{"role": "user", "content": "x"}]})).unwrap();
     assert_eq!(
         (up["prompt_cache_key"].as_str(), out.session_id.as_str()),
         (Some("conv-1"), "conv-1")
@@ -247,11 +246,7 @@ fn bad_input_names_the_problem() {
             "Invalid `messages`: invalid type: string \"hi\", expected a sequence.",
         ),
         (json!({"messages": []}), "messages", "at least one message"),
-        (
-            json!({"messages": [1]}),
-            "messages[0]",
-            "Invalid `messages[0]`",
-        ),
+        (json!({"messages": [1]}), "messages[0]", "Invalid `messages[0]`"),
         (
             json!({"messages": [{"content": "x"}]}),
             "messages[0]",
@@ -341,4 +336,28 @@ fn bad_input_names_the_problem() {
         assert_eq!(err.param.as_deref(), Some(param), "{body}: {}", err.message);
         assert!(err.message.contains(message), "{body}: {}", err.message);
     }
+}
+
+#[test]
+fn nested_tools_format_keeps_the_chat_shape() {
+    let models = ModelCatalog::new(None, None).unwrap();
+    let nested = TranslateContext {
+        tools_format: ToolsFormat::Nested,
+        ..ctx(&models)
+    };
+    let body = json!({
+        "messages": [{"role": "user", "content": "x"}],
+        "tools": [{"type": "function", "function": {"name": "a", "description": "d", "parameters": {"type": "object"}}}],
+        "tool_choice": {"type": "function", "function": {"name": "a"}},
+    });
+    let out = translate(body.to_string().as_bytes(), &nested).unwrap();
+    let up: Value = serde_json::from_slice(&out.body).unwrap();
+    assert_eq!(
+        up["tools"],
+        json!([{"type": "function", "function": {"name": "a", "description": "d", "parameters": {"type": "object"}}}])
+    );
+    assert_eq!(
+        up["tool_choice"],
+        json!({"type": "function", "function": {"name": "a"}})
+    );
 }

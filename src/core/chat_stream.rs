@@ -71,14 +71,18 @@ impl ChatStreamWriter {
     }
 }
 
-/// `chatcmpl-…` from the upstream `resp_…` id, so logs on both sides can be matched.
-pub fn chat_id(upstream_id: &str) -> String {
+/// `chatcmpl-…` / `cmpl-…` from the upstream `resp_…` id, so logs on both sides match.
+pub fn response_id(prefix: &str, upstream_id: &str) -> String {
     let bare = upstream_id.strip_prefix("resp_").unwrap_or(upstream_id);
     if bare.is_empty() {
-        "chatcmpl-codex".to_string()
+        format!("{prefix}-codex")
     } else {
-        format!("chatcmpl-{bare}")
+        format!("{prefix}-{bare}")
     }
+}
+
+pub fn chat_id(upstream_id: &str) -> String {
+    response_id("chatcmpl", upstream_id)
 }
 
 pub fn write_json(out: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) {
@@ -117,9 +121,7 @@ impl ChatSink for ChatStreamWriter {
                 Piece::Content(text) => write_field(out, "content", text),
                 Piece::ReasoningContent(text) => write_field(out, "reasoning_content", text),
                 Piece::Reasoning(text) => {
-                    out.extend_from_slice(
-                        b"{\"reasoning\":{\"content\":[{\"type\":\"text\",\"text\":",
-                    );
+                    out.extend_from_slice(b"{\"reasoning\":{\"content\":[{\"type\":\"text\",\"text\":");
                     write_json(out, text);
                     out.extend_from_slice(b"}]}}");
                 }

@@ -6,15 +6,16 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use crate::core::config_values::{allowed, flag, positive};
+use crate::core::forward::ForwardMode;
+use crate::core::identity::Identity;
 use crate::core::models::ModelCatalog;
 use crate::core::reasoning::{Effort, OutputMode, Summary};
+use crate::core::request_common::ToolsFormat;
+use crate::core::upstream_auth::{UpstreamAuth, responses_url};
 use crate::core::url::UpstreamUrl;
 
-pub const DEFAULT_RESPONSES_URL: &str = "https://chatgpt.com/backend-api/codex/responses";
 pub const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 16 * 1024 * 1024;
-pub const DEFAULT_ORIGINATOR: &str = "codex_cli_rs";
-/// A Codex CLI release the backend accepts; the catalogue hides models newer clients need.
-pub const DEFAULT_CLIENT_VERSION: &str = "0.146.0";
 
 /// A configuration value that cannot be used, reported with the variable's name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,8 +53,14 @@ pub struct Config {
     /// `REASONING_OUTPUT_MODE=all`: the prefixed route families exist.
     pub prefixed_modes: bool,
     pub verbose: bool,
-    pub originator: String,
-    pub user_agent: String,
+    pub auth: UpstreamAuth,
+    pub identity: Identity,
+    pub forward: ForwardMode,
+    pub tools_format: ToolsFormat,
+    /// `OLLAMA_API_URL` is set, so Envoy routes `/api/*` to an Ollama cluster.
+    pub ollama: bool,
+    pub instructions_base_url: Option<UpstreamUrl>,
+    pub instructions_codex_url: Option<UpstreamUrl>,
     pub max_request_body_bytes: usize,
     /// Envoy runs with `allow_on_headers_stop_iteration`, so headers may wait for the body.
     pub hold_headers: bool,
@@ -74,14 +81,14 @@ impl Config {
     pub fn load(source: &dyn Source) -> Result<Self, ConfigError> {
         let var = |name: &str| source.get(name).filter(|v| !v.trim().is_empty());
         let (output_mode, prefixed_modes) = match var("REASONING_OUTPUT_MODE") {
-            Some(raw) => OutputMode::parse_setting(&raw).ok_or_else(|| {
-                allowed("REASONING_OUTPUT_MODE", &raw, OutputMode::SETTING_VALUES)
-            })?,
+            Some(raw) => OutputMode::parse_setting(&raw)
+                .ok_or_else(|| allowed("REASONING_OUTPUT_MODE", &raw, OutputMode::SETTING_VALUES))?,
             None => (OutputMode::OpenAi, false),
         };
         let default_effort = match var("REASONING_EFFORT") {
-            Some(raw) => Effort::parse(&raw)
-                .ok_or_else(|| allowed("REASONING_EFFORT", &raw, Effort::VALUES))?,
+            Some(raw) => {
+                Effort::parse(&raw).ok_or_else(|| allowed("REASONING_EFFORT", &raw, Effort::VALUES))?
+            }
             None => Effort::Low,
         };
         let default_summary = match var("REASONING_SUMMARY") {
@@ -89,24 +96,24 @@ impl Config {
                 .ok_or_else(|| allowed("REASONING_SUMMARY", &raw, Summary::SETTING_VALUES))?,
             None => Summary::Auto,
         };
-        let upstream_raw =
-            var("CHATGPT_RESPONSES_URL").unwrap_or_else(|| DEFAULT_RESPONSES_URL.to_string());
-        let upstream = UpstreamUrl::parse(upstream_raw.trim())
-            .map_err(|problem| ConfigError::new("CHATGPT_RESPONSES_URL", problem))?;
+        let upstream = responses_url(&var)?;
         let models = ModelCatalog::new(var("EXPOSE_MODELS").as_deref(), var("DEBUG_MODEL"))?;
-        let originator = var("CODEX_ORIGINATOR")
-            .map_or_else(|| DEFAULT_ORIGINATOR.to_string(), |v| v.trim().to_string());
-        let version = var("CODEX_CLIENT_VERSION").map_or_else(
-            || DEFAULT_CLIENT_VERSION.to_string(),
-            |v| v.trim().to_string(),
-        );
-        let user_agent = match var("CODEX_USER_AGENT") {
-            Some(ua) => ascii_header_value(ua.trim()),
-            None => ascii_header_value(&format!(
-                "{originator}/{version} (Linux; x86_64) codex-openai-wrapper/{}",
-                env!("CARGO_PKG_VERSION")
-            )),
+        let tools_format = match var("UPSTREAM_TOOLS_FORMAT")
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("flat") => ToolsFormat::Flat,
+            Some("nested") => ToolsFormat::Nested,
+            Some(other) => return Err(allowed("UPSTREAM_TOOLS_FORMAT", other, &["flat", "nested"])),
         };
+        let optional_url = |variable: &'static str| {
+            var(variable)
+                .map(|raw| {
+                    UpstreamUrl::parse(raw.trim()).map_err(|problem| ConfigError::new(variable, problem))
+                })
+                .transpose()
+        };
+        let ollama = optional_url("OLLAMA_API_URL")?.is_some();
         Ok(Self {
             client_key: var("OPENAI_API_KEY").map(|k| k.trim().to_string()),
             codex_auth: var("OPENAI_CODEX_AUTH"),
@@ -117,8 +124,13 @@ impl Config {
             output_mode,
             prefixed_modes,
             verbose: flag(var("VERBOSE"), "VERBOSE")?,
-            originator,
-            user_agent,
+            auth: UpstreamAuth::from_settings(&var)?,
+            identity: Identity::from_settings(&var),
+            forward: ForwardMode::from_settings(&var)?,
+            tools_format,
+            ollama,
+            instructions_base_url: optional_url("INSTRUCTIONS_BASE_URL")?,
+            instructions_codex_url: optional_url("INSTRUCTIONS_CODEX_URL")?,
             max_request_body_bytes: positive(
                 var("MAX_REQUEST_BODY_BYTES"),
                 "MAX_REQUEST_BODY_BYTES",
@@ -126,43 +138,6 @@ impl Config {
             )?,
             hold_headers: flag(var("ENVOY_HOLD_HEADERS"), "ENVOY_HOLD_HEADERS")?,
         })
-    }
-}
-
-fn allowed(variable: &'static str, value: &str, values: &[&str]) -> ConfigError {
-    ConfigError::new(
-        variable,
-        format!("{:?} is not one of {}", value.trim(), values.join(", ")),
-    )
-}
-
-fn flag(value: Option<String>, variable: &'static str) -> Result<bool, ConfigError> {
-    match value
-        .as_deref()
-        .map(|v| v.trim().to_ascii_lowercase())
-        .as_deref()
-    {
-        None => Ok(false),
-        Some("true" | "1" | "yes" | "on") => Ok(true),
-        Some("false" | "0" | "no" | "off") => Ok(false),
-        Some(other) => Err(allowed(variable, other, &["true", "false"])),
-    }
-}
-
-fn positive(
-    value: Option<String>,
-    variable: &'static str,
-    default: usize,
-) -> Result<usize, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some(raw) => match raw.trim().parse::<usize>() {
-            Ok(n) if n > 0 => Ok(n),
-            _ => Err(ConfigError::new(
-                variable,
-                format!("{:?} is not a positive whole number of bytes", raw.trim()),
-            )),
-        },
     }
 }
 
@@ -215,7 +190,9 @@ mod tests {
         assert!(!cfg.prefixed_modes);
         assert_eq!(cfg.upstream.path, "/backend-api/codex/responses");
         assert_eq!(cfg.max_request_body_bytes, DEFAULT_MAX_REQUEST_BODY_BYTES);
-        assert!(cfg.user_agent.starts_with("codex_cli_rs/0.146.0 ("));
+        assert!(cfg.identity.user_agent().starts_with("codex_cli_rs/0.146.0 ("));
+        assert!(cfg.auth.is_chatgpt());
+        assert!(!cfg.ollama);
     }
 
     #[test]
@@ -234,6 +211,19 @@ mod tests {
             ),
             ("VERBOSE", "maybe", "true, false"),
             ("MAX_REQUEST_BODY_BYTES", "-1", "positive whole number"),
+            ("UPSTREAM_TOOLS_FORMAT", "deep", "flat, nested"),
+            ("OLLAMA_API_URL", "localhost:11434", "http"),
+            ("INSTRUCTIONS_BASE_URL", "file:///x", "http"),
+            (
+                "UPSTREAM_AUTH_MODE",
+                "magic",
+                "chatgpt_token, apikey_env, apikey_auth_json",
+            ),
+            (
+                "FORWARD_CLIENT_HEADERS_MODE",
+                "all",
+                "off, safe, list, override, override-codex",
+            ),
             ("CHATGPT_RESPONSES_URL", "ftp://x/y", "http"),
             ("EXPOSE_MODELS", "[1,2]", "strings"),
         ];
@@ -248,8 +238,8 @@ mod tests {
 
     #[test]
     fn blank_values_count_as_unset() {
-        let cfg = load(&[("OPENAI_API_KEY", "  "), ("REASONING_EFFORT", "")])
-            .unwrap_or_else(|e| panic!("{e}"));
+        let cfg =
+            load(&[("OPENAI_API_KEY", "  "), ("REASONING_EFFORT", "")]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cfg.client_key, None);
         assert_eq!(cfg.default_effort, Effort::Low);
     }
@@ -270,8 +260,7 @@ mod tests {
 
     #[test]
     fn plugin_configuration_values() {
-        let values =
-            plugin_values(br#"{"A": "x", "B": true, "C": 5, "D": null}"#).unwrap_or_default();
+        let values = plugin_values(br#"{"A": "x", "B": true, "C": 5, "D": null}"#).unwrap_or_default();
         assert_eq!(values.get("A").map(String::as_str), Some("x"));
         assert_eq!(values.get("B").map(String::as_str), Some("true"));
         assert_eq!(values.get("C").map(String::as_str), Some("5"));

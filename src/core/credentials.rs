@@ -59,8 +59,8 @@ struct AuthClaims {
 impl ChatgptTokens {
     /// Parses the document; the error says what is wrong without echoing any of it.
     pub fn from_auth_json(document: &str) -> Result<Self, String> {
-        let parsed: AuthJson = serde_json::from_str(document)
-            .map_err(|_| "is not valid auth.json JSON".to_string())?;
+        let parsed: AuthJson =
+            serde_json::from_str(document).map_err(|_| "is not valid auth.json JSON".to_string())?;
         let tokens = parsed
             .tokens
             .ok_or("has no \"tokens\" object (is this an API-key login?)")?;
@@ -86,12 +86,7 @@ impl ChatgptTokens {
         let access_claims = jwt_claims(&access_token);
         let account_id = account_id
             .filter(|a| !a.trim().is_empty())
-            .or_else(|| {
-                id_token
-                    .as_deref()
-                    .and_then(jwt_claims)
-                    .and_then(account_of)
-            })
+            .or_else(|| id_token.as_deref().and_then(jwt_claims).and_then(account_of))
             .or_else(|| {
                 access_claims
                     .as_ref()
@@ -179,13 +174,13 @@ pub(crate) mod tests {
 
     #[test]
     fn reads_tokens_account_and_expiry() {
-        let t = ChatgptTokens::from_auth_json(&auth_json(2_000_000_000, true))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let t =
+            ChatgptTokens::from_auth_json(&auth_json(2_000_000_000, true)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(t.account_id.as_deref(), Some("acct-file"));
         assert_eq!(t.expires_at, Some(2_000_000_000));
         assert_eq!(t.refresh_token.as_deref(), Some("rt_1"));
-        let t = ChatgptTokens::from_auth_json(&auth_json(2_000_000_000, false))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let t =
+            ChatgptTokens::from_auth_json(&auth_json(2_000_000_000, false)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(t.account_id.as_deref(), Some("acct-jwt"));
     }
 
@@ -215,8 +210,7 @@ pub(crate) mod tests {
 
     #[test]
     fn expired_or_accountless_tokens_give_401() {
-        let t =
-            ChatgptTokens::from_auth_json(&auth_json(100, true)).unwrap_or_else(|e| panic!("{e}"));
+        let t = ChatgptTokens::from_auth_json(&auth_json(100, true)).unwrap_or_else(|e| panic!("{e}"));
         assert!(t.usable_at(99).is_ok());
         let err = t.usable_at(100).err().map(|e| (e.status, e.code));
         assert_eq!(err, Some((401, Some("token_expired".into()))));
@@ -226,8 +220,7 @@ pub(crate) mod tests {
 
     #[test]
     fn debug_output_hides_tokens() {
-        let t =
-            ChatgptTokens::from_auth_json(&auth_json(100, true)).unwrap_or_else(|e| panic!("{e}"));
+        let t = ChatgptTokens::from_auth_json(&auth_json(100, true)).unwrap_or_else(|e| panic!("{e}"));
         let shown = format!("{t:?}");
         assert!(
             !shown.contains(&t.access_token) && !shown.contains("rt_1"),

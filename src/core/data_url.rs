@@ -44,15 +44,9 @@ mod tests {
     #[test]
     fn repairs_urlsafe_and_unpadded_base64() {
         let cases = [
-            (
-                "data:image/png;base64,AAA-_w",
-                "data:image/png;base64,AAA+/w==",
-            ),
+            ("data:image/png;base64,AAA-_w", "data:image/png;base64,AAA+/w=="),
             ("data:image/png;base64,AAAA", "data:image/png;base64,AAAA"),
-            (
-                "data:image/jpeg;base64,QU\r\nJD",
-                "data:image/jpeg;base64,QUJD",
-            ),
+            ("data:image/jpeg;base64,QU\r\nJD", "data:image/jpeg;base64,QUJD"),
             ("data:image/png;base64,QUI", "data:image/png;base64,QUI="),
             ("data:image/png;base64,A", "data:image/png;base64,A"),
             ("data:image/png;base64,@@@", "data:image/png;base64,@@@"),

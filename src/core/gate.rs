@@ -13,9 +13,8 @@ pub fn check(expected: Option<&str>, authorization: &[&str]) -> Result<(), ApiEr
         [one] => *one,
         _ => return Err(unauthorized("Send exactly one Authorization header")),
     };
-    let token = bearer_token(value).ok_or_else(|| {
-        unauthorized("Invalid Authorization header format. Expected: Bearer <token>")
-    })?;
+    let token = bearer_token(value)
+        .ok_or_else(|| unauthorized("Invalid Authorization header format. Expected: Bearer <token>"))?;
     if constant_time_eq(token.as_bytes(), expected.as_bytes()) {
         Ok(())
     } else {
@@ -81,17 +80,10 @@ mod tests {
         ];
         for (expected, headers, outcome) in cases {
             let got = check(*expected, headers).map_err(|e| {
-                assert_eq!(
-                    (e.status, e.code.as_deref()),
-                    (401, Some("invalid_api_key"))
-                );
+                assert_eq!((e.status, e.code.as_deref()), (401, Some("invalid_api_key")));
                 e.message
             });
-            assert_eq!(
-                got,
-                outcome.map_err(str::to_string),
-                "{expected:?} {headers:?}"
-            );
+            assert_eq!(got, outcome.map_err(str::to_string), "{expected:?} {headers:?}");
         }
     }
 

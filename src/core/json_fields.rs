@@ -46,19 +46,13 @@ impl<'a> Fields<'a> {
 }
 
 /// Deserializes one raw value; `null` counts as absent. Errors name `param`.
-pub fn parse_raw<'a, T: Deserialize<'a>>(
-    raw: &'a RawValue,
-    param: &str,
-) -> Result<Option<T>, ApiError> {
+pub fn parse_raw<'a, T: Deserialize<'a>>(raw: &'a RawValue, param: &str) -> Result<Option<T>, ApiError> {
     if raw.get() == "null" {
         return Ok(None);
     }
-    serde_json::from_str(raw.get()).map(Some).map_err(|e| {
-        ApiError::invalid_param(
-            param,
-            format!("Invalid `{param}`: {}.", without_position(&e)),
-        )
-    })
+    serde_json::from_str(raw.get())
+        .map(Some)
+        .map_err(|e| ApiError::invalid_param(param, format!("Invalid `{param}`: {}.", without_position(&e))))
 }
 
 /// serde positions are relative to the field, which would only confuse the reader.
@@ -86,10 +80,7 @@ mod tests {
                 "{\"a\":",
                 "Invalid JSON body: EOF while parsing a value at line 1 column 5",
             ),
-            (
-                "nope",
-                "Invalid JSON body: expected ident at line 1 column 2",
-            ),
+            ("nope", "Invalid JSON body: expected ident at line 1 column 2"),
         ];
         for (body, message) in cases {
             let err = Fields::parse(body.as_bytes())
@@ -106,10 +97,7 @@ mod tests {
         assert_eq!(fields.get::<u32>("n").ok(), Some(Some(2)));
         assert_eq!(fields.get::<String>("model").ok(), Some(None));
         assert_eq!(fields.get::<u32>("xA").ok(), Some(Some(1)));
-        let err = fields
-            .get::<bool>("stream")
-            .err()
-            .map(|e| (e.param, e.message));
+        let err = fields.get::<bool>("stream").err().map(|e| (e.param, e.message));
         assert_eq!(
             err,
             Some((

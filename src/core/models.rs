@@ -83,11 +83,7 @@ impl ModelCatalog {
             .iter()
             .map(|id| ModelObject::new(id, created))
             .collect();
-        serde_json::to_vec(&ModelList {
-            object: "list",
-            data,
-        })
-        .unwrap_or_default()
+        serde_json::to_vec(&ModelList { object: "list", data }).unwrap_or_default()
     }
 
     /// `/v1/models/{id}`: exposed ids only.
@@ -189,16 +185,8 @@ mod tests {
             (Some("  "), "gpt-5.5", None),
             (Some("gpt-5.5"), "gpt-5.5", None),
             (Some("gpt-5.5-high"), "gpt-5.5", Some(Effort::High)),
-            (
-                Some("gpt-5.6-sol_xhigh"),
-                "gpt-5.6-sol",
-                Some(Effort::Xhigh),
-            ),
-            (
-                Some("gpt-5.6-luna:none"),
-                "gpt-5.6-luna",
-                Some(Effort::None),
-            ),
+            (Some("gpt-5.6-sol_xhigh"), "gpt-5.6-sol", Some(Effort::Xhigh)),
+            (Some("gpt-5.6-luna:none"), "gpt-5.6-luna", Some(Effort::None)),
             (Some("GPT-5-Codex-LOW"), "gpt-5.5", Some(Effort::Low)),
             (Some("gpt5_minimal"), "gpt-5.5", Some(Effort::Minimal)),
             (Some("gpt-5.2-codex"), "gpt-5.2", None),
@@ -217,8 +205,7 @@ mod tests {
 
     #[test]
     fn debug_model_forces_the_id_but_keeps_the_suffix_effort() {
-        let cat =
-            ModelCatalog::new(None, Some(" gpt-5.2 ".into())).unwrap_or_else(|e| panic!("{e}"));
+        let cat = ModelCatalog::new(None, Some(" gpt-5.2 ".into())).unwrap_or_else(|e| panic!("{e}"));
         let got = cat.resolve(Some("gpt-5.5-high"));
         assert_eq!(
             (got.id.as_str(), got.suffix_effort),

@@ -49,8 +49,7 @@ pub enum Summary {
 
 impl Summary {
     pub const VALUES: &'static [&'static str] = &["auto", "concise", "detailed", "none"];
-    pub const SETTING_VALUES: &'static [&'static str] =
-        &["auto", "concise", "detailed", "none", "on", "off"];
+    pub const SETTING_VALUES: &'static [&'static str] = &["auto", "concise", "detailed", "none", "on", "off"];
 
     pub fn parse(raw: &str) -> Option<Self> {
         Some(match raw.trim().to_ascii_lowercase().as_str() {
@@ -87,8 +86,7 @@ pub enum OutputMode {
 }
 
 impl OutputMode {
-    pub const SETTING_VALUES: &'static [&'static str] =
-        &["openai", "tagged", "o3", "r1", "hidden", "all"];
+    pub const SETTING_VALUES: &'static [&'static str] = &["openai", "tagged", "o3", "r1", "hidden", "all"];
     /// The route prefixes that exist with `REASONING_OUTPUT_MODE=all`.
     pub const PREFIXES: [(&'static str, Self); 5] = [
         ("tagged", Self::Tagged),
@@ -266,10 +264,7 @@ mod tests {
             OutputMode::parse_setting(" Tagged "),
             Some((OutputMode::Tagged, false))
         );
-        assert_eq!(
-            OutputMode::parse_setting("ALL"),
-            Some((OutputMode::OpenAi, true))
-        );
+        assert_eq!(OutputMode::parse_setting("ALL"), Some((OutputMode::OpenAi, true)));
         assert_eq!(OutputMode::parse_setting("hide"), None);
         assert_eq!(Summary::parse_setting("on"), Some(Summary::Auto));
     }

@@ -4,9 +4,11 @@
 
 use crate::core::config::Config;
 use crate::core::credentials::{self, ChatgptTokens};
-use crate::core::error::{ApiError, INVALID_REQUEST};
+use crate::core::error::{ApiError, INVALID_REQUEST, SERVER};
+use crate::core::forward::ForwardMode;
 use crate::core::gate;
 use crate::core::reasoning::OutputMode;
+use crate::core::upstream_auth::Credential;
 
 /// A request as the filter sees it at header time. Header names are lower-case.
 pub struct RequestHead<'a> {
@@ -79,6 +81,8 @@ pub struct Forward {
 pub enum Decision {
     Reply(Reply),
     Forward(Forward),
+    /// An Ollama route: passed through untouched once the key gate let it in.
+    PassThrough,
 }
 
 /// `/`, `/health`: public; everything else behind the key gate.
@@ -100,6 +104,7 @@ enum Route {
     Models,
     Model(String),
     Api(Endpoint, OutputMode),
+    Ollama,
 }
 
 fn decide_inner(
@@ -114,6 +119,10 @@ fn decide_inner(
     let (allowed, readable) = match route {
         Route::Health | Route::Models | Route::Model(_) => (["GET", "HEAD"].as_slice(), "GET"),
         Route::Api(..) => (["POST"].as_slice(), "POST"),
+        Route::Ollama => (
+            ["GET", "HEAD", "POST", "PUT", "DELETE"].as_slice(),
+            "GET, HEAD, POST, PUT or DELETE",
+        ),
     };
     if !allowed.contains(&head.method) {
         let mut reply = Reply::from(ApiError::method_not_allowed(head.method, path, readable));
@@ -126,10 +135,7 @@ fn decide_inner(
     gate::check(cfg.client_key.as_deref(), &head.all("authorization"))?;
     match route {
         Route::Health => Ok(health()),
-        Route::Models => Ok(Decision::Reply(Reply::json(
-            200,
-            cfg.models.list_body(created),
-        ))),
+        Route::Models => Ok(Decision::Reply(Reply::json(200, cfg.models.list_body(created)))),
         Route::Model(id) => match cfg.models.model_body(&id, created) {
             Some(body) => Ok(Decision::Reply(Reply::json(200, body))),
             None => Err(ApiError::new(
@@ -140,10 +146,18 @@ fn decide_inner(
             .with_code("model_not_found")
             .with_param("model")),
         },
+        Route::Ollama if cfg.ollama => Ok(Decision::PassThrough),
+        Route::Ollama => Err(ApiError::new(
+            503,
+            SERVER,
+            "Ollama routes are disabled: OLLAMA_API_URL is not set. Set it to your Ollama server (for example http://localhost:11434) and restart.",
+        )
+        .with_code("ollama_not_configured")),
         Route::Api(endpoint, mode) => {
             check_body_headers(cfg, head)?;
-            let tokens = tokens.ok_or_else(credentials::missing_credentials)?;
-            tokens.usable_at(now)?;
+            if cfg.auth.is_chatgpt() {
+                tokens.ok_or_else(credentials::missing_credentials)?.usable_at(now)?;
+            }
             Ok(Decision::Forward(Forward {
                 endpoint,
                 mode,
@@ -160,6 +174,7 @@ fn health() -> Decision {
 fn classify(cfg: &Config, path: &str) -> Result<Route, ApiError> {
     match path {
         "/" | "/health" => return Ok(Route::Health),
+        _ if path.starts_with("/api/") => return Ok(Route::Ollama),
         _ => {}
     }
     let (mode, rest) = match OutputMode::PREFIXES.iter().find_map(|(prefix, mode)| {
@@ -241,32 +256,81 @@ pub fn is_envoy_header(name: &str) -> bool {
         || name == "x-request-id"
 }
 
-/// The complete upstream header set (with `:path`). Every other client header is dropped:
-/// a client's headers must never reach the backend as credentials.
+/// The complete upstream header set (with `:path`). Every other client header is dropped
+/// (a client's headers must never reach the backend as credentials) except what
+/// `FORWARD_CLIENT_HEADERS_MODE` forwards. `user-agent` and `originator` are defaults that
+/// forwarded or configured values may replace; everything else here is the filter's own.
 pub fn upstream_headers(
     cfg: &Config,
-    tokens: &ChatgptTokens,
+    tokens: Option<&ChatgptTokens>,
+    client: &[(String, String)],
     session_id: Option<&str>,
     content_length: Option<usize>,
 ) -> Vec<(String, String)> {
-    let mut headers: Vec<(String, String)> = Vec::with_capacity(10);
-    let mut set = |name: &str, value: String| headers.push((name.to_string(), value));
-    set(":path", cfg.upstream.path.clone());
-    set("authorization", format!("Bearer {}", tokens.access_token));
-    if let Some(account) = &tokens.account_id {
-        set("chatgpt-account-id", account.clone());
+    let mut headers: Vec<(String, String)> = Vec::with_capacity(12);
+    let mut own = |name: &str, value: String| headers.push((name.to_string(), value));
+    own(":path", cfg.upstream.path.clone());
+    let secret = match (&cfg.auth.credential, tokens) {
+        (Credential::ApiKey(key), _) => Some(key.as_str()),
+        (Credential::ChatgptToken, Some(tokens)) => Some(tokens.access_token.as_str()),
+        (Credential::ChatgptToken, None) => None,
+    };
+    if let Some(secret) = secret {
+        own(&cfg.auth.header, cfg.auth.value(secret));
     }
-    set("originator", cfg.originator.clone());
-    set("user-agent", cfg.user_agent.clone());
-    set("accept", "text/event-stream".to_string());
-    set("content-type", "application/json".to_string());
-    if let Some(session) = session_id {
-        set("session-id", session.to_string());
-    }
+    own("accept", "text/event-stream".to_string());
+    own("content-type", "application/json".to_string());
     if let Some(length) = content_length {
-        set("content-length", length.to_string());
+        own("content-length", length.to_string());
+    }
+    let mut defaults: Vec<(&str, String)> = Vec::new();
+    if cfg.auth.is_chatgpt() {
+        if let Some(account) = tokens.and_then(|t| t.account_id.clone()) {
+            own("chatgpt-account-id", account);
+        }
+        if let Some(session) = session_id {
+            own("session-id", session.to_string());
+        }
+        let (user_agent, originator) = codex_identity(cfg, client);
+        defaults.push(("originator", originator));
+        defaults.push(("user-agent", user_agent));
+    } else {
+        defaults.push((
+            "user-agent",
+            format!("codex-openai-wrapper/{}", env!("CARGO_PKG_VERSION")),
+        ));
+    }
+    let extras = cfg.forward.extra_headers(client, &cfg.auth.header);
+    for (name, value) in defaults {
+        if !extras.iter().any(|(n, _)| n == name) {
+            headers.push((name.to_string(), value));
+        }
+    }
+    for extra in extras {
+        if !headers.iter().any(|(n, _)| *n == extra.0) {
+            headers.push(extra);
+        }
     }
     headers
+}
+
+/// `User-Agent` and `originator` for the Codex backend: the configured identity, refined by
+/// this request's client hints and fixed values in `override-codex` mode.
+fn codex_identity(cfg: &Config, client: &[(String, String)]) -> (String, String) {
+    match &cfg.forward {
+        ForwardMode::OverrideCodex {
+            user_agent,
+            originator,
+        } => {
+            let header = |name: &str| client.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+            let identity = cfg.identity.with_client_hints(&header);
+            (
+                user_agent.clone().unwrap_or_else(|| identity.user_agent()),
+                originator.clone().unwrap_or(identity.originator),
+            )
+        }
+        _ => (cfg.identity.user_agent(), cfg.identity.originator.clone()),
+    }
 }
 
 #[cfg(test)]

@@ -40,6 +40,7 @@ fn status(d: &Decision) -> u16 {
     match d {
         Decision::Reply(r) => r.status,
         Decision::Forward(_) => 0,
+        Decision::PassThrough => 1,
     }
 }
 
@@ -115,10 +116,7 @@ fn error_replies_are_openai_shaped() {
     };
     let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
     assert_eq!(
-        (
-            body["error"]["type"].as_str(),
-            body["error"]["code"].as_str()
-        ),
+        (body["error"]["type"].as_str(), body["error"]["code"].as_str()),
         (Some("invalid_request_error"), Some("unknown_url"))
     );
 }
@@ -139,10 +137,7 @@ fn prefixed_modes_exist_only_with_all() {
             other => panic!("{path}: {other:?}"),
         }
     }
-    assert_eq!(
-        status(&decide_for(&cfg, "GET", "/tagged/v1/models", &[])),
-        200
-    );
+    assert_eq!(status(&decide_for(&cfg, "GET", "/tagged/v1/models", &[])), 200);
     assert_eq!(status(&decide_for(&cfg, "GET", "/tagged/health", &[])), 404);
     let cfg = config(&[("REASONING_OUTPUT_MODE", "tagged")]);
     match decide_for(&cfg, "POST", "/v1/chat/completions", &[]) {
@@ -197,7 +192,7 @@ fn upstream_headers_are_exactly_the_codex_set() {
         "http://127.0.0.1:9/backend-api/codex/responses",
     )]);
     let t = tokens();
-    let up = upstream_headers(&cfg, &t, Some("sess-1"), Some(42));
+    let up = upstream_headers(&cfg, Some(&t), &[], Some("sess-1"), Some(42));
     let get = |n: &str| {
         up.iter()
             .filter(|(k, _)| k == n)
@@ -218,13 +213,13 @@ fn upstream_headers_are_exactly_the_codex_set() {
         [
             ":path",
             "authorization",
-            "chatgpt-account-id",
-            "originator",
-            "user-agent",
             "accept",
             "content-type",
+            "content-length",
+            "chatgpt-account-id",
             "session-id",
-            "content-length"
+            "originator",
+            "user-agent"
         ]
     );
 }
@@ -250,4 +245,107 @@ fn envoy_routing_headers_are_left_to_the_route_configuration() {
     ] {
         assert!(!is_envoy_header(name), "{name}");
     }
+}
+
+#[test]
+fn ollama_routes_pass_through_the_gate_only_when_configured() {
+    let off = config(&[("OPENAI_API_KEY", "k")]);
+    let on = config(&[
+        ("OPENAI_API_KEY", "k"),
+        ("OLLAMA_API_URL", "http://127.0.0.1:11434"),
+    ]);
+    let auth = ("authorization", "Bearer k");
+    assert_eq!(status(&decide_for(&off, "POST", "/api/chat", &[auth])), 503);
+    assert_eq!(status(&decide_for(&on, "POST", "/api/chat", &[auth])), 1);
+    assert_eq!(status(&decide_for(&on, "GET", "/api/tags", &[auth])), 1);
+    assert_eq!(status(&decide_for(&on, "DELETE", "/api/delete", &[auth])), 1);
+    assert_eq!(status(&decide_for(&on, "GET", "/api/tags", &[])), 401);
+    assert_eq!(status(&decide_for(&on, "PATCH", "/api/tags", &[auth])), 405);
+    let Decision::Reply(reply) = decide_for(&off, "GET", "/api/tags", &[auth]) else {
+        panic!()
+    };
+    assert!(String::from_utf8_lossy(&reply.body).contains("OLLAMA_API_URL"));
+}
+
+#[test]
+fn api_key_upstreams_get_no_chatgpt_headers_and_need_no_login() {
+    let cfg = config(&[
+        ("UPSTREAM_AUTH_MODE", "apikey_env"),
+        ("UPSTREAM_API_KEY", "sk-up"),
+        ("UPSTREAM_AUTH_HEADER", "api-key"),
+        ("UPSTREAM_AUTH_SCHEME", "none"),
+    ]);
+    let h = headers(&[]);
+    let head = RequestHead {
+        method: "POST",
+        path: "/v1/chat/completions",
+        headers: &h,
+    };
+    assert!(matches!(decide(&cfg, None, &head, 0, 0), Decision::Forward(_)));
+    let up = upstream_headers(&cfg, None, &[], Some("s"), None);
+    let names: Vec<&str> = up.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [":path", "api-key", "accept", "content-type", "user-agent"]
+    );
+    assert_eq!(up[1].1, "sk-up");
+    assert!(up[4].1.starts_with("codex-openai-wrapper/"));
+}
+
+#[test]
+fn forwarding_modes_shape_the_upstream_headers() {
+    let client = headers(&[
+        ("user-agent", "Open WebUI/1"),
+        ("x-trace", "t"),
+        ("authorization", "Bearer client"),
+        ("sec-ch-ua-platform", "\"Linux\""),
+    ]);
+    let t = tokens();
+    let get = |cfg: &Config, name: &str| {
+        upstream_headers(cfg, Some(&t), &client, None, None)
+            .into_iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v)
+            .collect::<Vec<_>>()
+    };
+    let safe = config(&[("FORWARD_CLIENT_HEADERS_MODE", "safe")]);
+    assert_eq!(get(&safe, "user-agent"), ["Open WebUI/1"]);
+    assert_eq!(
+        get(&safe, "authorization"),
+        [format!("Bearer {}", t.access_token)]
+    );
+    let list = config(&[
+        ("FORWARD_CLIENT_HEADERS_MODE", "list"),
+        ("FORWARD_CLIENT_HEADERS_LIST", "x-trace"),
+    ]);
+    assert_eq!(get(&list, "x-trace"), ["t"]);
+    assert!(get(&list, "user-agent")[0].starts_with("codex_cli_rs/"));
+    let over = config(&[
+        ("FORWARD_CLIENT_HEADERS_MODE", "override"),
+        (
+            "FORWARD_CLIENT_HEADERS_OVERRIDE",
+            r#"{"originator": "codex_vscode", "X-Extra": "1", "Accept": "nope"}"#,
+        ),
+    ]);
+    assert_eq!(get(&over, "originator"), ["codex_vscode"]);
+    assert_eq!(get(&over, "x-extra"), ["1"]);
+    assert_eq!(get(&over, "accept"), ["text/event-stream"]);
+    let codex = config(&[
+        ("FORWARD_CLIENT_HEADERS_MODE", "override-codex"),
+        ("FORWARD_CLIENT_HEADERS_CODEX_VERSION", "0.150.0"),
+    ]);
+    assert_eq!(
+        get(&codex, "user-agent"),
+        ["codex_cli_rs/0.150.0 (Linux unknown; unknown) unknown"]
+    );
+    let fixed = config(&[
+        ("FORWARD_CLIENT_HEADERS_MODE", "override-codex"),
+        (
+            "FORWARD_CLIENT_HEADERS_OVERRIDE_CODEX",
+            r#"{"originator": "codex-tui"}"#,
+        ),
+    ]);
+    assert_eq!(get(&fixed, "originator"), ["codex-tui"]);
+    let off = config(&[]);
+    assert!(get(&off, "x-trace").is_empty());
 }

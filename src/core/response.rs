@@ -4,11 +4,13 @@
 
 use crate::core::chat_aggregate::ChatAggregator;
 use crate::core::chat_stream::ChatStreamWriter;
+use crate::core::completion_output::{CompletionAggregator, CompletionStreamWriter};
 use crate::core::error::{ApiError, SERVER, UPSTREAM};
 use crate::core::reasoning::OutputMode;
-use crate::core::request::body_too_large;
-use crate::core::translate::Translator;
+use crate::core::request::{Endpoint, body_too_large};
+use crate::core::translate::{End, Pipeline, Translator};
 use crate::core::upstream_error::{self, LimitHeaders};
+use crate::core::usage::Usage;
 
 /// Error bodies are small; more than this is not worth keeping.
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -16,6 +18,7 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 /// What the request side learned that the response side needs.
 #[derive(Debug, Clone)]
 pub struct ClientRequest {
+    pub endpoint: Endpoint,
     pub stream: bool,
     pub include_usage: bool,
     pub model: String,
@@ -43,14 +46,10 @@ pub struct HeaderPlan {
 }
 
 /// Headers that stop being true once the body is rewritten, or must not reach a client.
-pub const REMOVED_RESPONSE_HEADERS: &[&str] = &[
-    "content-length",
-    "content-encoding",
-    "set-cookie",
-    "alt-svc",
-];
+pub const REMOVED_RESPONSE_HEADERS: &[&str] =
+    &["content-length", "content-encoding", "set-cookie", "alt-svc"];
 
-/// The final status, headers and body, for a response whose headers were held.
+/// The final status, headers and body.
 #[derive(Debug, PartialEq)]
 pub struct Final<'a> {
     pub body: &'a [u8],
@@ -59,9 +58,11 @@ pub struct Final<'a> {
 }
 
 pub enum Handler {
-    Stream(Translator<ChatStreamWriter>),
-    /// The aggregated answer, and room for the error body if the turn failed.
-    Aggregate(Box<Translator<ChatAggregator>>, Vec<u8>),
+    /// A 2xx event stream, translated; `out` holds an error body if the turn failed.
+    Translate {
+        pipeline: Box<dyn Pipeline>,
+        out: Vec<u8>,
+    },
     /// The upstream answered an error status; its body is collected and mapped.
     UpstreamError {
         status: u16,
@@ -70,16 +71,34 @@ pub enum Handler {
         out: Vec<u8>,
     },
     /// Envoy answered by itself (no upstream response).
-    ProxyError {
-        error: ApiError,
-        out: Vec<u8>,
-    },
+    ProxyError { error: ApiError, out: Vec<u8> },
 }
 
 const SSE_HEADERS: [(&str, &str); 2] = [
     ("content-type", "text/event-stream; charset=utf-8"),
     ("cache-control", "no-cache"),
 ];
+
+fn pipeline(client: &ClientRequest, now: u64) -> Box<dyn Pipeline> {
+    let (model, usage) = (client.model.as_str(), client.include_usage);
+    match (client.endpoint, client.stream) {
+        (Endpoint::ChatCompletions, true) => Box::new(Translator::new(
+            client.mode,
+            ChatStreamWriter::new(model, now, usage),
+        )),
+        (Endpoint::ChatCompletions, false) => {
+            Box::new(Translator::new(client.mode, ChatAggregator::new(model, now)))
+        }
+        (Endpoint::Completions, true) => Box::new(Translator::new(
+            OutputMode::Hidden,
+            CompletionStreamWriter::new(model, now, usage),
+        )),
+        (Endpoint::Completions, false) => Box::new(Translator::new(
+            OutputMode::Hidden,
+            CompletionAggregator::new(model, now),
+        )),
+    }
+}
 
 impl Handler {
     pub fn new(
@@ -88,7 +107,6 @@ impl Handler {
         hold_headers: bool,
         now: u64,
     ) -> (Self, HeaderPlan) {
-        let json = || vec![("content-type", "application/json".to_string())];
         if !head.via_upstream {
             let error = proxy_error(head.status, client.max_request_body_bytes);
             let plan = HeaderPlan {
@@ -110,37 +128,28 @@ impl Handler {
                 .starts_with("text/event-stream")
         });
         if (200..300).contains(&head.status) && is_sse {
-            return if client.stream {
-                let writer = ChatStreamWriter::new(&client.model, now, client.include_usage);
-                let set = SSE_HEADERS
-                    .iter()
-                    .map(|(k, v)| (*k, v.to_string()))
-                    .collect();
-                (
-                    Self::Stream(Translator::new(client.mode, writer)),
-                    HeaderPlan {
-                        hold: false,
-                        status: None,
-                        set,
-                    },
-                )
+            let plan = if client.stream {
+                let set = SSE_HEADERS.iter().map(|(k, v)| (*k, v.to_string())).collect();
+                HeaderPlan {
+                    hold: false,
+                    status: None,
+                    set,
+                }
             } else {
-                let plan = HeaderPlan {
+                let set = vec![("content-type", "application/json".to_string())];
+                HeaderPlan {
                     hold: hold_headers,
                     status: None,
-                    set: json(),
-                };
-                (
-                    Self::Aggregate(
-                        Box::new(Translator::new(
-                            client.mode,
-                            ChatAggregator::new(&client.model, now),
-                        )),
-                        Vec::new(),
-                    ),
-                    plan,
-                )
+                    set,
+                }
             };
+            return (
+                Self::Translate {
+                    pipeline: pipeline(client, now),
+                    out: Vec::new(),
+                },
+                plan,
+            );
         }
         // An error status, or a 2xx that is not a stream (not something the backend sends).
         let status = if (200..300).contains(&head.status) {
@@ -166,8 +175,7 @@ impl Handler {
     /// One body chunk; returns the bytes to forward in its place.
     pub fn push(&mut self, chunk: &[u8], now: u64) -> &[u8] {
         match self {
-            Self::Stream(t) => t.push(chunk, now),
-            Self::Aggregate(t, _) => t.push(chunk, now),
+            Self::Translate { pipeline, .. } => pipeline.push(chunk, now),
             Self::UpstreamError { body, .. } => {
                 let room = MAX_ERROR_BODY.saturating_sub(body.len());
                 body.extend_from_slice(chunk.get(..room.min(chunk.len())).unwrap_or_default());
@@ -180,18 +188,18 @@ impl Handler {
     /// The upstream body ended.
     pub fn finish(&mut self, now: u64) -> Final<'_> {
         match self {
-            Self::Stream(t) => Final {
-                body: t.finish(now),
-                status: None,
-                set: Vec::new(),
-            },
-            Self::Aggregate(t, out) => match t.finish(now) {
-                Ok(body) => Final {
+            Self::Translate { pipeline, out } => match pipeline.finish(now) {
+                End::Tail(tail) => Final {
+                    body: tail,
+                    status: None,
+                    set: Vec::new(),
+                },
+                End::Body(body) => Final {
                     body,
                     status: Some(200),
                     set: Vec::new(),
                 },
-                Err(error) => render_error(error.clone(), out),
+                End::Error(error) => render_error(error.clone(), out),
             },
             Self::UpstreamError {
                 status,
@@ -200,6 +208,13 @@ impl Handler {
                 out,
             } => render_error(upstream_error::from_http(*status, body, limits, now), out),
             Self::ProxyError { error, out } => render_error(error.clone(), out),
+        }
+    }
+
+    pub fn usage(&self) -> Option<Usage> {
+        match self {
+            Self::Translate { pipeline, .. } => pipeline.usage(),
+            _ => None,
         }
     }
 }
@@ -221,10 +236,149 @@ fn proxy_error(status: u16, max_body: usize) -> ApiError {
         503 => ApiError::new(
             502,
             UPSTREAM,
-            "Cannot reach the ChatGPT backend (connection failed or no healthy upstream); retry shortly.",
+            "Cannot reach the upstream (connection failed or no healthy upstream); retry shortly.",
         )
         .with_code("upstream_unavailable"),
-        504 => ApiError::new(504, UPSTREAM, "The ChatGPT backend did not answer in time.").with_code("upstream_timeout"),
-        s => ApiError::new(if s >= 400 { s } else { 502 }, SERVER, format!("The proxy answered HTTP {s} without reaching the ChatGPT backend.")),
+        504 => {
+            ApiError::new(504, UPSTREAM, "The upstream did not answer in time.").with_code("upstream_timeout")
+        }
+        s => ApiError::new(
+            if s >= 400 { s } else { 502 },
+            SERVER,
+            format!("The proxy answered HTTP {s} without reaching the upstream."),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(endpoint: Endpoint, stream: bool) -> ClientRequest {
+        ClientRequest {
+            endpoint,
+            stream,
+            include_usage: false,
+            model: "gpt-5.5".into(),
+            mode: OutputMode::OpenAi,
+            max_request_body_bytes: 100,
+        }
+    }
+
+    fn head(status: u16, content_type: &str, via_upstream: bool) -> ResponseHead<'_> {
+        ResponseHead {
+            status,
+            content_type: Some(content_type),
+            via_upstream,
+            limits: LimitHeaders::default(),
+        }
+    }
+
+    #[test]
+    fn header_plans() {
+        let sse = "text/event-stream";
+        let cases: Vec<(ClientRequest, ResponseHead, bool, HeaderPlan)> = vec![
+            (
+                client(Endpoint::ChatCompletions, true),
+                head(200, sse, true),
+                true,
+                HeaderPlan {
+                    hold: false,
+                    status: None,
+                    set: vec![
+                        ("content-type", "text/event-stream; charset=utf-8".into()),
+                        ("cache-control", "no-cache".into()),
+                    ],
+                },
+            ),
+            (
+                client(Endpoint::Completions, false),
+                head(200, sse, true),
+                true,
+                HeaderPlan {
+                    hold: true,
+                    status: None,
+                    set: vec![("content-type", "application/json".into())],
+                },
+            ),
+            (
+                client(Endpoint::ChatCompletions, false),
+                head(200, sse, true),
+                false,
+                HeaderPlan {
+                    hold: false,
+                    status: None,
+                    set: vec![("content-type", "application/json".into())],
+                },
+            ),
+            (
+                client(Endpoint::ChatCompletions, true),
+                head(500, "text/plain", true),
+                true,
+                HeaderPlan {
+                    hold: true,
+                    status: Some(502),
+                    set: vec![("content-type", "application/json".into())],
+                },
+            ),
+            (
+                client(Endpoint::ChatCompletions, true),
+                head(413, "text/plain", false),
+                true,
+                HeaderPlan {
+                    hold: false,
+                    status: Some(413),
+                    set: vec![("content-type", "application/json".into())],
+                },
+            ),
+            (
+                client(Endpoint::ChatCompletions, true),
+                head(503, "text/plain", false),
+                true,
+                HeaderPlan {
+                    hold: false,
+                    status: Some(502),
+                    set: vec![("content-type", "application/json".into())],
+                },
+            ),
+        ];
+        for (client, head, hold, expected) in cases {
+            let (_, plan) = Handler::new(&client, &head, hold, 0);
+            assert_eq!(plan, expected, "{} {:?}", head.status, head.content_type);
+        }
+    }
+
+    #[test]
+    fn upstream_error_bodies_are_collected_mapped_and_capped() {
+        let (mut handler, _) = Handler::new(
+            &client(Endpoint::ChatCompletions, false),
+            &head(429, "application/json", true),
+            true,
+            0,
+        );
+        assert!(
+            handler
+                .push(br#"{"error":{"type":"usage_limit_reached","message":"m","#, 0)
+                .is_empty()
+        );
+        assert!(handler.push(br#""resets_in_seconds":5}}"#, 0).is_empty());
+        let done = handler.finish(0);
+        assert_eq!(done.status, Some(429));
+        assert!(done.set.contains(&("retry-after", "5".to_string())));
+        assert!(String::from_utf8_lossy(done.body).contains("usage_limit_reached"));
+
+        let (mut handler, _) = Handler::new(
+            &client(Endpoint::ChatCompletions, false),
+            &head(500, "text/plain", true),
+            true,
+            0,
+        );
+        for _ in 0..100 {
+            handler.push(&[b'x'; 1024], 0);
+        }
+        let Handler::UpstreamError { body, .. } = &handler else {
+            panic!("not an upstream error")
+        };
+        assert_eq!(body.len(), MAX_ERROR_BODY);
     }
 }

@@ -91,10 +91,25 @@ pub enum ContentPart<'a> {
     },
 }
 
+/// A function tool, in the flat Responses shape or nested like Chat Completions.
 #[derive(Debug, Serialize)]
-pub struct FunctionTool<'a> {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
+#[serde(untagged)]
+pub enum FunctionTool<'a> {
+    Flat {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        #[serde(flatten)]
+        spec: FunctionSpec<'a>,
+    },
+    Nested {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        function: FunctionSpec<'a>,
+    },
+}
+
+#[derive(Debug, Serialize)]
+pub struct FunctionSpec<'a> {
     pub name: Cow<'a, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<Cow<'a, str>>,
@@ -113,6 +128,16 @@ pub enum ToolChoice<'a> {
         kind: &'static str,
         name: Cow<'a, str>,
     },
+    NestedFunction {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        function: NamedFunction<'a>,
+    },
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct NamedFunction<'a> {
+    pub name: Cow<'a, str>,
 }
 
 #[derive(Debug, Default, Serialize)]

@@ -111,11 +111,7 @@ impl SseFramer {
     /// `data` field, in order; `data` is the event's data buffer (multiple data lines joined with
     /// b'\n', without the trailing newline). Returns Err(FrameOverflow) when the incomplete tail
     /// would exceed `cap`; after that the framer is poisoned and every later call returns the error.
-    pub fn push(
-        &mut self,
-        chunk: &[u8],
-        mut on_event: impl FnMut(&[u8]),
-    ) -> Result<(), FrameOverflow> {
+    pub fn push(&mut self, chunk: &[u8], mut on_event: impl FnMut(&[u8])) -> Result<(), FrameOverflow> {
         if self.poisoned {
             return Err(FrameOverflow);
         }
@@ -236,9 +232,9 @@ impl SseFramer {
     /// Processes the now complete line in `self.line`, which is never blank.
     fn take_carried_line(&mut self) {
         match data_value_offset(&self.line) {
-            Some(offset) if self.event.present => self
-                .event
-                .push_value(self.line.get(offset..).unwrap_or_default()),
+            Some(offset) if self.event.present => {
+                self.event.push_value(self.line.get(offset..).unwrap_or_default())
+            }
             Some(offset) => {
                 // The line may be a large payload that arrived in many chunks; adopting the
                 // buffer avoids copying it a second time.
@@ -381,11 +377,7 @@ mod tests {
             b": hello\nevent: x\nid: 1\nretry: 10\nfoo: bar\ndata: a\n\n:c\r\n\r\nevent: y\n\n",
             &["a"],
         ),
-        (
-            "multi-line",
-            b"data: a\ndata:\ndata: c\r\n\r\n",
-            &["a\n\nc"],
-        ),
+        ("multi-line", b"data: a\ndata:\ndata: c\r\n\r\n", &["a\n\nc"]),
         (
             "multi-line cr",
             b"data: a\rdata: b\r\rdata: c\r\r",
@@ -394,11 +386,7 @@ mod tests {
         ("no space", b"data:x\ndata:  y\n\n", &["x\n y"]),
         ("colon only value", b"data::\n\ndata\n\n", &[":", ""]),
         ("unterminated final", b"data: a\n\ndata: b", &["a", "b"]),
-        (
-            "final without blank",
-            b"data: a\n\ndata: b\r\n",
-            &["a", "b"],
-        ),
+        ("final without blank", b"data: a\n\ndata: b\r\n", &["a", "b"]),
         ("final with cr", b"data: a\r\rdata: b\r", &["a", "b"]),
         ("bom", b"\xEF\xBB\xBFdata: a\r\n\r\n", &["a"]),
         (
@@ -553,9 +541,7 @@ mod tests {
         let mut events = Vec::new();
         // Complete events are never carried, so they may exceed the cap.
         framer
-            .push(b"data: 0123456789abcdefghij\n\n", |d| {
-                events.push(d.to_vec())
-            })
+            .push(b"data: 0123456789abcdefghij\n\n", |d| events.push(d.to_vec()))
             .unwrap();
         assert_eq!(events, vec![b"0123456789abcdefghij".to_vec()]);
         // Exactly `cap` carried bytes is allowed, one more is not.
@@ -566,10 +552,7 @@ mod tests {
         assert_eq!(framer.push(b"\n\n", |_| panic!()), Err(FrameOverflow));
         assert_eq!(framer.push(b"", |_| panic!()), Err(FrameOverflow));
         framer.finish(|_| panic!());
-        assert_eq!(
-            framer.push(b"data: ok\n\n", |_| panic!()),
-            Err(FrameOverflow)
-        );
+        assert_eq!(framer.push(b"data: ok\n\n", |_| panic!()), Err(FrameOverflow));
     }
 
     #[test]
@@ -583,10 +566,7 @@ mod tests {
         let mut framer = SseFramer::new(10);
         framer.push(b"data: 12345\n", |_| panic!()).unwrap();
         assert_eq!(framer.carried(), 5);
-        assert_eq!(
-            framer.push(b"data: 67890\n", |_| panic!()),
-            Err(FrameOverflow)
-        );
+        assert_eq!(framer.push(b"data: 67890\n", |_| panic!()), Err(FrameOverflow));
     }
 
     #[test]
@@ -599,12 +579,9 @@ mod tests {
 
     #[test]
     fn large_event_in_small_chunks() {
-        let body: String = (0..200_000)
-            .map(|i| char::from(b'a' + (i % 26) as u8))
-            .collect();
+        let body: String = (0..200_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
         let payload = format!("{{\"type\":\"response.output_text.delta\",\"delta\":\"{body}\"}}");
-        let stream =
-            format!("event: response.output_text.delta\ndata: {payload}\n\ndata: tail\n\n");
+        let stream = format!("event: response.output_text.delta\ndata: {payload}\n\ndata: tail\n\n");
         let mut framer = SseFramer::new(CAP);
         let mut events = Vec::new();
         for chunk in stream.as_bytes().chunks(100) {
@@ -619,11 +596,7 @@ mod tests {
     #[test]
     fn large_multi_line_event_in_small_chunks() {
         let lines: Vec<String> = (0..5_000).map(|i| format!("line {i} ünïcødé")).collect();
-        let stream: String = lines
-            .iter()
-            .map(|l| format!("data: {l}\r\n"))
-            .collect::<String>()
-            + "\r\n";
+        let stream: String = lines.iter().map(|l| format!("data: {l}\r\n")).collect::<String>() + "\r\n";
         let chunks: Vec<&[u8]> = stream.as_bytes().chunks(7).collect();
         assert_eq!(strings(collect(&chunks)), vec![lines.join("\n")]);
     }

@@ -4,31 +4,37 @@
 use crate::core::chat_aggregate::ChatAggregator;
 use crate::core::chat_present::{ChatPresenter, ChatSink};
 use crate::core::chat_stream::ChatStreamWriter;
+use crate::core::completion_output::{CompletionAggregator, CompletionStreamWriter};
 use crate::core::error::ApiError;
 use crate::core::reasoning::OutputMode;
 use crate::core::sse::SseFramer;
 use crate::core::turn::{Signal, Turn};
+use crate::core::usage::Usage;
 
 /// Carry-over cap for one incomplete upstream event.
 pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
 
+/// What the client receives once the upstream stream has ended.
+#[derive(Debug, PartialEq)]
+pub enum End<'a> {
+    /// Streaming: the last bytes of the stream.
+    Tail(&'a [u8]),
+    /// Non-streaming: the whole response body.
+    Body(&'a [u8]),
+    /// Non-streaming: the error to answer with instead.
+    Error(&'a ApiError),
+}
+
 /// A sink that can hand its output to the host.
 pub trait Output: ChatSink {
-    /// What the sink produces once the upstream stream has ended.
-    type Outcome<'a>
-    where
-        Self: 'a;
     /// Forgets what was already forwarded.
     fn clear(&mut self);
     /// Bytes to forward after a chunk (streaming); empty when aggregating.
     fn pending(&self) -> &[u8];
-    fn outcome(&self) -> Self::Outcome<'_>;
+    fn end(&self) -> End<'_>;
 }
 
 impl Output for ChatStreamWriter {
-    /// The last bytes of the stream.
-    type Outcome<'a> = &'a [u8];
-
     fn clear(&mut self) {
         self.take_output().clear();
     }
@@ -37,28 +43,65 @@ impl Output for ChatStreamWriter {
         self.output()
     }
 
-    fn outcome(&self) -> &[u8] {
+    fn end(&self) -> End<'_> {
+        End::Tail(self.output())
+    }
+}
+
+impl Output for CompletionStreamWriter {
+    fn clear(&mut self) {
+        CompletionStreamWriter::clear(self);
+    }
+
+    fn pending(&self) -> &[u8] {
         self.output()
+    }
+
+    fn end(&self) -> End<'_> {
+        End::Tail(self.output())
+    }
+}
+
+fn aggregated(result: Option<&Result<Vec<u8>, ApiError>>) -> End<'_> {
+    match result {
+        Some(Ok(body)) => End::Body(body),
+        Some(Err(error)) => End::Error(error),
+        None => End::Body(b""),
     }
 }
 
 impl Output for ChatAggregator {
-    /// The whole response body, or the error to answer with instead.
-    type Outcome<'a> = Result<&'a [u8], &'a ApiError>;
-
     fn clear(&mut self) {}
 
     fn pending(&self) -> &[u8] {
         &[]
     }
 
-    fn outcome(&self) -> Result<&[u8], &ApiError> {
-        match self.result() {
-            Some(Ok(body)) => Ok(body),
-            Some(Err(error)) => Err(error),
-            None => Ok(b""),
-        }
+    fn end(&self) -> End<'_> {
+        aggregated(self.result())
     }
+}
+
+impl Output for CompletionAggregator {
+    fn clear(&mut self) {}
+
+    fn pending(&self) -> &[u8] {
+        &[]
+    }
+
+    fn end(&self) -> End<'_> {
+        aggregated(self.result())
+    }
+}
+
+/// The host-facing side of a translator, whatever its output format.
+pub trait Pipeline {
+    /// Translates one upstream chunk; returns what to forward now.
+    fn push(&mut self, chunk: &[u8], now: u64) -> &[u8];
+    /// The upstream stream ended.
+    fn finish(&mut self, now: u64) -> End<'_>;
+    /// Token usage reported by the terminal event, if any.
+    fn usage(&self) -> Option<Usage>;
 }
 
 pub struct Translator<S> {
@@ -66,6 +109,7 @@ pub struct Translator<S> {
     turn: Turn,
     presenter: ChatPresenter,
     sink: S,
+    usage: Option<Usage>,
 }
 
 impl<S: Output> Translator<S> {
@@ -75,19 +119,29 @@ impl<S: Output> Translator<S> {
             turn: Turn::default(),
             presenter: ChatPresenter::new(mode),
             sink,
+            usage: None,
         }
     }
 
-    /// Translates one upstream chunk; returns what to forward now.
-    pub fn push(&mut self, chunk: &[u8], now: u64) -> &[u8] {
+    pub fn malformed_events(&self) -> u32 {
+        self.turn.malformed_events
+    }
+}
+
+impl<S: Output> Pipeline for Translator<S> {
+    fn push(&mut self, chunk: &[u8], now: u64) -> &[u8] {
         self.sink.clear();
         let Self {
             framer,
             turn,
             presenter,
             sink,
+            usage,
         } = self;
-        let mut emit = |signal: Signal<'_>| presenter.signal(signal, sink);
+        let mut emit = |signal: Signal<'_>| {
+            note_usage(&signal, usage);
+            presenter.signal(signal, sink);
+        };
         if !turn.is_done()
             && framer
                 .push(chunk, |data| turn.event(data, now, &mut emit))
@@ -98,23 +152,35 @@ impl<S: Output> Translator<S> {
         self.sink.pending()
     }
 
-    /// The upstream stream ended.
-    pub fn finish(&mut self, now: u64) -> S::Outcome<'_> {
+    fn finish(&mut self, now: u64) -> End<'_> {
         self.sink.clear();
         let Self {
             framer,
             turn,
             presenter,
             sink,
+            usage,
         } = self;
-        let mut emit = |signal: Signal<'_>| presenter.signal(signal, sink);
+        let mut emit = |signal: Signal<'_>| {
+            note_usage(&signal, usage);
+            presenter.signal(signal, sink);
+        };
         framer.finish(|data| turn.event(data, now, &mut emit));
         turn.end_of_stream(&mut emit);
-        self.sink.outcome()
+        self.sink.end()
     }
 
-    pub fn malformed_events(&self) -> u32 {
-        self.turn.malformed_events
+    fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+}
+
+fn note_usage(signal: &Signal<'_>, slot: &mut Option<Usage>) {
+    if let Signal::Finish {
+        usage: Some(usage), ..
+    } = signal
+    {
+        *slot = Some(*usage);
     }
 }
 

@@ -1,12 +1,12 @@
 use super::*;
+use crate::core::chat_aggregate::ChatAggregator;
+use crate::core::completion_output::{CompletionAggregator, CompletionStreamWriter};
 use serde_json::{Value, json};
 
 fn sse(events: &[Value]) -> Vec<u8> {
     let mut out = Vec::new();
     for e in events {
-        out.extend_from_slice(
-            format!("event: {}\ndata: {}\n\n", e["type"].as_str().unwrap(), e).as_bytes(),
-        );
+        out.extend_from_slice(format!("event: {}\ndata: {}\n\n", e["type"].as_str().unwrap(), e).as_bytes());
     }
     out
 }
@@ -68,7 +68,10 @@ fn run_stream(mode: OutputMode, include_usage: bool, chunks: &[&[u8]]) -> String
     for chunk in chunks {
         out.extend_from_slice(t.push(chunk, 0));
     }
-    out.extend_from_slice(t.finish(0));
+    match t.finish(0) {
+        End::Tail(tail) => out.extend_from_slice(tail),
+        other => panic!("{other:?}"),
+    }
     String::from_utf8(out).unwrap()
 }
 
@@ -175,11 +178,7 @@ fn every_output_mode() {
             json!({"finish": "stop"}),
             json!("[DONE]"),
         ]);
-        assert_eq!(
-            deltas(&run_stream(mode, false, &[&stream])),
-            expected,
-            "{mode:?}"
-        );
+        assert_eq!(deltas(&run_stream(mode, false, &[&stream])), expected, "{mode:?}");
     }
 }
 
@@ -251,20 +250,14 @@ fn failures_become_an_error_frame_then_done() {
             ]),
             "closed the stream before the response was complete",
         ),
-        (
-            b"garbage without framing".to_vec(),
-            "closed the stream before",
-        ),
+        (b"garbage without framing".to_vec(), "closed the stream before"),
     ];
     for (stream, message) in cases {
         let out = deltas(&run_stream(OutputMode::OpenAi, false, &[&stream]));
         let n = out.len();
         assert!(n >= 2, "{out:?}");
         assert!(
-            out[n - 2]["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains(message),
+            out[n - 2]["error"]["message"].as_str().unwrap().contains(message),
             "{out:?}"
         );
         assert_eq!(out[n - 1], json!("[DONE]"));
@@ -327,13 +320,12 @@ fn every_split_offset_gives_the_same_output() {
 
 fn aggregate(mode: OutputMode, stream: &[u8]) -> Result<Value, ApiError> {
     let mut t = Translator::new(mode, ChatAggregator::new("gpt-5.5", 1));
-    assert!(
-        t.push(stream, 0).is_empty(),
-        "aggregation forwards nothing early"
-    );
-    t.finish(0)
-        .map(|body| serde_json::from_slice(body).unwrap())
-        .map_err(Clone::clone)
+    assert!(t.push(stream, 0).is_empty(), "aggregation forwards nothing early");
+    match t.finish(0) {
+        End::Body(body) => Ok(serde_json::from_slice(body).unwrap()),
+        End::Error(e) => Err(e.clone()),
+        End::Tail(_) => panic!("tail from an aggregator"),
+    }
 }
 
 #[test]
@@ -390,10 +382,49 @@ fn oversized_events_fail_safely() {
     let huge = vec![b'x'; MAX_EVENT_BYTES + 10];
     let mut out = t.push(b"data: ", 0).to_vec();
     out.extend_from_slice(t.push(&huge, 0));
-    out.extend_from_slice(t.finish(0));
+    if let End::Tail(tail) = t.finish(0) {
+        out.extend_from_slice(tail);
+    }
     let body = String::from_utf8(out).unwrap();
     assert!(
         body.contains("upstream_event_too_large") && body.ends_with("data: [DONE]\n\n"),
         "{body}"
     );
+}
+
+#[test]
+fn text_completions_stream_and_aggregate_only_the_answer() {
+    let mut t = Translator::new(
+        OutputMode::Hidden,
+        CompletionStreamWriter::new("gpt-5.5", 1, true),
+    );
+    let mut out = t.push(&reasoning_stream(), 0).to_vec();
+    if let End::Tail(tail) = t.finish(0) {
+        out.extend_from_slice(tail);
+    }
+    let all = frames(&String::from_utf8(out).unwrap());
+    let texts: Vec<&str> = all
+        .iter()
+        .filter_map(|f| f["choices"][0]["text"].as_str())
+        .collect();
+    assert_eq!(texts, ["Héllo 🌍", " 世界", ""]);
+    assert_eq!(all[0]["object"], "text_completion");
+    assert_eq!(all[0]["id"], "cmpl-0a1b");
+    assert_eq!(all[2]["choices"][0]["finish_reason"], "stop");
+    assert_eq!(all[3]["choices"], json!([]));
+    assert_eq!(all[3]["usage"]["total_tokens"], 15);
+    assert_eq!(all[4], json!("[DONE]"));
+    assert_eq!(t.usage().map(|u| u.total_tokens), Some(15));
+
+    let mut t = Translator::new(OutputMode::Hidden, CompletionAggregator::new("gpt-5.5", 1));
+    t.push(&reasoning_stream(), 0);
+    let End::Body(body) = t.finish(0) else {
+        panic!("no body")
+    };
+    let v: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(
+        v["choices"],
+        json!([{"text": "Héllo 🌍 世界", "index": 0, "logprobs": null, "finish_reason": "stop"}])
+    );
+    assert_eq!(v["object"], "text_completion");
 }

@@ -180,10 +180,9 @@ impl Turn {
                 }
             }
             "response.function_call_arguments.delta" => {
-                if let (Some(index), Some(delta)) = (
-                    self.call_index(event.item_id.as_deref()),
-                    event.delta.as_deref(),
-                ) {
+                if let (Some(index), Some(delta)) =
+                    (self.call_index(event.item_id.as_deref()), event.delta.as_deref())
+                {
                     if !delta.is_empty() {
                         if let Some(call) = self.calls.get_mut(index) {
                             call.sent.push_str(delta);
@@ -231,11 +230,7 @@ impl Turn {
                 let raw = event.response.as_ref().and_then(|r| r.error);
                 self.fail(error_fields(raw, None, None), now, emit);
             }
-            "error" => self.fail(
-                error_fields(event.error, event.code, event.message),
-                now,
-                emit,
-            ),
+            "error" => self.fail(error_fields(event.error, event.code, event.message), now, emit),
             _ => {}
         }
     }
@@ -292,12 +287,7 @@ impl Turn {
     }
 
     /// Sends whatever part of the final arguments the client has not seen yet.
-    fn reconcile(
-        &mut self,
-        index: usize,
-        arguments: Option<&str>,
-        emit: &mut impl FnMut(Signal<'_>),
-    ) {
+    fn reconcile(&mut self, index: usize, arguments: Option<&str>, emit: &mut impl FnMut(Signal<'_>)) {
         let (Some(call), Some(arguments)) = (self.calls.get_mut(index), arguments) else {
             return;
         };

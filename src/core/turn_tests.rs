@@ -11,11 +11,7 @@ fn transcript(events: &[serde_json::Value], eof: bool) -> Vec<String> {
             Signal::Text(t) => format!("text {t}"),
             Signal::Reasoning(t) => format!("reason {t}"),
             Signal::ReasoningBreak => "break".into(),
-            Signal::ToolCallStart {
-                index,
-                call_id,
-                name,
-            } => format!("call{index} {call_id} {name}"),
+            Signal::ToolCallStart { index, call_id, name } => format!("call{index} {call_id} {name}"),
             Signal::ToolCallArgs { index, delta } => format!("args{index} {delta}"),
             Signal::Finish { reason, usage } => format!(
                 "finish {} {}",

@@ -60,11 +60,7 @@ impl LimitHeaders {
 
     /// Seconds to wait, from `Retry-After` or else the exhausted window's reset time.
     pub fn retry_after(&self, now: u64) -> Option<u64> {
-        if let Some(seconds) = self
-            .retry_after
-            .as_deref()
-            .and_then(|v| v.parse::<u64>().ok())
-        {
+        if let Some(seconds) = self.retry_after.as_deref().and_then(|v| v.parse::<u64>().ok()) {
             return Some(seconds);
         }
         let exhausted = |used: &Option<String>| {
@@ -168,11 +164,7 @@ pub fn from_stream(fields: &ErrorFields<'_>, now: u64) -> ApiError {
 fn classify(status: Option<u16>, f: &ErrorFields<'_>, now: u64) -> ApiError {
     let code = f.code.as_deref().or(f.kind.as_deref()).unwrap_or("");
     let kind = f.kind.as_deref().unwrap_or("");
-    let message = f
-        .message
-        .as_deref()
-        .map(str::trim)
-        .filter(|m| !m.is_empty());
+    let message = f.message.as_deref().map(str::trim).filter(|m| !m.is_empty());
     let with = |status: u16, kind: &'static str, default: &str| {
         let mut err = ApiError::new(status, kind, message.unwrap_or(default));
         if !code.is_empty() {
@@ -184,8 +176,8 @@ fn classify(status: Option<u16>, f: &ErrorFields<'_>, now: u64) -> ApiError {
         err
     };
     if kind == "usage_limit_reached" || code == "usage_limit_reached" {
-        let mut err = with(429, USAGE_LIMIT, "You've hit your ChatGPT usage limit.")
-            .with_code("usage_limit_reached");
+        let mut err =
+            with(429, USAGE_LIMIT, "You've hit your ChatGPT usage limit.").with_code("usage_limit_reached");
         let wait = seconds_until(f.resets_at, f.resets_in_seconds, now);
         err.retry_after = wait;
         err.resets_at = f
@@ -196,11 +188,7 @@ fn classify(status: Option<u16>, f: &ErrorFields<'_>, now: u64) -> ApiError {
         return err;
     }
     match code {
-        "context_length_exceeded"
-        | "invalid_prompt"
-        | "invalid_value"
-        | "cyber_policy"
-        | "bio_policy" => {
+        "context_length_exceeded" | "invalid_prompt" | "invalid_value" | "cyber_policy" | "bio_policy" => {
             return with(
                 400,
                 INVALID_REQUEST,
@@ -208,11 +196,7 @@ fn classify(status: Option<u16>, f: &ErrorFields<'_>, now: u64) -> ApiError {
             );
         }
         "usage_not_included" => {
-            return with(
-                403,
-                INVALID_REQUEST,
-                "This ChatGPT plan does not include Codex.",
-            );
+            return with(403, INVALID_REQUEST, "This ChatGPT plan does not include Codex.");
         }
         "insufficient_quota" => return with(429, RATE_LIMIT, "The account has no quota left."),
         "rate_limit_exceeded" => {
@@ -221,11 +205,7 @@ fn classify(status: Option<u16>, f: &ErrorFields<'_>, now: u64) -> ApiError {
             return err;
         }
         "server_is_overloaded" | "slow_down" => {
-            return with(
-                503,
-                SERVER,
-                "The ChatGPT backend is overloaded; retry shortly.",
-            );
+            return with(503, SERVER, "The ChatGPT backend is overloaded; retry shortly.");
         }
         _ => {}
     }
@@ -295,8 +275,7 @@ fn parse_try_again(message: &str) -> Option<u64> {
 }
 
 fn looks_like_html(body: &[u8]) -> bool {
-    let head = String::from_utf8_lossy(body.get(..body.len().min(256)).unwrap_or(body))
-        .to_ascii_lowercase();
+    let head = String::from_utf8_lossy(body.get(..body.len().min(256)).unwrap_or(body)).to_ascii_lowercase();
     head.trim_start().starts_with("<!doctype html") || head.trim_start().starts_with("<html")
 }
 
@@ -405,11 +384,7 @@ mod tests {
                 (*want_status, *kind, *code),
                 "{status} {body}"
             );
-            assert!(
-                err.message.contains(message),
-                "{status} {body}: {}",
-                err.message
-            );
+            assert!(err.message.contains(message), "{status} {body}: {}", err.message);
         }
     }
 
@@ -419,10 +394,7 @@ mod tests {
             429,
             r#"{"error":{"type":"usage_limit_reached","message":"m","resets_at":1767000600}}"#,
         );
-        assert_eq!(
-            (err.retry_after, err.resets_at),
-            (Some(600), Some(1_767_000_600))
-        );
+        assert_eq!((err.retry_after, err.resets_at), (Some(600), Some(1_767_000_600)));
         let err = http(
             429,
             r#"{"error":{"type":"usage_limit_reached","message":"m","resets_in_seconds":42}}"#,
@@ -449,12 +421,7 @@ mod tests {
         assert_eq!(h.retry_after(NOW), Some(12));
         let h = LimitHeaders::from_pairs([("x-codex-primary-reset-after-seconds", "30")]);
         assert_eq!(h.retry_after(NOW), Some(30));
-        let err = from_http(
-            429,
-            b"{}",
-            &LimitHeaders::from_pairs([("retry-after", "7")]),
-            NOW,
-        );
+        let err = from_http(429, b"{}", &LimitHeaders::from_pairs([("retry-after", "7")]), NOW);
         assert_eq!((err.status, err.retry_after), (429, Some(7)));
     }
 

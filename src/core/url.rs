@@ -26,8 +26,8 @@ impl UpstreamUrl {
         if authority.contains('@') {
             return Err(format!("{raw:?} must not carry credentials"));
         }
-        let (host, port) = split_host_port(authority)
-            .ok_or_else(|| format!("{raw:?} has no valid host[:port]"))?;
+        let (host, port) =
+            split_host_port(authority).ok_or_else(|| format!("{raw:?} has no valid host[:port]"))?;
         let path = if path.starts_with('?') {
             format!("/{path}")
         } else {
@@ -66,11 +66,7 @@ fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
     }
     match port {
         None => Some((host, None)),
-        Some(p) => p
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p > 0)
-            .map(|p| (host, Some(p))),
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0).map(|p| (host, Some(p))),
     }
 }
 
@@ -88,13 +84,7 @@ mod tests {
                 443,
                 "/backend-api/codex/responses",
             ),
-            (
-                "http://127.0.0.1:8080/x?y=1",
-                false,
-                "127.0.0.1",
-                8080,
-                "/x?y=1",
-            ),
+            ("http://127.0.0.1:8080/x?y=1", false, "127.0.0.1", 8080, "/x?y=1"),
             ("HTTP://host", false, "host", 80, "/"),
             ("http://[::1]:9/r", false, "::1", 9, "/r"),
             ("https://h?q", true, "h", 443, "/?q"),

@@ -14,11 +14,7 @@ unsafe extern "C" {
         value_data: *const u8,
         value_size: usize,
     ) -> Status;
-    fn proxy_remove_header_map_value(
-        map_type: MapType,
-        key_data: *const u8,
-        key_size: usize,
-    ) -> Status;
+    fn proxy_remove_header_map_value(map_type: MapType, key_data: *const u8, key_size: usize) -> Status;
     fn proxy_set_buffer_bytes(
         buffer_type: BufferType,
         start: usize,
@@ -78,12 +74,7 @@ pub fn remove_header(map: MapType, name: &str) -> Result<(), Status> {
 }
 
 /// Replaces bytes `start..start+size` of a body buffer with `data`.
-pub fn set_buffer(
-    buffer: BufferType,
-    start: usize,
-    size: usize,
-    data: &[u8],
-) -> Result<(), Status> {
+pub fn set_buffer(buffer: BufferType, start: usize, size: usize, data: &[u8]) -> Result<(), Status> {
     result(unsafe { proxy_set_buffer_bytes(buffer, start, size, data.as_ptr(), data.len()) })
 }
 

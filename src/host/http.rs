@@ -7,18 +7,21 @@ use log::{info, warn};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 
-use crate::core::chat_request::{self, TranslateContext};
 use crate::core::error::{ApiError, SERVER};
 use crate::core::request::{self, Decision, Endpoint, Forward, Reply, RequestHead, body_too_large};
-use crate::core::response::{
-    ClientRequest, Handler, HeaderPlan, REMOVED_RESPONSE_HEADERS, ResponseHead,
-};
+use crate::core::request_common::{TranslateContext, Translated};
+use crate::core::response::{ClientRequest, Handler, HeaderPlan, REMOVED_RESPONSE_HEADERS, ResponseHead};
 use crate::core::upstream_error::LimitHeaders;
+use crate::core::{chat_request, completion_request};
+use crate::host::metrics::RouteKind;
 use crate::host::root::Shared;
 use crate::host::{abi, unix_now};
 
+/// Client headers that must not reach an Ollama server: they carry this proxy's key.
+const PASS_THROUGH_REMOVED: &[&str] = &["authorization", "proxy-authorization", "cookie"];
+
 enum RequestState {
-    /// Not ours to translate (answered locally, or nothing decided yet).
+    /// Not ours to translate (answered locally, passed through, or nothing decided yet).
     Idle,
     /// Waiting for the whole body; `held` means the request headers wait too.
     AwaitBody {
@@ -32,17 +35,16 @@ enum RequestState {
 pub struct Http {
     shared: Rc<Shared>,
     request: RequestState,
+    route: RouteKind,
     client: Option<ClientRequest>,
     /// The filter answered this request itself; its reply must pass through untouched.
     replied: bool,
     response: Option<(Handler, HeaderPlan)>,
-    verbose: Option<VerboseLine>,
-}
-
-struct VerboseLine {
-    method: String,
-    path: String,
+    /// Milliseconds at the start, when the body went upstream, when the answer began.
     started_ms: u128,
+    sent_ms: u128,
+    answered_ms: u128,
+    log_line: Option<String>,
 }
 
 impl Http {
@@ -50,10 +52,14 @@ impl Http {
         Self {
             shared,
             request: RequestState::Idle,
+            route: RouteKind::Local,
             client: None,
             replied: false,
             response: None,
-            verbose: None,
+            started_ms: 0,
+            sent_ms: 0,
+            answered_ms: 0,
+            log_line: None,
         }
     }
 
@@ -64,10 +70,7 @@ impl Http {
     fn reply(&mut self, reply: Reply) -> Action {
         self.replied = true;
         if let Err(status) = abi::send_response(reply.status, &reply.headers, &reply.body) {
-            warn!(
-                "codex filter: local reply {} failed: {status:?}",
-                reply.status
-            );
+            warn!("codex filter: local reply {} failed: {status:?}", reply.status);
         }
         Action::Pause
     }
@@ -87,37 +90,46 @@ impl Http {
         }
     }
 
-    fn translate_body(
-        &mut self,
-        forward: &Forward,
-        body: &[u8],
-    ) -> Result<(Vec<u8>, String), ApiError> {
+    fn upstream_headers(
+        &self,
+        client: &[(String, String)],
+        session: Option<&str>,
+        length: Option<usize>,
+    ) -> Vec<(String, String)> {
+        request::upstream_headers(
+            &self.shared.config,
+            self.shared.tokens.as_ref(),
+            client,
+            session,
+            length,
+        )
+    }
+
+    fn translate_body(&mut self, forward: &Forward, body: &[u8]) -> Result<Translated, ApiError> {
         let cfg = &self.shared.config;
-        match forward.endpoint {
-            Endpoint::ChatCompletions => {
-                let ctx = TranslateContext {
-                    models: &cfg.models,
-                    default_effort: cfg.default_effort,
-                    default_summary: cfg.default_summary,
-                    session_hint: forward.session_hint.as_deref(),
-                };
-                let t = chat_request::translate(body, &ctx)?;
-                self.client = Some(ClientRequest {
-                    stream: t.stream,
-                    include_usage: t.include_usage,
-                    model: t.model,
-                    mode: forward.mode,
-                    max_request_body_bytes: cfg.max_request_body_bytes,
-                });
-                Ok((t.body, t.session_id))
-            }
-            Endpoint::Completions => {
-                Err(
-                    ApiError::new(501, SERVER, "/v1/completions is not available yet.")
-                        .with_code("not_implemented"),
-                )
-            }
-        }
+        let texts = self.shared.instructions.borrow();
+        let ctx = TranslateContext {
+            models: &cfg.models,
+            default_effort: cfg.default_effort,
+            default_summary: cfg.default_summary,
+            tools_format: cfg.tools_format,
+            session_hint: forward.session_hint.as_deref(),
+            base_instructions: texts.base.as_deref(),
+            codex_instructions: texts.codex.as_deref(),
+        };
+        let translated = match forward.endpoint {
+            Endpoint::ChatCompletions => chat_request::translate(body, &ctx)?,
+            Endpoint::Completions => completion_request::translate(body, &ctx)?,
+        };
+        self.client = Some(ClientRequest {
+            endpoint: forward.endpoint,
+            stream: translated.stream,
+            include_usage: translated.include_usage,
+            model: translated.model.clone(),
+            mode: forward.mode,
+            max_request_body_bytes: cfg.max_request_body_bytes,
+        });
+        Ok(translated)
     }
 
     fn apply_plan(&self, status: Option<u16>, set: &[(&'static str, String)]) {
@@ -127,6 +139,16 @@ impl Http {
         for (name, value) in set {
             let _ = abi::set_header(MapType::HttpResponseHeaders, name, value);
         }
+    }
+
+    fn pass_through(&mut self, headers: &[(String, String)]) -> Action {
+        self.route = RouteKind::Ollama;
+        for (name, _) in headers {
+            if PASS_THROUGH_REMOVED.contains(&name.as_str()) {
+                let _ = abi::remove_header(MapType::HttpRequestHeaders, name);
+            }
+        }
+        Action::Continue
     }
 }
 
@@ -144,36 +166,29 @@ impl HttpContext for Http {
         };
         let (method, path) = (find(":method").to_string(), find(":path").to_string());
         let now = self.now();
+        self.started_ms = now_ms(self);
         if self.shared.config.verbose {
-            self.verbose = Some(VerboseLine {
-                method: method.clone(),
-                path: path.clone(),
-                started_ms: now_ms(self),
-            });
+            self.log_line = Some(format!("{method} {}", path.split('?').next().unwrap_or("")));
         }
         let head = RequestHead {
             method: &method,
             path: &path,
             headers: &headers,
         };
-        let decision = request::decide(
-            &self.shared.config,
-            self.shared.tokens.as_ref(),
-            &head,
-            now,
-            now,
-        );
+        let decision = request::decide(&self.shared.config, self.shared.tokens.as_ref(), &head, now, now);
         let forward = match decision {
             Decision::Reply(reply) => return self.reply(reply),
+            Decision::PassThrough => return self.pass_through(&headers),
             Decision::Forward(forward) => forward,
         };
+        self.route = forward.endpoint.into();
         if end_of_stream {
-            return self.reply(
-                ApiError::invalid_request("The request body is empty; send a JSON object.").into(),
-            );
+            return self
+                .reply(ApiError::invalid_request("The request body is empty; send a JSON object.").into());
         }
-        // Until the body is translated the response side only knows the body limit.
+        // Until the body is translated the response side only knows the endpoint and the limit.
         self.client = Some(ClientRequest {
+            endpoint: forward.endpoint,
             stream: false,
             include_usage: false,
             model: String::new(),
@@ -183,26 +198,15 @@ impl HttpContext for Http {
         let held = self.shared.config.hold_headers;
         if !held {
             // Portable mode: headers leave now, so the session id is the client's, if any.
-            if let Some(tokens) = &self.shared.tokens {
-                let upstream = request::upstream_headers(
-                    &self.shared.config,
-                    tokens,
-                    forward.session_hint.as_deref(),
-                    None,
-                );
-                self.set_request_headers(&headers, &upstream);
-            }
+            let upstream = self.upstream_headers(&headers, forward.session_hint.as_deref(), None);
+            self.set_request_headers(&headers, &upstream);
         }
         self.request = RequestState::AwaitBody {
             forward,
             headers,
             held,
         };
-        if held {
-            Action::Pause
-        } else {
-            Action::Continue
-        }
+        if held { Action::Pause } else { Action::Continue }
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -226,38 +230,29 @@ impl HttpContext for Http {
             return Action::Continue;
         };
         let body = self.get_http_request_body(0, body_size).unwrap_or_default();
-        let (upstream_body, session_id) = match self.translate_body(&forward, &body) {
+        let translated = match self.translate_body(&forward, &body) {
             Ok(translated) => translated,
             Err(error) => return self.reply(error.into()),
         };
-        if let Err(status) =
-            abi::set_buffer(BufferType::HttpRequestBody, 0, body_size, &upstream_body)
-        {
+        if let Err(status) = abi::set_buffer(BufferType::HttpRequestBody, 0, body_size, &translated.body) {
             warn!("codex filter: cannot replace the request body: {status:?}");
-            return self.reply(
-                ApiError::new(
-                    500,
-                    SERVER,
-                    "The filter could not rewrite the request body.",
-                )
-                .into(),
-            );
+            return self
+                .reply(ApiError::new(500, SERVER, "The filter could not rewrite the request body.").into());
         }
         if held {
-            if let Some(tokens) = &self.shared.tokens {
-                let upstream = request::upstream_headers(
-                    &self.shared.config,
-                    tokens,
-                    Some(&session_id),
-                    Some(upstream_body.len()),
-                );
-                self.set_request_headers(&headers, &upstream);
-            }
+            let upstream = self.upstream_headers(
+                &headers,
+                Some(&translated.session_id),
+                Some(translated.body.len()),
+            );
+            self.set_request_headers(&headers, &upstream);
         }
+        self.sent_ms = now_ms(self);
         Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.answered_ms = now_ms(self);
         if self.replied {
             return Action::Continue;
         }
@@ -265,12 +260,7 @@ impl HttpContext for Http {
             return Action::Continue;
         };
         let headers = self.get_http_response_headers();
-        let find = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-        };
+        let find = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
         let status = find(":status").and_then(|s| s.parse().ok()).unwrap_or(502);
         let via_upstream = self
             .get_property(vec!["response", "code_details"])
@@ -282,8 +272,10 @@ impl HttpContext for Http {
             limits: LimitHeaders::from_pairs(headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
         };
         let now = self.now();
-        let (mut handler, plan) =
-            Handler::new(&client, &head, self.shared.config.hold_headers, now);
+        let (mut handler, plan) = Handler::new(&client, &head, self.shared.config.hold_headers, now);
+        if !matches!(handler, Handler::Translate { .. }) {
+            self.shared.metrics.upstream_error();
+        }
         if end_of_stream {
             // No body will follow, so the answer is complete now.
             let done = handler.finish(now);
@@ -302,18 +294,13 @@ impl HttpContext for Http {
             self.apply_plan(plan.status, &plan.set);
         }
         self.response = Some((handler, plan));
-        if hold {
-            Action::Pause
-        } else {
-            Action::Continue
-        }
+        if hold { Action::Pause } else { Action::Continue }
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let now = self.now();
         let chunk = if body_size > 0 {
-            self.get_http_response_body(0, body_size)
-                .unwrap_or_default()
+            self.get_http_response_body(0, body_size).unwrap_or_default()
         } else {
             Vec::new()
         };
@@ -324,8 +311,12 @@ impl HttpContext for Http {
         let mut out = handler.push(&chunk, now).to_vec();
         let mut final_headers = None;
         if end_of_stream {
+            let translating = matches!(handler, Handler::Translate { .. });
             let done = handler.finish(now);
             out.extend_from_slice(done.body);
+            if translating && done.status.is_some_and(|s| s >= 400) {
+                self.shared.metrics.upstream_error();
+            }
             final_headers = Some((done.status.or(plan.status), merged(&plan.set, &done.set)));
         }
         if let Err(status) = abi::set_buffer(BufferType::HttpResponseBody, 0, body_size, &out) {
@@ -343,35 +334,47 @@ impl HttpContext for Http {
     }
 
     fn on_log(&mut self) {
-        if let Some(line) = &self.verbose {
-            let status = self
-                .get_property(vec!["response", "code"])
-                .map(|b| decode_u64(&b))
-                .unwrap_or(0);
-            let model = self.client.as_ref().map_or("-", |c| {
-                if c.model.is_empty() {
-                    "-"
-                } else {
-                    c.model.as_str()
-                }
-            });
+        let status = self
+            .get_property(vec!["response", "code"])
+            .map(|b| decode_u64(&b))
+            .unwrap_or(0);
+        let status = u16::try_from(status).unwrap_or(0);
+        self.shared.metrics.request(self.route, status);
+        let usage = self.response.as_ref().and_then(|(handler, _)| handler.usage());
+        if let Some(usage) = &usage {
+            self.shared.metrics.tokens(usage);
+        }
+        if let Some(line) = &self.log_line {
+            let model = self
+                .client
+                .as_ref()
+                .map_or("-", |c| if c.model.is_empty() { "-" } else { c.model.as_str() });
+            let upstream_ms = match (self.sent_ms, self.answered_ms) {
+                (sent, answered) if sent > 0 && answered >= sent => format!("{}ms", answered - sent),
+                _ => "-".to_string(),
+            };
+            let tokens = usage.map_or_else(
+                || "-".to_string(),
+                |u| {
+                    format!(
+                        "{}+{} (cached {}, reasoning {})",
+                        u.prompt_tokens,
+                        u.completion_tokens,
+                        u.prompt_tokens_details.cached_tokens,
+                        u.completion_tokens_details.reasoning_tokens
+                    )
+                },
+            );
             info!(
-                "codex filter: {} {} -> {} model={} {}ms",
-                line.method,
-                line.path.split('?').next().unwrap_or(""),
-                status,
-                model,
-                now_ms(self).saturating_sub(line.started_ms)
+                "codex filter: {line} -> {status} model={model} upstream={upstream_ms} total={}ms tokens={tokens}",
+                now_ms(self).saturating_sub(self.started_ms)
             );
         }
     }
 }
 
 /// Header-time settings overridden by what the end of the body decided.
-fn merged(
-    early: &[(&'static str, String)],
-    late: &[(&'static str, String)],
-) -> Vec<(&'static str, String)> {
+fn merged(early: &[(&'static str, String)], late: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
     let mut all: Vec<(&'static str, String)> = early
         .iter()
         .filter(|(n, _)| !late.iter().any(|(l, _)| l == n))

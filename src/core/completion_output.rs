@@ -1,0 +1,171 @@
+//! Text Completions output (`text_completion` objects), streamed and aggregated. The same
+//! presenter feeds it as for chat, in `hidden` mode: only answer text reaches the client.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::core::chat_present::{ChatSink, Piece};
+use crate::core::chat_stream::{DONE, response_id, write_error_frame, write_json};
+use crate::core::error::ApiError;
+use crate::core::turn::FinishReason;
+use crate::core::usage::Usage;
+
+pub struct CompletionStreamWriter {
+    model: String,
+    created: u64,
+    include_usage: bool,
+    id: String,
+    out: Vec<u8>,
+}
+
+impl CompletionStreamWriter {
+    pub fn new(model: &str, created: u64, include_usage: bool) -> Self {
+        Self {
+            model: model.to_string(),
+            created,
+            include_usage,
+            id: response_id("cmpl", ""),
+            out: Vec::new(),
+        }
+    }
+
+    pub fn output(&self) -> &[u8] {
+        &self.out
+    }
+
+    pub fn clear(&mut self) {
+        self.out.clear();
+    }
+
+    fn chunk(&mut self, text: &str, finish_reason: Option<&str>, usage: Option<&Usage>) {
+        self.out.extend_from_slice(b"data: {\"id\":");
+        write_json(&mut self.out, &self.id);
+        let _ = write!(
+            self.out,
+            ",\"object\":\"text_completion\",\"created\":{},\"model\":",
+            self.created
+        );
+        write_json(&mut self.out, &self.model);
+        if let Some(usage) = usage {
+            self.out.extend_from_slice(b",\"choices\":[],\"usage\":");
+            write_json(&mut self.out, usage);
+        } else {
+            self.out.extend_from_slice(b",\"choices\":[{\"text\":");
+            write_json(&mut self.out, text);
+            self.out
+                .extend_from_slice(b",\"index\":0,\"logprobs\":null,\"finish_reason\":");
+            write_json(&mut self.out, &finish_reason);
+            self.out.extend_from_slice(b"}]");
+        }
+        self.out.extend_from_slice(b"}\n\n");
+    }
+}
+
+impl ChatSink for CompletionStreamWriter {
+    fn meta(&mut self, id: &str, created: Option<u64>) {
+        self.id = response_id("cmpl", id);
+        self.created = created.unwrap_or(self.created);
+    }
+
+    fn piece(&mut self, piece: Piece<'_>) {
+        if let Piece::Content(text) = piece {
+            self.chunk(text, None, None);
+        }
+    }
+
+    fn finish(&mut self, reason: FinishReason, usage: Option<Usage>) {
+        self.chunk("", Some(reason.as_str()), None);
+        if let (true, Some(usage)) = (self.include_usage, usage.as_ref()) {
+            self.chunk("", None, Some(usage));
+        }
+        self.out.extend_from_slice(DONE);
+    }
+
+    fn fail(&mut self, error: ApiError) {
+        write_error_frame(&mut self.out, &error);
+    }
+}
+
+pub struct CompletionAggregator {
+    model: String,
+    created: u64,
+    id: String,
+    text: String,
+    result: Option<Result<Vec<u8>, ApiError>>,
+}
+
+impl CompletionAggregator {
+    pub fn new(model: &str, created: u64) -> Self {
+        Self {
+            model: model.to_string(),
+            created,
+            id: response_id("cmpl", ""),
+            text: String::new(),
+            result: None,
+        }
+    }
+
+    pub fn result(&self) -> Option<&Result<Vec<u8>, ApiError>> {
+        self.result.as_ref()
+    }
+}
+
+#[derive(Serialize)]
+struct Completion<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [Choice<'a>; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Usage>,
+}
+
+#[derive(Serialize)]
+struct Choice<'a> {
+    text: &'a str,
+    index: u32,
+    logprobs: Option<()>,
+    finish_reason: &'static str,
+}
+
+impl ChatSink for CompletionAggregator {
+    fn meta(&mut self, id: &str, created: Option<u64>) {
+        self.id = response_id("cmpl", id);
+        self.created = created.unwrap_or(self.created);
+    }
+
+    fn piece(&mut self, piece: Piece<'_>) {
+        if let Piece::Content(text) = piece {
+            self.text.push_str(text);
+        }
+    }
+
+    fn finish(&mut self, reason: FinishReason, usage: Option<Usage>) {
+        let completion = Completion {
+            id: &self.id,
+            object: "text_completion",
+            created: self.created,
+            model: &self.model,
+            choices: [Choice {
+                text: &self.text,
+                index: 0,
+                logprobs: None,
+                finish_reason: reason.as_str(),
+            }],
+            usage,
+        };
+        self.result = Some(serde_json::to_vec(&completion).map_err(|e| {
+            ApiError::new(
+                500,
+                crate::core::error::SERVER,
+                format!("Cannot encode the completion: {e}"),
+            )
+        }));
+    }
+
+    fn fail(&mut self, error: ApiError) {
+        self.result = Some(Err(error));
+    }
+}

@@ -1,0 +1,112 @@
+//! `POST /v1/completions` body → Codex Responses request: the prompt becomes one user turn.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+
+use crate::core::error::ApiError;
+use crate::core::json_fields::Fields;
+use crate::core::request_common::{Common, TranslateContext, Translated};
+use crate::core::responses_request::{ContentPart, InputItem, ResponsesRequest};
+
+/// `prompt` as a string or an array of strings (joined, as the original did).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Prompt<'a> {
+    Text(#[serde(borrow)] Cow<'a, str>),
+    Texts(#[serde(borrow)] Vec<Cow<'a, str>>),
+}
+
+pub fn translate(body: &[u8], ctx: &TranslateContext<'_>) -> Result<Translated, ApiError> {
+    let fields = Fields::parse(body)?;
+    let prompt = match fields.get::<Prompt>("prompt").map_err(|_| {
+        ApiError::invalid_param(
+            "prompt",
+            "`prompt` must be a string or an array of strings; token arrays are not supported.",
+        )
+    })? {
+        Some(Prompt::Text(text)) => text,
+        Some(Prompt::Texts(texts)) => Cow::Owned(texts.concat()),
+        None => return Err(ApiError::invalid_param("prompt", "`prompt` is required.")),
+    };
+    if prompt.trim().is_empty() {
+        return Err(ApiError::invalid_param("prompt", "`prompt` must not be empty."));
+    }
+    let common = Common::read(&fields, ctx)?;
+    let instructions = common.instructions(ctx, None);
+    let input = vec![InputItem::Message {
+        role: "user",
+        content: vec![ContentPart::InputText { text: prompt }],
+    }];
+    let session_id = common.session_id(ctx, &instructions, input.first());
+    let request = ResponsesRequest::new(
+        &common.model.id,
+        instructions,
+        input,
+        common.reasoning,
+        &session_id,
+    );
+    common.finish(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::models::ModelCatalog;
+    use crate::core::reasoning::{Effort, Summary};
+    use crate::core::request_common::{DEFAULT_INSTRUCTIONS, ToolsFormat};
+    use serde_json::{Value, json};
+
+    fn run(body: Value) -> Result<(Value, Translated), ApiError> {
+        let models = ModelCatalog::new(None, None).unwrap();
+        let ctx = TranslateContext {
+            models: &models,
+            default_effort: Effort::Low,
+            default_summary: Summary::Auto,
+            tools_format: ToolsFormat::Flat,
+            session_hint: None,
+            base_instructions: None,
+            codex_instructions: None,
+        };
+        let out = translate(body.to_string().as_bytes(), &ctx)?;
+        Ok((serde_json::from_slice(&out.body).unwrap(), out))
+    }
+
+    #[test]
+    fn prompt_becomes_one_user_turn() {
+        let (up, out) = run(
+            json!({"model": "gpt-5.5-high", "prompt": "Write a haiku.", "stream": true, "max_tokens": 5}),
+        )
+        .unwrap();
+        assert_eq!(
+            up,
+            json!({
+                "model": "gpt-5.5", "instructions": DEFAULT_INSTRUCTIONS,
+                "input": [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Write a haiku."}]}],
+                "tools": [], "tool_choice": "auto", "parallel_tool_calls": true,
+                "reasoning": {"effort": "high", "summary": "auto"}, "store": false, "stream": true,
+                "include": ["reasoning.encrypted_content"], "prompt_cache_key": out.session_id,
+            })
+        );
+        assert!(out.stream);
+        let (up, _) = run(json!({"prompt": ["a", "b"]})).unwrap();
+        assert_eq!(up["input"][0]["content"][0]["text"], "ab");
+    }
+
+    #[test]
+    fn bad_prompts_are_400() {
+        for body in [
+            json!({}),
+            json!({"prompt": ""}),
+            json!({"prompt": 5}),
+            json!({"prompt": [1, 2]}),
+            json!({"prompt": "x", "reasoning_effort": "loud"}),
+        ] {
+            let err = run(body.clone())
+                .err()
+                .unwrap_or_else(|| panic!("accepted {body}"));
+            assert_eq!(err.status, 400, "{body}");
+            assert!(err.param.is_some(), "{body}");
+        }
+    }
+}

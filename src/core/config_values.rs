@@ -1,0 +1,55 @@
+//! Parsing and validating single configuration values; every error names its variable.
+
+use crate::core::config::ConfigError;
+
+pub fn allowed(variable: &'static str, value: &str, values: &[&str]) -> ConfigError {
+    ConfigError::new(
+        variable,
+        format!("{:?} is not one of {}", value.trim(), values.join(", ")),
+    )
+}
+
+pub fn flag(value: Option<String>, variable: &'static str) -> Result<bool, ConfigError> {
+    match value.as_deref().map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None => Ok(false),
+        Some("true" | "1" | "yes" | "on") => Ok(true),
+        Some("false" | "0" | "no" | "off") => Ok(false),
+        Some(other) => Err(allowed(variable, other, &["true", "false"])),
+    }
+}
+
+pub fn positive(value: Option<String>, variable: &'static str, default: usize) -> Result<usize, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(raw) => match raw.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(ConfigError::new(
+                variable,
+                format!("{:?} is not a positive whole number", raw.trim()),
+            )),
+        },
+    }
+}
+
+/// A JSON object of string values (`null` values are skipped), in document order.
+pub fn json_object(
+    value: Option<String>,
+    variable: &'static str,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let Some(raw) = value else {
+        return Ok(Vec::new());
+    };
+    let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&raw)
+        .map_err(|_| ConfigError::new(variable, "is not a JSON object of header names to string values"))?;
+    object
+        .into_iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => Ok((k, s)),
+            _ => Err(ConfigError::new(
+                variable,
+                format!("the value of {k:?} must be a string"),
+            )),
+        })
+        .collect()
+}

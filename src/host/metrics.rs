@@ -1,0 +1,91 @@
+//! Filter counters, exported by Envoy with its own stats (`/stats/prometheus` on the admin
+//! endpoint, as `envoy_codex_*`). Metrics with the same name are shared by every worker VM.
+
+use proxy_wasm::hostcalls::{define_metric, increment_metric};
+use proxy_wasm::types::MetricType;
+
+use crate::core::request::Endpoint;
+use crate::core::usage::Usage;
+
+/// Which family a request belongs to, for the per-route counters.
+#[derive(Debug, Clone, Copy)]
+pub enum RouteKind {
+    Chat,
+    Completions,
+    Local,
+    Ollama,
+}
+
+impl From<Endpoint> for RouteKind {
+    fn from(endpoint: Endpoint) -> Self {
+        match endpoint {
+            Endpoint::ChatCompletions => Self::Chat,
+            Endpoint::Completions => Self::Completions,
+        }
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+pub struct Metrics {
+    requests: [[Option<u32>; 4]; 4],
+    upstream_errors: Option<u32>,
+    tokens_prompt: Option<u32>,
+    tokens_completion: Option<u32>,
+    tokens_reasoning: Option<u32>,
+    tokens_cached: Option<u32>,
+}
+
+const ROUTES: [&str; 4] = ["chat", "completions", "local", "ollama"];
+const CLASSES: [&str; 4] = ["2xx", "4xx", "5xx", "other"];
+
+impl Metrics {
+    pub fn define() -> Self {
+        let counter = |name: &str| define_metric(MetricType::Counter, name).ok();
+        let mut m = Self::default();
+        for (r, route) in ROUTES.iter().enumerate() {
+            for (c, class) in CLASSES.iter().enumerate() {
+                if let Some(slot) = m.requests.get_mut(r).and_then(|row| row.get_mut(c)) {
+                    *slot = counter(&format!("codex.requests.{route}.{class}"));
+                }
+            }
+        }
+        m.upstream_errors = counter("codex.upstream_errors");
+        m.tokens_prompt = counter("codex.tokens.prompt");
+        m.tokens_completion = counter("codex.tokens.completion");
+        m.tokens_reasoning = counter("codex.tokens.reasoning");
+        m.tokens_cached = counter("codex.tokens.cached");
+        m
+    }
+
+    pub fn request(&self, route: RouteKind, status: u16) {
+        let class = match status {
+            200..=299 => 0,
+            400..=499 => 1,
+            500..=599 => 2,
+            _ => 3,
+        };
+        if let Some(id) = self.requests.get(route as usize).and_then(|row| row.get(class)) {
+            bump(*id, 1);
+        }
+    }
+
+    pub fn upstream_error(&self) {
+        bump(self.upstream_errors, 1);
+    }
+
+    pub fn tokens(&self, usage: &Usage) {
+        bump(self.tokens_prompt, usage.prompt_tokens);
+        bump(self.tokens_completion, usage.completion_tokens);
+        bump(
+            self.tokens_reasoning,
+            usage.completion_tokens_details.reasoning_tokens,
+        );
+        bump(self.tokens_cached, usage.prompt_tokens_details.cached_tokens);
+    }
+}
+
+fn bump(id: Option<u32>, by: u64) {
+    if let (Some(id), true) = (id, by > 0) {
+        let _ = increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+    }
+}
