@@ -17,6 +17,7 @@ import pytest
 from harness import tokens
 from harness.envoy import EnvoyHandle, start_envoy
 from harness.mock_codex import MockCodex
+from harness.mock_oauth import MockOAuth
 from harness.repo import REPO_ROOT, WASM_PATH
 
 # For experiments only: point the suite at another module and skip the cargo build.
@@ -72,27 +73,49 @@ def auth_json() -> str:
     return tokens.auth_json()
 
 
-def default_env(mock: MockCodex, auth: str) -> Dict[str, str]:
-    return {"OPENAI_API_KEY": TEST_API_KEY, "OPENAI_CODEX_AUTH": auth, "CHATGPT_RESPONSES_URL": mock.url}
+@pytest.fixture(scope="session")
+def _mock_oauth_server() -> Iterator[MockOAuth]:
+    with MockOAuth() as oauth:
+        yield oauth
+
+
+@pytest.fixture
+def mock_oauth(_mock_oauth_server: MockOAuth) -> MockOAuth:
+    """The token endpoint the per-test Envoys refresh against, back at its first refresh token."""
+    _mock_oauth_server.reset()
+    return _mock_oauth_server
+
+
+def default_env(mock: MockCodex, auth: str, oauth: Optional[MockOAuth] = None) -> Dict[str, str]:
+    env = {"OPENAI_API_KEY": TEST_API_KEY, "OPENAI_CODEX_AUTH": auth, "CHATGPT_RESPONSES_URL": mock.url}
+    if oauth is not None:
+        env["CODEX_REFRESH_TOKEN_URL"] = oauth.url
+    return env
 
 
 @pytest.fixture(scope="module")
 def envoy(
     wasm_module: Path, _mock_codex_server: MockCodex, auth_json: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[EnvoyHandle]:
-    """Envoy with the default test settings, shared by the tests of one module."""
-    handle = start_envoy(
-        default_env(_mock_codex_server, auth_json), wasm=wasm_module, workdir=tmp_path_factory.mktemp("envoy")
-    )
-    try:
-        yield handle
-    finally:
-        handle.stop()
+    """Envoy with the default test settings, shared by the tests of one module (with a token
+    endpoint of its own, so refreshes it makes cannot disturb other modules)."""
+    with MockOAuth() as oauth:
+        handle = start_envoy(
+            default_env(_mock_codex_server, auth_json, oauth), wasm=wasm_module, workdir=tmp_path_factory.mktemp("envoy")
+        )
+        try:
+            yield handle
+        finally:
+            handle.stop()
 
 
 @pytest.fixture
 def envoy_factory(
-    wasm_module: Path, _mock_codex_server: MockCodex, auth_json: str, tmp_path_factory: pytest.TempPathFactory
+    wasm_module: Path,
+    _mock_codex_server: MockCodex,
+    mock_oauth: MockOAuth,
+    auth_json: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Callable[..., EnvoyHandle]]:
     """`envoy_factory(portable=False, concurrency=1, **env)` starts an Envoy for one test.
 
@@ -101,7 +124,7 @@ def envoy_factory(
     started: List[EnvoyHandle] = []
 
     def factory(*, portable: bool = False, concurrency: int = 1, **env: Optional[str]) -> EnvoyHandle:
-        merged: Dict[str, Optional[str]] = {**default_env(_mock_codex_server, auth_json), **env}
+        merged: Dict[str, Optional[str]] = {**default_env(_mock_codex_server, auth_json, mock_oauth), **env}
         settings = {name: value for name, value in merged.items() if value is not None}
         handle = start_envoy(
             settings,

@@ -142,13 +142,6 @@ def test_missing_credentials_answer_401_with_how_to_log_in(envoy_factory, mock_c
     assert mock_codex.requests == []
 
 
-def test_expired_access_token_answers_401(envoy_factory, mock_codex):
-    envoy = envoy_factory(OPENAI_CODEX_AUTH=tokens.auth_json(expires_in=-60))
-    status, error = error_of(post(envoy.url + "/v1/chat/completions", chat_body()))
-    assert (status, error["code"]) == (401, "token_expired")
-    assert mock_codex.requests == []
-
-
 def test_account_id_comes_from_the_id_token_when_absent(envoy_factory, mock_codex):
     envoy = envoy_factory(OPENAI_CODEX_AUTH=tokens.auth_json(include_account_id=False))
     assert post(envoy.url + "/v1/chat/completions", chat_body()).status_code == 200

@@ -12,10 +12,12 @@ use crate::core::identity::Identity;
 use crate::core::models::ModelCatalog;
 use crate::core::reasoning::{Effort, OutputMode, Summary};
 use crate::core::request_common::ToolsFormat;
+use crate::core::token_state::DEFAULT_CLIENT_ID;
 use crate::core::upstream_auth::{UpstreamAuth, responses_url};
 use crate::core::url::UpstreamUrl;
 
 pub const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 16 * 1024 * 1024;
+pub const DEFAULT_REFRESH_TOKEN_URL: &str = "https://auth.openai.com/oauth/token";
 
 /// A configuration value that cannot be used, reported with the variable's name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +63,10 @@ pub struct Config {
     pub ollama: bool,
     pub instructions_base_url: Option<UpstreamUrl>,
     pub instructions_codex_url: Option<UpstreamUrl>,
+    /// The OAuth token endpoint (`CODEX_REFRESH_TOKEN_URL`), reached through the `oauth` cluster.
+    pub refresh_url: UpstreamUrl,
+    /// `CHATGPT_LOCAL_CLIENT_ID`
+    pub client_id: String,
     pub max_request_body_bytes: usize,
     /// Envoy runs with `allow_on_headers_stop_iteration`, so headers may wait for the body.
     pub hold_headers: bool,
@@ -131,6 +137,15 @@ impl Config {
             ollama,
             instructions_base_url: optional_url("INSTRUCTIONS_BASE_URL")?,
             instructions_codex_url: optional_url("INSTRUCTIONS_CODEX_URL")?,
+            refresh_url: optional_url("CODEX_REFRESH_TOKEN_URL")?.map_or_else(
+                || {
+                    UpstreamUrl::parse(DEFAULT_REFRESH_TOKEN_URL)
+                        .map_err(|p| ConfigError::new("CODEX_REFRESH_TOKEN_URL", p))
+                },
+                Ok,
+            )?,
+            client_id: var("CHATGPT_LOCAL_CLIENT_ID")
+                .map_or_else(|| DEFAULT_CLIENT_ID.to_string(), |c| c.trim().to_string()),
             max_request_body_bytes: positive(
                 var("MAX_REQUEST_BODY_BYTES"),
                 "MAX_REQUEST_BODY_BYTES",
@@ -192,6 +207,11 @@ mod tests {
         assert_eq!(cfg.max_request_body_bytes, DEFAULT_MAX_REQUEST_BODY_BYTES);
         assert!(cfg.identity.user_agent().starts_with("codex_cli_rs/0.146.0 ("));
         assert!(cfg.auth.is_chatgpt());
+        assert_eq!(
+            (cfg.refresh_url.host.as_str(), cfg.refresh_url.path.as_str()),
+            ("auth.openai.com", "/oauth/token")
+        );
+        assert_eq!(cfg.client_id, "app_EMoamEEZ73f0CkXaXp7hrann");
         assert!(!cfg.ollama);
     }
 
@@ -214,6 +234,7 @@ mod tests {
             ("UPSTREAM_TOOLS_FORMAT", "deep", "flat, nested"),
             ("OLLAMA_API_URL", "localhost:11434", "http"),
             ("INSTRUCTIONS_BASE_URL", "file:///x", "http"),
+            ("CODEX_REFRESH_TOKEN_URL", "auth.openai.com/oauth/token", "http"),
             (
                 "UPSTREAM_AUTH_MODE",
                 "magic",

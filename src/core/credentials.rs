@@ -6,11 +6,11 @@ use std::fmt;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::core::error::{AUTHENTICATION, ApiError};
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatgptTokens {
     pub access_token: String,
     pub refresh_token: Option<String>,
@@ -18,6 +18,9 @@ pub struct ChatgptTokens {
     pub account_id: Option<String>,
     /// Unix seconds from the access token's `exp`, when readable.
     pub expires_at: Option<u64>,
+    /// Unix seconds of the last successful refresh (auth.json `last_refresh`), when known.
+    #[serde(default)]
+    pub last_refresh: Option<u64>,
 }
 
 /// Never prints a token.
@@ -34,6 +37,8 @@ impl fmt::Debug for ChatgptTokens {
 #[derive(Deserialize)]
 struct AuthJson {
     tokens: Option<TokensJson>,
+    #[serde(default)]
+    last_refresh: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -68,12 +73,14 @@ impl ChatgptTokens {
             .access_token
             .filter(|t| !t.trim().is_empty())
             .ok_or("has no tokens.access_token")?;
-        Ok(Self::from_parts(
+        let mut parsed_tokens = Self::from_parts(
             access_token,
             tokens.refresh_token,
             tokens.id_token,
             tokens.account_id,
-        ))
+        );
+        parsed_tokens.last_refresh = parsed.last_refresh.as_deref().and_then(parse_rfc3339);
+        Ok(parsed_tokens)
     }
 
     /// Builds the record, deriving what the JWTs carry.
@@ -102,25 +109,7 @@ impl ChatgptTokens {
             id_token,
             account_id,
             expires_at,
-        }
-    }
-
-    /// The access token usable at `now` (Unix seconds), or the 401 a client should see.
-    pub fn usable_at(&self, now: u64) -> Result<(), ApiError> {
-        match self.expires_at {
-            Some(exp) if exp <= now => Err(ApiError::new(
-                401,
-                AUTHENTICATION,
-                "The ChatGPT access token has expired. Run `codex login` again and restart the wrapper.",
-            )
-            .with_code("token_expired")),
-            _ if self.account_id.is_none() => Err(ApiError::new(
-                401,
-                AUTHENTICATION,
-                "The ChatGPT credentials carry no account id. Run `codex login` again.",
-            )
-            .with_code("missing_account_id")),
-            _ => Ok(()),
+            last_refresh: None,
         }
     }
 }
@@ -134,6 +123,31 @@ fn jwt_claims(token: &str) -> Option<Claims> {
     let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
     let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     serde_json::from_slice(&bytes).ok()
+}
+
+/// `2026-08-01T12:34:56.789Z` (UTC, as auth.json writes it) → Unix seconds.
+pub fn parse_rfc3339(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let number = |range: std::ops::Range<usize>| text.get(range)?.parse::<i64>().ok();
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    let separators = [(4, b'-'), (7, b'-'), (13, b':'), (16, b':')];
+    if !separators
+        .iter()
+        .all(|(at, c)| text.as_bytes().get(*at) == Some(c))
+        || !(1..=12).contains(&month)
+    {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hour * 3_600 + minute * 60 + second).ok()
 }
 
 /// The 401 for a filter that has no ChatGPT credentials at all.
@@ -205,17 +219,19 @@ pub(crate) mod tests {
     fn opaque_access_tokens_have_no_expiry() {
         let t = ChatgptTokens::from_parts("opaque".into(), None, None, Some("a".into()));
         assert_eq!(t.expires_at, None);
-        assert!(t.usable_at(u64::MAX).is_ok());
     }
 
     #[test]
-    fn expired_or_accountless_tokens_give_401() {
-        let t = ChatgptTokens::from_auth_json(&auth_json(100, true)).unwrap_or_else(|e| panic!("{e}"));
-        assert!(t.usable_at(99).is_ok());
-        let err = t.usable_at(100).err().map(|e| (e.status, e.code));
-        assert_eq!(err, Some((401, Some("token_expired".into()))));
-        let t = ChatgptTokens::from_parts("opaque".into(), None, None, None);
-        assert_eq!(t.usable_at(0).err().map(|e| e.status), Some(401));
+    fn rfc3339_timestamps() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2026-08-01T12:34:56.789Z"), Some(1_785_587_696));
+        assert_eq!(parse_rfc3339("2000-02-29T00:00:01+00:00"), Some(951_782_401));
+        assert_eq!(parse_rfc3339("yesterday"), None);
+        let doc = r#"{"tokens":{"access_token":"a"},"last_refresh":"2026-08-01T12:34:56Z"}"#;
+        assert_eq!(
+            ChatgptTokens::from_auth_json(doc).map(|t| t.last_refresh),
+            Ok(Some(1_785_587_696))
+        );
     }
 
     #[test]

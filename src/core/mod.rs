@@ -24,6 +24,7 @@ pub mod response;
 pub mod responses_request;
 pub mod session;
 pub mod sse;
+pub mod token_state;
 pub mod translate;
 pub mod turn;
 pub mod upstream_auth;

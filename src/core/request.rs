@@ -3,7 +3,7 @@
 //! headers alone, so it works on every Envoy (see DESIGN.md: portable mode).
 
 use crate::core::config::Config;
-use crate::core::credentials::{self, ChatgptTokens};
+use crate::core::credentials::ChatgptTokens;
 use crate::core::error::{ApiError, INVALID_REQUEST, SERVER};
 use crate::core::forward::ForwardMode;
 use crate::core::gate;
@@ -86,14 +86,8 @@ pub enum Decision {
 }
 
 /// `/`, `/health`: public; everything else behind the key gate.
-pub fn decide(
-    cfg: &Config,
-    tokens: Option<&ChatgptTokens>,
-    head: &RequestHead<'_>,
-    now: u64,
-    created: u64,
-) -> Decision {
-    match decide_inner(cfg, tokens, head, now, created) {
+pub fn decide(cfg: &Config, head: &RequestHead<'_>, created: u64) -> Decision {
+    match decide_inner(cfg, head, created) {
         Ok(decision) => decision,
         Err(error) => Decision::Reply(error.into()),
     }
@@ -107,13 +101,7 @@ enum Route {
     Ollama,
 }
 
-fn decide_inner(
-    cfg: &Config,
-    tokens: Option<&ChatgptTokens>,
-    head: &RequestHead<'_>,
-    now: u64,
-    created: u64,
-) -> Result<Decision, ApiError> {
+fn decide_inner(cfg: &Config, head: &RequestHead<'_>, created: u64) -> Result<Decision, ApiError> {
     let path = head.path.split(['?', '#']).next().unwrap_or("");
     let route = classify(cfg, path)?;
     let (allowed, readable) = match route {
@@ -155,9 +143,6 @@ fn decide_inner(
         .with_code("ollama_not_configured")),
         Route::Api(endpoint, mode) => {
             check_body_headers(cfg, head)?;
-            if cfg.auth.is_chatgpt() {
-                tokens.ok_or_else(credentials::missing_credentials)?.usable_at(now)?;
-            }
             Ok(Decision::Forward(Forward {
                 endpoint,
                 mode,

@@ -29,6 +29,13 @@ pub fn conversation_key(instructions: &str, first_user: Option<&InputItem<'_>>) 
     )
 }
 
+/// A short, stable, non-secret name for some bytes (for example which login a record came from).
+pub fn fingerprint(bytes: &[u8]) -> String {
+    let mut hasher = Fnv::new(0xcbf2_9ce4_8422_2325);
+    hasher.write(bytes);
+    format!("{:016x}", hasher.finish())
+}
+
 /// FNV-1a, 64-bit: tiny and dependency-free; collisions only cost a cache miss.
 struct Fnv(u64);
 

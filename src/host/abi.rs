@@ -2,7 +2,7 @@
 //! worker's VM). These return the status instead, so the caller can treat a failure as data.
 #![allow(unsafe_code)]
 
-use proxy_wasm::types::{BufferType, MapType, Status};
+use proxy_wasm::types::{BufferType, MapType, Status, StreamType};
 
 // Same signatures as the SDK's own declarations of these imports.
 #[link(wasm_import_module = "env")]
@@ -22,6 +22,7 @@ unsafe extern "C" {
         buffer_data: *const u8,
         buffer_size: usize,
     ) -> Status;
+    fn proxy_continue_stream(stream_type: StreamType) -> Status;
     fn proxy_send_local_response(
         status_code: u32,
         status_code_details_data: *const u8,
@@ -78,6 +79,15 @@ pub fn set_buffer(buffer: BufferType, start: usize, size: usize, data: &[u8]) ->
     result(unsafe { proxy_set_buffer_bytes(buffer, start, size, data.as_ptr(), data.len()) })
 }
 
+/// Lets a paused request continue (from the root context, after `set_effective_context`).
+pub fn resume_request() -> Result<(), Status> {
+    result(unsafe { proxy_continue_stream(StreamType::HttpRequest) })
+}
+
+/// Replies marked with this detail are the filter's own (Envoy reports it as
+/// `response.code_details`), so the response callbacks leave them alone.
+pub const LOCAL_REPLY_DETAILS: &str = "codex_filter";
+
 pub fn send_response<K: AsRef<str>, V: AsRef<str>>(
     status: u16,
     headers: &[(K, V)],
@@ -87,8 +97,8 @@ pub fn send_response<K: AsRef<str>, V: AsRef<str>>(
     result(unsafe {
         proxy_send_local_response(
             u32::from(status),
-            std::ptr::null(),
-            0,
+            LOCAL_REPLY_DETAILS.as_ptr(),
+            LOCAL_REPLY_DETAILS.len(),
             body.as_ptr(),
             body.len(),
             map.as_ptr(),

@@ -7,14 +7,16 @@ use log::{info, warn};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 
+use crate::core::credentials::ChatgptTokens;
 use crate::core::error::{ApiError, SERVER};
 use crate::core::request::{self, Decision, Endpoint, Forward, Reply, RequestHead, body_too_large};
 use crate::core::request_common::{TranslateContext, Translated};
 use crate::core::response::{ClientRequest, Handler, HeaderPlan, REMOVED_RESPONSE_HEADERS, ResponseHead};
+use crate::core::token_state::{self, REFRESH_WAIT_SECONDS};
 use crate::core::upstream_error::LimitHeaders;
 use crate::core::{chat_request, completion_request};
 use crate::host::metrics::RouteKind;
-use crate::host::root::Shared;
+use crate::host::root::{Shared, Waiter};
 use crate::host::{abi, unix_now};
 
 /// Client headers that must not reach an Ollama server: they carry this proxy's key.
@@ -34,6 +36,10 @@ enum RequestState {
 
 pub struct Http {
     shared: Rc<Shared>,
+    context_id: u32,
+    /// The token generation this request was sent with (ChatGPT mode), to tell whether a
+    /// backend 401 is about the current token.
+    generation: Option<u64>,
     request: RequestState,
     route: RouteKind,
     client: Option<ClientRequest>,
@@ -48,9 +54,11 @@ pub struct Http {
 }
 
 impl Http {
-    pub fn new(shared: Rc<Shared>) -> Self {
+    pub fn new(shared: Rc<Shared>, context_id: u32) -> Self {
         Self {
             shared,
+            context_id,
+            generation: None,
             request: RequestState::Idle,
             route: RouteKind::Local,
             client: None,
@@ -90,19 +98,42 @@ impl Http {
         }
     }
 
+    /// The ChatGPT credentials for this request now: `Ok(None)` means wait for a refresh
+    /// (always `Ok(None)` with an API-key upstream, which needs none).
+    fn current_tokens(&mut self, now: u64) -> Result<Option<ChatgptTokens>, ApiError> {
+        if !self.shared.config.auth.is_chatgpt() {
+            return Ok(None);
+        }
+        let record = self.shared.tokens.read();
+        let tokens = token_state::for_request(record.as_ref(), now)?.cloned();
+        if tokens.is_some() {
+            self.generation = record.map(|r| r.generation);
+        }
+        Ok(tokens)
+    }
+
+    fn must_wait(&self, tokens: &Option<ChatgptTokens>) -> bool {
+        self.shared.config.auth.is_chatgpt() && tokens.is_none()
+    }
+
+    /// Parks this request until the root context has a usable token (or gives up).
+    fn wait_for_token(&self, now: u64) -> Action {
+        let deadline = now + REFRESH_WAIT_SECONDS;
+        self.shared.waiters.borrow_mut().push(Waiter {
+            context_id: self.context_id,
+            deadline,
+        });
+        Action::Pause
+    }
+
     fn upstream_headers(
         &self,
+        tokens: Option<&ChatgptTokens>,
         client: &[(String, String)],
         session: Option<&str>,
         length: Option<usize>,
     ) -> Vec<(String, String)> {
-        request::upstream_headers(
-            &self.shared.config,
-            self.shared.tokens.as_ref(),
-            client,
-            session,
-            length,
-        )
+        request::upstream_headers(&self.shared.config, tokens, client, session, length)
     }
 
     fn translate_body(&mut self, forward: &Forward, body: &[u8]) -> Result<Translated, ApiError> {
@@ -152,6 +183,28 @@ impl Http {
     }
 }
 
+impl Http {
+    /// The backend refused the token this request carried: unless a refresh already
+    /// replaced it, mark it stale so the refresher runs now rather than at expiry.
+    fn token_rejected(&mut self) {
+        let Some(generation) = self
+            .generation
+            .or_else(|| self.shared.take_resumed(self.context_id))
+        else {
+            return;
+        };
+        let marked = self.shared.tokens.update(|current| {
+            let mut record = current?.clone();
+            record.mark_stale(generation).then_some(record)
+        });
+        if marked.is_some() {
+            warn!(
+                "codex filter: the backend rejected the access token (generation {generation}); refreshing it"
+            );
+        }
+    }
+}
+
 impl Context for Http {}
 
 impl HttpContext for Http {
@@ -175,7 +228,7 @@ impl HttpContext for Http {
             path: &path,
             headers: &headers,
         };
-        let decision = request::decide(&self.shared.config, self.shared.tokens.as_ref(), &head, now, now);
+        let decision = request::decide(&self.shared.config, &head, now);
         let forward = match decision {
             Decision::Reply(reply) => return self.reply(reply),
             Decision::PassThrough => return self.pass_through(&headers),
@@ -195,18 +248,27 @@ impl HttpContext for Http {
             mode: forward.mode,
             max_request_body_bytes: self.shared.config.max_request_body_bytes,
         });
+        let tokens = match self.current_tokens(now) {
+            Ok(tokens) => tokens,
+            Err(error) => return self.reply(error.into()),
+        };
         let held = self.shared.config.hold_headers;
+        let mut action = if held { Action::Pause } else { Action::Continue };
         if !held {
             // Portable mode: headers leave now, so the session id is the client's, if any.
-            let upstream = self.upstream_headers(&headers, forward.session_hint.as_deref(), None);
+            let upstream =
+                self.upstream_headers(tokens.as_ref(), &headers, forward.session_hint.as_deref(), None);
             self.set_request_headers(&headers, &upstream);
+            if self.must_wait(&tokens) {
+                action = self.wait_for_token(now);
+            }
         }
         self.request = RequestState::AwaitBody {
             forward,
             headers,
             held,
         };
-        if held { Action::Pause } else { Action::Continue }
+        action
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -239,21 +301,31 @@ impl HttpContext for Http {
             return self
                 .reply(ApiError::new(500, SERVER, "The filter could not rewrite the request body.").into());
         }
-        if held {
-            let upstream = self.upstream_headers(
-                &headers,
-                Some(&translated.session_id),
-                Some(translated.body.len()),
-            );
-            self.set_request_headers(&headers, &upstream);
-        }
         self.sent_ms = now_ms(self);
-        Action::Continue
+        if !held {
+            return Action::Continue;
+        }
+        let now = self.now();
+        let tokens = match self.current_tokens(now) {
+            Ok(tokens) => tokens,
+            Err(error) => return self.reply(error.into()),
+        };
+        let (session, length) = (Some(translated.session_id.as_str()), Some(translated.body.len()));
+        let upstream = self.upstream_headers(tokens.as_ref(), &headers, session, length);
+        self.set_request_headers(&headers, &upstream);
+        if self.must_wait(&tokens) {
+            self.wait_for_token(now)
+        } else {
+            Action::Continue
+        }
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         self.answered_ms = now_ms(self);
-        if self.replied {
+        let details = self
+            .get_property(vec!["response", "code_details"])
+            .unwrap_or_default();
+        if self.replied || details == abi::LOCAL_REPLY_DETAILS.as_bytes() {
             return Action::Continue;
         }
         let Some(client) = self.client.clone() else {
@@ -262,9 +334,10 @@ impl HttpContext for Http {
         let headers = self.get_http_response_headers();
         let find = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
         let status = find(":status").and_then(|s| s.parse().ok()).unwrap_or(502);
-        let via_upstream = self
-            .get_property(vec!["response", "code_details"])
-            .is_some_and(|details| details == b"via_upstream");
+        let via_upstream = details == b"via_upstream";
+        if via_upstream && status == 401 && self.shared.config.auth.is_chatgpt() {
+            self.token_rejected();
+        }
         let head = ResponseHead {
             status,
             content_type: find("content-type"),
@@ -334,6 +407,7 @@ impl HttpContext for Http {
     }
 
     fn on_log(&mut self) {
+        self.shared.forget(self.context_id);
         let status = self
             .get_property(vec!["response", "code"])
             .map(|b| decode_u64(&b))

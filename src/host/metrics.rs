@@ -33,6 +33,10 @@ pub struct Metrics {
     tokens_completion: Option<u32>,
     tokens_reasoning: Option<u32>,
     tokens_cached: Option<u32>,
+    refresh_ok: Option<u32>,
+    refresh_temporary: Option<u32>,
+    refresh_permanent: Option<u32>,
+    lease_taken: Option<u32>,
 }
 
 const ROUTES: [&str; 4] = ["chat", "completions", "local", "ollama"];
@@ -54,6 +58,10 @@ impl Metrics {
         m.tokens_completion = counter("codex.tokens.completion");
         m.tokens_reasoning = counter("codex.tokens.reasoning");
         m.tokens_cached = counter("codex.tokens.cached");
+        m.refresh_ok = counter("codex.token_refresh.ok");
+        m.refresh_temporary = counter("codex.token_refresh.temporary_failure");
+        m.refresh_permanent = counter("codex.token_refresh.permanent_failure");
+        m.lease_taken = counter("codex.token_refresh.lease_taken");
         m
     }
 
@@ -81,6 +89,23 @@ impl Metrics {
             usage.completion_tokens_details.reasoning_tokens,
         );
         bump(self.tokens_cached, usage.prompt_tokens_details.cached_tokens);
+    }
+}
+
+impl Metrics {
+    pub fn refresh(&self, ok: bool, permanent: bool) {
+        bump(
+            match (ok, permanent) {
+                (true, _) => self.refresh_ok,
+                (false, false) => self.refresh_temporary,
+                (false, true) => self.refresh_permanent,
+            },
+            1,
+        );
+    }
+
+    pub fn lease_taken(&self) {
+        bump(self.lease_taken, 1);
     }
 }
 

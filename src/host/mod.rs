@@ -5,6 +5,7 @@ mod abi;
 mod http;
 mod metrics;
 mod root;
+mod token_store;
 
 use proxy_wasm::types::LogLevel;
 

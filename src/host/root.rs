@@ -1,31 +1,65 @@
 //! The root context: configuration (once per VM), the factory of per-request contexts, and
-//! the background fetch of optional instruction texts.
+//! the background work — fetching instruction texts, refreshing the ChatGPT token (one VM at
+//! a time, under a lease in shared data) and resuming the requests that waited for it.
 
 use std::cell::RefCell;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::rc::Rc;
 use std::time::Duration;
 
 use log::{error, info, warn};
+use proxy_wasm::hostcalls::set_effective_context;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::ContextType;
+use proxy_wasm::types::{ContextType, MapType};
 
 use crate::core::config::{Config, plugin_values};
 use crate::core::credentials::ChatgptTokens;
 use crate::core::instructions::Fetch;
+use crate::core::request::Reply;
+use crate::core::session::fingerprint;
+use crate::core::token_state::{self, Availability, TokenRecord};
 use crate::host::http::Http;
 use crate::host::metrics::Metrics;
-use crate::host::unix_now;
+use crate::host::token_store::TokenStore;
+use crate::host::{abi, unix_now};
 
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
-const TICK: Duration = Duration::from_secs(1);
+const REFRESH_TIMEOUT: Duration = Duration::from_secs(20);
+const IDLE_TICK: Duration = Duration::from_secs(1);
+const BUSY_TICK: Duration = Duration::from_millis(100);
+pub const OAUTH_CLUSTER: &str = "oauth";
 
 /// What every request of this VM shares.
 pub struct Shared {
     pub config: Config,
-    pub tokens: Option<ChatgptTokens>,
+    pub tokens: TokenStore,
     pub metrics: Metrics,
     /// Base instruction texts, filled in by the root context once fetched.
     pub instructions: RefCell<Instructions>,
+    /// Requests of this VM paused until a usable token exists.
+    pub waiters: RefCell<Vec<Waiter>>,
+    /// Token generations given to resumed requests (context id, generation).
+    pub resumed: RefCell<Vec<(u32, u64)>>,
+}
+
+impl Shared {
+    fn resumed_generation(&self, context_id: u32, generation: u64) {
+        self.resumed.borrow_mut().push((context_id, generation));
+    }
+
+    /// The generation a resumed request was sent with; forgets it.
+    pub fn take_resumed(&self, context_id: u32) -> Option<u64> {
+        let mut resumed = self.resumed.borrow_mut();
+        let at = resumed.iter().position(|(id, _)| *id == context_id)?;
+        Some(resumed.swap_remove(at).1)
+    }
+
+    /// A request ends: it no longer waits for anything.
+    pub fn forget(&self, context_id: u32) {
+        self.waiters.borrow_mut().retain(|w| w.context_id != context_id);
+        self.resumed.borrow_mut().retain(|(id, _)| *id != context_id);
+    }
 }
 
 #[derive(Default)]
@@ -34,45 +68,51 @@ pub struct Instructions {
     pub codex: Option<String>,
 }
 
-#[derive(Default)]
+pub struct Waiter {
+    pub context_id: u32,
+    pub deadline: u64,
+}
+
+enum Call {
+    Instructions(usize),
+    Refresh,
+}
+
 pub struct Root {
     shared: Option<Rc<Shared>>,
     fetches: Vec<Fetch>,
-    /// dispatch token → index into `fetches`
-    pending: Vec<(u32, usize)>,
+    calls: Vec<(u32, Call)>,
+    /// This VM's identity in the refresh lease.
+    me: u64,
+    tick: Duration,
+}
+
+impl Default for Root {
+    fn default() -> Self {
+        Self {
+            shared: None,
+            fetches: Vec::new(),
+            calls: Vec::new(),
+            me: RandomState::new().hash_one(0u8),
+            tick: Duration::ZERO,
+        }
+    }
 }
 
 impl Context for Root {
     fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
-        let Some(at) = self.pending.iter().position(|(t, _)| *t == token) else {
+        let Some(at) = self.calls.iter().position(|(t, _)| *t == token) else {
             return;
         };
-        let (_, index) = self.pending.swap_remove(at);
+        let (_, call) = self.calls.swap_remove(at);
         let status = self
             .get_http_call_response_header(":status")
             .and_then(|s| s.parse().ok());
         let body = self.get_http_call_response_body(0, body_size).unwrap_or_default();
         let now = unix_now(self);
-        let Some(fetch) = self.fetches.get_mut(index) else {
-            return;
-        };
-        match fetch.complete(status, &body, now) {
-            Ok(()) => info!(
-                "codex filter: instructions loaded from cluster {} ({} bytes)",
-                fetch.cluster,
-                body.len()
-            ),
-            Err(problem) => warn!(
-                "codex filter: instructions from cluster {}: {problem}; retrying later",
-                fetch.cluster
-            ),
-        }
-        if let (Some(shared), Some(text)) = (&self.shared, fetch.text.clone()) {
-            let mut texts = shared.instructions.borrow_mut();
-            match fetch.cluster {
-                "instructions_codex" => texts.codex = Some(text),
-                _ => texts.base = Some(text),
-            }
+        match call {
+            Call::Instructions(index) => self.instructions_arrived(index, status, &body, now),
+            Call::Refresh => self.refresh_arrived(status, &body, now),
         }
     }
 }
@@ -98,23 +138,29 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let tokens = if config.auth.is_chatgpt() {
+        let store = TokenStore::default();
+        if config.auth.is_chatgpt() {
             match config
                 .codex_auth
                 .as_deref()
                 .map(ChatgptTokens::from_auth_json)
                 .transpose()
             {
-                Ok(tokens) => tokens,
+                Ok(Some(tokens)) => {
+                    let source = fingerprint(
+                        format!("{}\n{:?}", tokens.access_token, tokens.refresh_token).as_bytes(),
+                    );
+                    store.seed(TokenRecord::new(tokens, source));
+                    store.init_lease();
+                }
+                Ok(None) => {}
                 Err(problem) => {
                     error!("codex filter: invalid OPENAI_CODEX_AUTH: the document {problem}");
                     return false;
                 }
             }
-        } else {
-            None
-        };
-        log_start_up(&config, tokens.as_ref());
+        }
+        log_start_up(&config, store.read().as_ref());
         self.fetches = [
             ("instructions_base", &config.instructions_base_url),
             ("instructions_codex", &config.instructions_codex_url),
@@ -122,20 +168,53 @@ impl RootContext for Root {
         .into_iter()
         .filter_map(|(cluster, url)| url.clone().map(|url| Fetch::new(cluster, url)))
         .collect();
-        if !self.fetches.is_empty() {
-            self.set_tick_period(TICK);
-        }
+        let needs_tick = !self.fetches.is_empty() || config.auth.is_chatgpt();
         self.shared = Some(Rc::new(Shared {
             config,
-            tokens,
+            tokens: store,
             metrics: Metrics::define(),
             instructions: RefCell::new(Instructions::default()),
+            waiters: RefCell::new(Vec::new()),
+            resumed: RefCell::new(Vec::new()),
         }));
+        if needs_tick {
+            self.set_tick(IDLE_TICK);
+        }
         true
     }
 
     fn on_tick(&mut self) {
         let now = unix_now(self);
+        self.fetch_instructions(now);
+        self.maybe_refresh(now);
+        self.serve_waiters(now);
+        let busy = self
+            .shared
+            .as_ref()
+            .is_some_and(|s| !s.waiters.borrow().is_empty())
+            || self.calls.iter().any(|(_, c)| matches!(c, Call::Refresh));
+        self.set_tick(if busy { BUSY_TICK } else { IDLE_TICK });
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let shared = self.shared.clone()?;
+        Some(Box::new(Http::new(shared, context_id)))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+impl Root {
+    fn set_tick(&mut self, period: Duration) {
+        if self.tick != period {
+            self.tick = period;
+            self.set_tick_period(period);
+        }
+    }
+
+    fn fetch_instructions(&mut self, now: u64) {
         for index in 0..self.fetches.len() {
             if !self.fetches.get_mut(index).is_some_and(|f| f.start_if_due(now)) {
                 continue;
@@ -149,7 +228,7 @@ impl RootContext for Root {
                 (":authority", fetch.url.host.as_str()),
             ];
             match self.dispatch_http_call(fetch.cluster, headers, None, vec![], FETCH_TIMEOUT) {
-                Ok(token) => self.pending.push((token, index)),
+                Ok(token) => self.calls.push((token, Call::Instructions(index))),
                 Err(status) => {
                     if let Some(f) = self.fetches.get_mut(index) {
                         let _ = f.complete(None, b"", now);
@@ -161,22 +240,177 @@ impl RootContext for Root {
                 }
             }
         }
-        if self.fetches.iter().all(Fetch::done) {
-            self.set_tick_period(Duration::ZERO);
+    }
+
+    fn instructions_arrived(&mut self, index: usize, status: Option<u16>, body: &[u8], now: u64) {
+        let Some(fetch) = self.fetches.get_mut(index) else {
+            return;
+        };
+        match fetch.complete(status, body, now) {
+            Ok(()) => info!(
+                "codex filter: instructions loaded from cluster {} ({} bytes)",
+                fetch.cluster,
+                body.len()
+            ),
+            Err(problem) => warn!(
+                "codex filter: instructions from cluster {}: {problem}; retrying later",
+                fetch.cluster
+            ),
+        }
+        if let (Some(shared), Some(text)) = (&self.shared, fetch.text.clone()) {
+            let mut texts = shared.instructions.borrow_mut();
+            match fetch.cluster {
+                "instructions_codex" => texts.codex = Some(text),
+                _ => texts.base = Some(text),
+            }
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let shared = self.shared.clone()?;
-        Some(Box::new(Http::new(shared)))
+    /// Starts a refresh when one is due and this VM wins the lease.
+    fn maybe_refresh(&mut self, now: u64) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        if !shared.config.auth.is_chatgpt() || self.calls.iter().any(|(_, c)| matches!(c, Call::Refresh)) {
+            return;
+        }
+        let Some(record) = shared.tokens.read().filter(|r| r.refresh_due(now)) else {
+            return;
+        };
+        let Some(refresh_token) = record.tokens.refresh_token.as_deref() else {
+            return;
+        };
+        if !shared.tokens.take_lease(self.me, now) {
+            return;
+        }
+        shared.metrics.lease_taken();
+        let cfg = &shared.config;
+        let body = token_state::refresh_body(&cfg.client_id, refresh_token);
+        let user_agent = cfg.identity.user_agent();
+        let headers = vec![
+            (":method", "POST"),
+            (":path", cfg.refresh_url.path.as_str()),
+            (":authority", cfg.refresh_url.host.as_str()),
+            ("content-type", "application/json"),
+            ("accept", "application/json"),
+            ("user-agent", user_agent.as_str()),
+        ];
+        match self.dispatch_http_call(OAUTH_CLUSTER, headers, Some(&body), vec![], REFRESH_TIMEOUT) {
+            Ok(token) => self.calls.push((token, Call::Refresh)),
+            Err(status) => {
+                warn!(
+                    "codex filter: cannot call cluster {OAUTH_CLUSTER} ({status:?}); is it in the Envoy configuration?"
+                );
+                self.refresh_arrived(None, b"", now);
+            }
+        }
     }
 
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+    fn refresh_arrived(&mut self, status: Option<u16>, body: &[u8], now: u64) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let outcome = token_state::parse_refresh_response(status, body);
+        let written = shared.tokens.update(|current| {
+            let current = current?;
+            Some(match &outcome {
+                Ok(grant) => current.refreshed(grant.clone(), now),
+                Err(error) => current.failed(error.clone(), now),
+            })
+        });
+        shared.tokens.release_lease(self.me);
+        match (&outcome, written) {
+            (Ok(_), Some(record)) => {
+                shared.metrics.refresh(true, false);
+                info!(
+                    "codex filter: refreshed the ChatGPT access token (generation {}, expires at {})",
+                    record.generation,
+                    record
+                        .tokens
+                        .expires_at
+                        .map_or_else(|| "an unknown time".to_string(), |e| e.to_string())
+                );
+            }
+            (Err(error), Some(record)) => {
+                shared.metrics.refresh(false, error.permanent);
+                let next = record
+                    .failure
+                    .as_ref()
+                    .map_or(0, |f| f.retry_at.saturating_sub(now));
+                if error.permanent {
+                    error!(
+                        "codex filter: token refresh failed permanently: {}; run `codex login` again",
+                        error.message
+                    );
+                } else {
+                    warn!(
+                        "codex filter: token refresh failed: {}; next attempt in {next}s",
+                        error.message
+                    );
+                }
+            }
+            (_, None) => warn!("codex filter: could not store the token refresh outcome in shared data"),
+        }
+        self.serve_waiters(now);
+    }
+
+    /// Resumes the requests that waited for a token, fails them when no token will come,
+    /// or when they waited too long.
+    fn serve_waiters(&mut self, now: u64) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        if shared.waiters.borrow().is_empty() {
+            return;
+        }
+        let record = shared.tokens.read();
+        let waiters: Vec<Waiter> = std::mem::take(&mut *shared.waiters.borrow_mut());
+        let mut still_waiting = Vec::new();
+        for waiter in waiters {
+            let availability = record.as_ref().map(|r| r.availability(now));
+            match availability {
+                Some(Availability::Usable(tokens)) => {
+                    let generation = record.as_ref().map_or(0, |r| r.generation);
+                    resume_with(&shared, waiter.context_id, tokens, generation);
+                }
+                Some(Availability::Wait) if now < waiter.deadline => still_waiting.push(waiter),
+                Some(Availability::Wait) => fail(waiter.context_id, token_state::refresh_timeout().into()),
+                Some(Availability::Dead(error)) => fail(waiter.context_id, error.into()),
+                None => fail(
+                    waiter.context_id,
+                    crate::core::credentials::missing_credentials().into(),
+                ),
+            }
+        }
+        shared.waiters.borrow_mut().extend(still_waiting);
     }
 }
 
-fn log_start_up(config: &Config, tokens: Option<&ChatgptTokens>) {
+/// Adds the credentials to a paused request and lets it go.
+fn resume_with(shared: &Shared, context_id: u32, tokens: &ChatgptTokens, generation: u64) {
+    if set_effective_context(context_id).is_err() {
+        return; // the client has gone
+    }
+    let cfg = &shared.config;
+    let _ = abi::set_header(
+        MapType::HttpRequestHeaders,
+        &cfg.auth.header,
+        &cfg.auth.value(&tokens.access_token),
+    );
+    if let Some(account) = &tokens.account_id {
+        let _ = abi::set_header(MapType::HttpRequestHeaders, "chatgpt-account-id", account);
+    }
+    shared.resumed_generation(context_id, generation);
+    let _ = abi::resume_request();
+}
+
+fn fail(context_id: u32, reply: Reply) {
+    if set_effective_context(context_id).is_ok() {
+        let _ = abi::send_response(reply.status, &reply.headers, &reply.body);
+    }
+}
+
+fn log_start_up(config: &Config, record: Option<&TokenRecord>) {
     if config.client_key.is_none() {
         warn!("codex filter: OPENAI_API_KEY is not set; every client is let through without a key");
     }
@@ -187,14 +421,16 @@ fn log_start_up(config: &Config, tokens: Option<&ChatgptTokens>) {
         );
         return;
     }
-    match tokens {
+    match record {
         None => warn!(
             "codex filter: no ChatGPT credentials (OPENAI_CODEX_AUTH); chat requests will answer 401 until `codex login` is run"
         ),
-        Some(t) => info!(
-            "codex filter: ChatGPT credentials loaded (account {}, access token expires at {})",
-            t.account_id.as_deref().unwrap_or("unknown"),
-            t.expires_at
+        Some(r) => info!(
+            "codex filter: ChatGPT credentials loaded (account {}, generation {}, access token expires at {})",
+            r.tokens.account_id.as_deref().unwrap_or("unknown"),
+            r.generation,
+            r.tokens
+                .expires_at
                 .map_or_else(|| "an unknown time".to_string(), |e| e.to_string())
         ),
     }

@@ -71,7 +71,7 @@ class Script:
         return cls(body=sse.sse_frames(events), **kwargs)
 
 
-def default_script() -> Script:
+def default_script(request: Optional["RecordedRequest"] = None) -> Script:
     return Script.events(sse.text_events(["Hello", " world"], usage=sse.usage()))
 
 
@@ -233,7 +233,7 @@ class MockCodex:
     def __init__(
         self,
         path: str = CODEX_PATH,
-        default: Callable[[], Script] = default_script,
+        default: Callable[["RecordedRequest"], Script] = default_script,
         host: str = "127.0.0.1",
     ) -> None:
         self.path = path
@@ -300,7 +300,7 @@ class MockCodex:
         with self._cond:
             source = self._scripts.popleft() if self._scripts else None
         if source is None:
-            return self._default()
+            return self._default(request)
         return source(request) if callable(source) else source
 
     # recording ----------------------------------------------------------------------

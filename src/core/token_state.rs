@@ -1,0 +1,330 @@
+//! The ChatGPT token lifecycle, shared by every worker VM through Envoy shared data:
+//!
+//! ```text
+//! valid ──(5 min before exp, a backend 401, or 8 days without exp)──► refresh due
+//! refresh due ──(lease taken, call sent)──► refreshing
+//! refreshing ──► valid (new tokens, generation + 1)
+//!            ──► failed-temporary (retry with backoff: 5 s, 10 s, … 5 min)
+//!            ──► failed-permanent (refresh token expired/reused/invalidated, or a 401:
+//!                                  stop, answer 401 "log in again")
+//! ```
+//!
+//! Everything here is pure and driven by the caller's clock.
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::credentials::ChatgptTokens;
+use crate::core::error::{AUTHENTICATION, ApiError, SERVER};
+
+/// Refresh this long before the access token's `exp` (the official client's window).
+pub const REFRESH_AHEAD_SECONDS: u64 = 300;
+/// Without a readable `exp`, refresh when the last refresh is this old (the official client).
+pub const REFRESH_INTERVAL_SECONDS: u64 = 8 * 24 * 3600;
+/// A token this close to expiry is not sent any more.
+pub const EXPIRY_SKEW_SECONDS: u64 = 10;
+/// How long one VM may hold the refresh lease before another may take it over.
+pub const LEASE_SECONDS: u64 = 30;
+const FIRST_RETRY_SECONDS: u64 = 5;
+const MAX_RETRY_SECONDS: u64 = 300;
+
+/// The record in shared data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub tokens: ChatgptTokens,
+    /// Incremented by every successful refresh.
+    pub generation: u64,
+    /// Identifies the configured login, so a new login replaces the old record.
+    pub source: String,
+    /// A backend 401 said this access token is no longer accepted.
+    #[serde(default)]
+    pub stale: bool,
+    #[serde(default)]
+    pub failure: Option<Failure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub permanent: bool,
+    pub code: String,
+    pub message: String,
+    pub attempts: u32,
+    pub retry_at: u64,
+}
+
+/// What a request can do with the current record.
+#[derive(Debug, PartialEq)]
+pub enum Availability<'a> {
+    Usable(&'a ChatgptTokens),
+    /// A refresh is due or running; wait for it.
+    Wait,
+    /// Nothing will make this record usable without a new login.
+    Dead(ApiError),
+}
+
+impl TokenRecord {
+    pub fn new(tokens: ChatgptTokens, source: String) -> Self {
+        Self {
+            tokens,
+            generation: 0,
+            source,
+            stale: false,
+            failure: None,
+        }
+    }
+
+    fn unexpired(&self, now: u64) -> bool {
+        self.tokens
+            .expires_at
+            .is_none_or(|exp| exp > now.saturating_add(EXPIRY_SKEW_SECONDS))
+    }
+
+    pub fn availability(&self, now: u64) -> Availability<'_> {
+        if let Some(failure) = self.failure.as_ref().filter(|f| f.permanent) {
+            return Availability::Dead(relogin_error(failure));
+        }
+        if self.unexpired(now) && !self.stale {
+            return Availability::Usable(&self.tokens);
+        }
+        if self.tokens.refresh_token.is_none() {
+            return Availability::Dead(
+                ApiError::new(
+                    401,
+                    AUTHENTICATION,
+                    "The ChatGPT access token has expired and there is no refresh token. Run `codex login` again.",
+                )
+                .with_code("token_expired"),
+            );
+        }
+        Availability::Wait
+    }
+
+    /// Whether a refresh should start now.
+    pub fn refresh_due(&self, now: u64) -> bool {
+        if self.tokens.refresh_token.is_none() {
+            return false;
+        }
+        match &self.failure {
+            Some(f) if f.permanent || now < f.retry_at => return false,
+            _ => {}
+        }
+        let expiring = match self.tokens.expires_at {
+            Some(exp) => exp <= now.saturating_add(REFRESH_AHEAD_SECONDS),
+            None => self
+                .tokens
+                .last_refresh
+                .is_some_and(|at| now.saturating_sub(at) >= REFRESH_INTERVAL_SECONDS),
+        };
+        self.stale || expiring
+    }
+
+    /// A backend 401 for a request sent with `generation`: stale only if no refresh
+    /// has replaced that token since.
+    pub fn mark_stale(&mut self, generation: u64) -> bool {
+        let changed = self.generation == generation && !self.stale;
+        self.stale |= changed;
+        changed
+    }
+
+    /// New tokens from the token endpoint; absent fields keep their old value.
+    pub fn refreshed(&self, grant: Grant, now: u64) -> Self {
+        // The account id is re-derived from the new tokens' claims, else kept.
+        let mut tokens = ChatgptTokens::from_parts(
+            grant.access_token,
+            grant.refresh_token.or_else(|| self.tokens.refresh_token.clone()),
+            grant.id_token.or_else(|| self.tokens.id_token.clone()),
+            None,
+        );
+        if tokens.account_id.is_none() {
+            tokens.account_id = self.tokens.account_id.clone();
+        }
+        tokens.last_refresh = Some(now);
+        Self {
+            tokens,
+            generation: self.generation + 1,
+            source: self.source.clone(),
+            stale: false,
+            failure: None,
+        }
+    }
+
+    pub fn failed(&self, error: RefreshError, now: u64) -> Self {
+        let attempts = self.failure.as_ref().map_or(0, |f| f.attempts).saturating_add(1);
+        let backoff = FIRST_RETRY_SECONDS
+            .saturating_mul(1 << attempts.min(10).saturating_sub(1))
+            .min(MAX_RETRY_SECONDS);
+        Self {
+            failure: Some(Failure {
+                permanent: error.permanent,
+                code: error.code,
+                message: error.message,
+                attempts,
+                retry_at: now.saturating_add(backoff),
+            }),
+            ..self.clone()
+        }
+    }
+}
+
+fn relogin_error(failure: &Failure) -> ApiError {
+    ApiError::new(
+        401,
+        AUTHENTICATION,
+        format!(
+            "The ChatGPT login can no longer be refreshed ({}). Run `codex login` again and restart the wrapper.",
+            failure.code
+        ),
+    )
+    .with_code("refresh_token_invalid")
+}
+
+/// The credentials a request may use: `Ok(Some)` to send now, `Ok(None)` to wait for the
+/// refresh that is due, `Err` for a 401 no refresh can fix.
+pub fn for_request(record: Option<&TokenRecord>, now: u64) -> Result<Option<&ChatgptTokens>, ApiError> {
+    match record.map(|r| r.availability(now)) {
+        None => Err(crate::core::credentials::missing_credentials()),
+        Some(Availability::Usable(tokens)) => Ok(Some(tokens)),
+        Some(Availability::Wait) => Ok(None),
+        Some(Availability::Dead(error)) => Err(error),
+    }
+}
+
+/// How long a request may wait for a refresh before it gets a 503.
+pub const REFRESH_WAIT_SECONDS: u64 = 30;
+
+/// The 503 for a request that waited too long for a refresh.
+pub fn refresh_timeout() -> ApiError {
+    ApiError::new(
+        503,
+        SERVER,
+        "The ChatGPT access token is being refreshed and the refresh did not finish in time; retry shortly.",
+    )
+    .with_code("token_refresh_pending")
+    .with_retry_after(Some(5))
+}
+
+// --- the refresh protocol ----------------------------------------------------------------
+
+/// The OAuth client id of the Codex CLI (a public client, no secret).
+pub const DEFAULT_CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";
+
+#[derive(Serialize)]
+struct RefreshRequest<'a> {
+    client_id: &'a str,
+    grant_type: &'static str,
+    refresh_token: &'a str,
+}
+
+/// `POST /oauth/token` body, as the current official client sends it (no `scope`).
+pub fn refresh_body(client_id: &str, refresh_token: &str) -> Vec<u8> {
+    serde_json::to_vec(&RefreshRequest {
+        client_id,
+        grant_type: "refresh_token",
+        refresh_token,
+    })
+    .unwrap_or_default()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Grant {
+    pub access_token: String,
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    #[serde(default)]
+    pub id_token: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshError {
+    pub permanent: bool,
+    pub code: String,
+    /// Safe to log: never contains a token.
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+const PERMANENT_CODES: &[&str] = &[
+    "refresh_token_expired",
+    "refresh_token_reused",
+    "refresh_token_invalidated",
+];
+
+/// The token endpoint's answer; `status` is `None` when the call itself failed.
+pub fn parse_refresh_response(status: Option<u16>, body: &[u8]) -> Result<Grant, RefreshError> {
+    let status = match status {
+        Some(200) => {
+            return serde_json::from_slice::<Grant>(body)
+                .ok()
+                .filter(|g| !g.access_token.trim().is_empty())
+                .ok_or_else(|| RefreshError {
+                    permanent: false,
+                    code: "invalid_response".into(),
+                    message: "the token endpoint answered 200 without an access_token".into(),
+                });
+        }
+        Some(status) => status,
+        None => {
+            return Err(RefreshError {
+                permanent: false,
+                code: "unreachable".into(),
+                message: "the token endpoint could not be reached".into(),
+            });
+        }
+    };
+    let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
+    let code = parsed
+        .as_ref()
+        .and_then(|b| match &b.error {
+            Some(serde_json::Value::Object(o)) => o.get("code").and_then(|c| c.as_str()).map(str::to_string),
+            _ => None,
+        })
+        .or_else(|| parsed.as_ref().and_then(|b| b.code.clone()))
+        .or_else(|| {
+            parsed
+                .as_ref()
+                .and_then(|b| b.error.as_ref()?.as_str().map(str::to_string))
+        })
+        .unwrap_or_else(|| format!("http_{status}"));
+    let detail = parsed.and_then(|b| b.error_description).unwrap_or_default();
+    let permanent = PERMANENT_CODES.contains(&code.as_str()) || status == 401;
+    Err(RefreshError {
+        permanent,
+        message: format!(
+            "the token endpoint answered HTTP {status} ({code}){}",
+            if detail.is_empty() {
+                String::new()
+            } else {
+                format!(": {detail}")
+            }
+        ),
+        code,
+    })
+}
+
+// --- the refresh lease ---------------------------------------------------------------------
+
+/// Who may refresh: one VM at a time, until `until` (Unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub holder: u64,
+    pub until: u64,
+}
+
+impl Lease {
+    /// `current` is what shared data holds; a lease whose holder died runs out.
+    pub fn may_take(current: Option<&Lease>, me: u64, now: u64) -> bool {
+        current.is_none_or(|l| l.holder == me || l.until <= now)
+    }
+}
+
+#[cfg(test)]
+#[path = "token_state_tests.rs"]
+mod tests;
