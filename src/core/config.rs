@@ -70,6 +70,19 @@ pub struct Config {
     pub max_request_body_bytes: usize,
     /// Envoy runs with `allow_on_headers_stop_iteration`, so headers may wait for the body.
     pub hold_headers: bool,
+    /// What this plugin instance is (`FILTER_ROLE`, set by the rendered configuration).
+    pub role: FilterRole,
+    /// An upstream instance (`FilterRole::Credentials`) attaches the ChatGPT credentials to
+    /// every attempt, so Envoy's retry after a backend 401 goes out with the refreshed token.
+    pub credentials_upstream: bool,
+}
+
+/// The same module runs as the main filter (listener) and, optionally, as the cluster's
+/// upstream filter that only attaches credentials.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterRole {
+    Main,
+    Credentials,
 }
 
 /// Where configuration values come from: the plugin configuration wins over the environment.
@@ -152,6 +165,12 @@ impl Config {
                 DEFAULT_MAX_REQUEST_BODY_BYTES,
             )?,
             hold_headers: flag(var("ENVOY_HOLD_HEADERS"), "ENVOY_HOLD_HEADERS")?,
+            role: match var("FILTER_ROLE").map(|r| r.trim().to_ascii_lowercase()).as_deref() {
+                None | Some("main") => FilterRole::Main,
+                Some("credentials") => FilterRole::Credentials,
+                Some(other) => return Err(allowed("FILTER_ROLE", other, &["main", "credentials"])),
+            },
+            credentials_upstream: flag(var("CREDENTIALS_UPSTREAM"), "CREDENTIALS_UPSTREAM")?,
         })
     }
 }

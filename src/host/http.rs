@@ -106,6 +106,10 @@ impl Http {
         }
         let record = self.shared.tokens.read();
         let tokens = token_state::for_request(record.as_ref(), now)?.cloned();
+        if self.shared.config.credentials_upstream {
+            // The cluster's upstream instance attaches them (and waits for a refresh).
+            return Ok(None);
+        }
         if tokens.is_some() {
             self.generation = record.map(|r| r.generation);
         }
@@ -113,7 +117,8 @@ impl Http {
     }
 
     fn must_wait(&self, tokens: &Option<ChatgptTokens>) -> bool {
-        self.shared.config.auth.is_chatgpt() && tokens.is_none()
+        let cfg = &self.shared.config;
+        cfg.auth.is_chatgpt() && !cfg.credentials_upstream && tokens.is_none()
     }
 
     /// Parks this request until the root context has a usable token (or gives up).
@@ -180,28 +185,6 @@ impl Http {
             }
         }
         Action::Continue
-    }
-}
-
-impl Http {
-    /// The backend refused the token this request carried: unless a refresh already
-    /// replaced it, mark it stale so the refresher runs now rather than at expiry.
-    fn token_rejected(&mut self) {
-        let Some(generation) = self
-            .generation
-            .or_else(|| self.shared.take_resumed(self.context_id))
-        else {
-            return;
-        };
-        let marked = self.shared.tokens.update(|current| {
-            let mut record = current?.clone();
-            record.mark_stale(generation).then_some(record)
-        });
-        if marked.is_some() {
-            warn!(
-                "codex filter: the backend rejected the access token (generation {generation}); refreshing it"
-            );
-        }
     }
 }
 
@@ -335,8 +318,11 @@ impl HttpContext for Http {
         let find = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
         let status = find(":status").and_then(|s| s.parse().ok()).unwrap_or(502);
         let via_upstream = details == b"via_upstream";
-        if via_upstream && status == 401 && self.shared.config.auth.is_chatgpt() {
-            self.token_rejected();
+        let credentials_here = self.shared.config.auth.is_chatgpt() && !self.shared.config.credentials_upstream;
+        if via_upstream && status == 401 && credentials_here {
+            if let Some(generation) = self.generation.or_else(|| self.shared.take_resumed(self.context_id)) {
+                self.shared.token_rejected(generation);
+            }
         }
         let head = ResponseHead {
             status,

@@ -2,6 +2,7 @@
 //! hands it to the core and writes back what the core decided.
 
 mod abi;
+mod credentials_http;
 mod http;
 mod metrics;
 mod root;

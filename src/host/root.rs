@@ -13,12 +13,13 @@ use proxy_wasm::hostcalls::set_effective_context;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, MapType};
 
-use crate::core::config::{Config, plugin_values};
+use crate::core::config::{Config, FilterRole, plugin_values};
 use crate::core::credentials::ChatgptTokens;
 use crate::core::instructions::Fetch;
 use crate::core::request::Reply;
 use crate::core::session::fingerprint;
 use crate::core::token_state::{self, Availability, TokenRecord};
+use crate::host::credentials_http::CredentialsHttp;
 use crate::host::http::Http;
 use crate::host::metrics::Metrics;
 use crate::host::token_store::TokenStore;
@@ -53,6 +54,27 @@ impl Shared {
         let mut resumed = self.resumed.borrow_mut();
         let at = resumed.iter().position(|(id, _)| *id == context_id)?;
         Some(resumed.swap_remove(at).1)
+    }
+
+    /// Puts the ChatGPT credentials on the current request's upstream headers.
+    pub fn attach(&self, tokens: &ChatgptTokens) {
+        let cfg = &self.config;
+        let _ = abi::set_header(MapType::HttpRequestHeaders, &cfg.auth.header, &cfg.auth.value(&tokens.access_token));
+        if let Some(account) = &tokens.account_id {
+            let _ = abi::set_header(MapType::HttpRequestHeaders, "chatgpt-account-id", account);
+        }
+    }
+
+    /// The backend refused the token of `generation`: unless a refresh already replaced it,
+    /// mark it stale so the refresher runs now rather than at expiry.
+    pub fn token_rejected(&self, generation: u64) {
+        let marked = self.tokens.update(|current| {
+            let mut record = current?.clone();
+            record.mark_stale(generation).then_some(record)
+        });
+        if marked.is_some() {
+            warn!("codex filter: the backend rejected the access token (generation {generation}); refreshing it");
+        }
     }
 
     /// A request ends: it no longer waits for anything.
@@ -198,7 +220,10 @@ impl RootContext for Root {
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let shared = self.shared.clone()?;
-        Some(Box::new(Http::new(shared, context_id)))
+        Some(match shared.config.role {
+            FilterRole::Main => Box::new(Http::new(shared, context_id)),
+            FilterRole::Credentials => Box::new(CredentialsHttp::new(shared, context_id)),
+        })
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -1,0 +1,69 @@
+//! The upstream instance of the filter (`FILTER_ROLE=credentials`, in the Codex cluster's
+//! filter chain): it runs once per upstream attempt, so when the backend answers 401 and
+//! Envoy retries, the retry carries the token the refresher fetched in between.
+
+use std::rc::Rc;
+
+use log::warn;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+
+use crate::core::request::Reply;
+use crate::core::token_state::{self, REFRESH_WAIT_SECONDS};
+use crate::host::root::{Shared, Waiter};
+use crate::host::{abi, unix_now};
+
+pub struct CredentialsHttp {
+    shared: Rc<Shared>,
+    context_id: u32,
+    generation: Option<u64>,
+}
+
+impl CredentialsHttp {
+    pub fn new(shared: Rc<Shared>, context_id: u32) -> Self {
+        Self { shared, context_id, generation: None }
+    }
+}
+
+impl Context for CredentialsHttp {}
+
+impl HttpContext for CredentialsHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let now = unix_now(self);
+        let record = self.shared.tokens.read();
+        match token_state::for_request(record.as_ref(), now) {
+            Ok(Some(tokens)) => {
+                self.generation = record.as_ref().map(|r| r.generation);
+                self.shared.attach(tokens);
+                Action::Continue
+            }
+            Ok(None) => {
+                let deadline = now + REFRESH_WAIT_SECONDS;
+                self.shared.waiters.borrow_mut().push(Waiter { context_id: self.context_id, deadline });
+                Action::Pause
+            }
+            Err(error) => {
+                let reply = Reply::from(error);
+                if let Err(status) = abi::send_response(reply.status, &reply.headers, &reply.body) {
+                    warn!("codex filter: local reply {} failed: {status:?}", reply.status);
+                }
+                Action::Pause
+            }
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let unauthorized = self.get_http_response_header(":status").as_deref() == Some("401");
+        if unauthorized {
+            let generation = self.generation.or_else(|| self.shared.take_resumed(self.context_id));
+            if let Some(generation) = generation {
+                self.shared.token_rejected(generation);
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        self.shared.forget(self.context_id);
+    }
+}
