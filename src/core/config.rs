@@ -67,6 +67,8 @@ pub struct Config {
     pub refresh_url: UpstreamUrl,
     /// `CHATGPT_LOCAL_CLIENT_ID`
     pub client_id: String,
+    /// `TOKEN_STORE=etcd`: the etcd endpoint (reached through the `etcd` cluster) and key.
+    pub etcd: Option<(UpstreamUrl, String)>,
     pub max_request_body_bytes: usize,
     /// Envoy runs with `allow_on_headers_stop_iteration`, so headers may wait for the body.
     pub hold_headers: bool,
@@ -157,6 +159,22 @@ impl Config {
                 },
                 Ok,
             )?,
+            etcd: match var("TOKEN_STORE")
+                .map(|v| v.trim().to_ascii_lowercase())
+                .as_deref()
+            {
+                None | Some("memory") => None,
+                Some("etcd") => Some((
+                    optional_url("ETCD_ENDPOINT")?.ok_or_else(|| {
+                        ConfigError::new("ETCD_ENDPOINT", "must be set when TOKEN_STORE=etcd")
+                    })?,
+                    var("ETCD_KEY").map_or_else(
+                        || crate::core::etcd::DEFAULT_KEY.to_string(),
+                        |k| k.trim().to_string(),
+                    ),
+                )),
+                Some(other) => return Err(allowed("TOKEN_STORE", other, &["memory", "etcd"])),
+            },
             client_id: var("CHATGPT_LOCAL_CLIENT_ID")
                 .map_or_else(|| DEFAULT_CLIENT_ID.to_string(), |c| c.trim().to_string()),
             max_request_body_bytes: positive(
@@ -165,7 +183,10 @@ impl Config {
                 DEFAULT_MAX_REQUEST_BODY_BYTES,
             )?,
             hold_headers: flag(var("ENVOY_HOLD_HEADERS"), "ENVOY_HOLD_HEADERS")?,
-            role: match var("FILTER_ROLE").map(|r| r.trim().to_ascii_lowercase()).as_deref() {
+            role: match var("FILTER_ROLE")
+                .map(|r| r.trim().to_ascii_lowercase())
+                .as_deref()
+            {
                 None | Some("main") => FilterRole::Main,
                 Some("credentials") => FilterRole::Credentials,
                 Some(other) => return Err(allowed("FILTER_ROLE", other, &["main", "credentials"])),
@@ -274,6 +295,19 @@ mod tests {
             assert_eq!(err.variable, *variable);
             assert!(err.to_string().contains(expected), "{err}");
         }
+    }
+
+    #[test]
+    fn etcd_needs_an_endpoint() {
+        let err = load(&[("TOKEN_STORE", "etcd")]).err().map(|e| e.variable);
+        assert_eq!(err, Some("ETCD_ENDPOINT"));
+        let cfg = load(&[
+            ("TOKEN_STORE", "ETCD"),
+            ("ETCD_ENDPOINT", "http://127.0.0.1:2379"),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let (url, key) = cfg.etcd.unwrap_or_else(|| panic!("no etcd"));
+        assert_eq!((url.port, key.as_str()), (2379, crate::core::etcd::DEFAULT_KEY));
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod config_values;
 pub mod credentials;
 pub mod data_url;
 pub mod error;
+pub mod etcd;
 pub mod forward;
 pub mod gate;
 pub mod identity;

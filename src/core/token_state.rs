@@ -40,6 +40,9 @@ pub struct TokenRecord {
     pub stale: bool,
     #[serde(default)]
     pub failure: Option<Failure>,
+    /// With an external store: this record was reconciled with it since start-up.
+    #[serde(default)]
+    pub store_synced: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +72,7 @@ impl TokenRecord {
             source,
             stale: false,
             failure: None,
+            store_synced: false,
         }
     }
 
@@ -141,9 +145,9 @@ impl TokenRecord {
         Self {
             tokens,
             generation: self.generation + 1,
-            source: self.source.clone(),
             stale: false,
             failure: None,
+            ..self.clone()
         }
     }
 

@@ -21,7 +21,11 @@ pub struct CredentialsHttp {
 
 impl CredentialsHttp {
     pub fn new(shared: Rc<Shared>, context_id: u32) -> Self {
-        Self { shared, context_id, generation: None }
+        Self {
+            shared,
+            context_id,
+            generation: None,
+        }
     }
 }
 
@@ -39,7 +43,10 @@ impl HttpContext for CredentialsHttp {
             }
             Ok(None) => {
                 let deadline = now + REFRESH_WAIT_SECONDS;
-                self.shared.waiters.borrow_mut().push(Waiter { context_id: self.context_id, deadline });
+                self.shared.waiters.borrow_mut().push(Waiter {
+                    context_id: self.context_id,
+                    deadline,
+                });
                 Action::Pause
             }
             Err(error) => {
@@ -55,7 +62,9 @@ impl HttpContext for CredentialsHttp {
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let unauthorized = self.get_http_response_header(":status").as_deref() == Some("401");
         if unauthorized {
-            let generation = self.generation.or_else(|| self.shared.take_resumed(self.context_id));
+            let generation = self
+                .generation
+                .or_else(|| self.shared.take_resumed(self.context_id));
             if let Some(generation) = generation {
                 self.shared.token_rejected(generation);
             }

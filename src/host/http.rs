@@ -318,9 +318,13 @@ impl HttpContext for Http {
         let find = |name: &str| headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
         let status = find(":status").and_then(|s| s.parse().ok()).unwrap_or(502);
         let via_upstream = details == b"via_upstream";
-        let credentials_here = self.shared.config.auth.is_chatgpt() && !self.shared.config.credentials_upstream;
+        let credentials_here =
+            self.shared.config.auth.is_chatgpt() && !self.shared.config.credentials_upstream;
         if via_upstream && status == 401 && credentials_here {
-            if let Some(generation) = self.generation.or_else(|| self.shared.take_resumed(self.context_id)) {
+            if let Some(generation) = self
+                .generation
+                .or_else(|| self.shared.take_resumed(self.context_id))
+            {
                 self.shared.token_rejected(generation);
             }
         }

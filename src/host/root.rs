@@ -15,10 +15,12 @@ use proxy_wasm::types::{ContextType, MapType};
 
 use crate::core::config::{Config, FilterRole, plugin_values};
 use crate::core::credentials::ChatgptTokens;
+use crate::core::etcd;
 use crate::core::instructions::Fetch;
 use crate::core::request::Reply;
 use crate::core::session::fingerprint;
-use crate::core::token_state::{self, Availability, TokenRecord};
+use crate::core::token_state::{self, Availability, Lease, TokenRecord};
+use crate::core::url::UpstreamUrl;
 use crate::host::credentials_http::CredentialsHttp;
 use crate::host::http::Http;
 use crate::host::metrics::Metrics;
@@ -30,6 +32,9 @@ const REFRESH_TIMEOUT: Duration = Duration::from_secs(20);
 const IDLE_TICK: Duration = Duration::from_secs(1);
 const BUSY_TICK: Duration = Duration::from_millis(100);
 pub const OAUTH_CLUSTER: &str = "oauth";
+pub const ETCD_CLUSTER: &str = "etcd";
+const STORE_TIMEOUT: Duration = Duration::from_secs(5);
+const STORE_RETRY_SECONDS: u64 = 5;
 
 /// What every request of this VM shares.
 pub struct Shared {
@@ -59,7 +64,11 @@ impl Shared {
     /// Puts the ChatGPT credentials on the current request's upstream headers.
     pub fn attach(&self, tokens: &ChatgptTokens) {
         let cfg = &self.config;
-        let _ = abi::set_header(MapType::HttpRequestHeaders, &cfg.auth.header, &cfg.auth.value(&tokens.access_token));
+        let _ = abi::set_header(
+            MapType::HttpRequestHeaders,
+            &cfg.auth.header,
+            &cfg.auth.value(&tokens.access_token),
+        );
         if let Some(account) = &tokens.account_id {
             let _ = abi::set_header(MapType::HttpRequestHeaders, "chatgpt-account-id", account);
         }
@@ -73,7 +82,9 @@ impl Shared {
             record.mark_stale(generation).then_some(record)
         });
         if marked.is_some() {
-            warn!("codex filter: the backend rejected the access token (generation {generation}); refreshing it");
+            warn!(
+                "codex filter: the backend rejected the access token (generation {generation}); refreshing it"
+            );
         }
     }
 
@@ -97,6 +108,17 @@ pub struct Waiter {
 
 enum Call {
     Instructions(usize),
+    /// The OAuth refresh; with a store, the revision of our lock there.
+    Refresh(Option<u64>),
+    EtcdRead(Purpose),
+    EtcdLock,
+    /// Storing a record (the start-up reconciliation, or a refresh's outcome).
+    EtcdWrite,
+}
+
+#[derive(Clone, Copy)]
+enum Purpose {
+    Sync,
     Refresh,
 }
 
@@ -107,6 +129,8 @@ pub struct Root {
     /// This VM's identity in the refresh lease.
     me: u64,
     tick: Duration,
+    /// Until when the token store is left alone after a failure or a lost race.
+    store_retry_at: u64,
 }
 
 impl Default for Root {
@@ -117,6 +141,7 @@ impl Default for Root {
             calls: Vec::new(),
             me: RandomState::new().hash_one(0u8),
             tick: Duration::ZERO,
+            store_retry_at: 0,
         }
     }
 }
@@ -134,7 +159,8 @@ impl Context for Root {
         let now = unix_now(self);
         match call {
             Call::Instructions(index) => self.instructions_arrived(index, status, &body, now),
-            Call::Refresh => self.refresh_arrived(status, &body, now),
+            Call::Refresh(lock) => self.refresh_arrived(status, &body, lock, now),
+            store_call => self.etcd_arrived(store_call, status, &body, now),
         }
     }
 }
@@ -214,7 +240,10 @@ impl RootContext for Root {
             .shared
             .as_ref()
             .is_some_and(|s| !s.waiters.borrow().is_empty())
-            || self.calls.iter().any(|(_, c)| matches!(c, Call::Refresh));
+            || self
+                .calls
+                .iter()
+                .any(|(_, c)| !matches!(c, Call::Instructions(_)));
         self.set_tick(if busy { BUSY_TICK } else { IDLE_TICK });
     }
 
@@ -291,24 +320,53 @@ impl Root {
         }
     }
 
-    /// Starts a refresh when one is due and this VM wins the lease.
+    /// Starts the next step of the token lifecycle when one is due and this VM wins the
+    /// lease: reconciling with the external store after start-up, or a refresh.
     fn maybe_refresh(&mut self, now: u64) {
         let Some(shared) = self.shared.clone() else {
             return;
         };
-        if !shared.config.auth.is_chatgpt() || self.calls.iter().any(|(_, c)| matches!(c, Call::Refresh)) {
+        let busy = self
+            .calls
+            .iter()
+            .any(|(_, c)| !matches!(c, Call::Instructions(_)));
+        if !shared.config.auth.is_chatgpt() || busy || now < self.store_retry_at {
             return;
         }
-        let Some(record) = shared.tokens.read().filter(|r| r.refresh_due(now)) else {
+        let Some(record) = shared.tokens.read() else {
             return;
         };
-        let Some(refresh_token) = record.tokens.refresh_token.as_deref() else {
+        let sync_due = shared.config.etcd.is_some() && !record.store_synced;
+        if !sync_due && !record.refresh_due(now) {
             return;
-        };
+        }
         if !shared.tokens.take_lease(self.me, now) {
             return;
         }
         shared.metrics.lease_taken();
+        match &shared.config.etcd {
+            Some((endpoint, key)) => {
+                let purpose = if sync_due { Purpose::Sync } else { Purpose::Refresh };
+                self.etcd_call(
+                    endpoint,
+                    etcd::RANGE_PATH,
+                    etcd::range_body(key),
+                    Call::EtcdRead(purpose),
+                    now,
+                );
+            }
+            None => self.start_oauth(&record, None, now),
+        }
+    }
+
+    fn start_oauth(&mut self, record: &TokenRecord, lock_revision: Option<u64>, now: u64) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let Some(refresh_token) = record.tokens.refresh_token.as_deref() else {
+            shared.tokens.release_lease(self.me);
+            return;
+        };
         let cfg = &shared.config;
         let body = token_state::refresh_body(&cfg.client_id, refresh_token);
         let user_agent = cfg.identity.user_agent();
@@ -321,17 +379,17 @@ impl Root {
             ("user-agent", user_agent.as_str()),
         ];
         match self.dispatch_http_call(OAUTH_CLUSTER, headers, Some(&body), vec![], REFRESH_TIMEOUT) {
-            Ok(token) => self.calls.push((token, Call::Refresh)),
+            Ok(token) => self.calls.push((token, Call::Refresh(lock_revision))),
             Err(status) => {
                 warn!(
                     "codex filter: cannot call cluster {OAUTH_CLUSTER} ({status:?}); is it in the Envoy configuration?"
                 );
-                self.refresh_arrived(None, b"", now);
+                self.refresh_arrived(None, b"", lock_revision, now);
             }
         }
     }
 
-    fn refresh_arrived(&mut self, status: Option<u16>, body: &[u8], now: u64) {
+    fn refresh_arrived(&mut self, status: Option<u16>, body: &[u8], lock_revision: Option<u64>, now: u64) {
         let Some(shared) = self.shared.clone() else {
             return;
         };
@@ -343,8 +401,7 @@ impl Root {
                 Err(error) => current.failed(error.clone(), now),
             })
         });
-        shared.tokens.release_lease(self.me);
-        match (&outcome, written) {
+        match (&outcome, &written) {
             (Ok(_), Some(record)) => {
                 shared.metrics.refresh(true, false);
                 info!(
@@ -377,6 +434,153 @@ impl Root {
             (_, None) => warn!("codex filter: could not store the token refresh outcome in shared data"),
         }
         self.serve_waiters(now);
+        // With a store, the outcome (new tokens, or the failure) replaces our lock there.
+        match (lock_revision, written, &shared.config.etcd) {
+            (Some(revision), Some(record), Some((endpoint, key))) => {
+                let stored = etcd::Stored { record, lock: None };
+                self.etcd_call(
+                    endpoint,
+                    etcd::TXN_PATH,
+                    etcd::txn_body(key, revision, &stored),
+                    Call::EtcdWrite,
+                    now,
+                );
+            }
+            _ => shared.tokens.release_lease(self.me),
+        }
+    }
+
+    fn etcd_call(&mut self, endpoint: &UpstreamUrl, path: &str, body: Vec<u8>, call: Call, now: u64) {
+        let headers = vec![
+            (":method", "POST"),
+            (":path", path),
+            (":authority", endpoint.host.as_str()),
+            ("content-type", "application/json"),
+        ];
+        match self.dispatch_http_call(ETCD_CLUSTER, headers, Some(&body), vec![], STORE_TIMEOUT) {
+            Ok(token) => self.calls.push((token, call)),
+            Err(status) => {
+                warn!(
+                    "codex filter: cannot call cluster {ETCD_CLUSTER} ({status:?}); is it in the Envoy configuration?"
+                );
+                self.store_failed("etcd is not configured as a cluster", now);
+            }
+        }
+    }
+
+    /// The store could not be used: try again later; a due refresh waits for it, because
+    /// refreshing without the store could spend a refresh token another replica rotated.
+    fn store_failed(&mut self, problem: &str, now: u64) {
+        warn!("codex filter: token store: {problem}; retrying in {STORE_RETRY_SECONDS}s");
+        self.store_retry_at = now + STORE_RETRY_SECONDS;
+        if let Some(shared) = &self.shared {
+            shared.tokens.release_lease(self.me);
+        }
+    }
+
+    fn etcd_arrived(&mut self, call: Call, status: Option<u16>, body: &[u8], now: u64) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let Some((endpoint, key)) = shared.config.etcd.clone() else {
+            return;
+        };
+        let Some(ours) = shared.tokens.read() else {
+            shared.tokens.release_lease(self.me);
+            return;
+        };
+        let snapshot = match call {
+            Call::EtcdRead(_) => etcd::parse_range(status, body),
+            _ => match etcd::parse_txn(status, body) {
+                Ok(etcd::TxnOutcome::Committed(revision)) => {
+                    match call {
+                        Call::EtcdLock => return self.start_oauth(&ours, Some(revision), now),
+                        Call::EtcdWrite => self.mark_synced(&shared),
+                        _ => {}
+                    }
+                    shared.tokens.release_lease(self.me);
+                    return;
+                }
+                Ok(etcd::TxnOutcome::Conflict(snapshot)) => Ok(snapshot),
+                Err(problem) => Err(problem),
+            },
+        };
+        let snapshot = match snapshot {
+            Ok(snapshot) => snapshot,
+            Err(problem) => return self.store_failed(&problem, now),
+        };
+        if let Some(theirs) = snapshot
+            .stored
+            .as_ref()
+            .map(|s| &s.record)
+            .filter(|r| etcd::is_newer(r, &ours))
+        {
+            self.adopt(&shared, theirs.clone(), &ours);
+            return shared.tokens.release_lease(self.me);
+        }
+        match call {
+            Call::EtcdRead(Purpose::Sync) if snapshot.stored.is_some() => {
+                // The store already holds this login: nothing to write.
+                self.mark_synced(&shared);
+                shared.tokens.release_lease(self.me);
+            }
+            Call::EtcdRead(Purpose::Sync) => {
+                let stored = etcd::Stored {
+                    record: ours,
+                    lock: None,
+                };
+                let body = etcd::txn_body(&key, snapshot.mod_revision, &stored);
+                self.etcd_call(&endpoint, etcd::TXN_PATH, body, Call::EtcdWrite, now);
+            }
+            Call::EtcdRead(Purpose::Refresh) if snapshot.locked_by_other(self.me, now) => {
+                info!(
+                    "codex filter: another replica is refreshing the ChatGPT token; waiting for its result"
+                );
+                self.store_retry_at = now + 1;
+                shared.tokens.release_lease(self.me);
+            }
+            Call::EtcdRead(Purpose::Refresh) => {
+                let lock = Lease {
+                    holder: self.me,
+                    until: now + etcd::LOCK_SECONDS,
+                };
+                let stored = etcd::Stored {
+                    record: ours,
+                    lock: Some(lock),
+                };
+                let body = etcd::txn_body(&key, snapshot.mod_revision, &stored);
+                self.etcd_call(&endpoint, etcd::TXN_PATH, body, Call::EtcdLock, now);
+            }
+            // A lock or write lost a race to another replica whose record is not newer
+            // (for example its lock): try again on a later tick.
+            _ => {
+                self.store_retry_at = now + 1;
+                shared.tokens.release_lease(self.me);
+            }
+        }
+    }
+
+    /// Takes a newer record (another replica's refresh, or a newer login) from the store.
+    fn adopt(&self, shared: &Shared, theirs: TokenRecord, ours: &TokenRecord) {
+        let adopted = TokenRecord {
+            source: ours.source.clone(),
+            store_synced: true,
+            ..theirs
+        };
+        let generation = adopted.generation;
+        if shared.tokens.update(|_| Some(adopted.clone())).is_some() {
+            info!("codex filter: took newer ChatGPT tokens from the token store (generation {generation})");
+        }
+    }
+
+    fn mark_synced(&self, shared: &Shared) {
+        shared.tokens.update(|current| {
+            let record = current?;
+            (!record.store_synced).then(|| TokenRecord {
+                store_synced: true,
+                ..record.clone()
+            })
+        });
     }
 
     /// Resumes the requests that waited for a token, fails them when no token will come,
