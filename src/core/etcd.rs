@@ -168,7 +168,7 @@ pub enum TxnOutcome {
     /// Written; the key is now at this revision.
     Committed(u64),
     /// Someone wrote first; this is what the key holds now.
-    Conflict(Snapshot),
+    Conflict(Box<Snapshot>),
 }
 
 #[derive(Deserialize)]
@@ -216,7 +216,7 @@ pub fn parse_txn(status: Option<u16>, body: &[u8]) -> Result<TxnOutcome, String>
         .find_map(|r| r.response_range)
         .map(|r| r.kvs)
         .unwrap_or_default();
-    snapshot(&kvs).map(TxnOutcome::Conflict)
+    snapshot(&kvs).map(|s| TxnOutcome::Conflict(Box::new(s)))
 }
 
 /// Whether `candidate` holds a later login or refresh than `current` (and should replace it).

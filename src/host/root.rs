@@ -501,7 +501,7 @@ impl Root {
                     shared.tokens.release_lease(self.me);
                     return;
                 }
-                Ok(etcd::TxnOutcome::Conflict(snapshot)) => Ok(snapshot),
+                Ok(etcd::TxnOutcome::Conflict(snapshot)) => Ok(*snapshot),
                 Err(problem) => Err(problem),
             },
         };
