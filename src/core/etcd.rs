@@ -325,10 +325,10 @@ mod tests {
         let conflict = json!({"header": {"revision": "14"}, "responses": [{"response_range": {"kvs": [kv(&theirs, 14)]}}]});
         assert_eq!(
             parse_txn(Some(200), conflict.to_string().as_bytes()).unwrap(),
-            TxnOutcome::Conflict(Snapshot {
+            TxnOutcome::Conflict(Box::new(Snapshot {
                 stored: Some(theirs),
                 mod_revision: 14
-            })
+            }))
         );
         assert!(parse_txn(Some(500), b"").is_err());
     }
