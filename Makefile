@@ -2,6 +2,7 @@
 #
 #   make run    build the filter, render the Envoy config from .dev.vars + env, start Envoy
 #   make test   lint, unit tests, build, config validation, end-to-end tests (what CI runs)
+#   make build compose-config && docker compose up    the same on the official Envoy image
 
 SHELL        := bash
 .SHELLFLAGS  := -euo pipefail -c
@@ -18,7 +19,22 @@ VENV_STAMP   := $(VENV)/.requirements.stamp
 REQUIREMENTS := tests/requirements.txt
 SYSTEM_CA    := /etc/ssl/certs/ca-certificates.crt
 
-.PHONY: all venv wasm-target build lint unit e2e validate test run clean
+# docker compose: the configuration docker-compose.yml mounts, with container paths.
+COMPOSE_CONFIG ?= target/envoy/compose.yaml
+DEV_VARS       ?= .dev.vars
+CONTAINER_WASM := /etc/envoy/codex_openai_wrapper.wasm
+
+# `make validate` also renders every optional upstream at once (placeholder URLs: Envoy only
+# resolves them when a request needs them).
+VALIDATE_ALL_UPSTREAMS := \
+  UPSTREAM_BASE_URL=https://api.openai.com/v1/ \
+  OLLAMA_API_URL=http://127.0.0.1:11434/ollama \
+  INSTRUCTIONS_BASE_URL=https://raw.githubusercontent.com/example/prompts/main/prompt.md \
+  INSTRUCTIONS_CODEX_URL=https://raw.githubusercontent.com/example/prompts/main/codex.md \
+  TOKEN_STORE=etcd ETCD_ENDPOINT=http://127.0.0.1:2379 \
+  CORS_ALLOW_ORIGINS=https://app.example.com,http://localhost:3000
+
+.PHONY: all venv wasm-target build lint unit e2e validate test run compose-config clean
 
 all: build
 
@@ -49,8 +65,9 @@ unit:
 	cargo test
 
 # Render with defaults only (no .dev.vars, no stray environment) and let Envoy load it,
-# module included, in both header modes (`make validate WASM=other.wasm` to try another module). Machines without the Debian CA bundle validate
-# against certifi's (installed in the venv with requests).
+# module included, in both header modes, then once more with every optional upstream set
+# (`make validate WASM=other.wasm` to try another module). Machines without the Debian CA
+# bundle validate against certifi's (installed in the venv with requests).
 validate: build venv
 	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	ca='$(SYSTEM_CA)'; [ -f "$$ca" ] || ca=$$($(VENV_PY) -c 'import certifi; print(certifi.where())'); \
@@ -58,7 +75,10 @@ validate: build venv
 	  env -i PATH="$$PATH" ENVOY_PORTABLE=$$portable ENVOY_CA_BUNDLE="$$ca" \
 	    $(VENV_PY) envoy/render.py --env-file /dev/null --wasm $(WASM) --out "$$tmp/envoy-$$portable.yaml"; \
 	  $(VENV_ENVOY) --mode validate -c "$$tmp/envoy-$$portable.yaml" --log-level warn; \
-	done
+	done; \
+	env -i PATH="$$PATH" ENVOY_CA_BUNDLE="$$ca" $(VALIDATE_ALL_UPSTREAMS) \
+	  $(VENV_PY) envoy/render.py --env-file /dev/null --wasm $(WASM) --out "$$tmp/envoy-all.yaml"; \
+	$(VENV_ENVOY) --mode validate -c "$$tmp/envoy-all.yaml" --log-level warn
 
 e2e: build venv
 	$(VENV_PY) -m pytest -q tests
@@ -67,6 +87,13 @@ test: venv wasm-target lint unit build validate e2e
 
 run: venv build
 	$(VENV_PY) envoy/run.py
+
+# From $(DEV_VARS) alone, not the shell environment: compose gives the container only that
+# file, so the clusters here must come from the same values the filter will see.
+compose-config:
+	env -i PATH="$$PATH" $(PYTHON) envoy/render.py --env-file $(DEV_VARS) --out $(COMPOSE_CONFIG) \
+	  --wasm-path-in-config $(CONTAINER_WASM) --listen-port 8787 --listen-address 0.0.0.0
+	@echo "rendered $(COMPOSE_CONFIG); start with: docker compose up"
 
 clean:
 	cargo clean

@@ -2,6 +2,7 @@
 """Render the Envoy bootstrap for codex-openai-wrapper.
 
 Usage: python3 envoy/render.py --out PATH [--env-file .dev.vars] [--wasm PATH]
+                              [--wasm-path-in-config PATH] [--listen-port PORT] [--listen-address ADDR]
 
 Settings are the values of `.dev.vars` (if present) overridden by the process
 environment. The output is JSON (valid YAML, so the file may be named `.yaml`).
@@ -30,6 +31,8 @@ DEFAULT_ENV_FILE = REPO_ROOT / ".dev.vars"
 DEFAULT_WASM = REPO_ROOT / "target" / "wasm32-wasip1" / "release" / "codex_openai_wrapper.wasm"
 
 DEFAULT_CHATGPT_RESPONSES_URL = "https://chatgpt.com/backend-api/codex/responses"
+DEFAULT_WIRE_API_PATH = "/responses"
+DEFAULT_REFRESH_TOKEN_URL = "https://auth.openai.com/oauth/token"
 DEFAULT_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 DEFAULT_MAX_REQUEST_BODY_BYTES = 16 * 1024 * 1024
 # Headroom above the largest body: headers and framing share the connection buffer.
@@ -38,11 +41,23 @@ CONNECT_TIMEOUT = "10s"
 UPSTREAM_IDLE_TIMEOUT = "300s"
 
 PLUGIN_NAME = "codex_openai_wrapper"
+VIRTUAL_HOST = "any"
+
+# Cluster names: the filter addresses its dispatch_http_call targets by these names.
 CODEX_CLUSTER = "codex"
+OLLAMA_CLUSTER = "ollama"
+OAUTH_CLUSTER = "oauth"
+ETCD_CLUSTER = "etcd"
+INSTRUCTIONS_BASE_CLUSTER = "instructions_base"
+INSTRUCTIONS_CODEX_CLUSTER = "instructions_codex"
+
+TOKEN_STORES = ("memory", "etcd")
 
 # Variables the filter reads from Envoy's process environment (host_env_keys).
 # A name that is absent from the environment is harmless: Envoy starts and the filter
 # simply sees the variable as unset (checked with Envoy 1.40).
+# Render-only settings (PORT, LISTEN_ADDRESS, ENVOY_*, STREAM_IDLE_TIMEOUT_SECONDS,
+# CORS_ALLOW_ORIGINS) are not listed: they shape the Envoy configuration itself.
 FILTER_VARIABLES: List[str] = [
     "OPENAI_API_KEY",
     "OPENAI_CODEX_AUTH",
@@ -70,11 +85,22 @@ FILTER_VARIABLES: List[str] = [
     "FORWARD_CLIENT_HEADERS_OVERRIDE_CODEX",
     "FORWARD_CLIENT_HEADERS_CODEX_VERSION",
     "FORWARD_CLIENT_HEADERS_CODEX_ORIGINATOR",
+    "FORWARD_CLIENT_HEADERS_CODEX_OS_TYPE",
+    "FORWARD_CLIENT_HEADERS_CODEX_OS_VERSION",
+    "FORWARD_CLIENT_HEADERS_CODEX_ARCH",
+    "FORWARD_CLIENT_HEADERS_CODEX_EDITOR",
     "CODEX_INTERNAL_ORIGINATOR_OVERRIDE",
     "CODEX_ORIGINATOR",
     "CODEX_CLIENT_VERSION",
     "CODEX_USER_AGENT",
+    "TERM_PROGRAM",
+    "TERM_PROGRAM_VERSION",
+    "TERM",
     "OLLAMA_API_URL",
+    "INSTRUCTIONS_BASE_URL",
+    "INSTRUCTIONS_CODEX_URL",
+    "TOKEN_STORE",
+    "ETCD_ENDPOINT",
 ]
 
 # Envoy adds these towards the upstream; a third-party backend must not see them.
@@ -85,7 +111,13 @@ UPSTREAM_HEADERS_TO_REMOVE = [
     "x-forwarded-host",
     "x-request-id",
     "x-envoy-external-address",
+    "x-envoy-client-path",
 ]
+
+# Stamped before the Wasm filter, which rewrites :path to the upstream's: the virtual
+# clusters (per-endpoint stats) match the client's path through this header. The filter
+# keeps x-envoy-* headers for the route configuration, which strips this one (above).
+CLIENT_PATH_HEADER = "x-envoy-client-path"
 
 TRUTHY = {"1", "true", "yes"}
 
@@ -242,7 +274,22 @@ class Options:
         return f"{self.stream_idle_seconds}s"
 
 
-def options_from(settings: Mapping[str, str], wasm_path: Optional[Path] = None) -> Options:
+def config_wasm_path(wasm_path: Optional[Path], wasm_path_in_config: Optional[str]) -> Path:
+    """The module path written into the configuration.
+
+    `wasm_path_in_config` is taken literally (it names a file inside a container, which need
+    not exist here); otherwise the host path is made absolute.
+    """
+    if wasm_path_in_config:
+        if not wasm_path_in_config.startswith("/"):
+            raise ConfigError(f"--wasm-path-in-config must be an absolute path, got {wasm_path_in_config!r}")
+        return Path(wasm_path_in_config)
+    return Path(wasm_path if wasm_path is not None else DEFAULT_WASM).resolve()
+
+
+def options_from(
+    settings: Mapping[str, str], wasm_path: Optional[Path] = None, wasm_path_in_config: Optional[str] = None
+) -> Options:
     return Options(
         listen_address=setting(settings, "LISTEN_ADDRESS", "0.0.0.0"),
         port=int_setting(settings, "PORT", 8787, 1, 65535),
@@ -252,7 +299,7 @@ def options_from(settings: Mapping[str, str], wasm_path: Optional[Path] = None) 
         stream_idle_seconds=int_setting(settings, "STREAM_IDLE_TIMEOUT_SECONDS", 300, 0),
         portable=is_truthy(settings.get("ENVOY_PORTABLE", "")),
         ca_bundle=setting(settings, "ENVOY_CA_BUNDLE", DEFAULT_CA_BUNDLE),
-        wasm_path=Path(wasm_path if wasm_path is not None else DEFAULT_WASM).resolve(),
+        wasm_path=config_wasm_path(wasm_path, wasm_path_in_config),
     )
 
 
@@ -370,21 +417,207 @@ def cluster_for_url(name: str, url: str, setting_name: str, opts: Options) -> di
     return cluster
 
 
-def responses_upstream(settings: Mapping[str, str]) -> Tuple[str, str]:
-    """(setting name, URL) of the Responses backend the `codex` cluster points at.
+def responses_url(settings: Mapping[str, str]) -> Tuple[str, str]:
+    """(URL, variable name) of the Responses backend the `codex` cluster points at.
 
-    The place to add UPSTREAM_RESPONSES_URL / UPSTREAM_BASE_URL precedence later.
+    The original project's precedence, which the filter applies too (for the request path):
+    `UPSTREAM_RESPONSES_URL` (trimmed) > `UPSTREAM_BASE_URL` with ONE trailing `/` removed,
+    then trimmed, + `UPSTREAM_WIRE_API_PATH` (trimmed, default `/responses`, a leading `/`
+    added if missing) > `CHATGPT_RESPONSES_URL` (default: the ChatGPT Codex backend).
+    Blank values count as unset. The name is the variable to blame for a bad URL.
     """
-    return "CHATGPT_RESPONSES_URL", setting(settings, "CHATGPT_RESPONSES_URL", DEFAULT_CHATGPT_RESPONSES_URL)
+    explicit = setting(settings, "UPSTREAM_RESPONSES_URL", "")
+    if explicit:
+        return explicit, "UPSTREAM_RESPONSES_URL"
+    raw_base = settings.get("UPSTREAM_BASE_URL", "")
+    if raw_base.strip():
+        base = (raw_base[:-1] if raw_base.endswith("/") else raw_base).strip()
+        path = setting(settings, "UPSTREAM_WIRE_API_PATH", DEFAULT_WIRE_API_PATH)
+        if not path.startswith("/"):
+            path = "/" + path
+        return base + path, "UPSTREAM_BASE_URL"
+    return setting(settings, "CHATGPT_RESPONSES_URL", DEFAULT_CHATGPT_RESPONSES_URL), "CHATGPT_RESPONSES_URL"
+
+
+def responses_upstream(settings: Mapping[str, str]) -> Upstream:
+    url, variable = responses_url(settings)
+    return parse_upstream_url(url, variable)
+
+
+def ollama_upstream(settings: Mapping[str, str]) -> Optional[Upstream]:
+    """The Ollama server behind `/api/*`, or None when OLLAMA_API_URL is unset."""
+    url = setting(settings, "OLLAMA_API_URL", "")
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.query or parts.fragment:
+        raise ConfigError(f"OLLAMA_API_URL must be a base URL without ?query or #fragment, got {url!r}")
+    return parse_upstream_url(url, "OLLAMA_API_URL")
+
+
+def ollama_prefix_rewrite(upstream: Upstream) -> Optional[str]:
+    """`/api/` → `<base path>/api/` when the base URL has a path (`http://h:11434/ollama`)."""
+    base_path = upstream.path.rstrip("/")
+    return f"{base_path}/api/" if base_path else None
+
+
+def token_store(settings: Mapping[str, str]) -> str:
+    raw = setting(settings, "TOKEN_STORE", "memory")
+    value = raw.lower()
+    if value not in TOKEN_STORES:
+        raise ConfigError(f"TOKEN_STORE must be one of {', '.join(TOKEN_STORES)}, got {raw!r}")
+    return value
+
+
+def etcd_url(settings: Mapping[str, str]) -> Optional[str]:
+    """ETCD_ENDPOINT when the refresh-token store is etcd; None for the in-memory store."""
+    if token_store(settings) != "etcd":
+        return None
+    endpoint = setting(settings, "ETCD_ENDPOINT", "")
+    if not endpoint:
+        raise ConfigError("TOKEN_STORE=etcd needs ETCD_ENDPOINT (e.g. http://127.0.0.1:2379)")
+    return endpoint
+
+
+def optional_clusters(settings: Mapping[str, str], opts: Options) -> List[dict]:
+    """Clusters that exist only when their variable is set."""
+    found: List[dict] = []
+    ollama = setting(settings, "OLLAMA_API_URL", "")
+    if ollama:
+        ollama_upstream(settings)  # validates the base-URL rules
+        found.append(cluster_for_url(OLLAMA_CLUSTER, ollama, "OLLAMA_API_URL", opts))
+    for name, variable in (
+        (INSTRUCTIONS_BASE_CLUSTER, "INSTRUCTIONS_BASE_URL"),
+        (INSTRUCTIONS_CODEX_CLUSTER, "INSTRUCTIONS_CODEX_URL"),
+    ):
+        url = setting(settings, variable, "")
+        if url:
+            found.append(cluster_for_url(name, url, variable, opts))
+    etcd = etcd_url(settings)
+    if etcd:
+        found.append(cluster_for_url(ETCD_CLUSTER, etcd, "ETCD_ENDPOINT", opts))
+    return found
 
 
 def clusters(settings: Mapping[str, str], opts: Options) -> List[dict]:
-    setting_name, url = responses_upstream(settings)
-    return [cluster_for_url(CODEX_CLUSTER, url, setting_name, opts)]
+    url, variable = responses_url(settings)
+    refresh_url = setting(settings, "CODEX_REFRESH_TOKEN_URL", DEFAULT_REFRESH_TOKEN_URL)
+    return [
+        cluster_for_url(CODEX_CLUSTER, url, variable, opts),
+        # The filter refreshes ChatGPT tokens with dispatch_http_call to this cluster.
+        cluster_for_url(OAUTH_CLUSTER, refresh_url, "CODEX_REFRESH_TOKEN_URL", opts),
+        *optional_clusters(settings, opts),
+    ]
+
+
+# --------------------------------------------------------------------------------------
+# CORS (Envoy's own filter; preflights never reach the Wasm filter's key gate)
+
+CORS_ALLOW_METHODS = "GET, POST, OPTIONS"
+# Envoy copies allow_headers verbatim into the preflight answer and browsers do not expand
+# patterns such as `x-stainless-*`, so the OpenAI JS SDK's headers are listed one by one.
+CORS_ALLOW_HEADERS = [
+    "authorization",
+    "content-type",
+    "openai-beta",
+    "openai-organization",
+    "openai-project",
+    "x-session-id",
+    "session_id",
+    "session-id",
+    "x-stainless-arch",
+    "x-stainless-helper-method",
+    "x-stainless-lang",
+    "x-stainless-os",
+    "x-stainless-package-version",
+    "x-stainless-retry-count",
+    "x-stainless-runtime",
+    "x-stainless-runtime-version",
+    "x-stainless-timeout",
+]
+CORS_EXPOSE_HEADERS = [
+    "retry-after",
+    "x-request-id",
+    "x-codex-primary-used-percent",
+    "x-codex-primary-reset-at",
+    "x-codex-secondary-used-percent",
+    "x-codex-secondary-reset-at",
+]
+CORS_MAX_AGE_SECONDS = 600
+
+
+def cors_origins(settings: Mapping[str, str]) -> Optional[List[str]]:
+    """CORS_ALLOW_ORIGINS as a list of exact origins, or None for `*` (any origin)."""
+    raw = setting(settings, "CORS_ALLOW_ORIGINS", "*")
+    origins = [item.strip() for item in raw.split(",") if item.strip()]
+    if origins == ["*"]:
+        return None
+    for origin in origins:
+        parts = urlsplit(origin)
+        if (
+            origin == "*"
+            or not parts.scheme
+            or not parts.netloc
+            or "*" in origin
+            or parts.path
+            or parts.query
+            or parts.fragment
+            or "@" in parts.netloc
+        ):
+            raise ConfigError(
+                "CORS_ALLOW_ORIGINS must be `*` alone or a comma-separated list of origins such as "
+                f"https://app.example.com (scheme://host[:port], no path, no trailing /), got {raw!r}"
+            )
+    return origins
+
+
+def cors_policy(settings: Mapping[str, str]) -> dict:
+    origins = cors_origins(settings)
+    if origins is None:
+        matchers = [{"safe_regex": {"regex": ".*"}}]
+    else:
+        matchers = [{"exact": origin, "ignore_case": True} for origin in origins]
+    return {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy",
+        "allow_origin_string_match": matchers,
+        "allow_methods": CORS_ALLOW_METHODS,
+        "allow_headers": ", ".join(CORS_ALLOW_HEADERS),
+        "expose_headers": ", ".join(CORS_EXPOSE_HEADERS),
+        "max_age": str(CORS_MAX_AGE_SECONDS),
+        # Browsers reject credentials with a wildcard origin; only an explicit list gets them.
+        "allow_credentials": origins is not None,
+    }
+
+
+def cors_filter() -> dict:
+    return {
+        "name": "envoy.filters.http.cors",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"},
+    }
 
 
 # --------------------------------------------------------------------------------------
 # Listener, HTTP connection manager, filters
+
+
+def client_path_filter() -> dict:
+    """Copies the client's :path into CLIENT_PATH_HEADER (overwriting any client copy)."""
+    return {
+        "name": "envoy.filters.http.header_mutation",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+            "mutations": {
+                "request_mutations": [
+                    {
+                        "append": {
+                            "header": {"key": CLIENT_PATH_HEADER, "value": "%REQ(:path)%"},
+                            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                        }
+                    }
+                ]
+            },
+        },
+    }
 
 
 def plugin_configuration(opts: Options) -> dict:
@@ -430,28 +663,87 @@ def router_filter() -> dict:
     }
 
 
+def upstream_route(name: str, match: dict, cluster: str, upstream: Upstream, opts: Options) -> dict:
+    action = {
+        "cluster": cluster,
+        # The default 15 s would cut long SSE streams; rely on idle timeouts.
+        "timeout": "0s",
+        "idle_timeout": opts.stream_idle_timeout,
+        "host_rewrite_literal": upstream.authority,
+    }
+    return {
+        "name": name,
+        "match": match,
+        "route": action,
+        "request_headers_to_remove": list(UPSTREAM_HEADERS_TO_REMOVE),
+    }
+
+
+def ollama_route(upstream: Upstream, opts: Options) -> dict:
+    # Envoy picks the route before any filter runs, and again after the filter edits the
+    # request headers, then on the path the filter set: a backend path such as /api/responses
+    # must not land here. So the client's own path (stamped before the filter) must be /api/
+    # too, or not stamped yet (the first match).
+    match = {
+        "prefix": "/api/",
+        "headers": [
+            {
+                "name": CLIENT_PATH_HEADER,
+                "string_match": {"safe_regex": {"regex": "^(/api/.*)?$"}},
+                "treat_missing_header_as_empty": True,
+            }
+        ],
+    }
+    route = upstream_route(OLLAMA_CLUSTER, match, OLLAMA_CLUSTER, upstream, opts)
+    rewrite = ollama_prefix_rewrite(upstream)
+    if rewrite:
+        route["route"]["prefix_rewrite"] = rewrite
+    return route
+
+
+def routes(settings: Mapping[str, str], opts: Options) -> List[dict]:
+    found = []
+    ollama = ollama_upstream(settings)
+    if ollama is not None:
+        # Before the catch-all. Without OLLAMA_API_URL, /api/* reaches the filter like any path.
+        found.append(ollama_route(ollama, opts))
+    found.append(upstream_route(CODEX_CLUSTER, {"prefix": "/"}, CODEX_CLUSTER, responses_upstream(settings), opts))
+    return found
+
+
+# The reasoning-output prefixes of REASONING_OUTPUT_MODE=all (`/tagged/v1/...`).
+_MODE_PREFIX = "(/(tagged|r1|o3|openai|hidden))?"
+
+
+def _path_matcher(regex: str) -> dict:
+    # A StringMatcher regex must match the whole value (the query string included). Not
+    # `:path`: by the time the router picks the virtual cluster, the filter has rewritten it.
+    return {"name": CLIENT_PATH_HEADER, "string_match": {"safe_regex": {"regex": regex}}}
+
+
+def virtual_clusters() -> List[dict]:
+    """Per-endpoint upstream request stats (`vhost.any.vcluster.<name>.upstream_rq_<code>`).
+
+    Requests the filter answers itself (health, models, errors) never reach the router and are
+    not counted here; the HCM's `http.codex.downstream_rq_<class>xx` counts every response.
+    """
+    return [
+        {"name": "chat", "headers": [_path_matcher(f"^{_MODE_PREFIX}/v1/chat/completions(\\?.*)?$")]},
+        {"name": "completions", "headers": [_path_matcher(f"^{_MODE_PREFIX}/v1/completions(\\?.*)?$")]},
+        {"name": "ollama", "headers": [_path_matcher("^/api/.*$")]},
+    ]
+
+
 def route_config(settings: Mapping[str, str], opts: Options) -> dict:
-    setting_name, url = responses_upstream(settings)
-    upstream = parse_upstream_url(url, setting_name)
     return {
         "name": "codex_routes",
         "virtual_hosts": [
             {
-                "name": "any",
+                "name": VIRTUAL_HOST,
                 "domains": ["*"],
-                "routes": [
-                    {
-                        "match": {"prefix": "/"},
-                        "route": {
-                            "cluster": CODEX_CLUSTER,
-                            # The default 15 s would cut long SSE streams; rely on idle timeouts.
-                            "timeout": "0s",
-                            "idle_timeout": opts.stream_idle_timeout,
-                            "host_rewrite_literal": upstream.authority,
-                        },
-                        "request_headers_to_remove": list(UPSTREAM_HEADERS_TO_REMOVE),
-                    }
-                ],
+                "routes": routes(settings, opts),
+                "virtual_clusters": virtual_clusters(),
+                "typed_per_filter_config": {"envoy.filters.http.cors": cors_policy(settings)},
             }
         ],
     }
@@ -468,7 +760,9 @@ def http_connection_manager(settings: Mapping[str, str], opts: Options) -> dict:
             # Reasoning models can be silent for minutes before the first token.
             "stream_idle_timeout": opts.stream_idle_timeout,
             "route_config": route_config(settings, opts),
-            "http_filters": [wasm_filter(opts), router_filter()],
+            # CORS first: Envoy answers preflights itself (no key needed) and adds the CORS
+            # headers to every response, the filter's own replies included.
+            "http_filters": [cors_filter(), client_path_filter(), wasm_filter(opts), router_filter()],
         },
     }
 
@@ -488,9 +782,11 @@ def admin(opts: Options) -> dict:
     return {"address": {"socket_address": {"address": "127.0.0.1", "port_value": opts.admin_port}}}
 
 
-def render_config(settings: Mapping[str, str], wasm_path: Optional[Path] = None) -> dict:
+def render_config(
+    settings: Mapping[str, str], wasm_path: Optional[Path] = None, wasm_path_in_config: Optional[str] = None
+) -> dict:
     """The Envoy bootstrap as a dict; raises ConfigError on a bad setting."""
-    opts = options_from(settings, wasm_path)
+    opts = options_from(settings, wasm_path, wasm_path_in_config)
     return {
         "admin": admin(opts),
         "static_resources": {
@@ -510,8 +806,10 @@ def write_config(config: dict, out: Path) -> Path:
     return out
 
 
-def render_to_file(settings: Mapping[str, str], out: Path, wasm_path: Optional[Path] = None) -> Path:
-    return write_config(render_config(settings, wasm_path), out)
+def render_to_file(
+    settings: Mapping[str, str], out: Path, wasm_path: Optional[Path] = None, wasm_path_in_config: Optional[str] = None
+) -> Path:
+    return write_config(render_config(settings, wasm_path, wasm_path_in_config), out)
 
 
 # --------------------------------------------------------------------------------------
@@ -528,6 +826,15 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
         help="dotenv file with settings, overridden by the environment (default: .dev.vars at the repo root)",
     )
     parser.add_argument("--wasm", type=Path, default=None, help=f"filter module (default: {DEFAULT_WASM})")
+    # For a configuration that runs elsewhere (docker compose: `make compose-config`).
+    parser.add_argument(
+        "--wasm-path-in-config",
+        default=None,
+        metavar="PATH",
+        help="write this absolute module path into the configuration as is (a path inside a container)",
+    )
+    parser.add_argument("--listen-port", type=int, default=None, metavar="PORT", help="overrides PORT")
+    parser.add_argument("--listen-address", default=None, metavar="ADDRESS", help="overrides LISTEN_ADDRESS")
     return parser.parse_args(argv)
 
 
@@ -535,7 +842,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
         settings = load_settings(args.env_file)
-        render_to_file(settings, args.out, args.wasm)
+        if args.listen_port is not None:
+            settings["PORT"] = str(args.listen_port)
+        if args.listen_address is not None:
+            settings["LISTEN_ADDRESS"] = args.listen_address
+        render_to_file(settings, args.out, args.wasm, args.wasm_path_in_config)
     except ConfigError as exc:
         print(f"render.py: error: {exc}", file=sys.stderr)
         return 2

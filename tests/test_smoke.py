@@ -34,8 +34,9 @@ def test_health(envoy: EnvoyHandle) -> None:
 # Rendering
 
 
-def only_cluster(config: dict) -> dict:
-    (cluster,) = config["static_resources"]["clusters"]
+def codex_cluster(config: dict) -> dict:
+    """The Responses backend's cluster (the oauth cluster and optional ones sit beside it)."""
+    (cluster,) = [c for c in config["static_resources"]["clusters"] if c["name"] == "codex"]
     return cluster
 
 
@@ -45,11 +46,15 @@ def http_connection_manager(config: dict) -> dict:
 
 
 def route(config: dict) -> dict:
-    return http_connection_manager(config)["route_config"]["virtual_hosts"][0]["routes"][0]
+    """The catch-all route (always the last one)."""
+    last = http_connection_manager(config)["route_config"]["virtual_hosts"][0]["routes"][-1]
+    assert last["match"] == {"prefix": "/"}
+    return last
 
 
 def wasm_config(config: dict) -> dict:
-    return http_connection_manager(config)["http_filters"][0]["typed_config"]["config"]
+    (wasm,) = [f for f in http_connection_manager(config)["http_filters"] if f["name"] == "envoy.filters.http.wasm"]
+    return wasm["typed_config"]["config"]
 
 
 def socket_address(cluster: dict) -> dict:
@@ -58,7 +63,7 @@ def socket_address(cluster: dict) -> dict:
 
 def test_https_upstream_gets_a_tls_cluster_with_sni() -> None:
     config = render.render_config({"CHATGPT_RESPONSES_URL": "https://chatgpt.com/backend-api/codex/responses"})
-    cluster = only_cluster(config)
+    cluster = codex_cluster(config)
     assert cluster["name"] == "codex" and cluster["type"] == "LOGICAL_DNS"
     assert cluster["dns_lookup_family"] == "V4_PREFERRED"
     assert socket_address(cluster) == {"address": "chatgpt.com", "port_value": 443}
@@ -73,7 +78,7 @@ def test_https_upstream_gets_a_tls_cluster_with_sni() -> None:
 
 def test_http_ip_upstream_gets_a_static_plain_cluster() -> None:
     config = render.render_config({"CHATGPT_RESPONSES_URL": "http://127.0.0.1:18080/backend-api/codex/responses"})
-    cluster = only_cluster(config)
+    cluster = codex_cluster(config)
     assert cluster["type"] == "STATIC"
     assert "transport_socket" not in cluster
     assert socket_address(cluster) == {"address": "127.0.0.1", "port_value": 18080}
@@ -83,7 +88,7 @@ def test_http_ip_upstream_gets_a_static_plain_cluster() -> None:
 
 
 def test_http_hostname_upstream_uses_strict_dns_and_port_80() -> None:
-    cluster = only_cluster(render.render_config({"CHATGPT_RESPONSES_URL": "http://mock.internal/x"}))
+    cluster = codex_cluster(render.render_config({"CHATGPT_RESPONSES_URL": "http://mock.internal/x"}))
     assert cluster["type"] == "STRICT_DNS"
     assert socket_address(cluster) == {"address": "mock.internal", "port_value": 80}
 
@@ -95,12 +100,17 @@ def test_defaults_and_limits() -> None:
     assert config["admin"]["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 9901}
     limit = 16 * 1024 * 1024 + 1024 * 1024
     assert listener["per_connection_buffer_limit_bytes"] == limit
-    assert only_cluster(config)["per_connection_buffer_limit_bytes"] == limit
+    assert codex_cluster(config)["per_connection_buffer_limit_bytes"] == limit
     hcm = http_connection_manager(config)
     assert hcm["stream_idle_timeout"] == "300s" and hcm["request_timeout"] == "0s"
     assert route(config)["route"]["timeout"] == "0s"
     assert "x-request-id" in route(config)["request_headers_to_remove"]
-    assert [f["name"] for f in hcm["http_filters"]] == ["envoy.filters.http.wasm", "envoy.filters.http.router"]
+    assert [f["name"] for f in hcm["http_filters"]] == [
+        "envoy.filters.http.cors",
+        "envoy.filters.http.header_mutation",
+        "envoy.filters.http.wasm",
+        "envoy.filters.http.router",
+    ]
     vm = wasm_config(config)["vm_config"]
     assert Path(vm["code"]["local"]["filename"]).is_absolute()
     assert vm["environment_variables"]["host_env_keys"] == render.FILTER_VARIABLES
@@ -167,7 +177,7 @@ def test_dev_vars_blank_means_default() -> None:
     config = render.render_config({"PORT": "  ", "CHATGPT_RESPONSES_URL": ""})
     (listener,) = config["static_resources"]["listeners"]
     assert listener["address"]["socket_address"]["port_value"] == 8787
-    assert socket_address(only_cluster(config))["address"] == "chatgpt.com"
+    assert socket_address(codex_cluster(config))["address"] == "chatgpt.com"
 
 
 def test_dev_vars_rejects_garbage_lines() -> None:
