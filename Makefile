@@ -34,7 +34,7 @@ VALIDATE_ALL_UPSTREAMS := \
   TOKEN_STORE=etcd ETCD_ENDPOINT=http://127.0.0.1:2379 \
   CORS_ALLOW_ORIGINS=https://app.example.com,http://localhost:3000
 
-.PHONY: all venv wasm-target build lint unit e2e validate test run compose-config clean
+.PHONY: all venv wasm-target test-services build lint unit e2e validate test run compose-config clean
 
 all: build
 
@@ -80,10 +80,16 @@ validate: build venv
 	  $(VENV_PY) envoy/render.py --env-file /dev/null --wasm $(WASM) --out "$$tmp/envoy-all.yaml"; \
 	$(VENV_ENVOY) --mode validate -c "$$tmp/envoy-all.yaml" --log-level warn
 
-e2e: build venv
+# Servers the end-to-end tests start themselves (etcd for TOKEN_STORE=etcd), from Debian.
+test-services:
+	@command -v etcd >/dev/null || { \
+	  sudo=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq etcd-server >/dev/null; }
+
+e2e: build venv test-services
 	$(VENV_PY) -m pytest -q tests
 
-test: venv wasm-target lint unit build validate e2e
+test: venv wasm-target test-services lint unit build validate e2e
 
 run: venv build
 	$(VENV_PY) envoy/run.py

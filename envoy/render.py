@@ -499,11 +499,25 @@ def optional_clusters(settings: Mapping[str, str], opts: Options) -> List[dict]:
     return found
 
 
-def clusters(settings: Mapping[str, str], opts: Options) -> List[dict]:
+def codex_cluster(settings: Mapping[str, str], opts: Options) -> dict:
     url, variable = responses_url(settings)
+    cluster = cluster_for_url(CODEX_CLUSTER, url, variable, opts)
+    if credentials_upstream(settings, opts):
+        options = cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+        options["http_filters"] = [
+            credentials_filter(opts),
+            {
+                "name": "envoy.filters.http.upstream_codec",
+                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"},
+            },
+        ]
+    return cluster
+
+
+def clusters(settings: Mapping[str, str], opts: Options) -> List[dict]:
     refresh_url = setting(settings, "CODEX_REFRESH_TOKEN_URL", DEFAULT_REFRESH_TOKEN_URL)
     return [
-        cluster_for_url(CODEX_CLUSTER, url, variable, opts),
+        codex_cluster(settings, opts),
         # The filter refreshes ChatGPT tokens with dispatch_http_call to this cluster.
         cluster_for_url(OAUTH_CLUSTER, refresh_url, "CODEX_REFRESH_TOKEN_URL", opts),
         *optional_clusters(settings, opts),
@@ -620,21 +634,35 @@ def client_path_filter() -> dict:
     }
 
 
-def plugin_configuration(opts: Options) -> dict:
+def credentials_upstream(settings: Mapping[str, str], opts: Options) -> bool:
+    """Whether the Codex cluster gets the filter's credentials instance (see below).
+
+    ChatGPT-token mode only, and not in portable mode: Istio's WasmPlugin cannot place a
+    plugin in a cluster's upstream filter chain.
+    """
+    mode = setting(settings, "UPSTREAM_AUTH_MODE", "chatgpt_token").lower()
+    return mode == "chatgpt_token" and not opts.portable
+
+
+def plugin_configuration(settings: Mapping[str, str], opts: Options) -> dict:
     """Non-secret settings only: this JSON is visible in the admin /config_dump."""
-    return {"ENVOY_HOLD_HEADERS": not opts.portable, "MAX_REQUEST_BODY_BYTES": opts.max_request_body_bytes}
+    config = {"ENVOY_HOLD_HEADERS": not opts.portable, "MAX_REQUEST_BODY_BYTES": opts.max_request_body_bytes}
+    if credentials_upstream(settings, opts):
+        config["CREDENTIALS_UPSTREAM"] = True
+    return config
 
 
-def wasm_filter(opts: Options) -> dict:
-    config: dict = {
-        "name": PLUGIN_NAME,
-        "root_id": PLUGIN_NAME,
+def _wasm_plugin(root_id: str, configuration: dict, opts: Options) -> dict:
+    return {
+        "name": root_id,
+        "root_id": root_id,
         # A panic kills the worker's VM; reload it instead of failing every later request.
         "failure_policy": "FAIL_RELOAD",
         "configuration": {
             "@type": "type.googleapis.com/google.protobuf.StringValue",
-            "value": json.dumps(plugin_configuration(opts), separators=(",", ":")),
+            "value": json.dumps(configuration, separators=(",", ":")),
         },
+        # Identical for both instances, so they share one VM (and its shared data) per worker.
         "vm_config": {
             "vm_id": PLUGIN_NAME,
             "runtime": "envoy.wasm.runtime.v8",
@@ -642,6 +670,31 @@ def wasm_filter(opts: Options) -> dict:
             "environment_variables": {"host_env_keys": list(FILTER_VARIABLES)},
         },
     }
+
+
+def credentials_filter(opts: Options) -> dict:
+    """The filter's credentials instance, in the Codex cluster's upstream filter chain: it
+    runs once per upstream attempt, so Envoy's retry after a backend 401 goes out with the
+    token the refresher fetched in between."""
+    config = _wasm_plugin(PLUGIN_NAME + "_credentials", {"FILTER_ROLE": "credentials"}, opts)
+    return {
+        "name": "envoy.filters.http.wasm",
+        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm", "config": config},
+    }
+
+
+# One retry, only for a 401: the credentials instance has marked the token stale by then,
+# and the retry waits for the refreshed one.
+TOKEN_RETRY_POLICY = {
+    "retry_on": "retriable-status-codes",
+    "retriable_status_codes": [401],
+    "num_retries": 1,
+    "retry_back_off": {"base_interval": "0.05s", "max_interval": "0.2s"},
+}
+
+
+def wasm_filter(settings: Mapping[str, str], opts: Options) -> dict:
+    config = _wasm_plugin(PLUGIN_NAME, plugin_configuration(settings, opts), opts)
     if not opts.portable:
         # Envoy >= 1.35 only (older versions reject the field): lets the filter hold the
         # request headers until the body is translated. Portable mode omits it.
@@ -707,7 +760,10 @@ def routes(settings: Mapping[str, str], opts: Options) -> List[dict]:
     if ollama is not None:
         # Before the catch-all. Without OLLAMA_API_URL, /api/* reaches the filter like any path.
         found.append(ollama_route(ollama, opts))
-    found.append(upstream_route(CODEX_CLUSTER, {"prefix": "/"}, CODEX_CLUSTER, responses_upstream(settings), opts))
+    codex = upstream_route(CODEX_CLUSTER, {"prefix": "/"}, CODEX_CLUSTER, responses_upstream(settings), opts)
+    if credentials_upstream(settings, opts):
+        codex["route"]["retry_policy"] = TOKEN_RETRY_POLICY
+    found.append(codex)
     return found
 
 
@@ -762,7 +818,7 @@ def http_connection_manager(settings: Mapping[str, str], opts: Options) -> dict:
             "route_config": route_config(settings, opts),
             # CORS first: Envoy answers preflights itself (no key needed) and adds the CORS
             # headers to every response, the filter's own replies included.
-            "http_filters": [cors_filter(), client_path_filter(), wasm_filter(opts), router_filter()],
+            "http_filters": [cors_filter(), client_path_filter(), wasm_filter(settings, opts), router_filter()],
         },
     }
 

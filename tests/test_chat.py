@@ -267,7 +267,6 @@ def test_usage_limit_with_the_sdk_raises_rate_limit_error(envoy, mock_codex, ope
 @pytest.mark.parametrize(
     "script, status, code, text",
     [
-        (Script.json(401, {"error": {"message": "Provided authentication token is expired.", "code": "token_expired"}}), 401, "token_expired", "codex login"),
         (Script.json(400, {"detail": "The 'gpt-9' model is not supported when using Codex with a ChatGPT account."}), 400, None, "gpt-9"),
         (Script(status=500, headers={"content-type": "text/plain"}, body=[b"boom"], ending="length"), 502, None, "boom"),
         (Script(status=200, headers={"content-type": "application/json"}, body=[b"{}"], ending="length"), 502, None, "HTTP 502"),
@@ -278,6 +277,15 @@ def test_upstream_http_errors_are_openai_errors(envoy, mock_codex, script, statu
     got_status, error = error_of(post(chat_url(envoy), chat_body(stream=True)))
     assert (got_status, error["code"]) == (status, code)
     assert text in error["message"]
+
+
+def test_a_401_that_survives_the_refresh_tells_the_user_to_log_in(envoy, mock_codex):
+    rejected = Script.json(401, {"error": {"message": "Provided authentication token is expired.", "code": "token_expired"}})
+    mock_codex.enqueue(rejected, rejected)
+    status, error = error_of(post(chat_url(envoy), chat_body(stream=True)))
+    assert (status, error["code"]) == (401, "token_expired")
+    assert "codex login" in error["message"]
+    assert len(mock_codex.requests) == 2, "one retry, not more"
 
 
 def test_stream_closed_before_completion_reports_an_error(envoy, mock_codex):

@@ -216,6 +216,17 @@ def test_compose_hands_dev_vars_to_envoy_as_make_run_does(docker_compose: Compos
     assert seen == render.parse_dev_vars(DEV_VARS)
 
 
+def wasm_plugins(config: dict) -> list:
+    """Every Wasm plugin of a rendered configuration: the listener's and the Codex cluster's."""
+    listener_filters = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+    cluster_filters = [
+        f
+        for c in config["static_resources"]["clusters"]
+        for f in c["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].get("http_filters", [])
+    ]
+    return [f["typed_config"]["config"] for f in listener_filters + cluster_filters if f["name"] == "envoy.filters.http.wasm"]
+
+
 def test_compose_config_target_renders_container_paths_that_envoy_accepts(
     wasm_module: Path, tmp_path: Path, docker_compose: ComposeRunner
 ) -> None:
@@ -237,7 +248,7 @@ def test_compose_config_target_renders_container_paths_that_envoy_accepts(
     http_filters = listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
     (wasm,) = [f for f in http_filters if f["name"] == "envoy.filters.http.wasm"]
     vm = wasm["typed_config"]["config"]["vm_config"]
-    assert vm["code"]["local"]["filename"] == CONTAINER_WASM
+    assert {p["vm_config"]["code"]["local"]["filename"] for p in wasm_plugins(config)} == {CONTAINER_WASM}
     (ollama,) = [c for c in config["static_resources"]["clusters"] if c["name"] == "ollama"]
     assert ollama["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"][
         "address"
@@ -251,7 +262,8 @@ def test_compose_config_target_renders_container_paths_that_envoy_accepts(
     stand_in = tmp_path / "etc-envoy" / "codex_openai_wrapper.wasm"
     stand_in.parent.mkdir()
     shutil.copy(wasm_module, stand_in)
-    vm["code"]["local"]["filename"] = str(stand_in)
+    for plugin in wasm_plugins(config):
+        plugin["vm_config"]["code"]["local"]["filename"] = str(stand_in)
     validate_path = render.write_config(config, tmp_path / "validate.yaml")
     check = subprocess.run(
         [str(envoy_binary()), "--mode", "validate", "-c", str(validate_path), "--log-level", "warn"],
@@ -323,7 +335,8 @@ def test_wasmplugin_loads_the_module_from_oci_in_portable_mode() -> None:
     assert plugin["match"] == [{"mode": "CLIENT", "ports": [{"number": 8787}]}]
     # The same plugin configuration envoy/render.py writes in portable mode, minus what
     # Envoy's own settings decide (the body limit follows the rendered buffer limits).
-    portable = render.plugin_configuration(render.options_from({"ENVOY_PORTABLE": "1"}))
+    settings = {"ENVOY_PORTABLE": "1"}
+    portable = render.plugin_configuration(settings, render.options_from(settings))
     assert plugin["pluginConfig"] == {"ENVOY_HOLD_HEADERS": portable["ENVOY_HOLD_HEADERS"]} == {"ENVOY_HOLD_HEADERS": False}
 
 

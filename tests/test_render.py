@@ -529,8 +529,32 @@ def test_api_route_holds_before_any_filter_edits_headers(monkeypatch, tmp_path: 
 
     monkeypatch.setattr(render, "http_connection_manager", without_wasm)
     with MockCodex(path="/api/tags") as backend, MockCodex(path="/api/tags") as ollama:
-        with start_envoy({"CHATGPT_RESPONSES_URL": backend.url, "OLLAMA_API_URL": ollama.origin}, workdir=tmp_path) as envoy:
+        # An API-key upstream: the Codex cluster then has no credentials instance either.
+        env = {"CHATGPT_RESPONSES_URL": backend.url, "OLLAMA_API_URL": ollama.origin, "UPSTREAM_AUTH_MODE": "apikey_env", "UPSTREAM_API_KEY": "k"}
+        with start_envoy(env, workdir=tmp_path) as envoy:
             requests.get(envoy.url + "/api/tags", timeout=10)
             requests.get(envoy.url + "/v1/models", timeout=10)
         assert [r.path for r in ollama.requests] == ["/api/tags"]
         assert [r.path for r in backend.requests] == ["/v1/models"]
+
+
+@pytest.mark.parametrize(
+    "settings, expected",
+    [({}, True), ({"ENVOY_PORTABLE": "1"}, False), ({"UPSTREAM_AUTH_MODE": "apikey_env", "UPSTREAM_API_KEY": "k"}, False)],
+)
+def test_the_credentials_instance_and_the_401_retry_go_together(settings, expected) -> None:
+    config = render.render_config(settings)
+    (codex,) = [c for c in config["static_resources"]["clusters"] if c["name"] == "codex"]
+    options = codex["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+    filters = options.get("http_filters", [])
+    route = [r for r in config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"] if r["route"]["cluster"] == "codex"][0]
+    assert bool(filters) is expected
+    assert ("retry_policy" in route["route"]) is expected
+    if expected:
+        plugin = filters[0]["typed_config"]["config"]
+        assert json.loads(plugin["configuration"]["value"]) == {"FILTER_ROLE": "credentials"}
+        assert filters[-1]["name"] == "envoy.filters.http.upstream_codec"
+        assert route["route"]["retry_policy"]["retriable_status_codes"] == [401]
+        assert route["route"]["retry_policy"]["num_retries"] == 1
+        main = [f for f in config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"] if f["name"] == "envoy.filters.http.wasm"][0]
+        assert plugin["vm_config"] == main["typed_config"]["config"]["vm_config"], "one VM for both instances"

@@ -121,7 +121,11 @@ def test_portable_mode_drops_the_header_hold_flag(portable: str, hold: bool) -> 
     config = wasm_config(render.render_config({"ENVOY_PORTABLE": portable, "MAX_REQUEST_BODY_BYTES": "1000"}))
     assert config.get("allow_on_headers_stop_iteration", False) is hold
     plugin = json.loads(config["configuration"]["value"])
-    assert plugin == {"ENVOY_HOLD_HEADERS": hold, "MAX_REQUEST_BODY_BYTES": 1000}
+    expected = {"ENVOY_HOLD_HEADERS": hold, "MAX_REQUEST_BODY_BYTES": 1000}
+    if hold:
+        # Only full mode has the cluster's credentials instance (WasmPlugin cannot place one).
+        expected["CREDENTIALS_UPSTREAM"] = True
+    assert plugin == expected
 
 
 def test_secrets_never_reach_the_rendered_file() -> None:

@@ -78,19 +78,6 @@ def test_concurrent_requests_during_a_refresh_all_succeed(envoy_factory, mock_co
     assert len(fresh) == 1, "every waiting request went out with the refreshed token"
 
 
-def test_a_backend_401_triggers_one_refresh(envoy_factory, mock_codex, mock_oauth):
-    envoy = envoy_factory(concurrency=2)
-    mock_codex.enqueue(Script.json(401, {"error": {"message": "Provided authentication token is expired.", "code": "token_expired"}}))
-    first = post(envoy.url + "/v1/chat/completions", chat_body())
-    status, error = error_of(first)
-    assert (status, error["code"]) == (401, "token_expired")
-    resp = post(envoy.url + "/v1/chat/completions", chat_body())
-    assert resp.status_code == 200, resp.text
-    assert mock_oauth.calls == 1
-    tokens_used = [bearer(r) for r in mock_codex.requests]
-    assert tokens_used[0] != tokens_used[-1]
-
-
 def test_a_permanent_failure_answers_401_without_a_retry_storm(envoy_factory, mock_codex, mock_oauth):
     mock_oauth.reset(refresh_token="rt_someone_else")  # ours is unknown to the endpoint
     envoy = envoy_factory(OPENAI_CODEX_AUTH=tokens.auth_json(expires_in=-60), concurrency=2)
@@ -137,3 +124,25 @@ def test_no_secret_reaches_the_log(envoy_factory, mock_codex, mock_oauth, auth_j
     secrets = [tokens.DEFAULT_REFRESH_TOKEN, mock_oauth.current_refresh_token, bearer(mock_codex.last_request)]
     for secret in secrets:
         assert secret not in log
+
+
+def test_a_backend_401_is_retried_once_with_the_refreshed_token(envoy_factory, mock_codex, mock_oauth):
+    envoy = envoy_factory(concurrency=2)
+    mock_codex.enqueue(Script.json(401, {"error": {"message": "Provided authentication token is expired.", "code": "token_expired"}}))
+    resp = post(envoy.url + "/v1/chat/completions", chat_body(stream=True))
+    assert resp.status_code == 200, resp.text
+    assert "Hello" in resp.text
+    assert mock_oauth.calls == 1
+    first, retry = mock_codex.requests
+    assert bearer(first) != bearer(retry), "the retry carries the refreshed token"
+    assert first.json == retry.json, "the same translated body is sent again"
+    assert stat(envoy, "codex_token_refresh_ok") == 1
+
+
+def test_portable_mode_answers_a_retryable_401_and_refreshes(envoy_factory, mock_codex, mock_oauth):
+    envoy = envoy_factory(portable=True)
+    mock_codex.enqueue(Script.json(401, {"error": {"message": "expired", "code": "token_expired"}}))
+    status, error = error_of(post(envoy.url + "/v1/chat/completions", chat_body()))
+    assert (status, error["code"]) == (401, "token_expired")
+    assert post(envoy.url + "/v1/chat/completions", chat_body()).status_code == 200
+    assert mock_oauth.calls == 1

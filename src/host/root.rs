@@ -208,14 +208,18 @@ impl RootContext for Root {
                 }
             }
         }
-        log_start_up(&config, store.read().as_ref());
-        self.fetches = [
-            ("instructions_base", &config.instructions_base_url),
-            ("instructions_codex", &config.instructions_codex_url),
-        ]
-        .into_iter()
-        .filter_map(|(cluster, url)| url.clone().map(|url| Fetch::new(cluster, url)))
-        .collect();
+        if config.role == FilterRole::Main {
+            log_start_up(&config, store.read().as_ref());
+        }
+        if config.role == FilterRole::Main {
+            self.fetches = [
+                ("instructions_base", &config.instructions_base_url),
+                ("instructions_codex", &config.instructions_codex_url),
+            ]
+            .into_iter()
+            .filter_map(|(cluster, url)| url.clone().map(|url| Fetch::new(cluster, url)))
+            .collect();
+        }
         let needs_tick = !self.fetches.is_empty() || config.auth.is_chatgpt();
         self.shared = Some(Rc::new(Shared {
             config,
