@@ -90,17 +90,27 @@ FILTER_VARIABLES: List[str] = [
     "FORWARD_CLIENT_HEADERS_CODEX_ARCH",
     "FORWARD_CLIENT_HEADERS_CODEX_EDITOR",
     "CODEX_INTERNAL_ORIGINATOR_OVERRIDE",
-    "CODEX_ORIGINATOR",
-    "CODEX_CLIENT_VERSION",
-    "CODEX_USER_AGENT",
+    # The terminal token of the Codex-style User-Agent, as the Codex CLI derives it.
     "TERM_PROGRAM",
     "TERM_PROGRAM_VERSION",
     "TERM",
+    "WEZTERM_VERSION",
+    "KITTY_WINDOW_ID",
+    "ALACRITTY_SOCKET",
+    "KONSOLE_VERSION",
+    "VTE_VERSION",
+    "WT_SESSION",
     "OLLAMA_API_URL",
     "INSTRUCTIONS_BASE_URL",
     "INSTRUCTIONS_CODEX_URL",
     "TOKEN_STORE",
     "ETCD_ENDPOINT",
+    "ETCD_KEY",
+    # Names of the clusters the filter calls itself (Istio names them differently).
+    "OAUTH_CLUSTER",
+    "ETCD_CLUSTER",
+    "INSTRUCTIONS_BASE_CLUSTER",
+    "INSTRUCTIONS_CODEX_CLUSTER",
 ]
 
 # Envoy adds these towards the upstream; a third-party backend must not see them.

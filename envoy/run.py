@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import shutil
 import sys
 from pathlib import Path
@@ -77,9 +78,28 @@ def envoy_args(binary: str, settings: Mapping[str, str], config: Path) -> List[s
     return args
 
 
+# The OS names the Codex CLI puts in its User-Agent (its own `os_info` spelling).
+CODEX_OS_NAMES = {"Darwin": "Mac OS", "Windows": "Windows"}
+
+
+def describe_host(settings: Dict[str, str]) -> None:
+    """Fill the Codex identity's OS fields from this machine, as the Codex CLI would, unless
+    they are set; the filter cannot see the host itself."""
+    system = platform.system()
+    defaults = {
+        "FORWARD_CLIENT_HEADERS_CODEX_OS_TYPE": CODEX_OS_NAMES.get(system, system),
+        "FORWARD_CLIENT_HEADERS_CODEX_OS_VERSION": platform.release(),
+        "FORWARD_CLIENT_HEADERS_CODEX_ARCH": {"AMD64": "x86_64"}.get(platform.machine(), platform.machine()),
+    }
+    for name, value in defaults.items():
+        if value and not settings.get(name, "").strip():
+            settings[name] = value
+
+
 def prepare(settings: Dict[str, str], wasm_path: Optional[Path] = None) -> List[str]:
     """Everything before exec; returns Envoy's argv. Raises ConfigError on bad settings."""
     attach_codex_auth(settings)
+    describe_host(settings)
     opts = render.options_from(settings, wasm_path)
     if not opts.wasm_path.is_file():
         print(f"warning: {opts.wasm_path} does not exist; build it with `make build`", file=sys.stderr)

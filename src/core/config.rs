@@ -69,6 +69,7 @@ pub struct Config {
     pub client_id: String,
     /// `TOKEN_STORE=etcd`: the etcd endpoint (reached through the `etcd` cluster) and key.
     pub etcd: Option<(UpstreamUrl, String)>,
+    pub clusters: Clusters,
     pub max_request_body_bytes: usize,
     /// Envoy runs with `allow_on_headers_stop_iteration`, so headers may wait for the body.
     pub hold_headers: bool,
@@ -85,6 +86,16 @@ pub struct Config {
 pub enum FilterRole {
     Main,
     Credentials,
+}
+
+/// The Envoy clusters the filter calls itself. The rendered configuration uses the defaults;
+/// under Istio they are named like `outbound|443||auth.openai.com`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clusters {
+    pub oauth: String,
+    pub etcd: String,
+    pub instructions_base: String,
+    pub instructions_codex: String,
 }
 
 /// Where configuration values come from: the plugin configuration wins over the environment.
@@ -174,6 +185,14 @@ impl Config {
                     ),
                 )),
                 Some(other) => return Err(allowed("TOKEN_STORE", other, &["memory", "etcd"])),
+            },
+            clusters: Clusters {
+                oauth: var("OAUTH_CLUSTER").map_or_else(|| "oauth".to_string(), |v| v.trim().to_string()),
+                etcd: var("ETCD_CLUSTER").map_or_else(|| "etcd".to_string(), |v| v.trim().to_string()),
+                instructions_base: var("INSTRUCTIONS_BASE_CLUSTER")
+                    .map_or_else(|| "instructions_base".to_string(), |v| v.trim().to_string()),
+                instructions_codex: var("INSTRUCTIONS_CODEX_CLUSTER")
+                    .map_or_else(|| "instructions_codex".to_string(), |v| v.trim().to_string()),
             },
             client_id: var("CHATGPT_LOCAL_CLIENT_ID")
                 .map_or_else(|| DEFAULT_CLIENT_ID.to_string(), |c| c.trim().to_string()),

@@ -12,7 +12,9 @@ const MAX_RETRY_SECONDS: u64 = 600;
 /// One text to fetch: where from, and how it is going.
 #[derive(Debug, Clone)]
 pub struct Fetch {
-    pub cluster: &'static str,
+    pub cluster: String,
+    /// The text for `*codex*` models (`INSTRUCTIONS_CODEX_URL`), else the base text.
+    pub codex: bool,
     pub url: UpstreamUrl,
     pub text: Option<String>,
     in_flight: bool,
@@ -21,9 +23,10 @@ pub struct Fetch {
 }
 
 impl Fetch {
-    pub fn new(cluster: &'static str, url: UpstreamUrl) -> Self {
+    pub fn new(cluster: String, codex: bool, url: UpstreamUrl) -> Self {
         Self {
             cluster,
+            codex,
             url,
             text: None,
             in_flight: false,
@@ -80,7 +83,8 @@ mod tests {
 
     fn fetch() -> Fetch {
         Fetch::new(
-            "instructions_base",
+            "instructions_base".into(),
+            false,
             UpstreamUrl::parse("http://127.0.0.1:1/prompt.md").unwrap(),
         )
     }

@@ -31,8 +31,6 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const REFRESH_TIMEOUT: Duration = Duration::from_secs(20);
 const IDLE_TICK: Duration = Duration::from_secs(1);
 const BUSY_TICK: Duration = Duration::from_millis(100);
-pub const OAUTH_CLUSTER: &str = "oauth";
-pub const ETCD_CLUSTER: &str = "etcd";
 const STORE_TIMEOUT: Duration = Duration::from_secs(5);
 const STORE_RETRY_SECONDS: u64 = 5;
 
@@ -212,12 +210,15 @@ impl RootContext for Root {
             log_start_up(&config, store.read().as_ref());
         }
         if config.role == FilterRole::Main {
+            let clusters = &config.clusters;
             self.fetches = [
-                ("instructions_base", &config.instructions_base_url),
-                ("instructions_codex", &config.instructions_codex_url),
+                (&clusters.instructions_base, false, &config.instructions_base_url),
+                (&clusters.instructions_codex, true, &config.instructions_codex_url),
             ]
             .into_iter()
-            .filter_map(|(cluster, url)| url.clone().map(|url| Fetch::new(cluster, url)))
+            .filter_map(|(cluster, codex, url)| {
+                url.clone().map(|url| Fetch::new(cluster.clone(), codex, url))
+            })
             .collect();
         }
         let needs_tick = !self.fetches.is_empty() || config.auth.is_chatgpt();
@@ -285,7 +286,7 @@ impl Root {
                 (":path", fetch.url.path.as_str()),
                 (":authority", fetch.url.host.as_str()),
             ];
-            match self.dispatch_http_call(fetch.cluster, headers, None, vec![], FETCH_TIMEOUT) {
+            match self.dispatch_http_call(&fetch.cluster, headers, None, vec![], FETCH_TIMEOUT) {
                 Ok(token) => self.calls.push((token, Call::Instructions(index))),
                 Err(status) => {
                     if let Some(f) = self.fetches.get_mut(index) {
@@ -317,9 +318,10 @@ impl Root {
         }
         if let (Some(shared), Some(text)) = (&self.shared, fetch.text.clone()) {
             let mut texts = shared.instructions.borrow_mut();
-            match fetch.cluster {
-                "instructions_codex" => texts.codex = Some(text),
-                _ => texts.base = Some(text),
+            if fetch.codex {
+                texts.codex = Some(text);
+            } else {
+                texts.base = Some(text);
             }
         }
     }
@@ -382,11 +384,12 @@ impl Root {
             ("accept", "application/json"),
             ("user-agent", user_agent.as_str()),
         ];
-        match self.dispatch_http_call(OAUTH_CLUSTER, headers, Some(&body), vec![], REFRESH_TIMEOUT) {
+        let cluster = cfg.clusters.oauth.as_str();
+        match self.dispatch_http_call(cluster, headers, Some(&body), vec![], REFRESH_TIMEOUT) {
             Ok(token) => self.calls.push((token, Call::Refresh(lock_revision))),
             Err(status) => {
                 warn!(
-                    "codex filter: cannot call cluster {OAUTH_CLUSTER} ({status:?}); is it in the Envoy configuration?"
+                    "codex filter: cannot call cluster {cluster} ({status:?}); is it in the Envoy configuration?"
                 );
                 self.refresh_arrived(None, b"", lock_revision, now);
             }
@@ -461,11 +464,15 @@ impl Root {
             (":authority", endpoint.host.as_str()),
             ("content-type", "application/json"),
         ];
-        match self.dispatch_http_call(ETCD_CLUSTER, headers, Some(&body), vec![], STORE_TIMEOUT) {
+        let cluster = self
+            .shared
+            .as_ref()
+            .map_or_else(|| "etcd".to_string(), |s| s.config.clusters.etcd.clone());
+        match self.dispatch_http_call(&cluster, headers, Some(&body), vec![], STORE_TIMEOUT) {
             Ok(token) => self.calls.push((token, call)),
             Err(status) => {
                 warn!(
-                    "codex filter: cannot call cluster {ETCD_CLUSTER} ({status:?}); is it in the Envoy configuration?"
+                    "codex filter: cannot call cluster {cluster} ({status:?}); is it in the Envoy configuration?"
                 );
                 self.store_failed("etcd is not configured as a cluster", now);
             }
