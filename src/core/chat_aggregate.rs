@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
+use crate::core::answer::Answer;
 use crate::core::chat_present::{ChatSink, Piece};
-use crate::core::chat_stream::chat_id;
 use crate::core::error::ApiError;
 use crate::core::turn::FinishReason;
 use crate::core::usage::Usage;
@@ -17,45 +17,28 @@ struct ToolCall {
 }
 
 pub struct ChatAggregator {
-    model: String,
-    id: String,
-    created: u64,
+    answer: Answer,
     content: String,
     reasoning_content: String,
     reasoning: String,
     tool_calls: Vec<ToolCall>,
-    result: Option<Result<Vec<u8>, ApiError>>,
 }
 
 impl ChatAggregator {
     pub fn new(model: &str, created: u64) -> Self {
         Self {
-            model: model.to_string(),
-            id: chat_id(""),
-            created,
+            answer: Answer::new("chatcmpl", model, created),
             content: String::new(),
             reasoning_content: String::new(),
             reasoning: String::new(),
             tool_calls: Vec::new(),
-            result: None,
         }
     }
 
     /// The finished body, or the error the turn ended with; `None` until the turn ends.
     pub fn result(&self) -> Option<&Result<Vec<u8>, ApiError>> {
-        self.result.as_ref()
+        self.answer.result()
     }
-}
-
-#[derive(Serialize)]
-struct Completion<'a> {
-    id: &'a str,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    choices: [Choice<'a>; 1],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<Usage>,
 }
 
 #[derive(Serialize)]
@@ -110,10 +93,7 @@ fn non_empty(s: &str) -> Option<&str> {
 
 impl ChatSink for ChatAggregator {
     fn meta(&mut self, id: &str, created: Option<u64>) {
-        self.id = chat_id(id);
-        if let Some(created) = created {
-            self.created = created;
-        }
+        self.answer.meta(id, created);
     }
 
     fn piece(&mut self, piece: Piece<'_>) {
@@ -136,48 +116,36 @@ impl ChatSink for ChatAggregator {
     }
 
     fn finish(&mut self, reason: FinishReason, usage: Option<Usage>) {
-        let completion = Completion {
-            id: &self.id,
-            object: "chat.completion",
-            created: self.created,
-            model: &self.model,
-            choices: [Choice {
-                index: 0,
-                message: Message {
-                    role: "assistant",
-                    content: non_empty(&self.content),
-                    reasoning_content: non_empty(&self.reasoning_content),
-                    reasoning: non_empty(&self.reasoning).map(|text| O3Reasoning {
-                        content: [TextPart { kind: "text", text }],
-                    }),
-                    tool_calls: self
-                        .tool_calls
-                        .iter()
-                        .map(|c| ToolCallOut {
-                            id: &c.id,
-                            kind: "function",
-                            function: FunctionOut {
-                                name: &c.name,
-                                arguments: &c.arguments,
-                            },
-                        })
-                        .collect(),
-                },
-                logprobs: None,
-                finish_reason: reason.as_str(),
-            }],
-            usage,
+        let message = Message {
+            role: "assistant",
+            content: non_empty(&self.content),
+            reasoning_content: non_empty(&self.reasoning_content),
+            reasoning: non_empty(&self.reasoning).map(|text| O3Reasoning {
+                content: [TextPart { kind: "text", text }],
+            }),
+            tool_calls: self
+                .tool_calls
+                .iter()
+                .map(|c| ToolCallOut {
+                    id: &c.id,
+                    kind: "function",
+                    function: FunctionOut {
+                        name: &c.name,
+                        arguments: &c.arguments,
+                    },
+                })
+                .collect(),
         };
-        self.result = Some(serde_json::to_vec(&completion).map_err(|e| {
-            ApiError::new(
-                500,
-                crate::core::error::SERVER,
-                format!("Cannot encode the completion: {e}"),
-            )
-        }));
+        let choice = Choice {
+            index: 0,
+            message,
+            logprobs: None,
+            finish_reason: reason.as_str(),
+        };
+        self.answer.complete("chat.completion", choice, usage);
     }
 
     fn fail(&mut self, error: ApiError) {
-        self.result = Some(Err(error));
+        self.answer.fail(error);
     }
 }

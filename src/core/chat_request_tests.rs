@@ -1,19 +1,10 @@
 use super::*;
 use crate::core::models::ModelCatalog;
-use crate::core::reasoning::{Effort, Summary};
 use crate::core::request_common::DEFAULT_INSTRUCTIONS;
 use serde_json::{Value, json};
 
 fn ctx(models: &ModelCatalog) -> TranslateContext<'_> {
-    TranslateContext {
-        models,
-        default_effort: Effort::Low,
-        default_summary: Summary::Auto,
-        tools_format: ToolsFormat::Flat,
-        session_hint: None,
-        base_instructions: None,
-        codex_instructions: None,
-    }
+    TranslateContext::for_tests(models)
 }
 
 fn run(body: Value) -> Result<(Value, Translated), ApiError> {

@@ -46,7 +46,7 @@ impl ChatStreamWriter {
         }
         self.head.clear();
         self.head.extend_from_slice(b"{\"id\":");
-        write_json(&mut self.head, &chat_id(upstream_id));
+        write_json(&mut self.head, &response_id("chatcmpl", upstream_id));
         let _ = write!(
             self.head,
             ",\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":",
@@ -79,10 +79,6 @@ pub fn response_id(prefix: &str, upstream_id: &str) -> String {
     } else {
         format!("{prefix}-{bare}")
     }
-}
-
-pub fn chat_id(upstream_id: &str) -> String {
-    response_id("chatcmpl", upstream_id)
 }
 
 pub fn write_json(out: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) {

@@ -5,6 +5,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
+use crate::core::answer::Answer;
 use crate::core::chat_present::{ChatSink, Piece};
 use crate::core::chat_stream::{DONE, response_id, write_error_frame, write_json};
 use crate::core::error::ApiError;
@@ -88,38 +89,21 @@ impl ChatSink for CompletionStreamWriter {
 }
 
 pub struct CompletionAggregator {
-    model: String,
-    created: u64,
-    id: String,
+    answer: Answer,
     text: String,
-    result: Option<Result<Vec<u8>, ApiError>>,
 }
 
 impl CompletionAggregator {
     pub fn new(model: &str, created: u64) -> Self {
         Self {
-            model: model.to_string(),
-            created,
-            id: response_id("cmpl", ""),
+            answer: Answer::new("cmpl", model, created),
             text: String::new(),
-            result: None,
         }
     }
 
     pub fn result(&self) -> Option<&Result<Vec<u8>, ApiError>> {
-        self.result.as_ref()
+        self.answer.result()
     }
-}
-
-#[derive(Serialize)]
-struct Completion<'a> {
-    id: &'a str,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    choices: [Choice<'a>; 1],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<Usage>,
 }
 
 #[derive(Serialize)]
@@ -132,8 +116,7 @@ struct Choice<'a> {
 
 impl ChatSink for CompletionAggregator {
     fn meta(&mut self, id: &str, created: Option<u64>) {
-        self.id = response_id("cmpl", id);
-        self.created = created.unwrap_or(self.created);
+        self.answer.meta(id, created);
     }
 
     fn piece(&mut self, piece: Piece<'_>) {
@@ -143,29 +126,16 @@ impl ChatSink for CompletionAggregator {
     }
 
     fn finish(&mut self, reason: FinishReason, usage: Option<Usage>) {
-        let completion = Completion {
-            id: &self.id,
-            object: "text_completion",
-            created: self.created,
-            model: &self.model,
-            choices: [Choice {
-                text: &self.text,
-                index: 0,
-                logprobs: None,
-                finish_reason: reason.as_str(),
-            }],
-            usage,
+        let choice = Choice {
+            text: &self.text,
+            index: 0,
+            logprobs: None,
+            finish_reason: reason.as_str(),
         };
-        self.result = Some(serde_json::to_vec(&completion).map_err(|e| {
-            ApiError::new(
-                500,
-                crate::core::error::SERVER,
-                format!("Cannot encode the completion: {e}"),
-            )
-        }));
+        self.answer.complete("text_completion", choice, usage);
     }
 
     fn fail(&mut self, error: ApiError) {
-        self.result = Some(Err(error));
+        self.answer.fail(error);
     }
 }

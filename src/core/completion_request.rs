@@ -53,21 +53,12 @@ pub fn translate(body: &[u8], ctx: &TranslateContext<'_>) -> Result<Translated, 
 mod tests {
     use super::*;
     use crate::core::models::ModelCatalog;
-    use crate::core::reasoning::{Effort, Summary};
-    use crate::core::request_common::{DEFAULT_INSTRUCTIONS, ToolsFormat};
+    use crate::core::request_common::DEFAULT_INSTRUCTIONS;
     use serde_json::{Value, json};
 
     fn run(body: Value) -> Result<(Value, Translated), ApiError> {
         let models = ModelCatalog::new(None, None).unwrap();
-        let ctx = TranslateContext {
-            models: &models,
-            default_effort: Effort::Low,
-            default_summary: Summary::Auto,
-            tools_format: ToolsFormat::Flat,
-            session_hint: None,
-            base_instructions: None,
-            codex_instructions: None,
-        };
+        let ctx = TranslateContext::for_tests(&models);
         let out = translate(body.to_string().as_bytes(), &ctx)?;
         Ok((serde_json::from_slice(&out.body).unwrap(), out))
     }

@@ -1,5 +1,6 @@
 //! The pure core: everything the filter decides, with no dependency on the proxy-wasm host.
 
+pub mod answer;
 pub mod chat_aggregate;
 pub mod chat_present;
 pub mod chat_request;

@@ -38,6 +38,22 @@ pub struct TranslateContext<'c> {
     pub codex_instructions: Option<&'c str>,
 }
 
+#[cfg(test)]
+impl<'c> TranslateContext<'c> {
+    /// The defaults of an unconfigured filter.
+    pub fn for_tests(models: &'c ModelCatalog) -> Self {
+        Self {
+            models,
+            default_effort: Effort::Low,
+            default_summary: Summary::Auto,
+            tools_format: ToolsFormat::Flat,
+            session_hint: None,
+            base_instructions: None,
+            codex_instructions: None,
+        }
+    }
+}
+
 /// The translated request plus what the response side needs to know about it.
 #[derive(Debug)]
 pub struct Translated {

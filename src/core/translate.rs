@@ -107,9 +107,26 @@ pub trait Pipeline {
 pub struct Translator<S> {
     framer: SseFramer,
     turn: Turn,
+    output: Presented<S>,
+}
+
+/// The client side of the pipeline: the presenter, its sink, and the usage seen in passing.
+struct Presented<S> {
     presenter: ChatPresenter,
     sink: S,
     usage: Option<Usage>,
+}
+
+impl<S: Output> Presented<S> {
+    fn emit(&mut self, signal: Signal<'_>) {
+        if let Signal::Finish {
+            usage: Some(usage), ..
+        } = &signal
+        {
+            self.usage = Some(*usage);
+        }
+        self.presenter.signal(signal, &mut self.sink);
+    }
 }
 
 impl<S: Output> Translator<S> {
@@ -117,9 +134,11 @@ impl<S: Output> Translator<S> {
         Self {
             framer: SseFramer::new(MAX_EVENT_BYTES),
             turn: Turn::default(),
-            presenter: ChatPresenter::new(mode),
-            sink,
-            usage: None,
+            output: Presented {
+                presenter: ChatPresenter::new(mode),
+                sink,
+                usage: None,
+            },
         }
     }
 
@@ -130,18 +149,9 @@ impl<S: Output> Translator<S> {
 
 impl<S: Output> Pipeline for Translator<S> {
     fn push(&mut self, chunk: &[u8], now: u64) -> &[u8] {
-        self.sink.clear();
-        let Self {
-            framer,
-            turn,
-            presenter,
-            sink,
-            usage,
-        } = self;
-        let mut emit = |signal: Signal<'_>| {
-            note_usage(&signal, usage);
-            presenter.signal(signal, sink);
-        };
+        self.output.sink.clear();
+        let Self { framer, turn, output } = self;
+        let mut emit = |signal: Signal<'_>| output.emit(signal);
         if !turn.is_done()
             && framer
                 .push(chunk, |data| turn.event(data, now, &mut emit))
@@ -149,38 +159,20 @@ impl<S: Output> Pipeline for Translator<S> {
         {
             turn.overflow(&mut emit);
         }
-        self.sink.pending()
+        self.output.sink.pending()
     }
 
     fn finish(&mut self, now: u64) -> End<'_> {
-        self.sink.clear();
-        let Self {
-            framer,
-            turn,
-            presenter,
-            sink,
-            usage,
-        } = self;
-        let mut emit = |signal: Signal<'_>| {
-            note_usage(&signal, usage);
-            presenter.signal(signal, sink);
-        };
+        self.output.sink.clear();
+        let Self { framer, turn, output } = self;
+        let mut emit = |signal: Signal<'_>| output.emit(signal);
         framer.finish(|data| turn.event(data, now, &mut emit));
         turn.end_of_stream(&mut emit);
-        self.sink.end()
+        self.output.sink.end()
     }
 
     fn usage(&self) -> Option<Usage> {
-        self.usage
-    }
-}
-
-fn note_usage(signal: &Signal<'_>, slot: &mut Option<Usage>) {
-    if let Signal::Finish {
-        usage: Some(usage), ..
-    } = signal
-    {
-        *slot = Some(*usage);
+        self.output.usage
     }
 }
 

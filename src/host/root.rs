@@ -631,15 +631,7 @@ fn resume_with(shared: &Shared, context_id: u32, tokens: &ChatgptTokens, generat
     if set_effective_context(context_id).is_err() {
         return; // the client has gone
     }
-    let cfg = &shared.config;
-    let _ = abi::set_header(
-        MapType::HttpRequestHeaders,
-        &cfg.auth.header,
-        &cfg.auth.value(&tokens.access_token),
-    );
-    if let Some(account) = &tokens.account_id {
-        let _ = abi::set_header(MapType::HttpRequestHeaders, "chatgpt-account-id", account);
-    }
+    shared.attach(tokens);
     shared.resumed_generation(context_id, generation);
     let _ = abi::resume_request();
 }

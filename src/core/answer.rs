@@ -1,0 +1,70 @@
+//! What every aggregated (non-streaming) answer shares: its id, time and model, the envelope
+//! `{id, object, created, model, choices: [..], usage}`, and the final result.
+
+use serde::Serialize;
+
+use crate::core::chat_stream::response_id;
+use crate::core::error::{ApiError, SERVER};
+use crate::core::usage::Usage;
+
+pub struct Answer {
+    prefix: &'static str,
+    model: String,
+    created: u64,
+    id: String,
+    result: Option<Result<Vec<u8>, ApiError>>,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a, C> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [C; 1],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<Usage>,
+}
+
+impl Answer {
+    /// `prefix` names the id family (`chatcmpl`, `cmpl`).
+    pub fn new(prefix: &'static str, model: &str, created: u64) -> Self {
+        Self {
+            prefix,
+            model: model.to_string(),
+            created,
+            id: response_id(prefix, ""),
+            result: None,
+        }
+    }
+
+    /// `response.created`: the upstream id and time.
+    pub fn meta(&mut self, upstream_id: &str, created: Option<u64>) {
+        self.id = response_id(self.prefix, upstream_id);
+        self.created = created.unwrap_or(self.created);
+    }
+
+    pub fn complete(&mut self, object: &'static str, choice: impl Serialize, usage: Option<Usage>) {
+        let envelope = Envelope {
+            id: &self.id,
+            object,
+            created: self.created,
+            model: &self.model,
+            choices: [choice],
+            usage,
+        };
+        self.result = Some(
+            serde_json::to_vec(&envelope)
+                .map_err(|e| ApiError::new(500, SERVER, format!("Cannot encode the answer: {e}"))),
+        );
+    }
+
+    pub fn fail(&mut self, error: ApiError) {
+        self.result = Some(Err(error));
+    }
+
+    /// The finished body, or the error the turn ended with; `None` until the turn ends.
+    pub fn result(&self) -> Option<&Result<Vec<u8>, ApiError>> {
+        self.result.as_ref()
+    }
+}
