@@ -314,3 +314,15 @@ def test_non_streaming_sdk_call(envoy, mock_codex, openai_client):
     result = openai_client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "2+2?"}])
     assert result.choices[0].message.content == "4"
     assert result.usage.total_tokens == 10
+
+
+def test_one_conversation_keeps_one_cache_key_and_another_gets_its_own(envoy, mock_codex):
+    first_turn = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Plan a trip to Rome."}]
+    post(chat_url(envoy), chat_body(messages=first_turn))
+    key_1 = mock_codex.last_request.json["prompt_cache_key"]
+    second_turn = first_turn + [{"role": "assistant", "content": "When?"}, {"role": "user", "content": "In May."}]
+    post(chat_url(envoy), chat_body(messages=second_turn))
+    assert mock_codex.last_request.json["prompt_cache_key"] == key_1
+    assert mock_codex.last_request.header("session-id") == key_1
+    post(chat_url(envoy), chat_body(messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Write a poem."}]))
+    assert mock_codex.last_request.json["prompt_cache_key"] != key_1

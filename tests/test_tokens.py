@@ -10,7 +10,7 @@ import time
 import requests
 
 from chat_helpers import chat_body, error_of, post
-from harness import tokens
+from harness import sse, tokens
 from harness.mock_codex import Script
 
 
@@ -146,3 +146,27 @@ def test_portable_mode_answers_a_retryable_401_and_refreshes(envoy_factory, mock
     assert (status, error["code"]) == (401, "token_expired")
     assert post(envoy.url + "/v1/chat/completions", chat_body()).status_code == 200
     assert mock_oauth.calls == 1
+
+
+def test_usage_limit_headers_and_bodies_become_stats(envoy_factory, mock_codex, mock_oauth):
+    envoy = envoy_factory()
+    limits = {
+        "x-codex-primary-used-percent": "42.4",
+        "x-codex-primary-reset-at": "1900000000",
+        "x-codex-secondary-used-percent": "100",
+        "x-codex-secondary-reset-after-seconds": "600",
+    }
+    mock_codex.enqueue(Script.events(sse.text_events(["ok"]), headers={"content-type": "text/event-stream", **limits}))
+    assert post(envoy.url + "/v1/chat/completions", chat_body()).status_code == 200
+    assert stat(envoy, "codex_rate_limit_primary_used_percent") == 42
+    assert stat(envoy, "codex_rate_limit_primary_resets_at") == 1900000000
+    assert stat(envoy, "codex_rate_limit_secondary_used_percent") == 100
+    assert stat(envoy, "codex_rate_limit_secondary_resets_at") > time.time()
+    mock_codex.enqueue(Script.json(429, {"error": {"type": "usage_limit_reached", "message": "limit", "resets_in_seconds": 600}}, headers=limits))
+    resp = post(envoy.url + "/v1/chat/completions", chat_body())
+    assert (resp.status_code, resp.headers["retry-after"]) == (429, "600")
+    assert stat(envoy, "codex_usage_limit_reached") == 1
+    deadline = time.monotonic() + 5
+    while stat(envoy, "codex_token_expires_in_seconds") == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)  # the gauge is updated on the filter's once-a-second tick
+    assert 0 < stat(envoy, "codex_token_expires_in_seconds") <= tokens.TEN_DAYS

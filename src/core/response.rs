@@ -5,7 +5,7 @@
 use crate::core::chat_aggregate::ChatAggregator;
 use crate::core::chat_stream::ChatStreamWriter;
 use crate::core::completion_output::{CompletionAggregator, CompletionStreamWriter};
-use crate::core::error::{ApiError, SERVER, UPSTREAM};
+use crate::core::error::{ApiError, SERVER, UPSTREAM, USAGE_LIMIT};
 use crate::core::reasoning::OutputMode;
 use crate::core::request::{Endpoint, body_too_large};
 use crate::core::translate::{End, Pipeline, Translator};
@@ -55,6 +55,8 @@ pub struct Final<'a> {
     pub body: &'a [u8],
     pub status: Option<u16>,
     pub set: Vec<(&'static str, String)>,
+    /// The answer is a ChatGPT usage-limit error (for the stats).
+    pub usage_limited: bool,
 }
 
 pub enum Handler {
@@ -193,11 +195,13 @@ impl Handler {
                     body: tail,
                     status: None,
                     set: Vec::new(),
+                    usage_limited: false,
                 },
                 End::Body(body) => Final {
                     body,
                     status: Some(200),
                     set: Vec::new(),
+                    usage_limited: false,
                 },
                 End::Error(error) => render_error(error.clone(), out),
             },
@@ -226,6 +230,7 @@ fn render_error(error: ApiError, out: &mut Vec<u8>) -> Final<'_> {
         body: out,
         status: Some(error.status),
         set: error.headers(),
+        usage_limited: error.kind == USAGE_LIMIT,
     }
 }
 
@@ -365,6 +370,7 @@ mod tests {
         let done = handler.finish(0);
         assert_eq!(done.status, Some(429));
         assert!(done.set.contains(&("retry-after", "5".to_string())));
+        assert!(done.usage_limited);
         assert!(String::from_utf8_lossy(done.body).contains("usage_limit_reached"));
 
         let (mut handler, _) = Handler::new(

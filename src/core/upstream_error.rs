@@ -58,6 +58,36 @@ impl LimitHeaders {
         h
     }
 
+    /// The usage windows the backend reported: used percent (rounded) and reset time (Unix
+    /// seconds, from `*-reset-at` or the older `*-reset-after-seconds`), primary then secondary.
+    pub fn windows(&self, now: u64) -> [Window; 2] {
+        let window = |used: &Option<String>, at: &Option<String>, after: &Option<String>| Window {
+            used_percent: used
+                .as_deref()
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|p| *p >= 0.0)
+                .map(|p| p.round() as u64),
+            resets_at: at.as_deref().and_then(|v| v.parse::<u64>().ok()).or_else(|| {
+                after
+                    .as_deref()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .map(|s| now + s.max(0.0).ceil() as u64)
+            }),
+        };
+        [
+            window(
+                &self.primary_used_percent,
+                &self.primary_reset_at,
+                &self.primary_reset_after_seconds,
+            ),
+            window(
+                &self.secondary_used_percent,
+                &self.secondary_reset_at,
+                &self.secondary_reset_after_seconds,
+            ),
+        ]
+    }
+
     /// Seconds to wait, from `Retry-After` or else the exhausted window's reset time.
     pub fn retry_after(&self, now: u64) -> Option<u64> {
         if let Some(seconds) = self.retry_after.as_deref().and_then(|v| v.parse::<u64>().ok()) {
@@ -93,6 +123,13 @@ impl LimitHeaders {
             .find_map(reset)
             .or_else(|| windows.iter().rev().find_map(reset))
     }
+}
+
+/// One usage window from the `x-codex-*` headers.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub used_percent: Option<u64>,
+    pub resets_at: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -423,6 +460,30 @@ mod tests {
         assert_eq!(h.retry_after(NOW), Some(30));
         let err = from_http(429, b"{}", &LimitHeaders::from_pairs([("retry-after", "7")]), NOW);
         assert_eq!((err.status, err.retry_after), (429, Some(7)));
+    }
+
+    #[test]
+    fn usage_windows_from_both_header_forms() {
+        let h = LimitHeaders::from_pairs([
+            ("x-codex-primary-used-percent", "42.4"),
+            ("x-codex-primary-reset-at", "1767003600"),
+            ("x-codex-secondary-used-percent", "13.5"),
+            ("x-codex-secondary-reset-after-seconds", "60"),
+        ]);
+        assert_eq!(
+            h.windows(NOW),
+            [
+                Window {
+                    used_percent: Some(42),
+                    resets_at: Some(1_767_003_600)
+                },
+                Window {
+                    used_percent: Some(14),
+                    resets_at: Some(NOW + 60)
+                },
+            ]
+        );
+        assert_eq!(LimitHeaders::default().windows(NOW), [Window::default(); 2]);
     }
 
     #[test]

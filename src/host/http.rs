@@ -335,6 +335,9 @@ impl HttpContext for Http {
             limits: LimitHeaders::from_pairs(headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
         };
         let now = self.now();
+        if via_upstream {
+            self.shared.metrics.rate_limits(&head.limits.windows(now));
+        }
         let (mut handler, plan) = Handler::new(&client, &head, self.shared.config.hold_headers, now);
         if !matches!(handler, Handler::Translate { .. }) {
             self.shared.metrics.upstream_error();
@@ -342,6 +345,9 @@ impl HttpContext for Http {
         if end_of_stream {
             // No body will follow, so the answer is complete now.
             let done = handler.finish(now);
+            if done.usage_limited {
+                self.shared.metrics.usage_limit_hit();
+            }
             let reply = Reply {
                 status: done.status.or(plan.status).unwrap_or(status),
                 headers: merged(&plan.set, &done.set),
@@ -377,6 +383,9 @@ impl HttpContext for Http {
             let translating = matches!(handler, Handler::Translate { .. });
             let done = handler.finish(now);
             out.extend_from_slice(done.body);
+            if done.usage_limited {
+                self.shared.metrics.usage_limit_hit();
+            }
             if translating && done.status.is_some_and(|s| s >= 400) {
                 self.shared.metrics.upstream_error();
             }

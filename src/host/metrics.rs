@@ -1,10 +1,11 @@
 //! Filter counters, exported by Envoy with its own stats (`/stats/prometheus` on the admin
 //! endpoint, as `envoy_codex_*`). Metrics with the same name are shared by every worker VM.
 
-use proxy_wasm::hostcalls::{define_metric, increment_metric};
+use proxy_wasm::hostcalls::{define_metric, increment_metric, record_metric};
 use proxy_wasm::types::MetricType;
 
 use crate::core::request::Endpoint;
+use crate::core::upstream_error::Window;
 use crate::core::usage::Usage;
 
 /// Which family a request belongs to, for the per-route counters.
@@ -37,6 +38,11 @@ pub struct Metrics {
     refresh_temporary: Option<u32>,
     refresh_permanent: Option<u32>,
     lease_taken: Option<u32>,
+    usage_limit_hits: Option<u32>,
+    /// primary/secondary × used percent/reset time
+    windows: [[Option<u32>; 2]; 2],
+    token_expires_in: Option<u32>,
+    token_age: Option<u32>,
 }
 
 const ROUTES: [&str; 4] = ["chat", "completions", "local", "ollama"];
@@ -62,6 +68,18 @@ impl Metrics {
         m.refresh_temporary = counter("codex.token_refresh.temporary_failure");
         m.refresh_permanent = counter("codex.token_refresh.permanent_failure");
         m.lease_taken = counter("codex.token_refresh.lease_taken");
+        m.usage_limit_hits = counter("codex.usage_limit_reached");
+        let gauge = |name: &str| define_metric(MetricType::Gauge, name).ok();
+        for (w, window) in ["primary", "secondary"].iter().enumerate() {
+            if let Some(slots) = m.windows.get_mut(w) {
+                *slots = [
+                    gauge(&format!("codex.rate_limit.{window}.used_percent")),
+                    gauge(&format!("codex.rate_limit.{window}.resets_at")),
+                ];
+            }
+        }
+        m.token_expires_in = gauge("codex.token.expires_in_seconds");
+        m.token_age = gauge("codex.token.age_seconds");
         m
     }
 
@@ -106,6 +124,31 @@ impl Metrics {
 
     pub fn lease_taken(&self) {
         bump(self.lease_taken, 1);
+    }
+
+    pub fn usage_limit_hit(&self) {
+        bump(self.usage_limit_hits, 1);
+    }
+
+    /// The usage windows the backend reported with its last response.
+    pub fn rate_limits(&self, windows: &[Window; 2]) {
+        for (slots, window) in self.windows.iter().zip(windows) {
+            let [used, resets] = *slots;
+            set(used, window.used_percent);
+            set(resets, window.resets_at);
+        }
+    }
+
+    /// How long the current access token has left, and how long since it was issued.
+    pub fn token(&self, expires_at: Option<u64>, last_refresh: Option<u64>, now: u64) {
+        set(self.token_expires_in, expires_at.map(|e| e.saturating_sub(now)));
+        set(self.token_age, last_refresh.map(|r| now.saturating_sub(r)));
+    }
+}
+
+fn set(id: Option<u32>, value: Option<u64>) {
+    if let (Some(id), Some(value)) = (id, value) {
+        let _ = record_metric(id, value);
     }
 }
 

@@ -342,6 +342,9 @@ impl Root {
         let Some(record) = shared.tokens.read() else {
             return;
         };
+        shared
+            .metrics
+            .token(record.tokens.expires_at, record.tokens.last_refresh, now);
         let sync_due = shared.config.etcd.is_some() && !record.store_synced;
         if !sync_due && !record.refresh_due(now) {
             return;
