@@ -509,9 +509,17 @@ def optional_clusters(settings: Mapping[str, str], opts: Options) -> List[dict]:
     return found
 
 
+# Reads from the Codex backend in chunks of at most this size: a burst of SSE then reaches the
+# filter (and the client) in several callbacks instead of one large one, which measurably cuts
+# the time to the first token (bench/RESULTS.md). Request bodies still go out whole; they are
+# buffered on the listener's side.
+CODEX_READ_BUFFER_BYTES = 64 * 1024
+
+
 def codex_cluster(settings: Mapping[str, str], opts: Options) -> dict:
     url, variable = responses_url(settings)
     cluster = cluster_for_url(CODEX_CLUSTER, url, variable, opts)
+    cluster["per_connection_buffer_limit_bytes"] = CODEX_READ_BUFFER_BYTES
     if credentials_upstream(settings, opts):
         options = cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
         options["http_filters"] = [

@@ -191,3 +191,10 @@ class TestPortableMode:
         status, error = error_of(post(envoy.url + "/v1/chat/completions", None, raw=b"{oops"))
         assert status == 400
         assert mock_codex.requests == []
+
+
+def test_large_bodies_within_the_limit_reach_the_upstream_whole(envoy, mock_codex):
+    text = "long prompt " * 250_000  # about 3 MB, e.g. a pasted file
+    resp = post(envoy.url + "/v1/chat/completions", chat_body(messages=[{"role": "user", "content": text}]))
+    assert resp.status_code == 200, resp.text[:200]
+    assert mock_codex.last_request.json["input"][0]["content"][0]["text"] == text

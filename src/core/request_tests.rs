@@ -319,3 +319,36 @@ fn forwarding_modes_shape_the_upstream_headers() {
     let off = config(&[]);
     assert!(get(&off, "x-trace").is_empty());
 }
+
+#[test]
+fn the_final_map_keeps_envoys_headers_and_nothing_else_from_the_client() {
+    let client = headers(&[
+        (":authority", "localhost:8787"),
+        (":path", "/v1/chat/completions"),
+        (":method", "POST"),
+        ("x-forwarded-proto", "http"),
+        ("x-request-id", "r1"),
+        ("authorization", "Bearer client"),
+        ("cookie", "c"),
+        ("user-agent", "curl"),
+    ]);
+    let upstream = headers(&[
+        (":path", "/backend"),
+        ("authorization", "Bearer upstream"),
+        ("user-agent", "codex"),
+    ]);
+    let merged = final_request_headers(&client, upstream);
+    let flat: Vec<(&str, &str)> = merged.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(
+        flat,
+        [
+            (":authority", "localhost:8787"),
+            (":method", "POST"),
+            ("x-forwarded-proto", "http"),
+            ("x-request-id", "r1"),
+            (":path", "/backend"),
+            ("authorization", "Bearer upstream"),
+            ("user-agent", "codex"),
+        ]
+    );
+}

@@ -57,6 +57,9 @@ pub enum Signal<'e> {
     Fail(ApiError),
 }
 
+/// One event. The large parts (`item`, `response`) stay raw JSON and are decoded only by the
+/// few event types that need them: most events are deltas, and parsing every copy of the full
+/// answer that `*.done` events repeat dominated the cost of a stream.
 #[derive(Deserialize)]
 struct Event<'a> {
     #[serde(borrow, rename = "type")]
@@ -66,11 +69,11 @@ struct Event<'a> {
     #[serde(borrow, default)]
     item_id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    item: Option<Item<'a>>,
+    item: Option<&'a RawValue>,
     #[serde(borrow, default)]
     arguments: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
-    response: Option<ResponseObject<'a>>,
+    response: Option<&'a RawValue>,
     #[serde(borrow, default)]
     error: Option<&'a RawValue>,
     #[serde(borrow, default)]
@@ -148,7 +151,7 @@ impl Turn {
         };
         match event.kind.as_ref() {
             "response.created" => {
-                if let Some(response) = &event.response {
+                if let Some(response) = decode::<ResponseObject>(event.response) {
                     emit(Signal::Meta {
                         id: response.id.as_deref().unwrap_or(""),
                         created: response.created_at,
@@ -174,8 +177,8 @@ impl Turn {
                 }
             }
             "response.output_item.added" => {
-                if let Some(item) = event.item.as_ref().filter(|i| i.kind == "function_call") {
-                    let index = self.start_call(item, emit);
+                if let Some(item) = decode::<Item>(event.item).filter(|i| i.kind == "function_call") {
+                    let index = self.start_call(&item, emit);
                     self.reconcile(index, item.arguments.as_deref(), emit);
                 }
             }
@@ -197,10 +200,10 @@ impl Turn {
                 }
             }
             "response.output_item.done" => {
-                if let Some(item) = event.item.as_ref().filter(|i| i.kind == "function_call") {
+                if let Some(item) = decode::<Item>(event.item).filter(|i| i.kind == "function_call") {
                     let index = match self.call_index(item.id.as_deref()) {
                         Some(index) => index,
-                        None => self.start_call(item, emit),
+                        None => self.start_call(&item, emit),
                     };
                     self.reconcile(index, item.arguments.as_deref(), emit);
                 }
@@ -211,11 +214,11 @@ impl Turn {
                 } else {
                     FinishReason::ToolCalls
                 };
-                self.finish(reason, event.response.as_ref(), emit);
+                self.finish(reason, decode(event.response).as_ref(), emit);
             }
             "response.incomplete" => {
-                let reason = event
-                    .response
+                let response = decode::<ResponseObject>(event.response);
+                let reason = response
                     .as_ref()
                     .and_then(|r| r.incomplete_details.as_ref())
                     .and_then(|d| d.reason.as_deref());
@@ -224,10 +227,11 @@ impl Turn {
                 } else {
                     FinishReason::Length
                 };
-                self.finish(reason, event.response.as_ref(), emit);
+                self.finish(reason, response.as_ref(), emit);
             }
             "response.failed" => {
-                let raw = event.response.as_ref().and_then(|r| r.error);
+                let response = decode::<ResponseObject>(event.response);
+                let raw = response.as_ref().and_then(|r| r.error);
                 self.fail(error_fields(raw, None, None), now, emit);
             }
             "error" => self.fail(error_fields(event.error, event.code, event.message), now, emit),
@@ -317,6 +321,11 @@ impl Turn {
         self.done = true;
         emit(Signal::Fail(upstream_error::from_stream(&fields, now)));
     }
+}
+
+/// Decodes a raw part of an event; a missing or malformed part counts as absent.
+fn decode<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>) -> Option<T> {
+    serde_json::from_str(raw?.get()).ok()
 }
 
 /// The error object of an event, tolerating a missing or oddly shaped one.

@@ -7,6 +7,7 @@ use proxy_wasm::types::{BufferType, MapType, Status, StreamType};
 // Same signatures as the SDK's own declarations of these imports.
 #[link(wasm_import_module = "env")]
 unsafe extern "C" {
+    fn proxy_set_header_map_pairs(map_type: MapType, map_data: *const u8, map_size: usize) -> Status;
     fn proxy_replace_header_map_value(
         map_type: MapType,
         key_data: *const u8,
@@ -62,6 +63,12 @@ fn serialize_map<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Vec<u8> {
         bytes.push(0);
     }
     bytes
+}
+
+/// Replaces a whole header map in one host call.
+pub fn set_headers<K: AsRef<str>, V: AsRef<str>>(map: MapType, pairs: &[(K, V)]) -> Result<(), Status> {
+    let bytes = serialize_map(pairs);
+    result(unsafe { proxy_set_header_map_pairs(map, bytes.as_ptr(), bytes.len()) })
 }
 
 pub fn set_header(map: MapType, name: &str, value: &str) -> Result<(), Status> {

@@ -84,17 +84,10 @@ impl Http {
     }
 
     /// Drops every client header the upstream set does not name, then writes the set.
-    fn set_request_headers(&self, client: &[(String, String)], upstream: &[(String, String)]) {
-        let map = MapType::HttpRequestHeaders;
-        for (name, _) in client {
-            if !request::is_envoy_header(name) && !upstream.iter().any(|(n, _)| n == name) {
-                let _ = abi::remove_header(map, name);
-            }
-        }
-        for (name, value) in upstream {
-            if let Err(status) = abi::set_header(map, name, value) {
-                warn!("codex filter: cannot set upstream header {name}: {status:?}");
-            }
+    fn set_request_headers(&self, client: &[(String, String)], upstream: Vec<(String, String)>) {
+        let headers = request::final_request_headers(client, upstream);
+        if let Err(status) = abi::set_headers(MapType::HttpRequestHeaders, &headers) {
+            warn!("codex filter: cannot set the upstream headers: {status:?}");
         }
     }
 
@@ -241,7 +234,7 @@ impl HttpContext for Http {
             // Portable mode: headers leave now, so the session id is the client's, if any.
             let upstream =
                 self.upstream_headers(tokens.as_ref(), &headers, forward.session_hint.as_deref(), None);
-            self.set_request_headers(&headers, &upstream);
+            self.set_request_headers(&headers, upstream);
             if self.must_wait(&tokens) {
                 action = self.wait_for_token(now);
             }
@@ -289,13 +282,17 @@ impl HttpContext for Http {
             return Action::Continue;
         }
         let now = self.now();
-        let tokens = match self.current_tokens(now) {
-            Ok(tokens) => tokens,
-            Err(error) => return self.reply(error.into()),
+        // With the credentials instance upstream, the header-time check was all this needs.
+        let tokens = match self.shared.config.credentials_upstream {
+            true => None,
+            false => match self.current_tokens(now) {
+                Ok(tokens) => tokens,
+                Err(error) => return self.reply(error.into()),
+            },
         };
         let (session, length) = (Some(translated.session_id.as_str()), Some(translated.body.len()));
         let upstream = self.upstream_headers(tokens.as_ref(), &headers, session, length);
-        self.set_request_headers(&headers, &upstream);
+        self.set_request_headers(&headers, upstream);
         if self.must_wait(&tokens) {
             self.wait_for_token(now)
         } else {
@@ -355,7 +352,10 @@ impl HttpContext for Http {
             };
             return self.reply(reply);
         }
-        for name in REMOVED_RESPONSE_HEADERS {
+        for (name, _) in headers
+            .iter()
+            .filter(|(n, _)| REMOVED_RESPONSE_HEADERS.contains(&n.as_str()))
+        {
             let _ = abi::remove_header(MapType::HttpResponseHeaders, name);
         }
         let hold = plan.hold;
