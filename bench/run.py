@@ -1486,7 +1486,7 @@ def results_markdown(summary: dict) -> str:
         lines += [
             "## Core micro-benchmarks (native, criterion: `cargo bench --bench core`)",
             "",
-            "The pure core without Envoy or the Wasm VM, same build profile as the module (`opt-level = \"z\"`), "
+            "The pure core without Envoy or the Wasm VM, same release profile as the module (`opt-level = 3`), "
             "median time per iteration (one request body, or one whole stream fed in 4 KiB chunks); MB/s over "
             "the input bytes. `framer` = SSE framing only, `framer+turn` = + event interpretation (JSON parse), "
             "`chat_stream` / `chat_aggregate` = the whole translator for a streaming / non-streaming client.",
