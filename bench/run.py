@@ -51,6 +51,9 @@ from typing import Dict, List, Optional, Tuple
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 RENDER_PY = REPO_ROOT / "envoy" / "render.py"
+# The end-to-end harness's helpers (stdlib only) serve the benchmark too.
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+from harness.envoy import free_ports  # noqa: E402
 MOCK_MANIFEST = BENCH_DIR / "mock" / "Cargo.toml"
 MOCK_TARGET_DIR = REPO_ROOT / "target" / "bench-mock"
 MOCK_BIN = MOCK_TARGET_DIR / "release" / "codex-bench-mock"
@@ -255,19 +258,6 @@ def auth_json() -> str:
 
 # ------------------------------------------------------------------------------------------
 # Processes
-
-
-def free_ports(count: int) -> List[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def http_get(url: str, timeout: float = 5.0) -> Tuple[int, bytes]:
