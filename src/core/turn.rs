@@ -140,7 +140,7 @@ impl Turn {
 
     /// Interprets one SSE data payload. `now` (Unix seconds) dates usage-limit resets.
     pub fn event(&mut self, data: &[u8], now: u64, emit: &mut impl FnMut(Signal<'_>)) {
-        if self.done {
+        if self.done || leading_type(data).is_some_and(|kind| IGNORED.iter().any(|i| i.as_bytes() == kind)) {
             return;
         }
         let Ok(event) = serde_json::from_slice::<Event>(data) else {
@@ -321,6 +321,29 @@ impl Turn {
         self.done = true;
         emit(Signal::Fail(upstream_error::from_stream(&fields, now)));
     }
+}
+
+/// Event types that never change what the client gets. Recognised from the leading
+/// `{"type":"…"` the backend writes, they are skipped unparsed: several repeat the whole
+/// answer text (`response.output_text.done`), which made parsing them a large share of a stream.
+const IGNORED: &[&str] = &[
+    "response.in_progress",
+    "response.content_part.added",
+    "response.content_part.done",
+    "response.output_text.done",
+    "response.reasoning_summary_text.done",
+    "response.reasoning_summary_part.done",
+    "response.reasoning_text.done",
+    "response.metadata",
+    "codex.response.metadata",
+    "codex.rate_limits",
+];
+
+/// The event type when the payload starts with it, else `None` (then the full parse decides).
+fn leading_type(data: &[u8]) -> Option<&[u8]> {
+    let rest = data.trim_ascii_start().strip_prefix(b"{\"type\":\"")?;
+    let end = rest.iter().position(|b| *b == b'"' || *b == b'\\')?;
+    (rest.get(end) == Some(&b'"')).then(|| rest.get(..end)).flatten()
 }
 
 /// Decodes a raw part of an event; a missing or malformed part counts as absent.

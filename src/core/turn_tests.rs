@@ -159,3 +159,38 @@ fn truncated_and_malformed_streams_fail_cleanly() {
     }
     assert_eq!((signals, turn.malformed_events), (0, 4));
 }
+
+#[test]
+fn ignored_event_types_are_skipped_without_parsing() {
+    let mut turn = Turn::default();
+    let mut signals = 0;
+    // Not valid JSON after the type: proof that it was never parsed.
+    turn.event(
+        br#"{"type":"response.output_text.done","text":"...truncated"#,
+        0,
+        &mut |_| signals += 1,
+    );
+    turn.event(
+        br#"{"type":"codex.rate_limits","rate_limits":{}}"#,
+        0,
+        &mut |_| signals += 1,
+    );
+    assert_eq!((signals, turn.malformed_events), (0, 0));
+    assert_eq!(leading_type(br#"  {"type":"a.b","x":1}"#), Some(&b"a.b"[..]));
+    assert_eq!(
+        leading_type(br#"{"type":"a\u002eb"}"#),
+        None,
+        "escapes fall back to the full parse"
+    );
+    assert_eq!(leading_type(br#"{ "type": "a.b"}"#), None);
+    assert_eq!(
+        leading_type(br#"{"delta":"x","type":"response.output_text.delta"}"#),
+        None
+    );
+    // Types that matter are still handled, whatever the key order.
+    let got = transcript(
+        &[json!({"delta": "x", "type": "response.output_text.delta"})],
+        false,
+    );
+    assert_eq!(got, ["text x"]);
+}
