@@ -26,7 +26,7 @@ from cloudcoil.models.istio.extensions import v1alpha1 as istio_extensions
 from cloudcoil.models.istio.networking import v1 as istio_networking
 from pydantic import BaseModel
 
-from harness.envoy import EnvoyHandle, envoy_binary
+from harness.envoy import EnvoyHandle, validate_config
 from harness.repo import REPO_ROOT, load_render
 
 render = load_render()
@@ -265,13 +265,7 @@ def test_compose_config_target_renders_container_paths_that_envoy_accepts(
     for plugin in wasm_plugins(config):
         plugin["vm_config"]["code"]["local"]["filename"] = str(stand_in)
     validate_path = render.write_config(config, tmp_path / "validate.yaml")
-    check = subprocess.run(
-        [str(envoy_binary()), "--mode", "validate", "-c", str(validate_path), "--log-level", "warn"],
-        env={"PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    check = validate_config(validate_path)
     assert check.returncode == 0, check.stdout + check.stderr
 
 

@@ -43,6 +43,17 @@ def envoy_binary() -> Path:
     )
 
 
+def validate_config(config_path: Path) -> subprocess.CompletedProcess:
+    """`envoy --mode validate` on a rendered file: it loads the Wasm module too."""
+    return subprocess.run(
+        [str(envoy_binary()), "--mode", "validate", "-c", str(config_path), "--log-level", "warn"],
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def free_ports(count: int) -> List[int]:
     """Distinct free TCP ports on loopback (all held open until all are chosen)."""
     sockets = []
