@@ -29,15 +29,17 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-use codex_openai_wrapper::core::chat_aggregate::ChatAggregator;
-use codex_openai_wrapper::core::chat_request::translate;
-use codex_openai_wrapper::core::chat_stream::ChatStreamWriter;
 use codex_openai_wrapper::core::models::ModelCatalog;
 use codex_openai_wrapper::core::reasoning::{Effort, OutputMode, Summary};
-use codex_openai_wrapper::core::request_common::{ToolsFormat, TranslateContext};
-use codex_openai_wrapper::core::sse::SseFramer;
-use codex_openai_wrapper::core::translate::{End, MAX_EVENT_BYTES, Pipeline, Translator};
-use codex_openai_wrapper::core::turn::{Signal, Turn};
+use codex_openai_wrapper::core::translate::request::chat::translate;
+use codex_openai_wrapper::core::translate::request::common::{ToolsFormat, TranslateContext};
+use codex_openai_wrapper::core::translate::response::chat_aggregate::ChatAggregator;
+use codex_openai_wrapper::core::translate::response::chat_stream::ChatStreamWriter;
+use codex_openai_wrapper::core::translate::response::events::{Signal, Turn};
+use codex_openai_wrapper::core::translate::response::translator::{
+    End, MAX_EVENT_BYTES, Pipeline, Translator,
+};
+use codex_openai_wrapper::core::wire::sse::SseFramer;
 
 const CHUNK: usize = 4096;
 const NOW: u64 = 1_766_361_600;

@@ -2,7 +2,7 @@
 //! fetched once through an Envoy cluster, kept, retried with backoff while they fail. Until a
 //! text arrives requests use the client's own instructions (or the short default).
 
-use crate::core::url::UpstreamUrl;
+use crate::core::config::upstream_url::UpstreamUrl;
 
 /// Texts larger than this are not instructions; they are refused.
 pub const MAX_INSTRUCTIONS_BYTES: usize = 256 * 1024;

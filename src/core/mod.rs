@@ -1,35 +1,13 @@
 //! The pure core: everything the filter decides, with no dependency on the proxy-wasm host.
+//! ARCHITECTURE.md walks a request through these modules.
 
-pub mod answer;
-pub mod chat_aggregate;
-pub mod chat_present;
-pub mod chat_request;
-pub mod chat_stream;
-pub mod completion_output;
-pub mod completion_request;
+pub mod auth;
 pub mod config;
-pub mod config_values;
-pub mod credentials;
-pub mod data_url;
 pub mod error;
-pub mod etcd;
-pub mod forward;
-pub mod gate;
-pub mod identity;
+pub mod flow;
 pub mod instructions;
-pub mod json_fields;
 pub mod models;
 pub mod reasoning;
-pub mod request;
-pub mod request_common;
-pub mod response;
-pub mod responses_request;
-pub mod session;
-pub mod sse;
-pub mod token_state;
+pub mod routing;
 pub mod translate;
-pub mod turn;
-pub mod upstream_auth;
-pub mod upstream_error;
-pub mod url;
-pub mod usage;
+pub mod wire;

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::core::config::ConfigError;
+use crate::core::config::values::ConfigError;
 use crate::core::reasoning::Effort;
 
 /// The Codex catalogue's listed models (2026-08).

@@ -8,8 +8,8 @@ use log::warn;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
-use crate::core::request::Reply;
-use crate::core::token_state::{self, REFRESH_WAIT_SECONDS};
+use crate::core::auth::token::{self, REFRESH_WAIT_SECONDS};
+use crate::core::routing::decision::Reply;
 use crate::host::root::{Shared, Waiter};
 use crate::host::{abi, unix_now};
 
@@ -35,7 +35,7 @@ impl HttpContext for CredentialsHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let now = unix_now(self);
         let record = self.shared.tokens.read();
-        match token_state::for_request(record.as_ref(), now) {
+        match token::for_request(record.as_ref(), now) {
             Ok(Some(tokens)) => {
                 self.generation = record.as_ref().map(|r| r.generation);
                 self.shared.attach(tokens);

@@ -7,14 +7,16 @@ use log::{info, warn};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 
-use crate::core::credentials::ChatgptTokens;
+use crate::core::auth::auth_json::ChatgptTokens;
+use crate::core::auth::token::{self, REFRESH_WAIT_SECONDS};
 use crate::core::error::{ApiError, SERVER};
-use crate::core::request::{self, Decision, Endpoint, Forward, Reply, RequestHead, body_too_large};
-use crate::core::request_common::{TranslateContext, Translated};
-use crate::core::response::{ClientRequest, Handler, HeaderPlan, REMOVED_RESPONSE_HEADERS, ResponseHead};
-use crate::core::token_state::{self, REFRESH_WAIT_SECONDS};
-use crate::core::upstream_error::LimitHeaders;
-use crate::core::{chat_request, completion_request};
+use crate::core::flow::response::{
+    ClientRequest, Handler, HeaderPlan, REMOVED_RESPONSE_HEADERS, ResponseHead,
+};
+use crate::core::routing::decision::{self, Decision, Endpoint, Forward, Reply, RequestHead, body_too_large};
+use crate::core::translate::request::common::{TranslateContext, Translated};
+use crate::core::translate::request::{chat as chat_request, completions as completion_request};
+use crate::core::translate::response::upstream_error::LimitHeaders;
 use crate::host::metrics::RouteKind;
 use crate::host::root::{Shared, Waiter};
 use crate::host::{abi, unix_now};
@@ -85,7 +87,7 @@ impl Http {
 
     /// Drops every client header the upstream set does not name, then writes the set.
     fn set_request_headers(&self, client: &[(String, String)], upstream: Vec<(String, String)>) {
-        let headers = request::final_request_headers(client, upstream);
+        let headers = decision::final_request_headers(client, upstream);
         if let Err(status) = abi::set_headers(MapType::HttpRequestHeaders, &headers) {
             warn!("codex filter: cannot set the upstream headers: {status:?}");
         }
@@ -98,7 +100,7 @@ impl Http {
             return Ok(None);
         }
         let record = self.shared.tokens.read();
-        let tokens = token_state::for_request(record.as_ref(), now)?.cloned();
+        let tokens = token::for_request(record.as_ref(), now)?.cloned();
         if self.shared.config.credentials_upstream {
             // The cluster's upstream instance attaches them (and waits for a refresh).
             return Ok(None);
@@ -131,7 +133,7 @@ impl Http {
         session: Option<&str>,
         length: Option<usize>,
     ) -> Vec<(String, String)> {
-        request::upstream_headers(&self.shared.config, tokens, client, session, length)
+        decision::upstream_headers(&self.shared.config, tokens, client, session, length)
     }
 
     fn translate_body(&mut self, forward: &Forward, body: &[u8]) -> Result<Translated, ApiError> {
@@ -204,7 +206,7 @@ impl HttpContext for Http {
             path: &path,
             headers: &headers,
         };
-        let decision = request::decide(&self.shared.config, &head, now);
+        let decision = decision::decide(&self.shared.config, &head, now);
         let forward = match decision {
             Decision::Reply(reply) => return self.reply(reply),
             Decision::PassThrough => return self.pass_through(&headers),

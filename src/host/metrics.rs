@@ -4,9 +4,9 @@
 use proxy_wasm::hostcalls::{define_metric, increment_metric, record_metric};
 use proxy_wasm::types::MetricType;
 
-use crate::core::request::Endpoint;
-use crate::core::upstream_error::Window;
-use crate::core::usage::Usage;
+use crate::core::routing::decision::Endpoint;
+use crate::core::translate::response::upstream_error::Window;
+use crate::core::translate::response::usage::Usage;
 
 /// Which family a request belongs to, for the per-route counters.
 #[derive(Debug, Clone, Copy)]

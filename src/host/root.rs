@@ -13,14 +13,14 @@ use proxy_wasm::hostcalls::set_effective_context;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, MapType};
 
+use crate::core::auth::auth_json::ChatgptTokens;
+use crate::core::auth::etcd;
+use crate::core::auth::token::{self, Availability, Lease, TokenRecord};
+use crate::core::config::upstream_url::UpstreamUrl;
 use crate::core::config::{Config, FilterRole, plugin_values};
-use crate::core::credentials::ChatgptTokens;
-use crate::core::etcd;
 use crate::core::instructions::Fetch;
-use crate::core::request::Reply;
-use crate::core::session::fingerprint;
-use crate::core::token_state::{self, Availability, Lease, TokenRecord};
-use crate::core::url::UpstreamUrl;
+use crate::core::routing::decision::Reply;
+use crate::core::translate::request::conversation_key::fingerprint;
 use crate::host::credentials_http::CredentialsHttp;
 use crate::host::http::Http;
 use crate::host::metrics::Metrics;
@@ -377,7 +377,7 @@ impl Root {
             return;
         };
         let cfg = &shared.config;
-        let body = token_state::refresh_body(&cfg.client_id, refresh_token);
+        let body = token::refresh_body(&cfg.client_id, refresh_token);
         let user_agent = cfg.identity.user_agent();
         let headers = vec![
             (":method", "POST"),
@@ -403,7 +403,7 @@ impl Root {
         let Some(shared) = self.shared.clone() else {
             return;
         };
-        let outcome = token_state::parse_refresh_response(status, body);
+        let outcome = token::parse_refresh_response(status, body);
         let written = shared.tokens.update(|current| {
             let current = current?;
             Some(match &outcome {
@@ -617,11 +617,11 @@ impl Root {
                     resume_with(&shared, waiter.context_id, tokens, generation);
                 }
                 Some(Availability::Wait) if now < waiter.deadline => still_waiting.push(waiter),
-                Some(Availability::Wait) => fail(waiter.context_id, token_state::refresh_timeout().into()),
+                Some(Availability::Wait) => fail(waiter.context_id, token::refresh_timeout().into()),
                 Some(Availability::Dead(error)) => fail(waiter.context_id, error.into()),
                 None => fail(
                     waiter.context_id,
-                    crate::core::credentials::missing_credentials().into(),
+                    crate::core::auth::auth_json::missing_credentials().into(),
                 ),
             }
         }

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 
 use proxy_wasm::hostcalls::{get_shared_data, set_shared_data};
 
-use crate::core::token_state::{LEASE_SECONDS, Lease, TokenRecord};
+use crate::core::auth::token::{LEASE_SECONDS, Lease, TokenRecord};
 
 const RECORD_KEY: &str = "codex_openai_wrapper.tokens.v1";
 const LEASE_KEY: &str = "codex_openai_wrapper.refresh_lease.v1";

@@ -2,8 +2,8 @@
 //! or which configured values, join the upstream request. Credentials and the protocol
 //! headers the filter owns are never forwarded or overridden.
 
-use crate::core::config::ConfigError;
-use crate::core::config_values::{allowed, json_object};
+use crate::core::config::values::ConfigError;
+use crate::core::config::values::{allowed, json_object};
 
 /// What the `safe` mode forwards. Client addresses (`x-forwarded-*`, `cf-connecting-ip`) are
 /// not among them: Envoy's route strips `x-forwarded-*` before any upstream.

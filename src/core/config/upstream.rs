@@ -2,9 +2,9 @@
 //! the ChatGPT OAuth token (default), or an API key for an OpenAI-compatible Responses
 //! upstream, from `UPSTREAM_API_KEY` or from a field of `OPENAI_CODEX_AUTH`.
 
-use crate::core::config::ConfigError;
-use crate::core::config_values::allowed;
-use crate::core::url::UpstreamUrl;
+use crate::core::config::upstream_url::UpstreamUrl;
+use crate::core::config::values::ConfigError;
+use crate::core::config::values::allowed;
 
 pub const DEFAULT_RESPONSES_URL: &str = "https://chatgpt.com/backend-api/codex/responses";
 

@@ -1,5 +1,5 @@
 use super::*;
-use crate::core::credentials::tests::auth_json;
+use crate::core::auth::auth_json::tests::auth_json;
 use std::collections::HashMap;
 
 fn config(pairs: &[(&str, &str)]) -> Config {

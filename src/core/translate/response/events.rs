@@ -8,8 +8,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::core::error::ApiError;
-use crate::core::upstream_error::{self, ErrorFields};
-use crate::core::usage::{ResponsesUsage, Usage};
+use crate::core::translate::response::upstream_error::{self, ErrorFields};
+use crate::core::translate::response::usage::{ResponsesUsage, Usage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinishReason {
@@ -366,5 +366,5 @@ fn error_fields<'a>(
 }
 
 #[cfg(test)]
-#[path = "turn_tests.rs"]
+#[path = "events_tests.rs"]
 mod tests;

@@ -6,9 +6,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::core::error::ApiError;
-use crate::core::json_fields::{Fields, parse_raw};
-use crate::core::request_common::{Common, ToolsFormat, TranslateContext, Translated};
-use crate::core::responses_request::{
+use crate::core::translate::request::common::{Common, ToolsFormat, TranslateContext, Translated};
+use crate::core::translate::request::json_fields::{Fields, parse_raw};
+use crate::core::wire::responses_request::{
     ContentPart, FunctionSpec, FunctionTool, InputItem, NamedFunction, ResponsesRequest, TextConfig,
     TextFormat, ToolChoice,
 };
@@ -263,7 +263,7 @@ fn user_parts<'a>(content: Option<&'a RawValue>, param: &str) -> Result<Vec<Cont
                     ImageUrl::Object { url, detail } => (url, detail.or(part.detail)),
                 };
                 parts.push(ContentPart::InputImage {
-                    image_url: crate::core::data_url::normalize(url),
+                    image_url: crate::core::translate::request::data_url::normalize(url),
                     detail,
                 });
             }
@@ -494,5 +494,5 @@ fn parse_verbosity(raw: &str) -> Result<&'static str, ApiError> {
 }
 
 #[cfg(test)]
-#[path = "chat_request_tests.rs"]
+#[path = "chat_tests.rs"]
 mod tests;

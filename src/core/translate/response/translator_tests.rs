@@ -1,6 +1,6 @@
 use super::*;
-use crate::core::chat_aggregate::ChatAggregator;
-use crate::core::completion_output::{CompletionAggregator, CompletionStreamWriter};
+use crate::core::translate::response::chat_aggregate::ChatAggregator;
+use crate::core::translate::response::completions::{CompletionAggregator, CompletionStreamWriter};
 use serde_json::{Value, json};
 
 fn sse(events: &[Value]) -> Vec<u8> {

@@ -1,6 +1,6 @@
 use super::*;
 use crate::core::models::ModelCatalog;
-use crate::core::request_common::DEFAULT_INSTRUCTIONS;
+use crate::core::translate::request::common::DEFAULT_INSTRUCTIONS;
 use serde_json::{Value, json};
 
 fn ctx(models: &ModelCatalog) -> TranslateContext<'_> {

@@ -3,11 +3,11 @@
 
 use serde::Serialize;
 
-use crate::core::answer::Answer;
-use crate::core::chat_present::{ChatSink, Piece};
 use crate::core::error::ApiError;
-use crate::core::turn::FinishReason;
-use crate::core::usage::Usage;
+use crate::core::translate::response::envelope::Answer;
+use crate::core::translate::response::events::FinishReason;
+use crate::core::translate::response::presenter::{ChatSink, Piece};
+use crate::core::translate::response::usage::Usage;
 
 #[derive(Default)]
 struct ToolCall {

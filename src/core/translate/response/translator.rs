@@ -1,15 +1,15 @@
 //! The response side of one request: upstream SSE bytes in, client bytes out. The framer,
 //! the turn interpreter and a presenter are wired here once for every output format.
 
-use crate::core::chat_aggregate::ChatAggregator;
-use crate::core::chat_present::{ChatPresenter, ChatSink};
-use crate::core::chat_stream::ChatStreamWriter;
-use crate::core::completion_output::{CompletionAggregator, CompletionStreamWriter};
 use crate::core::error::ApiError;
 use crate::core::reasoning::OutputMode;
-use crate::core::sse::SseFramer;
-use crate::core::turn::{Signal, Turn};
-use crate::core::usage::Usage;
+use crate::core::translate::response::chat_aggregate::ChatAggregator;
+use crate::core::translate::response::chat_stream::ChatStreamWriter;
+use crate::core::translate::response::completions::{CompletionAggregator, CompletionStreamWriter};
+use crate::core::translate::response::events::{Signal, Turn};
+use crate::core::translate::response::presenter::{ChatPresenter, ChatSink};
+use crate::core::translate::response::usage::Usage;
+use crate::core::wire::sse::SseFramer;
 
 /// Carry-over cap for one incomplete upstream event.
 pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
@@ -177,5 +177,5 @@ impl<S: Output> Pipeline for Translator<S> {
 }
 
 #[cfg(test)]
-#[path = "translate_tests.rs"]
+#[path = "translator_tests.rs"]
 mod tests;

@@ -5,12 +5,12 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::core::answer::Answer;
-use crate::core::chat_present::{ChatSink, Piece};
-use crate::core::chat_stream::{DONE, response_id, write_error_frame, write_json};
 use crate::core::error::ApiError;
-use crate::core::turn::FinishReason;
-use crate::core::usage::Usage;
+use crate::core::translate::response::chat_stream::{DONE, response_id, write_error_frame, write_json};
+use crate::core::translate::response::envelope::Answer;
+use crate::core::translate::response::events::FinishReason;
+use crate::core::translate::response::presenter::{ChatSink, Piece};
+use crate::core::translate::response::usage::Usage;
 
 pub struct CompletionStreamWriter {
     model: String,

@@ -5,7 +5,7 @@
 //! Without a client-supplied id the key is derived from what every turn of a conversation
 //! repeats: the instructions and the first user message.
 
-use crate::core::responses_request::InputItem;
+use crate::core::wire::responses_request::InputItem;
 
 pub fn conversation_key(instructions: &str, first_user: Option<&InputItem<'_>>) -> String {
     let mut first = Fnv::new(0xcbf2_9ce4_8422_2325);
@@ -59,7 +59,7 @@ impl Fnv {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::responses_request::ContentPart;
+    use crate::core::wire::responses_request::ContentPart;
     use std::borrow::Cow;
 
     fn user(text: &str) -> InputItem<'_> {

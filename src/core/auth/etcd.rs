@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
-use crate::core::token_state::{Lease, TokenRecord};
+use crate::core::auth::token::{Lease, TokenRecord};
 
 pub const DEFAULT_KEY: &str = "/codex-openai-wrapper/chatgpt-tokens";
 pub const RANGE_PATH: &str = "/v3/kv/range";
@@ -233,7 +233,7 @@ pub fn is_newer(candidate: &TokenRecord, current: &TokenRecord) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::credentials::ChatgptTokens;
+    use crate::core::auth::auth_json::ChatgptTokens;
     use serde_json::{Value, json};
 
     fn record(refresh: &str, last_refresh: u64, generation: u64) -> TokenRecord {

@@ -3,10 +3,10 @@
 
 use std::io::Write;
 
-use crate::core::chat_present::{ChatSink, Piece};
 use crate::core::error::ApiError;
-use crate::core::turn::FinishReason;
-use crate::core::usage::Usage;
+use crate::core::translate::response::events::FinishReason;
+use crate::core::translate::response::presenter::{ChatSink, Piece};
+use crate::core::translate::response::usage::Usage;
 
 pub struct ChatStreamWriter {
     model: String,

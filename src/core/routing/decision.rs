@@ -2,13 +2,13 @@
 //! to the Codex backend with which upstream headers. Everything here is decided from the
 //! headers alone, so it works on every Envoy (see DESIGN.md: portable mode).
 
+use crate::core::auth::auth_json::ChatgptTokens;
 use crate::core::config::Config;
-use crate::core::credentials::ChatgptTokens;
+use crate::core::config::header_forwarding::ForwardMode;
+use crate::core::config::upstream::Credential;
 use crate::core::error::{ApiError, INVALID_REQUEST, SERVER};
-use crate::core::forward::ForwardMode;
-use crate::core::gate;
 use crate::core::reasoning::OutputMode;
-use crate::core::upstream_auth::Credential;
+use crate::core::routing::key_gate;
 
 /// A request as the filter sees it at header time. Header names are lower-case.
 pub struct RequestHead<'a> {
@@ -120,7 +120,7 @@ fn decide_inner(cfg: &Config, head: &RequestHead<'_>, created: u64) -> Result<De
     if let Route::Health = route {
         return Ok(health());
     }
-    gate::check(cfg.client_key.as_deref(), &head.all("authorization"))?;
+    key_gate::check(cfg.client_key.as_deref(), &head.all("authorization"))?;
     match route {
         Route::Health => Ok(health()),
         Route::Models => Ok(Decision::Reply(Reply::json(200, cfg.models.list_body(created)))),
@@ -335,5 +335,5 @@ fn codex_identity(cfg: &Config, client: &[(String, String)]) -> (String, String)
 }
 
 #[cfg(test)]
-#[path = "request_tests.rs"]
+#[path = "decision_tests.rs"]
 mod tests;

@@ -1,5 +1,5 @@
 use super::*;
-use crate::core::credentials::tests::jwt;
+use crate::core::auth::auth_json::tests::jwt;
 use serde_json::json;
 
 const NOW: u64 = 1_000_000;

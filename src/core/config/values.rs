@@ -1,6 +1,36 @@
 //! Parsing and validating single configuration values; every error names its variable.
 
-use crate::core::config::ConfigError;
+use std::fmt;
+
+/// A configuration value that cannot be used, reported with the variable's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid {}: {}", self.variable, self.problem)
+    }
+}
+
+impl ConfigError {
+    pub fn new(variable: &'static str, problem: impl Into<String>) -> Self {
+        Self {
+            variable,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Header values must be visible ASCII; anything else becomes `_` (the official client does the same).
+pub fn ascii_header_value(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| if (' '..='~').contains(&c) { c } else { '_' })
+        .collect()
+}
 
 pub fn allowed(variable: &'static str, value: &str, values: &[&str]) -> ConfigError {
     ConfigError::new(

@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::credentials::ChatgptTokens;
+use crate::core::auth::auth_json::ChatgptTokens;
 use crate::core::error::{AUTHENTICATION, ApiError, SERVER};
 
 /// Refresh this long before the access token's `exp` (the official client's window).
@@ -185,7 +185,7 @@ fn relogin_error(failure: &Failure) -> ApiError {
 /// refresh that is due, `Err` for a 401 no refresh can fix.
 pub fn for_request(record: Option<&TokenRecord>, now: u64) -> Result<Option<&ChatgptTokens>, ApiError> {
     match record.map(|r| r.availability(now)) {
-        None => Err(crate::core::credentials::missing_credentials()),
+        None => Err(crate::core::auth::auth_json::missing_credentials()),
         Some(Availability::Usable(tokens)) => Ok(Some(tokens)),
         Some(Availability::Wait) => Ok(None),
         Some(Availability::Dead(error)) => Err(error),
@@ -330,5 +330,5 @@ impl Lease {
 }
 
 #[cfg(test)]
-#[path = "token_state_tests.rs"]
+#[path = "token_tests.rs"]
 mod tests;

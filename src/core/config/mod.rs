@@ -3,43 +3,26 @@
 //! is validated once, at start-up, so a typo stops the filter with a message naming the
 //! variable instead of surfacing as odd behaviour on some later request.
 
-use std::collections::HashMap;
-use std::fmt;
+pub mod header_forwarding;
+pub mod identity;
+pub mod upstream;
+pub mod upstream_url;
+pub mod values;
 
-use crate::core::config_values::{allowed, flag, positive};
-use crate::core::forward::ForwardMode;
-use crate::core::identity::Identity;
+use std::collections::HashMap;
+
+use crate::core::auth::token::DEFAULT_CLIENT_ID;
+use crate::core::config::header_forwarding::ForwardMode;
+use crate::core::config::identity::Identity;
+use crate::core::config::upstream::{UpstreamAuth, responses_url};
+use crate::core::config::upstream_url::UpstreamUrl;
+use crate::core::config::values::{ConfigError, allowed, flag, positive};
 use crate::core::models::ModelCatalog;
 use crate::core::reasoning::{Effort, OutputMode, Summary};
-use crate::core::request_common::ToolsFormat;
-use crate::core::token_state::DEFAULT_CLIENT_ID;
-use crate::core::upstream_auth::{UpstreamAuth, responses_url};
-use crate::core::url::UpstreamUrl;
+use crate::core::translate::request::common::ToolsFormat;
 
 pub const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_REFRESH_TOKEN_URL: &str = "https://auth.openai.com/oauth/token";
-
-/// A configuration value that cannot be used, reported with the variable's name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub problem: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid {}: {}", self.variable, self.problem)
-    }
-}
-
-impl ConfigError {
-    pub fn new(variable: &'static str, problem: impl Into<String>) -> Self {
-        Self {
-            variable,
-            problem: problem.into(),
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -180,7 +163,7 @@ impl Config {
                         ConfigError::new("ETCD_ENDPOINT", "must be set when TOKEN_STORE=etcd")
                     })?,
                     var("ETCD_KEY").map_or_else(
-                        || crate::core::etcd::DEFAULT_KEY.to_string(),
+                        || crate::core::auth::etcd::DEFAULT_KEY.to_string(),
                         |k| k.trim().to_string(),
                     ),
                 )),
@@ -234,17 +217,10 @@ pub fn plugin_values(bytes: &[u8]) -> Result<HashMap<String, String>, String> {
         .collect()
 }
 
-/// Header values must be visible ASCII; anything else becomes `_` (the official client does the same).
-pub fn ascii_header_value(value: &str) -> String {
-    value
-        .chars()
-        .map(|c| if (' '..='~').contains(&c) { c } else { '_' })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::config::values::ascii_header_value;
 
     fn load(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let map: HashMap<String, String> = pairs
@@ -326,7 +302,10 @@ mod tests {
         ])
         .unwrap_or_else(|e| panic!("{e}"));
         let (url, key) = cfg.etcd.unwrap_or_else(|| panic!("no etcd"));
-        assert_eq!((url.port, key.as_str()), (2379, crate::core::etcd::DEFAULT_KEY));
+        assert_eq!(
+            (url.port, key.as_str()),
+            (2379, crate::core::auth::etcd::DEFAULT_KEY)
+        );
     }
 
     #[test]

@@ -5,9 +5,9 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use crate::core::error::ApiError;
-use crate::core::json_fields::Fields;
-use crate::core::request_common::{Common, TranslateContext, Translated};
-use crate::core::responses_request::{ContentPart, InputItem, ResponsesRequest};
+use crate::core::translate::request::common::{Common, TranslateContext, Translated};
+use crate::core::translate::request::json_fields::Fields;
+use crate::core::wire::responses_request::{ContentPart, InputItem, ResponsesRequest};
 
 /// `prompt` as a string or an array of strings (joined, as the original did).
 #[derive(Deserialize)]
@@ -53,7 +53,7 @@ pub fn translate(body: &[u8], ctx: &TranslateContext<'_>) -> Result<Translated, 
 mod tests {
     use super::*;
     use crate::core::models::ModelCatalog;
-    use crate::core::request_common::DEFAULT_INSTRUCTIONS;
+    use crate::core::translate::request::common::DEFAULT_INSTRUCTIONS;
     use serde_json::{Value, json};
 
     fn run(body: Value) -> Result<(Value, Translated), ApiError> {

@@ -2,15 +2,15 @@
 //! chunk is turned into client bytes — a translated stream, an aggregated JSON answer, or an
 //! OpenAI-shaped error for an upstream or Envoy failure.
 
-use crate::core::chat_aggregate::ChatAggregator;
-use crate::core::chat_stream::ChatStreamWriter;
-use crate::core::completion_output::{CompletionAggregator, CompletionStreamWriter};
 use crate::core::error::{ApiError, SERVER, UPSTREAM, USAGE_LIMIT};
 use crate::core::reasoning::OutputMode;
-use crate::core::request::{Endpoint, body_too_large};
-use crate::core::translate::{End, Pipeline, Translator};
-use crate::core::upstream_error::{self, LimitHeaders};
-use crate::core::usage::Usage;
+use crate::core::routing::decision::{Endpoint, body_too_large};
+use crate::core::translate::response::chat_aggregate::ChatAggregator;
+use crate::core::translate::response::chat_stream::ChatStreamWriter;
+use crate::core::translate::response::completions::{CompletionAggregator, CompletionStreamWriter};
+use crate::core::translate::response::translator::{End, Pipeline, Translator};
+use crate::core::translate::response::upstream_error::{self, LimitHeaders};
+use crate::core::translate::response::usage::Usage;
 
 /// Error bodies are small; more than this is not worth keeping.
 const MAX_ERROR_BODY: usize = 64 * 1024;

@@ -6,11 +6,11 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use crate::core::error::ApiError;
-use crate::core::json_fields::Fields;
 use crate::core::models::{ModelCatalog, ResolvedModel};
 use crate::core::reasoning::{self, Effort, ReasoningParam, ReasoningRequest, Summary};
-use crate::core::responses_request::{InputItem, ResponsesRequest};
-use crate::core::session;
+use crate::core::translate::request::conversation_key;
+use crate::core::translate::request::json_fields::Fields;
+use crate::core::wire::responses_request::{InputItem, ResponsesRequest};
 
 /// Sent when neither a base text nor a client system message gives any instructions.
 pub const DEFAULT_INSTRUCTIONS: &str = "You are a helpful assistant.";
@@ -150,7 +150,7 @@ impl<'a> Common<'a> {
     ) -> String {
         match self.client_cache_key.as_deref().or(ctx.session_hint) {
             Some(key) => key.to_string(),
-            None => session::conversation_key(instructions, first_user),
+            None => conversation_key::conversation_key(instructions, first_user),
         }
     }
 

@@ -3,8 +3,8 @@
 
 use crate::core::error::ApiError;
 use crate::core::reasoning::OutputMode;
-use crate::core::turn::{FinishReason, Signal};
-use crate::core::usage::Usage;
+use crate::core::translate::response::events::{FinishReason, Signal};
+use crate::core::translate::response::usage::Usage;
 
 /// One delta field of a `chat.completion.chunk`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

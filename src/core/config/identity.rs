@@ -3,7 +3,7 @@
 //! It comes from configuration at start-up — never from a network call — so it stays stable;
 //! in `override-codex` mode a request's own client hints may refine it for that request only.
 
-use crate::core::config::ascii_header_value;
+use crate::core::config::values::ascii_header_value;
 
 /// A Codex CLI release the backend accepts; the catalogue hides models newer clients need.
 pub const DEFAULT_CLIENT_VERSION: &str = "0.146.0";

@@ -3,9 +3,9 @@
 
 use serde::Serialize;
 
-use crate::core::chat_stream::response_id;
 use crate::core::error::{ApiError, SERVER};
-use crate::core::usage::Usage;
+use crate::core::translate::response::chat_stream::response_id;
+use crate::core::translate::response::usage::Usage;
 
 pub struct Answer {
     prefix: &'static str,

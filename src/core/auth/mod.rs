@@ -1,0 +1,6 @@
+//! ChatGPT credentials: the Codex `auth.json` login, the shared token record and its
+//! lifecycle, and the optional token store on etcd.
+
+pub mod auth_json;
+pub mod etcd;
+pub mod token;
