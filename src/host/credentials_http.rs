@@ -6,11 +6,13 @@ use std::rc::Rc;
 
 use log::warn;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::Action;
+use proxy_wasm::types::{Action, MapType};
 
-use crate::core::auth::token::{self, REFRESH_WAIT_SECONDS};
-use crate::core::routing::decision::Reply;
-use crate::host::root::{Shared, Waiter};
+use crate::core::auth::token;
+use crate::core::error::ApiError;
+use crate::core::reply::Reply;
+use crate::host::port::HostPort;
+use crate::host::root::Shared;
 use crate::host::{abi, unix_now};
 
 pub struct CredentialsHttp {
@@ -29,33 +31,35 @@ impl CredentialsHttp {
     }
 }
 
+impl CredentialsHttp {
+    fn reply(&self, error: ApiError) -> Action {
+        let reply = Reply::from(error);
+        if let Err(status) = abi::send_response(reply.status, &reply.headers, &reply.body) {
+            warn!("codex filter: local reply {} failed: {status:?}", reply.status);
+        }
+        Action::Pause
+    }
+}
+
 impl Context for CredentialsHttp {}
 
 impl HttpContext for CredentialsHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let now = unix_now(self);
-        let record = self.shared.tokens.read();
+        let record = self.shared.tokens.read(&HostPort);
         match token::for_request(record.as_ref(), now) {
             Ok(Some(tokens)) => {
                 self.generation = record.as_ref().map(|r| r.generation);
-                self.shared.attach(tokens);
+                for (name, value) in self.shared.config.auth.credential_headers(Some(tokens)) {
+                    let _ = abi::set_header(MapType::HttpRequestHeaders, &name, &value);
+                }
                 Action::Continue
             }
-            Ok(None) => {
-                let deadline = now + REFRESH_WAIT_SECONDS;
-                self.shared.waiters.borrow_mut().push(Waiter {
-                    context_id: self.context_id,
-                    deadline,
-                });
-                Action::Pause
-            }
-            Err(error) => {
-                let reply = Reply::from(error);
-                if let Err(status) = abi::send_response(reply.status, &reply.headers, &reply.body) {
-                    warn!("codex filter: local reply {} failed: {status:?}", reply.status);
-                }
-                Action::Pause
-            }
+            Ok(None) => match self.shared.waiters.borrow_mut().wait(self.context_id, now) {
+                Ok(()) => Action::Pause,
+                Err(error) => self.reply(error),
+            },
+            Err(error) => self.reply(error),
         }
     }
 
@@ -64,7 +68,7 @@ impl HttpContext for CredentialsHttp {
         if unauthorized {
             let generation = self
                 .generation
-                .or_else(|| self.shared.take_resumed(self.context_id));
+                .or_else(|| self.shared.waiters.borrow_mut().take_resumed(self.context_id));
             if let Some(generation) = generation {
                 self.shared.token_rejected(generation);
             }
@@ -73,6 +77,6 @@ impl HttpContext for CredentialsHttp {
     }
 
     fn on_log(&mut self) {
-        self.shared.forget(self.context_id);
+        self.shared.waiters.borrow_mut().forget(self.context_id);
     }
 }

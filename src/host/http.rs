@@ -8,17 +8,19 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 
 use crate::core::auth::auth_json::ChatgptTokens;
-use crate::core::auth::token::{self, REFRESH_WAIT_SECONDS};
+use crate::core::auth::token;
 use crate::core::error::{ApiError, SERVER};
 use crate::core::flow::response::{
     ClientRequest, Handler, HeaderPlan, REMOVED_RESPONSE_HEADERS, ResponseHead,
 };
-use crate::core::routing::decision::{self, Decision, Endpoint, Forward, Reply, RequestHead, body_too_large};
+use crate::core::reply::Reply;
+use crate::core::routing::decision::{self, Decision, Endpoint, Forward, RequestHead, body_too_large};
 use crate::core::translate::request::common::{TranslateContext, Translated};
 use crate::core::translate::request::{chat as chat_request, completions as completion_request};
 use crate::core::translate::response::upstream_error::LimitHeaders;
 use crate::host::metrics::RouteKind;
-use crate::host::root::{Shared, Waiter};
+use crate::host::port::HostPort;
+use crate::host::root::Shared;
 use crate::host::{abi, unix_now};
 
 /// Client headers that must not reach an Ollama server: they carry this proxy's key.
@@ -99,7 +101,7 @@ impl Http {
         if !self.shared.config.auth.is_chatgpt() {
             return Ok(None);
         }
-        let record = self.shared.tokens.read();
+        let record = self.shared.tokens.read(&HostPort);
         let tokens = token::for_request(record.as_ref(), now)?.cloned();
         if self.shared.config.credentials_upstream {
             // The cluster's upstream instance attaches them (and waits for a refresh).
@@ -117,13 +119,12 @@ impl Http {
     }
 
     /// Parks this request until the root context has a usable token (or gives up).
-    fn wait_for_token(&self, now: u64) -> Action {
-        let deadline = now + REFRESH_WAIT_SECONDS;
-        self.shared.waiters.borrow_mut().push(Waiter {
-            context_id: self.context_id,
-            deadline,
-        });
-        Action::Pause
+    fn wait_for_token(&mut self, now: u64) -> Action {
+        let waiting = self.shared.waiters.borrow_mut().wait(self.context_id, now);
+        match waiting {
+            Ok(()) => Action::Pause,
+            Err(error) => self.reply(error.into()),
+        }
     }
 
     fn upstream_headers(
@@ -322,7 +323,7 @@ impl HttpContext for Http {
         if via_upstream && status == 401 && credentials_here {
             if let Some(generation) = self
                 .generation
-                .or_else(|| self.shared.take_resumed(self.context_id))
+                .or_else(|| self.shared.waiters.borrow_mut().take_resumed(self.context_id))
             {
                 self.shared.token_rejected(generation);
             }
@@ -408,7 +409,7 @@ impl HttpContext for Http {
     }
 
     fn on_log(&mut self) {
-        self.shared.forget(self.context_id);
+        self.shared.waiters.borrow_mut().forget(self.context_id);
         let status = self
             .get_property(vec!["response", "code"])
             .map(|b| decode_u64(&b))

@@ -5,8 +5,8 @@ mod abi;
 mod credentials_http;
 mod http;
 mod metrics;
+mod port;
 mod root;
-mod token_store;
 
 use proxy_wasm::types::LogLevel;
 

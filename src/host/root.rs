@@ -9,23 +9,23 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use log::{error, info, warn};
-use proxy_wasm::hostcalls::set_effective_context;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, MapType};
+use proxy_wasm::types::ContextType;
 
 use crate::core::auth::auth_json::ChatgptTokens;
 use crate::core::auth::etcd;
-use crate::core::auth::token::{self, Availability, Lease, TokenRecord};
+use crate::core::auth::shared_record::TokenStore;
+use crate::core::auth::token::{self, Lease, TokenRecord};
+use crate::core::auth::waiters::WaitList;
 use crate::core::config::upstream_url::UpstreamUrl;
 use crate::core::config::{Config, FilterRole, plugin_values};
 use crate::core::instructions::Fetch;
-use crate::core::routing::decision::Reply;
 use crate::core::translate::request::conversation_key::fingerprint;
 use crate::host::credentials_http::CredentialsHttp;
 use crate::host::http::Http;
 use crate::host::metrics::Metrics;
-use crate::host::token_store::TokenStore;
-use crate::host::{abi, unix_now};
+use crate::host::port::HostPort;
+use crate::host::unix_now;
 
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const REFRESH_TIMEOUT: Duration = Duration::from_secs(20);
@@ -42,54 +42,18 @@ pub struct Shared {
     /// Base instruction texts, filled in by the root context once fetched.
     pub instructions: RefCell<Instructions>,
     /// Requests of this VM paused until a usable token exists.
-    pub waiters: RefCell<Vec<Waiter>>,
-    /// Token generations given to resumed requests (context id, generation).
-    pub resumed: RefCell<Vec<(u32, u64)>>,
+    pub waiters: RefCell<WaitList>,
 }
 
 impl Shared {
-    fn resumed_generation(&self, context_id: u32, generation: u64) {
-        self.resumed.borrow_mut().push((context_id, generation));
-    }
-
-    /// The generation a resumed request was sent with; forgets it.
-    pub fn take_resumed(&self, context_id: u32) -> Option<u64> {
-        let mut resumed = self.resumed.borrow_mut();
-        let at = resumed.iter().position(|(id, _)| *id == context_id)?;
-        Some(resumed.swap_remove(at).1)
-    }
-
-    /// Puts the ChatGPT credentials on the current request's upstream headers.
-    pub fn attach(&self, tokens: &ChatgptTokens) {
-        let cfg = &self.config;
-        let _ = abi::set_header(
-            MapType::HttpRequestHeaders,
-            &cfg.auth.header,
-            &cfg.auth.value(&tokens.access_token),
-        );
-        if let Some(account) = &tokens.account_id {
-            let _ = abi::set_header(MapType::HttpRequestHeaders, "chatgpt-account-id", account);
-        }
-    }
-
     /// The backend refused the token of `generation`: unless a refresh already replaced it,
     /// mark it stale so the refresher runs now rather than at expiry.
     pub fn token_rejected(&self, generation: u64) {
-        let marked = self.tokens.update(|current| {
-            let mut record = current?.clone();
-            record.mark_stale(generation).then_some(record)
-        });
-        if marked.is_some() {
+        if self.tokens.token_rejected(&HostPort, generation) {
             warn!(
                 "codex filter: the backend rejected the access token (generation {generation}); refreshing it"
             );
         }
-    }
-
-    /// A request ends: it no longer waits for anything.
-    pub fn forget(&self, context_id: u32) {
-        self.waiters.borrow_mut().retain(|w| w.context_id != context_id);
-        self.resumed.borrow_mut().retain(|(id, _)| *id != context_id);
     }
 }
 
@@ -97,11 +61,6 @@ impl Shared {
 pub struct Instructions {
     pub base: Option<String>,
     pub codex: Option<String>,
-}
-
-pub struct Waiter {
-    pub context_id: u32,
-    pub deadline: u64,
 }
 
 enum Call {
@@ -196,8 +155,8 @@ impl RootContext for Root {
                     let source = fingerprint(
                         format!("{}\n{:?}", tokens.access_token, tokens.refresh_token).as_bytes(),
                     );
-                    store.seed(TokenRecord::new(tokens, source));
-                    store.init_lease();
+                    store.seed(&HostPort, TokenRecord::new(tokens, source));
+                    store.init_lease(&HostPort);
                 }
                 Ok(None) => {}
                 Err(problem) => {
@@ -207,7 +166,7 @@ impl RootContext for Root {
             }
         }
         if config.role == FilterRole::Main {
-            log_start_up(&config, store.read().as_ref());
+            log_start_up(&config, store.read(&HostPort).as_ref());
         }
         if config.role == FilterRole::Main {
             let clusters = &config.clusters;
@@ -227,8 +186,7 @@ impl RootContext for Root {
             tokens: store,
             metrics: Metrics::define(),
             instructions: RefCell::new(Instructions::default()),
-            waiters: RefCell::new(Vec::new()),
-            resumed: RefCell::new(Vec::new()),
+            waiters: RefCell::new(WaitList::default()),
         }));
         if needs_tick {
             self.set_tick(IDLE_TICK);
@@ -240,7 +198,7 @@ impl RootContext for Root {
         let now = unix_now(self);
         self.fetch_instructions(now);
         self.maybe_refresh(now);
-        self.serve_waiters(now);
+        self.serve_waiters();
         let busy = self
             .shared
             .as_ref()
@@ -339,7 +297,7 @@ impl Root {
         if !shared.config.auth.is_chatgpt() || busy || now < self.store_retry_at {
             return;
         }
-        let Some(record) = shared.tokens.read() else {
+        let Some(record) = shared.tokens.read(&HostPort) else {
             return;
         };
         shared
@@ -349,7 +307,7 @@ impl Root {
         if !sync_due && !record.refresh_due(now) {
             return;
         }
-        if !shared.tokens.take_lease(self.me, now) {
+        if !shared.tokens.take_lease(&HostPort, self.me, now) {
             return;
         }
         shared.metrics.lease_taken();
@@ -373,7 +331,7 @@ impl Root {
             return;
         };
         let Some(refresh_token) = record.tokens.refresh_token.as_deref() else {
-            shared.tokens.release_lease(self.me);
+            shared.tokens.release_lease(&HostPort, self.me);
             return;
         };
         let cfg = &shared.config;
@@ -404,7 +362,7 @@ impl Root {
             return;
         };
         let outcome = token::parse_refresh_response(status, body);
-        let written = shared.tokens.update(|current| {
+        let written = shared.tokens.update(&HostPort, |current| {
             let current = current?;
             Some(match &outcome {
                 Ok(grant) => current.refreshed(grant.clone(), now),
@@ -443,7 +401,7 @@ impl Root {
             }
             (_, None) => warn!("codex filter: could not store the token refresh outcome in shared data"),
         }
-        self.serve_waiters(now);
+        self.serve_waiters();
         // With a store, the outcome (new tokens, or the failure) replaces our lock there.
         match (lock_revision, written, &shared.config.etcd) {
             (Some(revision), Some(record), Some((endpoint, key))) => {
@@ -456,7 +414,7 @@ impl Root {
                     now,
                 );
             }
-            _ => shared.tokens.release_lease(self.me),
+            _ => shared.tokens.release_lease(&HostPort, self.me),
         }
     }
 
@@ -488,7 +446,7 @@ impl Root {
         warn!("codex filter: token store: {problem}; retrying in {STORE_RETRY_SECONDS}s");
         self.store_retry_at = now + STORE_RETRY_SECONDS;
         if let Some(shared) = &self.shared {
-            shared.tokens.release_lease(self.me);
+            shared.tokens.release_lease(&HostPort, self.me);
         }
     }
 
@@ -499,8 +457,8 @@ impl Root {
         let Some((endpoint, key)) = shared.config.etcd.clone() else {
             return;
         };
-        let Some(ours) = shared.tokens.read() else {
-            shared.tokens.release_lease(self.me);
+        let Some(ours) = shared.tokens.read(&HostPort) else {
+            shared.tokens.release_lease(&HostPort, self.me);
             return;
         };
         let snapshot = match call {
@@ -512,7 +470,7 @@ impl Root {
                         Call::EtcdWrite => self.mark_synced(&shared),
                         _ => {}
                     }
-                    shared.tokens.release_lease(self.me);
+                    shared.tokens.release_lease(&HostPort, self.me);
                     return;
                 }
                 Ok(etcd::TxnOutcome::Conflict(snapshot)) => Ok(*snapshot),
@@ -530,13 +488,13 @@ impl Root {
             .filter(|r| etcd::is_newer(r, &ours))
         {
             self.adopt(&shared, theirs.clone(), &ours);
-            return shared.tokens.release_lease(self.me);
+            return shared.tokens.release_lease(&HostPort, self.me);
         }
         match call {
             Call::EtcdRead(Purpose::Sync) if snapshot.stored.is_some() => {
                 // The store already holds this login: nothing to write.
                 self.mark_synced(&shared);
-                shared.tokens.release_lease(self.me);
+                shared.tokens.release_lease(&HostPort, self.me);
             }
             Call::EtcdRead(Purpose::Sync) => {
                 let stored = etcd::Stored {
@@ -551,7 +509,7 @@ impl Root {
                     "codex filter: another replica is refreshing the ChatGPT token; waiting for its result"
                 );
                 self.store_retry_at = now + 1;
-                shared.tokens.release_lease(self.me);
+                shared.tokens.release_lease(&HostPort, self.me);
             }
             Call::EtcdRead(Purpose::Refresh) => {
                 let lock = Lease {
@@ -569,7 +527,7 @@ impl Root {
             // (for example its lock): try again on a later tick.
             _ => {
                 self.store_retry_at = now + 1;
-                shared.tokens.release_lease(self.me);
+                shared.tokens.release_lease(&HostPort, self.me);
             }
         }
     }
@@ -582,13 +540,17 @@ impl Root {
             ..theirs
         };
         let generation = adopted.generation;
-        if shared.tokens.update(|_| Some(adopted.clone())).is_some() {
+        if shared
+            .tokens
+            .update(&HostPort, |_| Some(adopted.clone()))
+            .is_some()
+        {
             info!("codex filter: took newer ChatGPT tokens from the token store (generation {generation})");
         }
     }
 
     fn mark_synced(&self, shared: &Shared) {
-        shared.tokens.update(|current| {
+        shared.tokens.update(&HostPort, |current| {
             let record = current?;
             (!record.store_synced).then(|| TokenRecord {
                 store_synced: true,
@@ -599,49 +561,15 @@ impl Root {
 
     /// Resumes the requests that waited for a token, fails them when no token will come,
     /// or when they waited too long.
-    fn serve_waiters(&mut self, now: u64) {
+    fn serve_waiters(&mut self) {
         let Some(shared) = self.shared.clone() else {
             return;
         };
-        if shared.waiters.borrow().is_empty() {
-            return;
-        }
-        let record = shared.tokens.read();
-        let waiters: Vec<Waiter> = std::mem::take(&mut *shared.waiters.borrow_mut());
-        let mut still_waiting = Vec::new();
-        for waiter in waiters {
-            let availability = record.as_ref().map(|r| r.availability(now));
-            match availability {
-                Some(Availability::Usable(tokens)) => {
-                    let generation = record.as_ref().map_or(0, |r| r.generation);
-                    resume_with(&shared, waiter.context_id, tokens, generation);
-                }
-                Some(Availability::Wait) if now < waiter.deadline => still_waiting.push(waiter),
-                Some(Availability::Wait) => fail(waiter.context_id, token::refresh_timeout().into()),
-                Some(Availability::Dead(error)) => fail(waiter.context_id, error.into()),
-                None => fail(
-                    waiter.context_id,
-                    crate::core::auth::auth_json::missing_credentials().into(),
-                ),
-            }
-        }
-        shared.waiters.borrow_mut().extend(still_waiting);
-    }
-}
-
-/// Adds the credentials to a paused request and lets it go.
-fn resume_with(shared: &Shared, context_id: u32, tokens: &ChatgptTokens, generation: u64) {
-    if set_effective_context(context_id).is_err() {
-        return; // the client has gone
-    }
-    shared.attach(tokens);
-    shared.resumed_generation(context_id, generation);
-    let _ = abi::resume_request();
-}
-
-fn fail(context_id: u32, reply: Reply) {
-    if set_effective_context(context_id).is_ok() {
-        let _ = abi::send_response(reply.status, &reply.headers, &reply.body);
+        let record = shared.tokens.read(&HostPort);
+        shared
+            .waiters
+            .borrow_mut()
+            .serve(&HostPort, &shared.config.auth, record.as_ref());
     }
 }
 

@@ -3,4 +3,6 @@
 
 pub mod auth_json;
 pub mod etcd;
+pub mod shared_record;
 pub mod token;
+pub mod waiters;

@@ -2,6 +2,7 @@
 //! the ChatGPT OAuth token (default), or an API key for an OpenAI-compatible Responses
 //! upstream, from `UPSTREAM_API_KEY` or from a field of `OPENAI_CODEX_AUTH`.
 
+use crate::core::auth::auth_json::ChatgptTokens;
 use crate::core::config::upstream_url::UpstreamUrl;
 use crate::core::config::values::ConfigError;
 use crate::core::config::values::allowed;
@@ -80,6 +81,23 @@ impl UpstreamAuth {
             Some(scheme) => format!("{scheme} {secret}"),
             None => secret.to_string(),
         }
+    }
+
+    /// The credential headers of one upstream request: the API key, or the ChatGPT access
+    /// token with its account id; nothing when ChatGPT tokens are not at hand yet.
+    pub fn credential_headers(&self, tokens: Option<&ChatgptTokens>) -> Vec<(String, String)> {
+        let mut headers = Vec::with_capacity(2);
+        match (&self.credential, tokens) {
+            (Credential::ApiKey(key), _) => headers.push((self.header.clone(), self.value(key))),
+            (Credential::ChatgptToken, Some(tokens)) => {
+                headers.push((self.header.clone(), self.value(&tokens.access_token)));
+                if let Some(account) = &tokens.account_id {
+                    headers.push(("chatgpt-account-id".to_string(), account.clone()));
+                }
+            }
+            (Credential::ChatgptToken, None) => {}
+        }
+        headers
     }
 }
 

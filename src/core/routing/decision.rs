@@ -5,9 +5,9 @@
 use crate::core::auth::auth_json::ChatgptTokens;
 use crate::core::config::Config;
 use crate::core::config::header_forwarding::ForwardMode;
-use crate::core::config::upstream::Credential;
 use crate::core::error::{ApiError, INVALID_REQUEST, SERVER};
 use crate::core::reasoning::OutputMode;
+use crate::core::reply::Reply;
 use crate::core::routing::key_gate;
 
 /// A request as the filter sees it at header time. Header names are lower-case.
@@ -31,34 +31,6 @@ impl RequestHead<'_> {
             .filter(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
             .collect()
-    }
-}
-
-/// A complete local answer.
-#[derive(Debug, PartialEq)]
-pub struct Reply {
-    pub status: u16,
-    pub headers: Vec<(&'static str, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Reply {
-    pub fn json(status: u16, body: Vec<u8>) -> Self {
-        Self {
-            status,
-            headers: vec![("content-type", "application/json".to_string())],
-            body,
-        }
-    }
-}
-
-impl From<ApiError> for Reply {
-    fn from(error: ApiError) -> Self {
-        Self {
-            status: error.status,
-            headers: error.headers(),
-            body: error.body(),
-        }
     }
 }
 
@@ -269,16 +241,9 @@ pub fn upstream_headers(
     content_length: Option<usize>,
 ) -> Vec<(String, String)> {
     let mut headers: Vec<(String, String)> = Vec::with_capacity(12);
+    headers.push((":path".to_string(), cfg.upstream.path.clone()));
+    headers.extend(cfg.auth.credential_headers(tokens));
     let mut own = |name: &str, value: String| headers.push((name.to_string(), value));
-    own(":path", cfg.upstream.path.clone());
-    let secret = match (&cfg.auth.credential, tokens) {
-        (Credential::ApiKey(key), _) => Some(key.as_str()),
-        (Credential::ChatgptToken, Some(tokens)) => Some(tokens.access_token.as_str()),
-        (Credential::ChatgptToken, None) => None,
-    };
-    if let Some(secret) = secret {
-        own(&cfg.auth.header, cfg.auth.value(secret));
-    }
     own("accept", "text/event-stream".to_string());
     own("content-type", "application/json".to_string());
     if let Some(length) = content_length {
@@ -286,9 +251,6 @@ pub fn upstream_headers(
     }
     let mut defaults: Vec<(&str, String)> = Vec::new();
     if cfg.auth.is_chatgpt() {
-        if let Some(account) = tokens.and_then(|t| t.account_id.clone()) {
-            own("chatgpt-account-id", account);
-        }
         if let Some(session) = session_id {
             own("session-id", session.to_string());
         }

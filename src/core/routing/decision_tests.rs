@@ -183,10 +183,10 @@ fn upstream_headers_are_exactly_the_codex_set() {
         [
             ":path",
             "authorization",
+            "chatgpt-account-id",
             "accept",
             "content-type",
             "content-length",
-            "chatgpt-account-id",
             "session-id",
             "originator",
             "user-agent"

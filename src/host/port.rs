@@ -1,0 +1,68 @@
+//! The core's [`Port`] on proxy-wasm host calls.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{MapType, Status};
+
+use crate::core::port::{Dispatch, Port, SharedWriteError};
+use crate::core::reply::Reply;
+use crate::host::abi;
+
+/// Stateless: every VM's contexts share Envoy's state through the host.
+pub struct HostPort;
+
+impl Port for HostPort {
+    fn now_ms(&self) -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+        match hostcalls::get_shared_data(key) {
+            Ok((Some(bytes), cas)) => Some((bytes, cas.unwrap_or(0))),
+            _ => None,
+        }
+    }
+
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedWriteError> {
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(()),
+            Err(Status::CasMismatch) => Err(SharedWriteError::CasMismatch),
+            Err(_) => Err(SharedWriteError::Failed),
+        }
+    }
+
+    fn dispatch(&self, call: &Dispatch) -> Option<u32> {
+        let headers: Vec<(&str, &str)> = call.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let timeout = Duration::from_millis(call.timeout_ms);
+        match hostcalls::dispatch_http_call(&call.cluster, headers, call.body.as_deref(), vec![], timeout) {
+            Ok(token) => Some(token),
+            Err(status) => {
+                log::warn!(
+                    "codex filter: cannot call cluster {} ({status:?}); is it in the Envoy configuration?",
+                    call.cluster
+                );
+                None
+            }
+        }
+    }
+
+    fn resume(&self, context_id: u32, headers: &[(String, String)]) -> bool {
+        if hostcalls::set_effective_context(context_id).is_err() {
+            return false; // the client has gone
+        }
+        for (name, value) in headers {
+            let _ = abi::set_header(MapType::HttpRequestHeaders, name, value);
+        }
+        abi::resume_request().is_ok()
+    }
+
+    fn fail(&self, context_id: u32, reply: &Reply) {
+        if hostcalls::set_effective_context(context_id).is_ok() {
+            let _ = abi::send_response(reply.status, &reply.headers, &reply.body);
+        }
+    }
+}
