@@ -3,6 +3,7 @@
 //! behalf (resuming or failing a request that waited). The host glue implements it with
 //! proxy-wasm calls; [`MemoryPort`] implements it in memory so every path is a native test.
 
+use crate::core::metrics::Metric;
 use crate::core::reply::Reply;
 
 /// An outbound HTTP call through one of Envoy's clusters; its answer comes back later as an
@@ -49,6 +50,9 @@ pub trait Port {
 
     /// Answers a paused request of this VM with `reply`.
     fn fail(&self, context_id: u32, reply: &Reply);
+
+    /// Counts what happened.
+    fn metric(&self, metric: Metric);
 }
 
 #[cfg(test)]
@@ -61,6 +65,7 @@ mod memory {
     use std::rc::Rc;
 
     use super::{Dispatch, Port, SharedWriteError};
+    use crate::core::metrics::Metric;
     use crate::core::reply::Reply;
 
     /// What several VMs of one Envoy share: shared data and the clock.
@@ -111,6 +116,7 @@ mod memory {
         pub failed: RefCell<Vec<(u32, Reply)>>,
         /// Context ids whose request is gone.
         pub gone: RefCell<Vec<u32>>,
+        pub metrics: RefCell<Vec<Metric>>,
     }
 
     impl MemoryPort {
@@ -123,6 +129,7 @@ mod memory {
                 resumed: RefCell::new(Vec::new()),
                 failed: RefCell::new(Vec::new()),
                 gone: RefCell::new(Vec::new()),
+                metrics: RefCell::new(Vec::new()),
             }
         }
 
@@ -173,6 +180,10 @@ mod memory {
             if !self.gone.borrow().contains(&context_id) {
                 self.failed.borrow_mut().push((context_id, reply.clone()));
             }
+        }
+
+        fn metric(&self, metric: Metric) {
+            self.metrics.borrow_mut().push(metric);
         }
     }
 }

@@ -11,8 +11,7 @@ use proxy_wasm::types::{Action, MapType};
 use crate::core::auth::token;
 use crate::core::error::ApiError;
 use crate::core::reply::Reply;
-use crate::host::port::HostPort;
-use crate::host::root::Shared;
+use crate::host::shared::Shared;
 use crate::host::{abi, unix_now};
 
 pub struct CredentialsHttp {
@@ -46,16 +45,16 @@ impl Context for CredentialsHttp {}
 impl HttpContext for CredentialsHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let now = unix_now(self);
-        let record = self.shared.tokens.read(&HostPort);
+        let record = self.shared.vm.tokens.read(&self.shared.port);
         match token::for_request(record.as_ref(), now) {
             Ok(Some(tokens)) => {
                 self.generation = record.as_ref().map(|r| r.generation);
-                for (name, value) in self.shared.config.auth.credential_headers(Some(tokens)) {
+                for (name, value) in self.shared.vm.config.auth.credential_headers(Some(tokens)) {
                     let _ = abi::set_header(MapType::HttpRequestHeaders, &name, &value);
                 }
                 Action::Continue
             }
-            Ok(None) => match self.shared.waiters.borrow_mut().wait(self.context_id, now) {
+            Ok(None) => match self.shared.vm.waiters.borrow_mut().wait(self.context_id, now) {
                 Ok(()) => Action::Pause,
                 Err(error) => self.reply(error),
             },
@@ -68,15 +67,15 @@ impl HttpContext for CredentialsHttp {
         if unauthorized {
             let generation = self
                 .generation
-                .or_else(|| self.shared.waiters.borrow_mut().take_resumed(self.context_id));
+                .or_else(|| self.shared.vm.waiters.borrow_mut().take_resumed(self.context_id));
             if let Some(generation) = generation {
-                self.shared.token_rejected(generation);
+                self.shared.vm.token_rejected(&self.shared.port, generation);
             }
         }
         Action::Continue
     }
 
     fn on_log(&mut self) {
-        self.shared.waiters.borrow_mut().forget(self.context_id);
+        self.shared.vm.waiters.borrow_mut().forget(self.context_id);
     }
 }

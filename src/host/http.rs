@@ -13,14 +13,14 @@ use crate::core::error::{ApiError, SERVER};
 use crate::core::flow::response::{
     ClientRequest, Handler, HeaderPlan, REMOVED_RESPONSE_HEADERS, ResponseHead,
 };
+use crate::core::metrics::{Metric, RouteKind};
+use crate::core::port::Port;
 use crate::core::reply::Reply;
 use crate::core::routing::decision::{self, Decision, Endpoint, Forward, RequestHead, body_too_large};
 use crate::core::translate::request::common::{TranslateContext, Translated};
 use crate::core::translate::request::{chat as chat_request, completions as completion_request};
 use crate::core::translate::response::upstream_error::LimitHeaders;
-use crate::host::metrics::RouteKind;
-use crate::host::port::HostPort;
-use crate::host::root::Shared;
+use crate::host::shared::Shared;
 use crate::host::{abi, unix_now};
 
 /// Client headers that must not reach an Ollama server: they carry this proxy's key.
@@ -98,12 +98,12 @@ impl Http {
     /// The ChatGPT credentials for this request now: `Ok(None)` means wait for a refresh
     /// (always `Ok(None)` with an API-key upstream, which needs none).
     fn current_tokens(&mut self, now: u64) -> Result<Option<ChatgptTokens>, ApiError> {
-        if !self.shared.config.auth.is_chatgpt() {
+        if !self.shared.vm.config.auth.is_chatgpt() {
             return Ok(None);
         }
-        let record = self.shared.tokens.read(&HostPort);
+        let record = self.shared.vm.tokens.read(&self.shared.port);
         let tokens = token::for_request(record.as_ref(), now)?.cloned();
-        if self.shared.config.credentials_upstream {
+        if self.shared.vm.config.credentials_upstream {
             // The cluster's upstream instance attaches them (and waits for a refresh).
             return Ok(None);
         }
@@ -114,13 +114,13 @@ impl Http {
     }
 
     fn must_wait(&self, tokens: &Option<ChatgptTokens>) -> bool {
-        let cfg = &self.shared.config;
+        let cfg = &self.shared.vm.config;
         cfg.auth.is_chatgpt() && !cfg.credentials_upstream && tokens.is_none()
     }
 
     /// Parks this request until the root context has a usable token (or gives up).
     fn wait_for_token(&mut self, now: u64) -> Action {
-        let waiting = self.shared.waiters.borrow_mut().wait(self.context_id, now);
+        let waiting = self.shared.vm.waiters.borrow_mut().wait(self.context_id, now);
         match waiting {
             Ok(()) => Action::Pause,
             Err(error) => self.reply(error.into()),
@@ -134,12 +134,12 @@ impl Http {
         session: Option<&str>,
         length: Option<usize>,
     ) -> Vec<(String, String)> {
-        decision::upstream_headers(&self.shared.config, tokens, client, session, length)
+        decision::upstream_headers(&self.shared.vm.config, tokens, client, session, length)
     }
 
     fn translate_body(&mut self, forward: &Forward, body: &[u8]) -> Result<Translated, ApiError> {
-        let cfg = &self.shared.config;
-        let texts = self.shared.instructions.borrow();
+        let cfg = &self.shared.vm.config;
+        let texts = self.shared.vm.instructions.borrow();
         let ctx = TranslateContext {
             models: &cfg.models,
             default_effort: cfg.default_effort,
@@ -199,7 +199,7 @@ impl HttpContext for Http {
         let (method, path) = (find(":method").to_string(), find(":path").to_string());
         let now = self.now();
         self.started_ms = now_ms(self);
-        if self.shared.config.verbose {
+        if self.shared.vm.config.verbose {
             self.log_line = Some(format!("{method} {}", path.split('?').next().unwrap_or("")));
         }
         let head = RequestHead {
@@ -207,7 +207,7 @@ impl HttpContext for Http {
             path: &path,
             headers: &headers,
         };
-        let decision = decision::decide(&self.shared.config, &head, now);
+        let decision = decision::decide(&self.shared.vm.config, &head, now);
         let forward = match decision {
             Decision::Reply(reply) => return self.reply(reply),
             Decision::PassThrough => return self.pass_through(&headers),
@@ -225,13 +225,13 @@ impl HttpContext for Http {
             include_usage: false,
             model: String::new(),
             mode: forward.mode,
-            max_request_body_bytes: self.shared.config.max_request_body_bytes,
+            max_request_body_bytes: self.shared.vm.config.max_request_body_bytes,
         });
         let tokens = match self.current_tokens(now) {
             Ok(tokens) => tokens,
             Err(error) => return self.reply(error.into()),
         };
-        let held = self.shared.config.hold_headers;
+        let held = self.shared.vm.config.hold_headers;
         let mut action = if held { Action::Pause } else { Action::Continue };
         if !held {
             // Portable mode: headers leave now, so the session id is the client's, if any.
@@ -254,7 +254,7 @@ impl HttpContext for Http {
         if !matches!(self.request, RequestState::AwaitBody { .. }) {
             return Action::Continue;
         }
-        let limit = self.shared.config.max_request_body_bytes;
+        let limit = self.shared.vm.config.max_request_body_bytes;
         if body_size > limit {
             self.request = RequestState::Idle;
             return self.reply(body_too_large(limit).into());
@@ -286,7 +286,7 @@ impl HttpContext for Http {
         }
         let now = self.now();
         // With the credentials instance upstream, the header-time check was all this needs.
-        let tokens = match self.shared.config.credentials_upstream {
+        let tokens = match self.shared.vm.config.credentials_upstream {
             true => None,
             false => match self.current_tokens(now) {
                 Ok(tokens) => tokens,
@@ -319,13 +319,13 @@ impl HttpContext for Http {
         let status = find(":status").and_then(|s| s.parse().ok()).unwrap_or(502);
         let via_upstream = details == b"via_upstream";
         let credentials_here =
-            self.shared.config.auth.is_chatgpt() && !self.shared.config.credentials_upstream;
+            self.shared.vm.config.auth.is_chatgpt() && !self.shared.vm.config.credentials_upstream;
         if via_upstream && status == 401 && credentials_here {
             if let Some(generation) = self
                 .generation
-                .or_else(|| self.shared.waiters.borrow_mut().take_resumed(self.context_id))
+                .or_else(|| self.shared.vm.waiters.borrow_mut().take_resumed(self.context_id))
             {
-                self.shared.token_rejected(generation);
+                self.shared.vm.token_rejected(&self.shared.port, generation);
             }
         }
         let head = ResponseHead {
@@ -336,17 +336,19 @@ impl HttpContext for Http {
         };
         let now = self.now();
         if via_upstream {
-            self.shared.metrics.rate_limits(&head.limits.windows(now));
+            self.shared
+                .port
+                .metric(Metric::RateLimits(head.limits.windows(now)));
         }
-        let (mut handler, plan) = Handler::new(&client, &head, self.shared.config.hold_headers, now);
+        let (mut handler, plan) = Handler::new(&client, &head, self.shared.vm.config.hold_headers, now);
         if !matches!(handler, Handler::Translate { .. }) {
-            self.shared.metrics.upstream_error();
+            self.shared.port.metric(Metric::UpstreamError);
         }
         if end_of_stream {
             // No body will follow, so the answer is complete now.
             let done = handler.finish(now);
             if done.usage_limited {
-                self.shared.metrics.usage_limit_hit();
+                self.shared.port.metric(Metric::UsageLimitHit);
             }
             let reply = Reply {
                 status: done.status.or(plan.status).unwrap_or(status),
@@ -387,10 +389,10 @@ impl HttpContext for Http {
             let done = handler.finish(now);
             out.extend_from_slice(done.body);
             if done.usage_limited {
-                self.shared.metrics.usage_limit_hit();
+                self.shared.port.metric(Metric::UsageLimitHit);
             }
             if translating && done.status.is_some_and(|s| s >= 400) {
-                self.shared.metrics.upstream_error();
+                self.shared.port.metric(Metric::UpstreamError);
             }
             final_headers = Some((done.status.or(plan.status), merged(&plan.set, &done.set)));
         }
@@ -409,16 +411,19 @@ impl HttpContext for Http {
     }
 
     fn on_log(&mut self) {
-        self.shared.waiters.borrow_mut().forget(self.context_id);
+        self.shared.vm.waiters.borrow_mut().forget(self.context_id);
         let status = self
             .get_property(vec!["response", "code"])
             .map(|b| decode_u64(&b))
             .unwrap_or(0);
         let status = u16::try_from(status).unwrap_or(0);
-        self.shared.metrics.request(self.route, status);
+        self.shared.port.metric(Metric::Request {
+            route: self.route,
+            status,
+        });
         let usage = self.response.as_ref().and_then(|(handler, _)| handler.usage());
         if let Some(usage) = &usage {
-            self.shared.metrics.tokens(usage);
+            self.shared.port.metric(Metric::Tokens(*usage));
         }
         if let Some(line) = &self.log_line {
             let model = self

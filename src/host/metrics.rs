@@ -4,27 +4,9 @@
 use proxy_wasm::hostcalls::{define_metric, increment_metric, record_metric};
 use proxy_wasm::types::MetricType;
 
-use crate::core::routing::decision::Endpoint;
+use crate::core::metrics::{Metric, RouteKind};
 use crate::core::translate::response::upstream_error::Window;
 use crate::core::translate::response::usage::Usage;
-
-/// Which family a request belongs to, for the per-route counters.
-#[derive(Debug, Clone, Copy)]
-pub enum RouteKind {
-    Chat,
-    Completions,
-    Local,
-    Ollama,
-}
-
-impl From<Endpoint> for RouteKind {
-    fn from(endpoint: Endpoint) -> Self {
-        match endpoint {
-            Endpoint::ChatCompletions => Self::Chat,
-            Endpoint::Completions => Self::Completions,
-        }
-    }
-}
 
 #[derive(Default, Clone, Copy)]
 pub struct Metrics {
@@ -83,7 +65,23 @@ impl Metrics {
         m
     }
 
-    pub fn request(&self, route: RouteKind, status: u16) {
+    pub fn record(&self, metric: Metric) {
+        match metric {
+            Metric::Request { route, status } => self.request(route, status),
+            Metric::UpstreamError => bump(self.upstream_errors, 1),
+            Metric::Tokens(usage) => self.tokens(&usage),
+            Metric::Refresh { ok, permanent } => self.refresh(ok, permanent),
+            Metric::LeaseTaken => bump(self.lease_taken, 1),
+            Metric::UsageLimitHit => bump(self.usage_limit_hits, 1),
+            Metric::RateLimits(windows) => self.rate_limits(&windows),
+            Metric::TokenAge { expires_in, age } => {
+                set(self.token_expires_in, expires_in);
+                set(self.token_age, age);
+            }
+        }
+    }
+
+    fn request(&self, route: RouteKind, status: u16) {
         let class = match status {
             200..=299 => 0,
             400..=499 => 1,
@@ -95,11 +93,7 @@ impl Metrics {
         }
     }
 
-    pub fn upstream_error(&self) {
-        bump(self.upstream_errors, 1);
-    }
-
-    pub fn tokens(&self, usage: &Usage) {
+    fn tokens(&self, usage: &Usage) {
         bump(self.tokens_prompt, usage.prompt_tokens);
         bump(self.tokens_completion, usage.completion_tokens);
         bump(
@@ -108,10 +102,8 @@ impl Metrics {
         );
         bump(self.tokens_cached, usage.prompt_tokens_details.cached_tokens);
     }
-}
 
-impl Metrics {
-    pub fn refresh(&self, ok: bool, permanent: bool) {
+    fn refresh(&self, ok: bool, permanent: bool) {
         bump(
             match (ok, permanent) {
                 (true, _) => self.refresh_ok,
@@ -122,27 +114,13 @@ impl Metrics {
         );
     }
 
-    pub fn lease_taken(&self) {
-        bump(self.lease_taken, 1);
-    }
-
-    pub fn usage_limit_hit(&self) {
-        bump(self.usage_limit_hits, 1);
-    }
-
     /// The usage windows the backend reported with its last response.
-    pub fn rate_limits(&self, windows: &[Window; 2]) {
+    fn rate_limits(&self, windows: &[Window; 2]) {
         for (slots, window) in self.windows.iter().zip(windows) {
             let [used, resets] = *slots;
             set(used, window.used_percent);
             set(resets, window.resets_at);
         }
-    }
-
-    /// How long the current access token has left, and how long since it was issued.
-    pub fn token(&self, expires_at: Option<u64>, last_refresh: Option<u64>, now: u64) {
-        set(self.token_expires_in, expires_at.map(|e| e.saturating_sub(now)));
-        set(self.token_age, last_refresh.map(|r| now.saturating_sub(r)));
     }
 }
 

@@ -7,6 +7,7 @@ mod http;
 mod metrics;
 mod port;
 mod root;
+mod shared;
 
 use proxy_wasm::types::LogLevel;
 

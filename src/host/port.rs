@@ -5,12 +5,17 @@ use std::time::{Duration, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MapType, Status};
 
+use crate::core::metrics::Metric;
 use crate::core::port::{Dispatch, Port, SharedWriteError};
 use crate::core::reply::Reply;
 use crate::host::abi;
+use crate::host::metrics::Metrics;
 
-/// Stateless: every VM's contexts share Envoy's state through the host.
-pub struct HostPort;
+/// Every VM's contexts share Envoy's state through the host; the port only keeps this VM's
+/// metric ids.
+pub struct HostPort {
+    pub metrics: Metrics,
+}
 
 impl Port for HostPort {
     fn now_ms(&self) -> u64 {
@@ -64,5 +69,9 @@ impl Port for HostPort {
         if hostcalls::set_effective_context(context_id).is_ok() {
             let _ = abi::send_response(reply.status, &reply.headers, &reply.body);
         }
+    }
+
+    fn metric(&self, metric: Metric) {
+        self.metrics.record(metric);
     }
 }

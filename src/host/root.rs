@@ -2,7 +2,6 @@
 //! the background work — fetching instruction texts, refreshing the ChatGPT token (one VM at
 //! a time, under a lease in shared data) and resuming the requests that waited for it.
 
-use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::rc::Rc;
@@ -14,17 +13,19 @@ use proxy_wasm::types::ContextType;
 
 use crate::core::auth::auth_json::ChatgptTokens;
 use crate::core::auth::etcd;
-use crate::core::auth::shared_record::TokenStore;
 use crate::core::auth::token::{self, Lease, TokenRecord};
-use crate::core::auth::waiters::WaitList;
 use crate::core::config::upstream_url::UpstreamUrl;
 use crate::core::config::{Config, FilterRole, plugin_values};
 use crate::core::instructions::Fetch;
+use crate::core::metrics::Metric;
+use crate::core::port::Port;
 use crate::core::translate::request::conversation_key::fingerprint;
+use crate::core::vm::VmState;
 use crate::host::credentials_http::CredentialsHttp;
 use crate::host::http::Http;
 use crate::host::metrics::Metrics;
 use crate::host::port::HostPort;
+use crate::host::shared::Shared;
 use crate::host::unix_now;
 
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,35 +34,6 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 const BUSY_TICK: Duration = Duration::from_millis(100);
 const STORE_TIMEOUT: Duration = Duration::from_secs(5);
 const STORE_RETRY_SECONDS: u64 = 5;
-
-/// What every request of this VM shares.
-pub struct Shared {
-    pub config: Config,
-    pub tokens: TokenStore,
-    pub metrics: Metrics,
-    /// Base instruction texts, filled in by the root context once fetched.
-    pub instructions: RefCell<Instructions>,
-    /// Requests of this VM paused until a usable token exists.
-    pub waiters: RefCell<WaitList>,
-}
-
-impl Shared {
-    /// The backend refused the token of `generation`: unless a refresh already replaced it,
-    /// mark it stale so the refresher runs now rather than at expiry.
-    pub fn token_rejected(&self, generation: u64) {
-        if self.tokens.token_rejected(&HostPort, generation) {
-            warn!(
-                "codex filter: the backend rejected the access token (generation {generation}); refreshing it"
-            );
-        }
-    }
-}
-
-#[derive(Default)]
-pub struct Instructions {
-    pub base: Option<String>,
-    pub codex: Option<String>,
-}
 
 enum Call {
     Instructions(usize),
@@ -143,7 +115,11 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let store = TokenStore::default();
+        let port = HostPort {
+            metrics: Metrics::define(),
+        };
+        let vm = VmState::new(config);
+        let (config, store) = (&vm.config, &vm.tokens);
         if config.auth.is_chatgpt() {
             match config
                 .codex_auth
@@ -155,8 +131,8 @@ impl RootContext for Root {
                     let source = fingerprint(
                         format!("{}\n{:?}", tokens.access_token, tokens.refresh_token).as_bytes(),
                     );
-                    store.seed(&HostPort, TokenRecord::new(tokens, source));
-                    store.init_lease(&HostPort);
+                    store.seed(&port, TokenRecord::new(tokens, source));
+                    store.init_lease(&port);
                 }
                 Ok(None) => {}
                 Err(problem) => {
@@ -166,7 +142,7 @@ impl RootContext for Root {
             }
         }
         if config.role == FilterRole::Main {
-            log_start_up(&config, store.read(&HostPort).as_ref());
+            log_start_up(config, store.read(&port).as_ref());
         }
         if config.role == FilterRole::Main {
             let clusters = &config.clusters;
@@ -181,13 +157,7 @@ impl RootContext for Root {
             .collect();
         }
         let needs_tick = !self.fetches.is_empty() || config.auth.is_chatgpt();
-        self.shared = Some(Rc::new(Shared {
-            config,
-            tokens: store,
-            metrics: Metrics::define(),
-            instructions: RefCell::new(Instructions::default()),
-            waiters: RefCell::new(WaitList::default()),
-        }));
+        self.shared = Some(Rc::new(Shared { vm, port }));
         if needs_tick {
             self.set_tick(IDLE_TICK);
         }
@@ -202,7 +172,7 @@ impl RootContext for Root {
         let busy = self
             .shared
             .as_ref()
-            .is_some_and(|s| !s.waiters.borrow().is_empty())
+            .is_some_and(|s| !s.vm.waiters.borrow().is_empty())
             || self
                 .calls
                 .iter()
@@ -212,7 +182,7 @@ impl RootContext for Root {
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         let shared = self.shared.clone()?;
-        Some(match shared.config.role {
+        Some(match shared.vm.config.role {
             FilterRole::Main => Box::new(Http::new(shared, context_id)),
             FilterRole::Credentials => Box::new(CredentialsHttp::new(shared, context_id)),
         })
@@ -275,7 +245,7 @@ impl Root {
             ),
         }
         if let (Some(shared), Some(text)) = (&self.shared, fetch.text.clone()) {
-            let mut texts = shared.instructions.borrow_mut();
+            let mut texts = shared.vm.instructions.borrow_mut();
             if fetch.codex {
                 texts.codex = Some(text);
             } else {
@@ -294,24 +264,25 @@ impl Root {
             .calls
             .iter()
             .any(|(_, c)| !matches!(c, Call::Instructions(_)));
-        if !shared.config.auth.is_chatgpt() || busy || now < self.store_retry_at {
+        if !shared.vm.config.auth.is_chatgpt() || busy || now < self.store_retry_at {
             return;
         }
-        let Some(record) = shared.tokens.read(&HostPort) else {
+        let Some(record) = shared.vm.tokens.read(&shared.port) else {
             return;
         };
-        shared
-            .metrics
-            .token(record.tokens.expires_at, record.tokens.last_refresh, now);
-        let sync_due = shared.config.etcd.is_some() && !record.store_synced;
+        shared.port.metric(Metric::TokenAge {
+            expires_in: record.tokens.expires_at.map(|e| e.saturating_sub(now)),
+            age: record.tokens.last_refresh.map(|r| now.saturating_sub(r)),
+        });
+        let sync_due = shared.vm.config.etcd.is_some() && !record.store_synced;
         if !sync_due && !record.refresh_due(now) {
             return;
         }
-        if !shared.tokens.take_lease(&HostPort, self.me, now) {
+        if !shared.vm.tokens.take_lease(&shared.port, self.me, now) {
             return;
         }
-        shared.metrics.lease_taken();
-        match &shared.config.etcd {
+        shared.port.metric(Metric::LeaseTaken);
+        match &shared.vm.config.etcd {
             Some((endpoint, key)) => {
                 let purpose = if sync_due { Purpose::Sync } else { Purpose::Refresh };
                 self.etcd_call(
@@ -331,10 +302,10 @@ impl Root {
             return;
         };
         let Some(refresh_token) = record.tokens.refresh_token.as_deref() else {
-            shared.tokens.release_lease(&HostPort, self.me);
+            shared.vm.tokens.release_lease(&shared.port, self.me);
             return;
         };
-        let cfg = &shared.config;
+        let cfg = &shared.vm.config;
         let body = token::refresh_body(&cfg.client_id, refresh_token);
         let user_agent = cfg.identity.user_agent();
         let headers = vec![
@@ -362,7 +333,7 @@ impl Root {
             return;
         };
         let outcome = token::parse_refresh_response(status, body);
-        let written = shared.tokens.update(&HostPort, |current| {
+        let written = shared.vm.tokens.update(&shared.port, |current| {
             let current = current?;
             Some(match &outcome {
                 Ok(grant) => current.refreshed(grant.clone(), now),
@@ -371,7 +342,10 @@ impl Root {
         });
         match (&outcome, &written) {
             (Ok(_), Some(record)) => {
-                shared.metrics.refresh(true, false);
+                shared.port.metric(Metric::Refresh {
+                    ok: true,
+                    permanent: false,
+                });
                 info!(
                     "codex filter: refreshed the ChatGPT access token (generation {}, expires at {})",
                     record.generation,
@@ -382,7 +356,10 @@ impl Root {
                 );
             }
             (Err(error), Some(record)) => {
-                shared.metrics.refresh(false, error.permanent);
+                shared.port.metric(Metric::Refresh {
+                    ok: false,
+                    permanent: error.permanent,
+                });
                 let next = record
                     .failure
                     .as_ref()
@@ -403,7 +380,7 @@ impl Root {
         }
         self.serve_waiters();
         // With a store, the outcome (new tokens, or the failure) replaces our lock there.
-        match (lock_revision, written, &shared.config.etcd) {
+        match (lock_revision, written, &shared.vm.config.etcd) {
             (Some(revision), Some(record), Some((endpoint, key))) => {
                 let stored = etcd::Stored { record, lock: None };
                 self.etcd_call(
@@ -414,7 +391,7 @@ impl Root {
                     now,
                 );
             }
-            _ => shared.tokens.release_lease(&HostPort, self.me),
+            _ => shared.vm.tokens.release_lease(&shared.port, self.me),
         }
     }
 
@@ -428,7 +405,7 @@ impl Root {
         let cluster = self
             .shared
             .as_ref()
-            .map_or_else(|| "etcd".to_string(), |s| s.config.clusters.etcd.clone());
+            .map_or_else(|| "etcd".to_string(), |s| s.vm.config.clusters.etcd.clone());
         match self.dispatch_http_call(&cluster, headers, Some(&body), vec![], STORE_TIMEOUT) {
             Ok(token) => self.calls.push((token, call)),
             Err(status) => {
@@ -446,7 +423,7 @@ impl Root {
         warn!("codex filter: token store: {problem}; retrying in {STORE_RETRY_SECONDS}s");
         self.store_retry_at = now + STORE_RETRY_SECONDS;
         if let Some(shared) = &self.shared {
-            shared.tokens.release_lease(&HostPort, self.me);
+            shared.vm.tokens.release_lease(&shared.port, self.me);
         }
     }
 
@@ -454,11 +431,11 @@ impl Root {
         let Some(shared) = self.shared.clone() else {
             return;
         };
-        let Some((endpoint, key)) = shared.config.etcd.clone() else {
+        let Some((endpoint, key)) = shared.vm.config.etcd.clone() else {
             return;
         };
-        let Some(ours) = shared.tokens.read(&HostPort) else {
-            shared.tokens.release_lease(&HostPort, self.me);
+        let Some(ours) = shared.vm.tokens.read(&shared.port) else {
+            shared.vm.tokens.release_lease(&shared.port, self.me);
             return;
         };
         let snapshot = match call {
@@ -470,7 +447,7 @@ impl Root {
                         Call::EtcdWrite => self.mark_synced(&shared),
                         _ => {}
                     }
-                    shared.tokens.release_lease(&HostPort, self.me);
+                    shared.vm.tokens.release_lease(&shared.port, self.me);
                     return;
                 }
                 Ok(etcd::TxnOutcome::Conflict(snapshot)) => Ok(*snapshot),
@@ -488,13 +465,13 @@ impl Root {
             .filter(|r| etcd::is_newer(r, &ours))
         {
             self.adopt(&shared, theirs.clone(), &ours);
-            return shared.tokens.release_lease(&HostPort, self.me);
+            return shared.vm.tokens.release_lease(&shared.port, self.me);
         }
         match call {
             Call::EtcdRead(Purpose::Sync) if snapshot.stored.is_some() => {
                 // The store already holds this login: nothing to write.
                 self.mark_synced(&shared);
-                shared.tokens.release_lease(&HostPort, self.me);
+                shared.vm.tokens.release_lease(&shared.port, self.me);
             }
             Call::EtcdRead(Purpose::Sync) => {
                 let stored = etcd::Stored {
@@ -509,7 +486,7 @@ impl Root {
                     "codex filter: another replica is refreshing the ChatGPT token; waiting for its result"
                 );
                 self.store_retry_at = now + 1;
-                shared.tokens.release_lease(&HostPort, self.me);
+                shared.vm.tokens.release_lease(&shared.port, self.me);
             }
             Call::EtcdRead(Purpose::Refresh) => {
                 let lock = Lease {
@@ -527,7 +504,7 @@ impl Root {
             // (for example its lock): try again on a later tick.
             _ => {
                 self.store_retry_at = now + 1;
-                shared.tokens.release_lease(&HostPort, self.me);
+                shared.vm.tokens.release_lease(&shared.port, self.me);
             }
         }
     }
@@ -541,8 +518,9 @@ impl Root {
         };
         let generation = adopted.generation;
         if shared
+            .vm
             .tokens
-            .update(&HostPort, |_| Some(adopted.clone()))
+            .update(&shared.port, |_| Some(adopted.clone()))
             .is_some()
         {
             info!("codex filter: took newer ChatGPT tokens from the token store (generation {generation})");
@@ -550,7 +528,7 @@ impl Root {
     }
 
     fn mark_synced(&self, shared: &Shared) {
-        shared.tokens.update(&HostPort, |current| {
+        shared.vm.tokens.update(&shared.port, |current| {
             let record = current?;
             (!record.store_synced).then(|| TokenRecord {
                 store_synced: true,
@@ -565,11 +543,12 @@ impl Root {
         let Some(shared) = self.shared.clone() else {
             return;
         };
-        let record = shared.tokens.read(&HostPort);
+        let record = shared.vm.tokens.read(&shared.port);
         shared
+            .vm
             .waiters
             .borrow_mut()
-            .serve(&HostPort, &shared.config.auth, record.as_ref());
+            .serve(&shared.port, &shared.vm.config.auth, record.as_ref());
     }
 }
 

@@ -1,0 +1,48 @@
+//! What the filter counts. The core says what happened; the host turns each [`Metric`] into
+//! Envoy counters and gauges (`envoy_codex_*`), shared by every worker VM.
+
+use crate::core::routing::decision::Endpoint;
+use crate::core::translate::response::upstream_error::Window;
+use crate::core::translate::response::usage::Usage;
+
+/// Which family a request belongs to, for the per-route counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteKind {
+    Chat,
+    Completions,
+    Local,
+    Ollama,
+}
+
+impl From<Endpoint> for RouteKind {
+    fn from(endpoint: Endpoint) -> Self {
+        match endpoint {
+            Endpoint::ChatCompletions => Self::Chat,
+            Endpoint::Completions => Self::Completions,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// A request ended with `status` (0 when it never got one).
+    Request {
+        route: RouteKind,
+        status: u16,
+    },
+    UpstreamError,
+    Tokens(Usage),
+    Refresh {
+        ok: bool,
+        permanent: bool,
+    },
+    LeaseTaken,
+    UsageLimitHit,
+    /// The usage windows the backend reported with its last response.
+    RateLimits([Window; 2]),
+    /// How long the current access token has left, and how long since it was issued.
+    TokenAge {
+        expires_in: Option<u64>,
+        age: Option<u64>,
+    },
+}

@@ -1,0 +1,47 @@
+//! What every request of one worker VM shares: the configuration, the token record (a view of
+//! shared data), the fetched instruction texts and the requests waiting for a token.
+
+use std::cell::RefCell;
+
+use log::warn;
+
+use crate::core::auth::shared_record::TokenStore;
+use crate::core::auth::waiters::WaitList;
+use crate::core::config::Config;
+use crate::core::port::Port;
+
+pub struct VmState {
+    pub config: Config,
+    pub tokens: TokenStore,
+    /// Base instruction texts, filled in by the background work once fetched.
+    pub instructions: RefCell<Instructions>,
+    /// Requests of this VM paused until a usable token exists.
+    pub waiters: RefCell<WaitList>,
+}
+
+#[derive(Default)]
+pub struct Instructions {
+    pub base: Option<String>,
+    pub codex: Option<String>,
+}
+
+impl VmState {
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            tokens: TokenStore::default(),
+            instructions: RefCell::new(Instructions::default()),
+            waiters: RefCell::new(WaitList::default()),
+        }
+    }
+
+    /// The backend refused the token of `generation`: unless a refresh already replaced it,
+    /// mark it stale so the refresher runs now rather than at expiry.
+    pub fn token_rejected(&self, port: &dyn Port, generation: u64) {
+        if self.tokens.token_rejected(port, generation) {
+            warn!(
+                "codex filter: the backend rejected the access token (generation {generation}); refreshing it"
+            );
+        }
+    }
+}
