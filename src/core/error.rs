@@ -1,16 +1,132 @@
 //! OpenAI-shaped errors: every failure the filter reports, locally or in a stream, goes
 //! through `ApiError` so the shape `{"error":{"message","type","param","code"}}` is built in
-//! one place.
+//! one place, and every code the filter itself gives is in the catalogue below with its
+//! status, type and what the client should do (the README's error table is generated from it).
 
 use serde::Serialize;
+
+/// The `type` of an OpenAI error object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorType {
+    InvalidRequest,
+    Authentication,
+    Upstream,
+    Server,
+    RateLimit,
+    UsageLimit,
+}
+
+impl ErrorType {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request_error",
+            Self::Authentication => "authentication_error",
+            Self::Upstream => "upstream_error",
+            Self::Server => "server_error",
+            Self::RateLimit => "rate_limit_error",
+            Self::UsageLimit => "usage_limit_reached",
+        }
+    }
+}
+
+/// Builds [`Code`] and its accessors from one table, so a code, its status, type and
+/// remedy cannot drift apart.
+macro_rules! catalogue {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal, $status:literal, $kind:ident, $remedy:literal; )*) => {
+        /// The codes the filter gives on its own account.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Code {
+            $( $(#[$doc])* $variant, )*
+        }
+
+        impl Code {
+            /// Every code, in the catalogue's order.
+            pub const ALL: &'static [Code] = &[$( Code::$variant, )*];
+
+            /// The `code` string clients see.
+            pub const fn as_str(self) -> &'static str {
+                match self { $( Code::$variant => $name, )* }
+            }
+
+            /// The HTTP status of a local reply with this code.
+            pub const fn status(self) -> u16 {
+                match self { $( Code::$variant => $status, )* }
+            }
+
+            pub const fn kind(self) -> ErrorType {
+                match self { $( Code::$variant => ErrorType::$kind, )* }
+            }
+
+            /// When a client gets it and what to do about it.
+            pub const fn remedy(self) -> &'static str {
+                match self { $( Code::$variant => $remedy, )* }
+            }
+        }
+    };
+}
+
+catalogue! {
+    InvalidApiKey = "invalid_api_key", 401, InvalidRequest,
+        "The client key is missing or wrong: send `Authorization: Bearer <OPENAI_API_KEY>`.";
+    UnknownUrl = "unknown_url", 404, InvalidRequest,
+        "No such route: use `/v1/chat/completions`, `/v1/completions` or `/v1/models`.";
+    MethodNotAllowed = "method_not_allowed", 405, InvalidRequest,
+        "The route exists with another method; the message names it.";
+    UnsupportedMediaType = "unsupported_media_type", 415, InvalidRequest,
+        "Send the body as `content-type: application/json`.";
+    RequestTooLarge = "request_too_large", 413, InvalidRequest,
+        "The body is over `MAX_REQUEST_BODY_BYTES`: send less, or raise the limit.";
+    ModelNotFound = "model_not_found", 404, InvalidRequest,
+        "`/v1/models/{id}` for a model the wrapper does not list: see `/v1/models`.";
+    OllamaNotConfigured = "ollama_not_configured", 503, Server,
+        "`/api/*` needs `OLLAMA_API_URL` set to the Ollama server.";
+    MissingCredentials = "missing_credentials", 401, Authentication,
+        "No ChatGPT login is configured: run `codex login` (or set `OPENAI_CODEX_AUTH`) and restart.";
+    TokenExpired = "token_expired", 401, Authentication,
+        "The access token expired and there is no refresh token: run `codex login` again.";
+    RefreshTokenInvalid = "refresh_token_invalid", 401, Authentication,
+        "The refresh token was rejected for good (expired, reused, revoked): run `codex login` again.";
+    TokenRefreshPending = "token_refresh_pending", 503, Server,
+        "A token refresh did not finish while the request waited: retry after `Retry-After`.";
+    InvalidUpstreamToken = "invalid_upstream_token", 401, Authentication,
+        "The backend still refused the access token after a refresh: run `codex login` again.";
+    UsageLimitReached = "usage_limit_reached", 429, UsageLimit,
+        "The ChatGPT plan's usage limit is reached: wait until `resets_at` / `Retry-After`.";
+    UpstreamBlocked = "upstream_blocked", 502, Upstream,
+        "The backend answered with an HTML page (a challenge or block; 403 is kept): check that this host can reach chatgpt.com.";
+    UpstreamUnavailable = "upstream_unavailable", 502, Upstream,
+        "Envoy could not connect to the upstream: retry shortly, check the network and the cluster.";
+    UpstreamTimeout = "upstream_timeout", 504, Upstream,
+        "The upstream did not answer in time: retry.";
+    StreamIncomplete = "stream_incomplete", 502, Upstream,
+        "The backend closed the stream before the answer was complete: retry.";
+    UpstreamEventTooLarge = "upstream_event_too_large", 502, Upstream,
+        "The backend sent one event over the 1 MiB limit: retry; report it if it persists.";
+}
+
+/// A `code` value: one of the filter's own, or one the upstream sent, passed on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorCode {
+    Own(Code),
+    Upstream(String),
+}
+
+impl ErrorCode {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Own(code) => code.as_str(),
+            Self::Upstream(code) => code,
+        }
+    }
+}
 
 /// An error as the client sees it: HTTP status plus the OpenAI error object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: u16,
     pub message: String,
-    pub kind: &'static str,
-    pub code: Option<String>,
+    pub kind: ErrorType,
+    pub code: Option<ErrorCode>,
     pub param: Option<String>,
     /// Seconds after which a retry may succeed (becomes `Retry-After`).
     pub retry_after: Option<u64>,
@@ -18,15 +134,10 @@ pub struct ApiError {
     pub resets_at: Option<u64>,
 }
 
-pub const INVALID_REQUEST: &str = "invalid_request_error";
-pub const AUTHENTICATION: &str = "authentication_error";
-pub const UPSTREAM: &str = "upstream_error";
-pub const SERVER: &str = "server_error";
-pub const RATE_LIMIT: &str = "rate_limit_error";
-pub const USAGE_LIMIT: &str = "usage_limit_reached";
-
 impl ApiError {
-    pub fn new(status: u16, kind: &'static str, message: impl Into<String>) -> Self {
+    /// An error without a code of the filter's own (bad input, or an upstream failure whose
+    /// status the upstream decided).
+    pub fn new(status: u16, kind: ErrorType, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
@@ -38,16 +149,36 @@ impl ApiError {
         }
     }
 
+    /// One of the catalogue's errors, with its status and type.
+    pub fn of(code: Code, message: impl Into<String>) -> Self {
+        Self {
+            code: Some(ErrorCode::Own(code)),
+            ..Self::new(code.status(), code.kind(), message)
+        }
+    }
+
     pub fn invalid_request(message: impl Into<String>) -> Self {
-        Self::new(400, INVALID_REQUEST, message)
+        Self::new(400, ErrorType::InvalidRequest, message)
     }
 
     pub fn invalid_param(param: impl Into<String>, message: impl Into<String>) -> Self {
         Self::invalid_request(message).with_param(param)
     }
 
-    pub fn with_code(mut self, code: impl Into<String>) -> Self {
-        self.code = Some(code.into());
+    /// Gives an error whose status the upstream decided one of the catalogue's codes.
+    pub fn with_code(mut self, code: Code) -> Self {
+        self.code = Some(ErrorCode::Own(code));
+        self
+    }
+
+    /// Passes on the code the upstream gave.
+    pub fn with_upstream_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(ErrorCode::Upstream(code.into()));
+        self
+    }
+
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = status;
         self
     }
 
@@ -62,21 +193,24 @@ impl ApiError {
     }
 
     pub fn not_found(path: &str) -> Self {
-        Self::new(
-            404,
-            INVALID_REQUEST,
-            format!("Unknown route {path}. This server answers /v1/chat/completions, /v1/completions and /v1/models."),
+        Self::of(
+            Code::UnknownUrl,
+            format!(
+                "Unknown route {path}. This server answers /v1/chat/completions, /v1/completions and /v1/models."
+            ),
         )
-        .with_code("unknown_url")
     }
 
     pub fn method_not_allowed(method: &str, path: &str, allowed: &str) -> Self {
-        Self::new(
-            405,
-            INVALID_REQUEST,
+        Self::of(
+            Code::MethodNotAllowed,
             format!("Method {method} is not allowed on {path}; use {allowed}."),
         )
-        .with_code("method_not_allowed")
+    }
+
+    /// The `code` string, if any.
+    pub fn code_str(&self) -> Option<&str> {
+        self.code.as_ref().map(ErrorCode::as_str)
     }
 
     /// The JSON body `{"error":{...}}`.
@@ -84,9 +218,9 @@ impl ApiError {
         let body = Envelope {
             error: ErrorObject {
                 message: &self.message,
-                kind: self.kind,
+                kind: self.kind.as_str(),
                 param: self.param.as_deref(),
-                code: self.code.as_deref(),
+                code: self.code_str(),
                 resets_at: self.resets_at,
             },
         };
@@ -139,7 +273,55 @@ mod tests {
 
     #[test]
     fn retry_after_becomes_a_header() {
-        let err = ApiError::new(429, USAGE_LIMIT, "limit").with_retry_after(Some(30));
+        let err = ApiError::of(Code::UsageLimitReached, "limit").with_retry_after(Some(30));
         assert!(err.headers().contains(&("retry-after", "30".to_string())));
+    }
+
+    /// The README's table of the filter's own codes, as the catalogue defines them.
+    fn readme_table() -> String {
+        let mut table =
+            String::from("| `code` | status | `type` | when, and what to do |\n|---|---|---|---|\n");
+        for code in Code::ALL {
+            table.push_str(&format!(
+                "| `{}` | {} | `{}` | {} |\n",
+                code.as_str(),
+                code.status(),
+                code.kind().as_str(),
+                code.remedy().replace('|', "\\|")
+            ));
+        }
+        table
+    }
+
+    #[test]
+    fn the_readme_error_table_is_the_catalogue() {
+        let readme = include_str!("../../README.md");
+        let start = "<!-- error codes: generated from src/core/error.rs -->\n";
+        let end = "<!-- end of error codes -->";
+        let found = readme
+            .split_once(start)
+            .and_then(|(_, rest)| rest.split_once(end))
+            .map(|(table, _)| table);
+        let want = readme_table();
+        assert_eq!(
+            found,
+            Some(want.as_str()),
+            "README.md's error table should be:\n{want}"
+        );
+    }
+
+    #[test]
+    fn catalogue_codes_are_unique_and_their_errors_carry_status_and_type() {
+        for (i, code) in Code::ALL.iter().enumerate() {
+            assert!(
+                !Code::ALL[..i].iter().any(|c| c.as_str() == code.as_str()),
+                "{code:?}"
+            );
+            let err = ApiError::of(*code, "m");
+            assert_eq!(
+                (err.status, err.kind, err.code_str()),
+                (code.status(), code.kind(), Some(code.as_str()))
+            );
+        }
     }
 }

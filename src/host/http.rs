@@ -9,7 +9,7 @@ use proxy_wasm::types::{Action, BufferType, MapType};
 
 use crate::core::auth::auth_json::ChatgptTokens;
 use crate::core::auth::token;
-use crate::core::error::{ApiError, SERVER};
+use crate::core::error::{ApiError, ErrorType};
 use crate::core::flow::response::{
     ClientRequest, Handler, HeaderPlan, REMOVED_RESPONSE_HEADERS, ResponseHead,
 };
@@ -277,8 +277,14 @@ impl HttpContext for Http {
         };
         if let Err(status) = abi::set_buffer(BufferType::HttpRequestBody, 0, body_size, &translated.body) {
             warn!("codex filter: cannot replace the request body: {status:?}");
-            return self
-                .reply(ApiError::new(500, SERVER, "The filter could not rewrite the request body.").into());
+            return self.reply(
+                ApiError::new(
+                    500,
+                    ErrorType::Server,
+                    "The filter could not rewrite the request body.",
+                )
+                .into(),
+            );
         }
         self.sent_ms = now_ms(self);
         if !held {

@@ -8,7 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
-use crate::core::error::{AUTHENTICATION, ApiError};
+use crate::core::error::{ApiError, Code};
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatgptTokens {
@@ -152,12 +152,10 @@ pub fn parse_rfc3339(text: &str) -> Option<u64> {
 
 /// The 401 for a filter that has no ChatGPT credentials at all.
 pub fn missing_credentials() -> ApiError {
-    ApiError::new(
-        401,
-        AUTHENTICATION,
+    ApiError::of(
+        Code::MissingCredentials,
         "No ChatGPT credentials are configured. Run `codex login` (or set OPENAI_CODEX_AUTH to the contents of ~/.codex/auth.json) and restart the wrapper.",
     )
-    .with_code("missing_credentials")
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::core::auth::auth_json::ChatgptTokens;
-use crate::core::error::{AUTHENTICATION, ApiError, SERVER};
+use crate::core::error::{ApiError, Code};
 
 /// Refresh this long before the access token's `exp` (the official client's window).
 pub const REFRESH_AHEAD_SECONDS: u64 = 300;
@@ -90,14 +90,10 @@ impl TokenRecord {
             return Availability::Usable(&self.tokens);
         }
         if self.tokens.refresh_token.is_none() {
-            return Availability::Dead(
-                ApiError::new(
-                    401,
-                    AUTHENTICATION,
-                    "The ChatGPT access token has expired and there is no refresh token. Run `codex login` again.",
-                )
-                .with_code("token_expired"),
-            );
+            return Availability::Dead(ApiError::of(
+                Code::TokenExpired,
+                "The ChatGPT access token has expired and there is no refresh token. Run `codex login` again.",
+            ));
         }
         Availability::Wait
     }
@@ -170,15 +166,13 @@ impl TokenRecord {
 }
 
 fn relogin_error(failure: &Failure) -> ApiError {
-    ApiError::new(
-        401,
-        AUTHENTICATION,
+    ApiError::of(
+        Code::RefreshTokenInvalid,
         format!(
             "The ChatGPT login can no longer be refreshed ({}). Run `codex login` again and restart the wrapper.",
             failure.code
         ),
     )
-    .with_code("refresh_token_invalid")
 }
 
 /// The credentials a request may use: `Ok(Some)` to send now, `Ok(None)` to wait for the
@@ -197,12 +191,10 @@ pub const REFRESH_WAIT_SECONDS: u64 = 30;
 
 /// The 503 for a request that waited too long for a refresh.
 pub fn refresh_timeout() -> ApiError {
-    ApiError::new(
-        503,
-        SERVER,
+    ApiError::of(
+        Code::TokenRefreshPending,
         "The ChatGPT access token is being refreshed and the refresh did not finish in time; retry shortly.",
     )
-    .with_code("token_refresh_pending")
     .with_retry_after(Some(5))
 }
 

@@ -139,10 +139,7 @@ fn temporary_failures_back_off_and_permanent_ones_stop() {
     );
     match dead.availability(now) {
         Availability::Dead(e) => {
-            assert_eq!(
-                (e.status, e.code.as_deref()),
-                (401, Some("refresh_token_invalid"))
-            );
+            assert_eq!((e.status, e.code_str()), (401, Some("refresh_token_invalid")));
             assert!(e.message.contains("refresh_token_reused") && e.message.contains("codex login"));
         }
         other => panic!("{other:?}"),
@@ -248,7 +245,7 @@ fn records_round_trip_through_shared_data() {
 #[test]
 fn what_a_request_may_do() {
     assert_eq!(
-        for_request(None, NOW).unwrap_err().code.as_deref(),
+        for_request(None, NOW).unwrap_err().code_str(),
         Some("missing_credentials")
     );
     let valid = record(Some(NOW + 3600), Some("rt"));

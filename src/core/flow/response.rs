@@ -2,7 +2,7 @@
 //! chunk is turned into client bytes — a translated stream, an aggregated JSON answer, or an
 //! OpenAI-shaped error for an upstream or Envoy failure.
 
-use crate::core::error::{ApiError, SERVER, UPSTREAM, USAGE_LIMIT};
+use crate::core::error::{ApiError, Code, ErrorType};
 use crate::core::reasoning::OutputMode;
 use crate::core::routing::decision::{Endpoint, body_too_large};
 use crate::core::translate::response::chat_aggregate::ChatAggregator;
@@ -230,7 +230,7 @@ fn render_error(error: ApiError, out: &mut Vec<u8>) -> Final<'_> {
         body: out,
         status: Some(error.status),
         set: error.headers(),
-        usage_limited: error.kind == USAGE_LIMIT,
+        usage_limited: error.kind == ErrorType::UsageLimit,
     }
 }
 
@@ -238,18 +238,14 @@ fn render_error(error: ApiError, out: &mut Vec<u8>) -> Final<'_> {
 fn proxy_error(status: u16, max_body: usize) -> ApiError {
     match status {
         413 => body_too_large(max_body),
-        503 => ApiError::new(
-            502,
-            UPSTREAM,
+        503 => ApiError::of(
+            Code::UpstreamUnavailable,
             "Cannot reach the upstream (connection failed or no healthy upstream); retry shortly.",
-        )
-        .with_code("upstream_unavailable"),
-        504 => {
-            ApiError::new(504, UPSTREAM, "The upstream did not answer in time.").with_code("upstream_timeout")
-        }
+        ),
+        504 => ApiError::of(Code::UpstreamTimeout, "The upstream did not answer in time."),
         s => ApiError::new(
             if s >= 400 { s } else { 502 },
-            SERVER,
+            ErrorType::Server,
             format!("The proxy answered HTTP {s} without reaching the upstream."),
         ),
     }

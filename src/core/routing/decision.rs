@@ -5,7 +5,7 @@
 use crate::core::auth::auth_json::ChatgptTokens;
 use crate::core::config::Config;
 use crate::core::config::header_forwarding::ForwardMode;
-use crate::core::error::{ApiError, INVALID_REQUEST, SERVER};
+use crate::core::error::{ApiError, Code};
 use crate::core::reasoning::OutputMode;
 use crate::core::reply::Reply;
 use crate::core::routing::key_gate;
@@ -98,21 +98,17 @@ fn decide_inner(cfg: &Config, head: &RequestHead<'_>, created: u64) -> Result<De
         Route::Models => Ok(Decision::Reply(Reply::json(200, cfg.models.list_body(created)))),
         Route::Model(id) => match cfg.models.model_body(&id, created) {
             Some(body) => Ok(Decision::Reply(Reply::json(200, body))),
-            None => Err(ApiError::new(
-                404,
-                INVALID_REQUEST,
+            None => Err(ApiError::of(
+                Code::ModelNotFound,
                 format!("The model {id:?} does not exist or is not exposed here."),
             )
-            .with_code("model_not_found")
             .with_param("model")),
         },
         Route::Ollama if cfg.ollama => Ok(Decision::PassThrough),
-        Route::Ollama => Err(ApiError::new(
-            503,
-            SERVER,
+        Route::Ollama => Err(ApiError::of(
+            Code::OllamaNotConfigured,
             "Ollama routes are disabled: OLLAMA_API_URL is not set. Set it to your Ollama server (for example http://localhost:11434) and restart.",
-        )
-        .with_code("ollama_not_configured")),
+        )),
         Route::Api(endpoint, mode) => {
             check_body_headers(cfg, head)?;
             Ok(Decision::Forward(Forward {
@@ -167,12 +163,10 @@ fn check_body_headers(cfg: &Config, head: &RequestHead<'_>) -> Result<(), ApiErr
             .trim()
             .to_ascii_lowercase();
         if media != "application/json" && !media.ends_with("+json") {
-            return Err(ApiError::new(
-                415,
-                INVALID_REQUEST,
+            return Err(ApiError::of(
+                Code::UnsupportedMediaType,
                 format!("Unsupported content type {media:?}; send the body as application/json."),
-            )
-            .with_code("unsupported_media_type"));
+            ));
         }
     }
     if let Some(length) = head
@@ -187,12 +181,10 @@ fn check_body_headers(cfg: &Config, head: &RequestHead<'_>) -> Result<(), ApiErr
 }
 
 pub fn body_too_large(limit: usize) -> ApiError {
-    ApiError::new(
-        413,
-        INVALID_REQUEST,
+    ApiError::of(
+        Code::RequestTooLarge,
         format!("The request body is larger than the {limit}-byte limit (MAX_REQUEST_BODY_BYTES)."),
     )
-    .with_code("request_too_large")
 }
 
 fn session_hint(head: &RequestHead<'_>) -> Option<String> {

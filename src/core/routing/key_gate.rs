@@ -1,6 +1,6 @@
 //! The client key gate: `Authorization: Bearer <OPENAI_API_KEY>`.
 
-use crate::core::error::{ApiError, INVALID_REQUEST};
+use crate::core::error::{ApiError, Code};
 
 /// Checks the `authorization` header values of a request (all of them: a repeated header is
 /// refused rather than trusting whichever copy a component happens to read).
@@ -42,7 +42,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn unauthorized(message: &str) -> ApiError {
-    ApiError::new(401, INVALID_REQUEST, message).with_code("invalid_api_key")
+    ApiError::of(Code::InvalidApiKey, message)
 }
 
 #[cfg(test)]
@@ -80,7 +80,7 @@ mod tests {
         ];
         for (expected, headers, outcome) in cases {
             let got = check(*expected, headers).map_err(|e| {
-                assert_eq!((e.status, e.code.as_deref()), (401, Some("invalid_api_key")));
+                assert_eq!((e.status, e.code_str()), (401, Some("invalid_api_key")));
                 e.message
             });
             assert_eq!(got, outcome.map_err(str::to_string), "{expected:?} {headers:?}");

@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::core::error::{ApiError, SERVER};
+use crate::core::error::{ApiError, ErrorType};
 use crate::core::translate::response::chat_stream::response_id;
 use crate::core::translate::response::usage::Usage;
 
@@ -53,10 +53,10 @@ impl Answer {
             choices: [choice],
             usage,
         };
-        self.result = Some(
-            serde_json::to_vec(&envelope)
-                .map_err(|e| ApiError::new(500, SERVER, format!("Cannot encode the answer: {e}"))),
-        );
+        self.result =
+            Some(serde_json::to_vec(&envelope).map_err(|e| {
+                ApiError::new(500, ErrorType::Server, format!("Cannot encode the answer: {e}"))
+            }));
     }
 
     pub fn fail(&mut self, error: ApiError) {

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::core::error::ApiError;
+use crate::core::error::{ApiError, Code};
 use crate::core::translate::response::upstream_error::{self, ErrorFields};
 use crate::core::translate::response::usage::{ResponsesUsage, Usage};
 
@@ -244,14 +244,10 @@ impl Turn {
     pub fn end_of_stream(&mut self, emit: &mut impl FnMut(Signal<'_>)) {
         if !self.done {
             self.done = true;
-            emit(Signal::Fail(
-                ApiError::new(
-                    502,
-                    crate::core::error::UPSTREAM,
-                    "The ChatGPT backend closed the stream before the response was complete; retry the request.",
-                )
-                .with_code("stream_incomplete"),
-            ));
+            emit(Signal::Fail(ApiError::of(
+                Code::StreamIncomplete,
+                "The ChatGPT backend closed the stream before the response was complete; retry the request.",
+            )));
         }
     }
 
@@ -259,14 +255,10 @@ impl Turn {
     pub fn overflow(&mut self, emit: &mut impl FnMut(Signal<'_>)) {
         if !self.done {
             self.done = true;
-            emit(Signal::Fail(
-                ApiError::new(
-                    502,
-                    crate::core::error::UPSTREAM,
-                    "The ChatGPT backend sent an event larger than the 1 MiB limit.",
-                )
-                .with_code("upstream_event_too_large"),
-            ));
+            emit(Signal::Fail(ApiError::of(
+                Code::UpstreamEventTooLarge,
+                "The ChatGPT backend sent an event larger than the 1 MiB limit.",
+            )));
         }
     }
 

@@ -18,7 +18,7 @@ fn transcript(events: &[serde_json::Value], eof: bool) -> Vec<String> {
                 reason.as_str(),
                 usage.map_or(0, |u| u.total_tokens)
             ),
-            Signal::Fail(e) => format!("fail {} {}", e.status, e.code.unwrap_or_default()),
+            Signal::Fail(e) => format!("fail {} {}", e.status, e.code_str().unwrap_or_default()),
         })
     };
     for event in events {

@@ -5,9 +5,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use crate::core::error::{
-    AUTHENTICATION, ApiError, INVALID_REQUEST, RATE_LIMIT, SERVER, UPSTREAM, USAGE_LIMIT,
-};
+use crate::core::error::{ApiError, Code, ErrorType};
 
 /// The error fields, whichever of the backend's shapes carried them.
 #[derive(Debug, Default, Deserialize)]
@@ -173,12 +171,13 @@ pub fn from_http(status: u16, body: &[u8], headers: &LimitHeaders, now: u64) -> 
         fields.code = fields.code.or(parsed.code);
         fields.message = fields.message.or(parsed.message);
     } else if looks_like_html(body) {
-        return ApiError::new(
-            if status == 403 { 403 } else { 502 },
-            UPSTREAM,
-            format!("The ChatGPT backend answered HTTP {status} with an HTML page (a Cloudflare challenge or block). Check that this host can reach chatgpt.com."),
+        return ApiError::of(
+            Code::UpstreamBlocked,
+            format!(
+                "The ChatGPT backend answered HTTP {status} with an HTML page (a Cloudflare challenge or block). Check that this host can reach chatgpt.com."
+            ),
         )
-        .with_code("upstream_blocked");
+        .with_status(if status == 403 { 403 } else { 502 });
     } else {
         let text = String::from_utf8_lossy(body);
         let text = text.trim();
@@ -202,10 +201,10 @@ fn classify(status: Option<u16>, f: &ErrorFields<'_>, now: u64) -> ApiError {
     let code = f.code.as_deref().or(f.kind.as_deref()).unwrap_or("");
     let kind = f.kind.as_deref().unwrap_or("");
     let message = f.message.as_deref().map(str::trim).filter(|m| !m.is_empty());
-    let with = |status: u16, kind: &'static str, default: &str| {
+    let with = |status: u16, kind: ErrorType, default: &str| {
         let mut err = ApiError::new(status, kind, message.unwrap_or(default));
         if !code.is_empty() {
-            err = err.with_code(code);
+            err = err.with_upstream_code(code);
         }
         if let Some(param) = &f.param {
             err = err.with_param(param.as_ref());
@@ -213,8 +212,8 @@ fn classify(status: Option<u16>, f: &ErrorFields<'_>, now: u64) -> ApiError {
         err
     };
     if kind == "usage_limit_reached" || code == "usage_limit_reached" {
-        let mut err =
-            with(429, USAGE_LIMIT, "You've hit your ChatGPT usage limit.").with_code("usage_limit_reached");
+        let mut err = with(429, ErrorType::UsageLimit, "You've hit your ChatGPT usage limit.")
+            .with_code(Code::UsageLimitReached);
         let wait = seconds_until(f.resets_at, f.resets_in_seconds, now);
         err.retry_after = wait;
         err.resets_at = f
@@ -228,30 +227,42 @@ fn classify(status: Option<u16>, f: &ErrorFields<'_>, now: u64) -> ApiError {
         "context_length_exceeded" | "invalid_prompt" | "invalid_value" | "cyber_policy" | "bio_policy" => {
             return with(
                 400,
-                INVALID_REQUEST,
+                ErrorType::InvalidRequest,
                 "The request was rejected by the model's policy or limits.",
             );
         }
         "usage_not_included" => {
-            return with(403, INVALID_REQUEST, "This ChatGPT plan does not include Codex.");
+            return with(
+                403,
+                ErrorType::InvalidRequest,
+                "This ChatGPT plan does not include Codex.",
+            );
         }
-        "insufficient_quota" => return with(429, RATE_LIMIT, "The account has no quota left."),
+        "insufficient_quota" => return with(429, ErrorType::RateLimit, "The account has no quota left."),
         "rate_limit_exceeded" => {
-            let mut err = with(429, RATE_LIMIT, "Rate limit reached; retry shortly.");
+            let mut err = with(429, ErrorType::RateLimit, "Rate limit reached; retry shortly.");
             err.retry_after = message.and_then(parse_try_again);
             return err;
         }
         "server_is_overloaded" | "slow_down" => {
-            return with(503, SERVER, "The ChatGPT backend is overloaded; retry shortly.");
+            return with(
+                503,
+                ErrorType::Server,
+                "The ChatGPT backend is overloaded; retry shortly.",
+            );
         }
         _ => {}
     }
     match status {
-        None => with(502, UPSTREAM, "The ChatGPT backend reported a failure."),
+        None => with(
+            502,
+            ErrorType::Upstream,
+            "The ChatGPT backend reported a failure.",
+        ),
         Some(401) => {
             let mut err = with(
                 401,
-                AUTHENTICATION,
+                ErrorType::Authentication,
                 "The ChatGPT backend rejected the access token.",
             );
             err.message = format!(
@@ -259,29 +270,29 @@ fn classify(status: Option<u16>, f: &ErrorFields<'_>, now: u64) -> ApiError {
                 err.message.trim_end_matches('.')
             );
             if err.code.is_none() {
-                err = err.with_code("invalid_upstream_token");
+                err = err.with_code(Code::InvalidUpstreamToken);
             }
             err
         }
-        Some(429) => with(429, RATE_LIMIT, "Rate limited by the ChatGPT backend."),
+        Some(429) => with(429, ErrorType::RateLimit, "Rate limited by the ChatGPT backend."),
         Some(404) => with(
             502,
-            UPSTREAM,
+            ErrorType::Upstream,
             "The ChatGPT backend answered 404: check CHATGPT_RESPONSES_URL.",
         ),
         Some(s) if s >= 500 => with(
             502,
-            UPSTREAM,
+            ErrorType::Upstream,
             &format!("The ChatGPT backend failed with HTTP {s}."),
         ),
         Some(s) if s >= 400 => with(
             s,
-            INVALID_REQUEST,
+            ErrorType::InvalidRequest,
             &format!("The ChatGPT backend rejected the request (HTTP {s})."),
         ),
         Some(s) => with(
             502,
-            UPSTREAM,
+            ErrorType::Upstream,
             &format!("Unexpected HTTP {s} from the ChatGPT backend."),
         ),
     }
@@ -337,12 +348,12 @@ mod tests {
     #[test]
     #[allow(clippy::type_complexity)] // a table of cases reads best as tuples
     fn http_errors_get_fitting_statuses() {
-        let cases: &[(u16, &str, u16, &str, Option<&str>, &str)] = &[
+        let cases: &[(u16, &str, u16, ErrorType, Option<&str>, &str)] = &[
             (
                 400,
                 r#"{"detail":"Instructions are not valid"}"#,
                 400,
-                INVALID_REQUEST,
+                ErrorType::InvalidRequest,
                 None,
                 "Instructions are not valid",
             ),
@@ -350,7 +361,7 @@ mod tests {
                 400,
                 r#"{"detail":"The 'gpt-9' model is not supported when using Codex with a ChatGPT account."}"#,
                 400,
-                INVALID_REQUEST,
+                ErrorType::InvalidRequest,
                 None,
                 "'gpt-9' model is not supported",
             ),
@@ -358,7 +369,7 @@ mod tests {
                 401,
                 r#"{"error":{"message":"Provided token expired.","type":"invalid_request_error","code":"token_expired"}}"#,
                 401,
-                AUTHENTICATION,
+                ErrorType::Authentication,
                 Some("token_expired"),
                 "Provided token expired. Run `codex login` again",
             ),
@@ -366,7 +377,7 @@ mod tests {
                 401,
                 "",
                 401,
-                AUTHENTICATION,
+                ErrorType::Authentication,
                 Some("invalid_upstream_token"),
                 "rejected the access token",
             ),
@@ -374,7 +385,7 @@ mod tests {
                 429,
                 r#"{"error":{"type":"usage_limit_reached","message":"You've hit your usage limit.","plan_type":"plus","resets_at":1767000600}}"#,
                 429,
-                USAGE_LIMIT,
+                ErrorType::UsageLimit,
                 Some("usage_limit_reached"),
                 "You've hit your usage limit.",
             ),
@@ -382,17 +393,17 @@ mod tests {
                 429,
                 r#"{"error":{"type":"usage_not_included","message":"no codex"}}"#,
                 403,
-                INVALID_REQUEST,
+                ErrorType::InvalidRequest,
                 Some("usage_not_included"),
                 "no codex",
             ),
-            (500, "oops", 502, UPSTREAM, None, "oops"),
-            (502, "", 502, UPSTREAM, None, "HTTP 502"),
+            (500, "oops", 502, ErrorType::Upstream, None, "oops"),
+            (502, "", 502, ErrorType::Upstream, None, "HTTP 502"),
             (
                 503,
                 r#"{"error":{"code":"server_is_overloaded","message":"busy"}}"#,
                 503,
-                SERVER,
+                ErrorType::Server,
                 Some("server_is_overloaded"),
                 "busy",
             ),
@@ -400,16 +411,16 @@ mod tests {
                 403,
                 "<!DOCTYPE html><html>challenge</html>",
                 403,
-                UPSTREAM,
+                ErrorType::Upstream,
                 Some("upstream_blocked"),
                 "Cloudflare",
             ),
-            (404, "not here", 502, UPSTREAM, None, "not here"),
+            (404, "not here", 502, ErrorType::Upstream, None, "not here"),
             (
                 422,
                 r#"{"error":"invalid_grant","code":"x"}"#,
                 422,
-                INVALID_REQUEST,
+                ErrorType::InvalidRequest,
                 Some("x"),
                 "rejected the request",
             ),
@@ -417,7 +428,7 @@ mod tests {
         for (status, body, want_status, kind, code, message) in cases {
             let err = http(*status, body);
             assert_eq!(
-                (err.status, err.kind, err.code.as_deref()),
+                (err.status, err.kind, err.code_str()),
                 (*want_status, *kind, *code),
                 "{status} {body}"
             );
