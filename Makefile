@@ -3,6 +3,10 @@
 #   make run    build the filter, render the Envoy config from .dev.vars + env, start Envoy
 #   make test   lint, unit tests, build, config validation, end-to-end tests (what CI runs)
 #   make build compose-config && docker compose up    the same on the official Envoy image
+#   make envoy-example   rewrite envoy/envoy.example.yaml (the configuration for default settings)
+#
+# envoy/render.py takes every setting from the native settings tool (src/bin/codex-settings),
+# which it builds with `cargo build --bin codex-settings` when needed.
 
 SHELL        := bash
 .SHELLFLAGS  := -euo pipefail -c
@@ -34,7 +38,7 @@ VALIDATE_ALL_UPSTREAMS := \
   TOKEN_STORE=etcd ETCD_ENDPOINT=http://127.0.0.1:2379 \
   CORS_ALLOW_ORIGINS=https://app.example.com,http://localhost:3000
 
-.PHONY: all venv wasm-target test-services build lint unit e2e validate test run compose-config clean
+.PHONY: all venv wasm-target test-services build lint unit e2e validate test run compose-config envoy-example clean
 
 all: build
 
@@ -53,8 +57,9 @@ wasm-target:
 	@rustup component list --installed | grep '^clippy' >/dev/null || rustup component add clippy
 	@rustup component list --installed | grep '^rustfmt' >/dev/null || rustup component add rustfmt
 
+# --lib: the module alone (the settings tool is a native program).
 build: wasm-target
-	cargo build --release --target $(WASM_TARGET)
+	cargo build --release --target $(WASM_TARGET) --lib
 
 lint: wasm-target
 	cargo fmt --all -- --check
@@ -100,6 +105,10 @@ compose-config:
 	env -i PATH="$$PATH" $(PYTHON) envoy/render.py --env-file $(DEV_VARS) --out $(COMPOSE_CONFIG) \
 	  --wasm-path-in-config $(CONTAINER_WASM) --listen-port 8787 --listen-address 0.0.0.0
 	@echo "rendered $(COMPOSE_CONFIG); start with: docker compose up"
+
+# The example is rendered from no settings at all; tests/test_render.py fails when it is stale.
+envoy-example:
+	env -i PATH="$$PATH" $(PYTHON) envoy/render.py --example --out envoy/envoy.example.yaml
 
 clean:
 	cargo clean

@@ -190,8 +190,8 @@ def build_mock() -> None:
 
 
 def build_module() -> Path:
-    log(f"building the filter module (cargo build --release --target {WASM_TARGET})")
-    result = subprocess.run(["cargo", "build", "--release", "--quiet", "--target", WASM_TARGET], cwd=REPO_ROOT)
+    log(f"building the filter module (cargo build --release --target {WASM_TARGET} --lib)")
+    result = subprocess.run(["cargo", "build", "--release", "--quiet", "--target", WASM_TARGET, "--lib"], cwd=REPO_ROOT)
     if result.returncode != 0 or not WASM_BUILT.is_file():
         raise BenchError("the module does not build; fix it or pass --wasm PATH to benchmark an existing module")
     return WASM_BUILT

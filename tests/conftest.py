@@ -28,7 +28,7 @@ TEST_API_KEY = "test-key"
 def _build_module() -> Path:
     try:
         result = subprocess.run(
-            ["cargo", "build", "--release", "--target", "wasm32-wasip1"],
+            ["cargo", "build", "--release", "--target", "wasm32-wasip1", "--lib"],
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,
@@ -117,13 +117,17 @@ def envoy_factory(
     auth_json: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Callable[..., EnvoyHandle]]:
-    """`envoy_factory(portable=False, concurrency=1, **env)` starts an Envoy for one test.
+    """`envoy_factory(portable=False, concurrency=1, filter_only_env=None, **env)` starts an
+    Envoy for one test.
 
     `env` is merged over the default test settings; a value of None removes a default.
+    `filter_only_env` goes to Envoy's environment without passing the renderer.
     """
     started: List[EnvoyHandle] = []
 
-    def factory(*, portable: bool = False, concurrency: int = 1, **env: Optional[str]) -> EnvoyHandle:
+    def factory(
+        *, portable: bool = False, concurrency: int = 1, filter_only_env: Optional[Dict[str, str]] = None, **env: Optional[str]
+    ) -> EnvoyHandle:
         merged: Dict[str, Optional[str]] = {**default_env(_mock_codex_server, auth_json, mock_oauth), **env}
         settings = {name: value for name, value in merged.items() if value is not None}
         handle = start_envoy(
@@ -132,6 +136,7 @@ def envoy_factory(
             concurrency=concurrency,
             wasm=wasm_module,
             workdir=tmp_path_factory.mktemp("envoy"),
+            filter_only_env=filter_only_env,
         )
         started.append(handle)
         return handle

@@ -213,7 +213,9 @@ def test_compose_hands_dev_vars_to_envoy_as_make_run_does(docker_compose: Compos
     service = compose_service(docker_compose, compose_project(tmp_path, DEV_VARS))
     # `compose config` escapes a literal `$` as `$$` in its output.
     seen = {name: value.replace("$$", "$") for name, value in service["environment"].items()}
-    assert seen == render.parse_dev_vars(DEV_VARS)
+    env_file = tmp_path / "dev.vars"
+    env_file.write_text(DEV_VARS, encoding="utf-8")
+    assert seen == render.load_settings(env_file, environ={})
 
 
 def wasm_plugins(config: dict) -> list:
@@ -329,8 +331,7 @@ def test_wasmplugin_loads_the_module_from_oci_in_portable_mode() -> None:
     assert plugin["match"] == [{"mode": "CLIENT", "ports": [{"number": 8787}]}]
     # The same plugin configuration envoy/render.py writes in portable mode, minus what
     # Envoy's own settings decide (the body limit follows the rendered buffer limits).
-    settings = {"ENVOY_PORTABLE": "1"}
-    portable = render.plugin_configuration(settings, render.options_from(settings))
+    portable = render.plugin_configuration(render.options_from(render.resolve({"ENVOY_PORTABLE": "1"})))
     assert plugin["pluginConfig"] == {"ENVOY_HOLD_HEADERS": portable["ENVOY_HOLD_HEADERS"]} == {"ENVOY_HOLD_HEADERS": False}
 
 
@@ -339,10 +340,10 @@ def test_wasmplugin_takes_secrets_from_the_proxy_environment() -> None:
     for secret in ("OPENAI_API_KEY", "OPENAI_CODEX_AUTH"):
         assert env[secret] == {"name": secret, "valueFrom": "HOST"}
     inline = {name: e["value"] for name, e in env.items() if e.get("valueFrom", "INLINE") == "INLINE"}
-    assert inline["CHATGPT_RESPONSES_URL"] == render.DEFAULT_CHATGPT_RESPONSES_URL
-    assert inline["CODEX_REFRESH_TOKEN_URL"] == render.DEFAULT_REFRESH_TOKEN_URL
+    assert inline["CHATGPT_RESPONSES_URL"] == render.default("CHATGPT_RESPONSES_URL")
+    assert inline["CODEX_REFRESH_TOKEN_URL"] == render.default("CODEX_REFRESH_TOKEN_URL")
     # Only variables the filter reads.
-    assert [name for name in env if name not in render.FILTER_VARIABLES] == []
+    assert [name for name in env if name not in render.filter_variables()] == []
     # The HOST variables exist in the istio-proxy container, filled from a Secret.
     (proxy,) = [c for c in one("Deployment")["spec"]["template"]["spec"]["containers"] if c["name"] == "istio-proxy"]
     from_secret = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in proxy["env"]}
@@ -355,7 +356,7 @@ def _host(url: str) -> str:
 
 
 def test_external_hosts_are_registered_with_tls_origination() -> None:
-    expected = {_host(render.DEFAULT_CHATGPT_RESPONSES_URL), _host(render.DEFAULT_REFRESH_TOKEN_URL)}
+    expected = {_host(render.default("CHATGPT_RESPONSES_URL")), _host(render.default("CODEX_REFRESH_TOKEN_URL"))}
     assert expected == {"chatgpt.com", "auth.openai.com"}
     entries = of_kind("ServiceEntry")
     assert sorted(h for e in entries for h in e["spec"]["hosts"]) == sorted(expected)

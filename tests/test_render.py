@@ -1,5 +1,6 @@
-"""envoy/render.py: upstream URL precedence, the optional clusters and routes, CORS and the
-per-endpoint stats; the CORS and stats behaviour is also checked through a real Envoy.
+"""envoy/render.py and the settings it takes from codex-settings: upstream URL precedence, the
+optional clusters and routes, CORS and the per-endpoint stats (also checked through a real
+Envoy), the commented example configuration, and the run command's preparation.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Dict, List, Optional
 
 import pytest
 import requests
+import yaml
 
 from chat_helpers import AUTH, chat_body, post
 from harness.envoy import validate_config
@@ -20,6 +22,8 @@ from harness.mock_codex import MockCodex
 from harness.repo import RENDER_PY, REPO_ROOT, load_render
 
 render = load_render()
+# The CLI tests run render.py with a bare PATH (no cargo): they use the tool built here.
+SETTINGS_BIN_ENV = {render.SETTINGS_BIN_VAR: render.settings_bin()}
 
 ALL_OPTIONAL = {
     "OLLAMA_API_URL": "http://127.0.0.1:11434/ollama",
@@ -73,10 +77,15 @@ def cors_policy(config: dict) -> dict:
     return virtual_host(config)["typed_per_filter_config"]["envoy.filters.http.cors"]
 
 
-def render_error(settings: Dict[str, str]) -> str:
+def render_error(settings: Dict[str, str]) -> "render.ConfigError":
     with pytest.raises(render.ConfigError) as caught:
         render.render_config(settings)
-    return str(caught.value)
+    return caught.value
+
+
+def blames(error: "render.ConfigError", variable: str) -> bool:
+    """The error is the filter's own message for that variable."""
+    return error.variable == variable and str(error).startswith(f"invalid {variable}: ")
 
 
 # --------------------------------------------------------------------------------------
@@ -104,7 +113,8 @@ def render_error(settings: Dict[str, str]) -> str:
     ],
 )  # fmt: skip
 def test_responses_url_precedence(settings: Dict[str, str], url: str, variable: str) -> None:
-    assert render.responses_url(settings) == (url, variable)
+    codex = render.resolve(settings)["upstreams"]["codex"]
+    assert (codex["url"], codex["variable"]) == (url, variable)
 
 
 def test_the_winning_url_becomes_the_codex_cluster_and_host_rewrite() -> None:
@@ -126,8 +136,8 @@ def test_the_winning_url_becomes_the_codex_cluster_and_host_rewrite() -> None:
     ],
 )
 def test_a_bad_responses_url_names_the_variable_that_supplied_it(settings: Dict[str, str], variable: str) -> None:
-    message = render_error(settings)
-    assert message.startswith(variable + " "), message
+    error = render_error(settings)
+    assert blames(error, variable), error
 
 
 # --------------------------------------------------------------------------------------
@@ -177,7 +187,7 @@ def test_https_ollama_gets_tls_and_the_default_port() -> None:
 
 @pytest.mark.parametrize("url", ["localhost:11434", "ftp://h/x", "http://h:11434/?x=1", "http://h:11434/#f"])
 def test_bad_ollama_url_names_the_variable(url: str) -> None:
-    assert render_error({"OLLAMA_API_URL": url}).startswith("OLLAMA_API_URL ")
+    assert blames(render_error({"OLLAMA_API_URL": url}), "OLLAMA_API_URL")
 
 
 # --------------------------------------------------------------------------------------
@@ -190,7 +200,7 @@ def test_oauth_cluster_is_always_there_with_tls_to_the_token_host() -> None:
     assert address(cluster) == {"address": "auth.openai.com", "port_value": 443}
     tls = tls_of(cluster)
     assert tls["sni"] == "auth.openai.com"
-    assert tls["common_tls_context"]["validation_context"]["trusted_ca"]["filename"] == render.DEFAULT_CA_BUNDLE
+    assert tls["common_tls_context"]["validation_context"]["trusted_ca"]["filename"] == render.default("ENVOY_CA_BUNDLE")
     assert protocol_options(cluster)["upstream_http_protocol_options"] == {"auto_sni": True, "auto_san_validation": True}
 
 
@@ -198,7 +208,7 @@ def test_oauth_cluster_follows_codex_refresh_token_url() -> None:
     cluster = clusters_by_name(render.render_config({"CODEX_REFRESH_TOKEN_URL": "http://127.0.0.1:18081/oauth/token"}))["oauth"]
     assert cluster["type"] == "STATIC" and "transport_socket" not in cluster
     assert address(cluster) == {"address": "127.0.0.1", "port_value": 18081}
-    assert render_error({"CODEX_REFRESH_TOKEN_URL": "auth.openai.com/oauth/token"}).startswith("CODEX_REFRESH_TOKEN_URL ")
+    assert blames(render_error({"CODEX_REFRESH_TOKEN_URL": "auth.openai.com/oauth/token"}), "CODEX_REFRESH_TOKEN_URL")
 
 
 def test_instruction_clusters_exist_only_when_their_variable_is_set() -> None:
@@ -210,7 +220,7 @@ def test_instruction_clusters_exist_only_when_their_variable_is_set() -> None:
     names = clusters_by_name(render.render_config({"INSTRUCTIONS_BASE_URL": "http://10.0.0.5:8000/prompt.md"}))
     assert set(names) == {"codex", "oauth", "instructions_base"}
     assert address(names["instructions_base"]) == {"address": "10.0.0.5", "port_value": 8000}
-    assert render_error({"INSTRUCTIONS_BASE_URL": "prompt.md"}).startswith("INSTRUCTIONS_BASE_URL ")
+    assert blames(render_error({"INSTRUCTIONS_BASE_URL": "prompt.md"}), "INSTRUCTIONS_BASE_URL")
 
 
 @pytest.mark.parametrize(
@@ -232,13 +242,14 @@ def test_etcd_cluster_only_with_the_etcd_token_store(settings: Dict[str, str], e
 
 
 def test_etcd_store_without_endpoint_names_both_variables() -> None:
-    message = render_error({"TOKEN_STORE": "etcd", "ETCD_ENDPOINT": " "})
+    message = str(render_error({"TOKEN_STORE": "etcd", "ETCD_ENDPOINT": " "}))
     assert "TOKEN_STORE" in message and "ETCD_ENDPOINT" in message
 
 
 def test_unknown_token_store_lists_the_allowed_values() -> None:
-    message = render_error({"TOKEN_STORE": "redis"})
-    assert message.startswith("TOKEN_STORE ") and "memory" in message and "etcd" in message and "redis" in message
+    error = render_error({"TOKEN_STORE": "redis"})
+    message = str(error)
+    assert blames(error, "TOKEN_STORE") and "memory" in message and "etcd" in message and "redis" in message
 
 
 # --------------------------------------------------------------------------------------
@@ -291,7 +302,7 @@ def test_explicit_cors_origins_are_exact_and_get_credentials() -> None:
     "origins", ["*, https://a.example.com", "https://a.example.com/", "https://*.example.com", "a.example.com", "https://a.example.com/app"]
 )
 def test_bad_cors_origins_name_the_variable(origins: str) -> None:
-    assert render_error({"CORS_ALLOW_ORIGINS": origins}).startswith("CORS_ALLOW_ORIGINS ")
+    assert blames(render_error({"CORS_ALLOW_ORIGINS": origins}), "CORS_ALLOW_ORIGINS")
 
 
 # --------------------------------------------------------------------------------------
@@ -338,7 +349,7 @@ def test_client_path_header_is_stamped_before_the_filter_and_stripped_upstream()
 
 
 def test_filter_variables_cover_the_new_settings() -> None:
-    variables = render.FILTER_VARIABLES
+    variables = render.filter_variables()
     assert len(variables) == len(set(variables))
     for name in (
         "UPSTREAM_RESPONSES_URL", "UPSTREAM_BASE_URL", "UPSTREAM_WIRE_API_PATH", "OLLAMA_API_URL",
@@ -353,6 +364,12 @@ def test_filter_variables_cover_the_new_settings() -> None:
         assert name in variables, name
     # Render-only: it shapes Envoy's CORS policy, the filter never reads it.
     assert "CORS_ALLOW_ORIGINS" not in variables
+    # Set by the rendered plugin configuration, not taken from the environment.
+    for name in ("MAX_REQUEST_BODY_BYTES", "ENVOY_HOLD_HEADERS", "CREDENTIALS_UPSTREAM", "FILTER_ROLE"):
+        assert name not in variables, name
+    assert render.render_config({})["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
+        "typed_config"]["http_filters"][2]["typed_config"]["config"]["vm_config"]["environment_variables"][
+        "host_env_keys"] == variables  # fmt: skip
 
 
 def test_every_optional_upstream_at_once_passes_envoy_validation(wasm_module: Path, tmp_path: Path) -> None:
@@ -374,7 +391,7 @@ def test_cli_writes_container_paths_literally(tmp_path: Path) -> None:
         [sys.executable, str(RENDER_PY), "--out", str(out), "--env-file", "/dev/null",
          "--wasm-path-in-config", "/etc/envoy/codex_openai_wrapper.wasm", "--listen-port", "8787",
          "--listen-address", "0.0.0.0"],
-        env={"PATH": "/usr/bin:/bin", "PORT": "9999", "LISTEN_ADDRESS": "127.0.0.1"},
+        env={"PATH": "/usr/bin:/bin", "PORT": "9999", "LISTEN_ADDRESS": "127.0.0.1", **SETTINGS_BIN_ENV},
         capture_output=True,
         text=True,
     )  # fmt: skip
@@ -390,7 +407,7 @@ def test_cli_rejects_a_relative_container_path(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, str(RENDER_PY), "--out", str(tmp_path / "x.yaml"), "--env-file", "/dev/null",
          "--wasm-path-in-config", "plugin.wasm"],
-        env={"PATH": "/usr/bin:/bin"},
+        env={"PATH": "/usr/bin:/bin", **SETTINGS_BIN_ENV},
         capture_output=True,
         text=True,
     )  # fmt: skip
@@ -485,12 +502,14 @@ def test_ollama_requests_reach_the_ollama_base_path(envoy_factory) -> None:
     assert seen.header(render.CLIENT_PATH_HEADER) is None and seen.header("x-forwarded-for") is None
 
 
-def test_every_value_in_dev_vars_example_renders() -> None:
+def test_every_value_in_dev_vars_example_renders(tmp_path: Path) -> None:
     """Uncommenting the example's settings must give a configuration, not an error."""
     example = (REPO_ROOT / ".dev.vars.example").read_text(encoding="utf-8")
     assignment = re.compile(r"^# ([A-Z][A-Z0-9_]*=.*)$")
     lines = [m.group(1) for m in map(assignment.match, example.splitlines()) if m]
-    settings = render.parse_dev_vars("\n".join(lines))
+    env_file = tmp_path / ".dev.vars"
+    env_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    settings = render.load_settings(env_file, environ={})
     for name in ("UPSTREAM_BASE_URL", "OLLAMA_API_URL", "TOKEN_STORE", "ETCD_ENDPOINT", "CORS_ALLOW_ORIGINS"):
         assert name in settings, name
     config = render.render_config(settings)
@@ -515,8 +534,8 @@ def test_api_route_holds_before_any_filter_edits_headers(monkeypatch, tmp_path: 
 
     original = render.http_connection_manager
 
-    def without_wasm(settings, opts):
-        manager = original(settings, opts)
+    def without_wasm(opts):
+        manager = original(opts)
         filters = manager["typed_config"]["http_filters"]
         manager["typed_config"]["http_filters"] = [f for f in filters if f["name"] != "envoy.filters.http.wasm"]
         return manager
@@ -552,3 +571,124 @@ def test_the_credentials_instance_and_the_401_retry_go_together(settings, expect
         assert route["route"]["retry_policy"]["num_retries"] == 1
         main = [f for f in config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"] if f["name"] == "envoy.filters.http.wasm"][0]
         assert plugin["vm_config"] == main["typed_config"]["config"]["vm_config"], "one VM for both instances"
+
+
+# --------------------------------------------------------------------------------------
+# envoy/envoy.example.yaml: the configuration for default settings, commented
+
+EXAMPLE = REPO_ROOT / "envoy" / "envoy.example.yaml"
+
+
+def test_the_example_is_what_the_renderer_writes_for_default_settings(tmp_path: Path) -> None:
+    out = tmp_path / "example.yaml"
+    # As `make envoy-example` runs it: no settings at all.
+    result = subprocess.run(
+        [sys.executable, str(RENDER_PY), "--example", "--out", str(out)],
+        env={"PATH": "/usr/bin:/bin", **SETTINGS_BIN_ENV},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert EXAMPLE.read_text(encoding="utf-8") == out.read_text(encoding="utf-8"), "stale: run `make envoy-example`"
+    # The YAML says what the JSON the renderer writes says, comments aside.
+    defaults = render.render_config({}, wasm_path_in_config=render.EXAMPLE_WASM_PATH)
+    assert yaml.safe_load(EXAMPLE.read_text(encoding="utf-8")) == defaults
+    assert "# " in EXAMPLE.read_text(encoding="utf-8").split("static_resources:", 1)[1]
+
+
+def test_the_example_loads_in_envoy(wasm_module: Path, tmp_path: Path) -> None:
+    text = EXAMPLE.read_text(encoding="utf-8").replace(render.EXAMPLE_WASM_PATH, str(wasm_module))
+    config = tmp_path / "example.yaml"
+    config.write_text(text, encoding="utf-8")
+    result = validate_config(config)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_yaml_output_round_trips_and_reports_comments_that_match_nothing() -> None:
+    value = {"@type": "t", "a": [{"name": "x", "b": "0s"}, "yes", 1, True, None, "%REQ(:path)%", "k:", "::1", "1.5"], "e": {}, "f": []}
+    text, unused = render.to_yaml(value, {("a", "x"): "item x", ("a", "x", "b"): "key b", ("nowhere",): "lost"})
+    assert yaml.safe_load(text) == value
+    assert unused == [("nowhere",)]
+    lines = text.splitlines()
+    assert lines.index("  # item x") < lines.index("  - name: x") < lines.index("    # key b") < lines.index('    b: "0s"')
+
+
+def test_the_cli_writes_yaml_on_request(tmp_path: Path) -> None:
+    out = tmp_path / "envoy.yaml"
+    result = subprocess.run(
+        [sys.executable, str(RENDER_PY), "--out", str(out), "--env-file", "/dev/null", "--format", "yaml"],
+        env={"PATH": "/usr/bin:/bin", "OLLAMA_API_URL": "http://127.0.0.1:11434/ollama", **SETTINGS_BIN_ENV},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    config = yaml.safe_load(out.read_text(encoding="utf-8"))
+    assert config == render.render_config({"OLLAMA_API_URL": "http://127.0.0.1:11434/ollama"})
+
+
+# --------------------------------------------------------------------------------------
+# Where the settings come from
+
+
+def test_the_renderer_refuses_what_the_filter_refuses_with_its_message() -> None:
+    error = render_error({"REASONING_EFFORT": "extreme"})
+    assert error.variable == "REASONING_EFFORT"
+    assert str(error) == 'invalid REASONING_EFFORT: "extreme" is not one of none, minimal, low, medium, high, xhigh, max, ultra'
+    assert blames(render_error({"OPENAI_CODEX_AUTH": "{broken"}), "OPENAI_CODEX_AUTH")
+    assert blames(render_error({"UPSTREAM_AUTH_MODE": "apikey_env"}), "UPSTREAM_API_KEY")
+    # Render-only settings are checked the same way.
+    for variable, value in (("PORT", "http"), ("LISTEN_ADDRESS", "localhost"), ("ENVOY_PORTABLE", "maybe")):
+        assert blames(render_error({variable: value}), variable), variable
+
+
+def test_cluster_names_the_filter_calls_are_the_rendered_ones() -> None:
+    config = render.render_config({"OAUTH_CLUSTER": "outbound|443||auth.openai.com", "TOKEN_STORE": "etcd",
+                                   "ETCD_ENDPOINT": "http://127.0.0.1:2379", "ETCD_CLUSTER": "store"})  # fmt: skip
+    assert set(clusters_by_name(config)) == {"codex", "outbound|443||auth.openai.com", "store"}
+
+
+def test_unquoted_json_in_dev_vars_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    env_file = tmp_path / ".dev.vars"
+    env_file.write_text('PORT=9000\nOPENAI_CODEX_AUTH={"tokens": {"refresh_token": "rt-secret"}}\n', encoding="utf-8")
+    with pytest.raises(render.ConfigError) as caught:
+        render.load_settings(env_file, environ={})
+    message = str(caught.value)
+    assert message.startswith(f"{env_file}:2: cannot read the value of OPENAI_CODEX_AUTH: ") and "'single quotes'" in message
+    assert "rt-secret" not in message
+    env_file.write_text('OPENAI_CODEX_AUTH=\'{"tokens": {"refresh_token": "rt-secret"}}\'\n', encoding="utf-8")
+    assert json.loads(render.load_settings(env_file, environ={})["OPENAI_CODEX_AUTH"])["tokens"]["refresh_token"] == "rt-secret"
+
+
+def _load_run():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("codex_envoy_run", REPO_ROOT / "envoy" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_make_run_reads_codex_home_auth_json_before_validating(tmp_path: Path, monkeypatch) -> None:
+    run = _load_run()
+    monkeypatch.setattr(run, "RUN_DIR", tmp_path / "run")
+    monkeypatch.setattr(run, "CONFIG_PATH", tmp_path / "run" / "envoy.yaml")
+    codex_home = tmp_path / "codex"
+    codex_home.mkdir()
+    # An API-key login: apikey_auth_json only validates once auth.json has been read.
+    (codex_home / "auth.json").write_text('{"OPENAI_API_KEY": "sk-from-auth-json"}', encoding="utf-8")
+    env_file = tmp_path / ".dev.vars"
+    env_file.write_text(
+        f"CODEX_HOME={codex_home}\nUPSTREAM_AUTH_MODE=apikey_auth_json\nPORT=9123\n"
+        "ENVOY_LOG_LEVEL=Debug\nENVOY_CONCURRENCY=3\nENVOY_BIN=/opt/envoy\n",
+        encoding="utf-8",
+    )
+    settings = render.load_settings(env_file, environ={"PATH": "/usr/bin:/bin"}, codex_auth=True)
+    assert settings["OPENAI_CODEX_AUTH"] == '{"OPENAI_API_KEY": "sk-from-auth-json"}'
+    args = run.prepare(settings, Path("module.wasm"))
+    assert args[:5] == ["/opt/envoy", "-c", str(tmp_path / "run" / "envoy.yaml"), "--log-level", "debug"]
+    assert args[5:7] == ["--concurrency", "3"]
+    assert args[-1] == str(tmp_path / "run" / "base-id-9123")
+    config = json.loads((tmp_path / "run" / "envoy.yaml").read_text())
+    assert config["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] == 9123
+    assert "sk-from-auth-json" not in json.dumps(config)
+    assert settings["FORWARD_CLIENT_HEADERS_CODEX_OS_TYPE"], "make run describes this host"

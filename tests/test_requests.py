@@ -12,6 +12,7 @@ from chat_helpers import AUTH, chat_body, deltas, error_of, post, sse_data
 from conftest import TEST_API_KEY
 from harness import sse, tokens
 from harness.envoy import EnvoyStartError
+from harness.repo import load_render
 from harness.mock_codex import Script
 
 
@@ -157,9 +158,14 @@ def test_account_id_comes_from_the_id_token_when_absent(envoy_factory, mock_code
     ],
 )
 def test_bad_configuration_stops_start_up_naming_the_variable(envoy_factory, env, needle):
-    with pytest.raises(EnvoyStartError) as caught:
+    # The renderer refuses it before Envoy starts ...
+    with pytest.raises(load_render().ConfigError) as refused:
         envoy_factory(**env)
-    assert needle in str(caught.value)
+    assert needle in str(refused.value)
+    # ... and so does the filter itself where no renderer runs, with the same message.
+    with pytest.raises(EnvoyStartError) as caught:
+        envoy_factory(filter_only_env=env)
+    assert needle in str(caught.value) and str(refused.value) in str(caught.value)
 
 
 class TestPortableMode:

@@ -69,7 +69,7 @@ def test_https_upstream_gets_a_tls_cluster_with_sni() -> None:
     assert socket_address(cluster) == {"address": "chatgpt.com", "port_value": 443}
     tls = cluster["transport_socket"]["typed_config"]
     assert tls["sni"] == "chatgpt.com"
-    assert tls["common_tls_context"]["validation_context"]["trusted_ca"]["filename"] == render.DEFAULT_CA_BUNDLE
+    assert tls["common_tls_context"]["validation_context"]["trusted_ca"]["filename"] == render.default("ENVOY_CA_BUNDLE")
     options = cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
     assert options["upstream_http_protocol_options"] == {"auto_sni": True, "auto_san_validation": True}
     assert "http2_protocol_options" in options["auto_config"]
@@ -114,7 +114,7 @@ def test_defaults_and_limits() -> None:
     ]
     vm = wasm_config(config)["vm_config"]
     assert Path(vm["code"]["local"]["filename"]).is_absolute()
-    assert vm["environment_variables"]["host_env_keys"] == render.FILTER_VARIABLES
+    assert vm["environment_variables"]["host_env_keys"] == render.filter_variables()
 
 
 @pytest.mark.parametrize("portable, hold", [("", True), ("0", True), ("1", False), ("yes", False), ("TRUE", False)])
@@ -147,11 +147,11 @@ export PORT=9000
 OPENAI_API_KEY="sk-local" # trailing comment after quotes
 SINGLE='keep $this \n literally'
 DOUBLE="line1\nline2 \"quoted\" back\\slash"
-UNQUOTED = plain value # inline comment
+UNQUOTED = plain-value # inline comment
 HASH_NO_SPACE=abc#def
 EMPTY=
-OPENAI_CODEX_AUTH={"tokens": {"access_token": "a.b.c", "note": "x #y"}}
-EXPOSE_MODELS=["gpt-5", "gpt-5-codex"] # models
+OPENAI_CODEX_AUTH='{"tokens": {"access_token": "a.b.c", "note": "x #y"}}'
+EXPOSE_MODELS='["gpt-5", "gpt-5-codex"]' # models
 MULTI='{
   "a": 1
 }'
@@ -166,7 +166,7 @@ def test_dev_vars_parsing(tmp_path: Path) -> None:
     assert settings["OPENAI_API_KEY"] == "sk-local"
     assert settings["SINGLE"] == r"keep $this \n literally"
     assert settings["DOUBLE"] == 'line1\nline2 "quoted" back\\slash'
-    assert settings["UNQUOTED"] == "plain value"
+    assert settings["UNQUOTED"] == "plain-value"
     assert settings["HASH_NO_SPACE"] == "abc#def"
     assert settings["EMPTY"] == ""
     assert json.loads(settings["OPENAI_CODEX_AUTH"]) == {"tokens": {"access_token": "a.b.c", "note": "x #y"}}
@@ -185,9 +185,11 @@ def test_dev_vars_blank_means_default() -> None:
     assert socket_address(codex_cluster(config))["address"] == "chatgpt.com"
 
 
-def test_dev_vars_rejects_garbage_lines() -> None:
+def test_dev_vars_rejects_garbage_lines(tmp_path: Path) -> None:
+    env_file = tmp_path / ".dev.vars"
+    env_file.write_text("A=1\nthis is not an assignment\n")
     with pytest.raises(render.ConfigError, match=r"\.dev\.vars:2"):
-        render.parse_dev_vars("A=1\nthis is not an assignment\n")
+        render.load_settings(env_file, environ={})
 
 
 # --------------------------------------------------------------------------------------
@@ -197,7 +199,7 @@ def test_dev_vars_rejects_garbage_lines() -> None:
 def run_render_cli(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(RENDER_PY), "--out", str(tmp_path / "out.yaml"), "--env-file", "/dev/null"],
-        env={"PATH": "/usr/bin:/bin", **env},
+        env={"PATH": "/usr/bin:/bin", render.SETTINGS_BIN_VAR: render.settings_bin(), **env},
         capture_output=True,
         text=True,
     )

@@ -12,6 +12,7 @@ from chat_helpers import AUTH, chat_body, post
 from conftest import TEST_API_KEY
 from harness import sse, tokens
 from harness.mock_codex import Script
+from harness.repo import load_render
 
 CHATGPT_ONLY = ("chatgpt-account-id", "originator", "session-id")
 
@@ -117,9 +118,13 @@ def test_invalid_modes_stop_start_up(envoy_factory):
         ({"FORWARD_CLIENT_HEADERS_MODE": "override", "FORWARD_CLIENT_HEADERS_OVERRIDE": "{oops"}, "FORWARD_CLIENT_HEADERS_OVERRIDE"),
         ({"UPSTREAM_TOOLS_FORMAT": "deep"}, "UPSTREAM_TOOLS_FORMAT"),
     ]:
-        with pytest.raises(EnvoyStartError) as caught:
+        # The renderer refuses it first, and the filter itself where no renderer runs.
+        with pytest.raises(load_render().ConfigError) as refused:
             envoy_factory(**env)
-        assert f"invalid {variable}" in str(caught.value)
+        assert refused.value.variable == variable
+        with pytest.raises(EnvoyStartError) as caught:
+            envoy_factory(filter_only_env=env)
+        assert f"invalid {variable}" in str(caught.value) and str(refused.value) in str(caught.value)
 
 
 def test_verbose_logs_one_line_per_request_without_secrets(envoy_factory, mock_codex, auth_json):

@@ -179,11 +179,14 @@ def start_envoy(
     workdir: Optional[Path] = None,
     log_level: str = "info",
     ready_timeout: float = READY_TIMEOUT_SECONDS,
+    filter_only_env: Optional[Mapping[str, str]] = None,
 ) -> EnvoyHandle:
     """Render the configuration for `env` and start Envoy on free loopback ports.
 
     `env` is both the render settings and (with PATH/HOME) Envoy's whole environment, which
-    is how the filter sees it through host_env_keys.
+    is how the filter sees it through host_env_keys. `filter_only_env` reaches Envoy's
+    environment but not the renderer (which refuses what the filter would refuse): it lets a
+    test see the filter's own start-up checks, as under Istio, where no renderer runs.
     """
     render = load_render()
     port, admin_port = free_ports(2)
@@ -202,7 +205,7 @@ def start_envoy(
         # harness Envoy can be using (the default 0 would collide with a second instance).
         "--base-id", str(port),
     ]  # fmt: skip
-    process_env = _process_env(env)
+    process_env = _process_env({**env, **(filter_only_env or {})})
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             args, cwd=workdir, env=process_env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT

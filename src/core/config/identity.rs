@@ -8,6 +8,8 @@ use crate::core::config::values::ascii_header_value;
 /// A Codex CLI release the backend accepts; the catalogue hides models newer clients need.
 pub const DEFAULT_CLIENT_VERSION: &str = "0.146.0";
 pub const DEFAULT_ORIGINATOR: &str = "codex_cli_rs";
+/// The OS fields of the `User-Agent` when nothing describes the host (`make run` does).
+pub const UNKNOWN: &str = "unknown";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -30,10 +32,10 @@ impl Identity {
                 .unwrap_or_else(|| DEFAULT_ORIGINATOR.to_string()),
             version: trimmed("FORWARD_CLIENT_HEADERS_CODEX_VERSION")
                 .unwrap_or_else(|| DEFAULT_CLIENT_VERSION.to_string()),
-            os_type: trimmed("FORWARD_CLIENT_HEADERS_CODEX_OS_TYPE").unwrap_or_else(|| "unknown".to_string()),
+            os_type: trimmed("FORWARD_CLIENT_HEADERS_CODEX_OS_TYPE").unwrap_or_else(|| UNKNOWN.to_string()),
             os_version: trimmed("FORWARD_CLIENT_HEADERS_CODEX_OS_VERSION")
-                .unwrap_or_else(|| "unknown".to_string()),
-            arch: trimmed("FORWARD_CLIENT_HEADERS_CODEX_ARCH").unwrap_or_else(|| "unknown".to_string()),
+                .unwrap_or_else(|| UNKNOWN.to_string()),
+            arch: trimmed("FORWARD_CLIENT_HEADERS_CODEX_ARCH").unwrap_or_else(|| UNKNOWN.to_string()),
             terminal: terminal_token(&trimmed, var("TERM")),
             editor: trimmed("FORWARD_CLIENT_HEADERS_CODEX_EDITOR"),
         }

@@ -11,7 +11,9 @@ pub mod values;
 
 use std::collections::HashMap;
 
-use crate::core::auth::token::DEFAULT_CLIENT_ID;
+use crate::core::auth::auth_json::ChatgptTokens;
+pub use crate::core::auth::etcd::DEFAULT_KEY as DEFAULT_ETCD_KEY;
+pub use crate::core::auth::token::DEFAULT_CLIENT_ID;
 use crate::core::config::header_forwarding::ForwardMode;
 use crate::core::config::identity::Identity;
 use crate::core::config::upstream::{UpstreamAuth, responses_url};
@@ -23,6 +25,14 @@ use crate::core::translate::request::common::ToolsFormat;
 
 pub const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_REFRESH_TOKEN_URL: &str = "https://auth.openai.com/oauth/token";
+pub const TOOLS_FORMATS: &[&str] = &["flat", "nested"];
+pub const TOKEN_STORES: &[&str] = &["memory", "etcd"];
+pub const FILTER_ROLES: &[&str] = &["main", "credentials"];
+/// Names of the clusters the filter calls itself, as the rendered configuration defines them.
+pub const DEFAULT_OAUTH_CLUSTER: &str = "oauth";
+pub const DEFAULT_ETCD_CLUSTER: &str = "etcd";
+pub const DEFAULT_INSTRUCTIONS_BASE_CLUSTER: &str = "instructions_base";
+pub const DEFAULT_INSTRUCTIONS_CODEX_CLUSTER: &str = "instructions_codex";
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -119,7 +129,7 @@ impl Config {
         {
             None | Some("flat") => ToolsFormat::Flat,
             Some("nested") => ToolsFormat::Nested,
-            Some(other) => return Err(allowed("UPSTREAM_TOOLS_FORMAT", other, &["flat", "nested"])),
+            Some(other) => return Err(allowed("UPSTREAM_TOOLS_FORMAT", other, TOOLS_FORMATS)),
         };
         let optional_url = |variable: &'static str| {
             var(variable)
@@ -162,20 +172,23 @@ impl Config {
                     optional_url("ETCD_ENDPOINT")?.ok_or_else(|| {
                         ConfigError::new("ETCD_ENDPOINT", "must be set when TOKEN_STORE=etcd")
                     })?,
-                    var("ETCD_KEY").map_or_else(
-                        || crate::core::auth::etcd::DEFAULT_KEY.to_string(),
-                        |k| k.trim().to_string(),
-                    ),
+                    var("ETCD_KEY").map_or_else(|| DEFAULT_ETCD_KEY.to_string(), |k| k.trim().to_string()),
                 )),
-                Some(other) => return Err(allowed("TOKEN_STORE", other, &["memory", "etcd"])),
+                Some(other) => return Err(allowed("TOKEN_STORE", other, TOKEN_STORES)),
             },
             clusters: Clusters {
-                oauth: var("OAUTH_CLUSTER").map_or_else(|| "oauth".to_string(), |v| v.trim().to_string()),
-                etcd: var("ETCD_CLUSTER").map_or_else(|| "etcd".to_string(), |v| v.trim().to_string()),
-                instructions_base: var("INSTRUCTIONS_BASE_CLUSTER")
-                    .map_or_else(|| "instructions_base".to_string(), |v| v.trim().to_string()),
-                instructions_codex: var("INSTRUCTIONS_CODEX_CLUSTER")
-                    .map_or_else(|| "instructions_codex".to_string(), |v| v.trim().to_string()),
+                oauth: var("OAUTH_CLUSTER")
+                    .map_or_else(|| DEFAULT_OAUTH_CLUSTER.to_string(), |v| v.trim().to_string()),
+                etcd: var("ETCD_CLUSTER")
+                    .map_or_else(|| DEFAULT_ETCD_CLUSTER.to_string(), |v| v.trim().to_string()),
+                instructions_base: var("INSTRUCTIONS_BASE_CLUSTER").map_or_else(
+                    || DEFAULT_INSTRUCTIONS_BASE_CLUSTER.to_string(),
+                    |v| v.trim().to_string(),
+                ),
+                instructions_codex: var("INSTRUCTIONS_CODEX_CLUSTER").map_or_else(
+                    || DEFAULT_INSTRUCTIONS_CODEX_CLUSTER.to_string(),
+                    |v| v.trim().to_string(),
+                ),
             },
             client_id: var("CHATGPT_LOCAL_CLIENT_ID")
                 .map_or_else(|| DEFAULT_CLIENT_ID.to_string(), |c| c.trim().to_string()),
@@ -191,10 +204,23 @@ impl Config {
             {
                 None | Some("main") => FilterRole::Main,
                 Some("credentials") => FilterRole::Credentials,
-                Some(other) => return Err(allowed("FILTER_ROLE", other, &["main", "credentials"])),
+                Some(other) => return Err(allowed("FILTER_ROLE", other, FILTER_ROLES)),
             },
             credentials_upstream: flag(var("CREDENTIALS_UPSTREAM"), "CREDENTIALS_UPSTREAM")?,
         })
+    }
+}
+
+impl Config {
+    /// The start-up check besides `load`: with the ChatGPT login, `OPENAI_CODEX_AUTH` must be
+    /// an auth.json document the filter can read (the problem never quotes the document).
+    pub fn check_codex_auth(&self) -> Result<(), ConfigError> {
+        match self.codex_auth.as_deref() {
+            Some(document) if self.auth.is_chatgpt() => ChatgptTokens::from_auth_json(document)
+                .map(|_| ())
+                .map_err(|problem| ConfigError::new("OPENAI_CODEX_AUTH", format!("the document {problem}"))),
+            _ => Ok(()),
+        }
     }
 }
 

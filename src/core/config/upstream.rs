@@ -8,6 +8,12 @@ use crate::core::config::values::ConfigError;
 use crate::core::config::values::allowed;
 
 pub const DEFAULT_RESPONSES_URL: &str = "https://chatgpt.com/backend-api/codex/responses";
+/// Appended to `UPSTREAM_BASE_URL` when `UPSTREAM_WIRE_API_PATH` is unset.
+pub const DEFAULT_WIRE_API_PATH: &str = "/responses";
+pub const DEFAULT_AUTH_HEADER: &str = "authorization";
+pub const DEFAULT_AUTH_SCHEME: &str = "Bearer";
+/// The field of `OPENAI_CODEX_AUTH` that `apikey_auth_json` reads by default.
+pub const DEFAULT_AUTH_ENV_KEY: &str = "OPENAI_API_KEY";
 
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credential {
@@ -53,20 +59,22 @@ impl UpstreamAuth {
             }
             Some("apikey_auth_json") => {
                 let field = var("UPSTREAM_AUTH_ENV_KEY")
-                    .map_or_else(|| "OPENAI_API_KEY".to_string(), |f| f.trim().to_string());
+                    .map_or_else(|| DEFAULT_AUTH_ENV_KEY.to_string(), |f| f.trim().to_string());
                 Credential::ApiKey(key_in_auth_json(var("OPENAI_CODEX_AUTH").as_deref(), &field)?)
             }
             Some(other) => return Err(allowed("UPSTREAM_AUTH_MODE", other, Self::MODES)),
         };
         let scheme = match var("UPSTREAM_AUTH_SCHEME").map(|s| s.trim().to_string()) {
-            None => Some("Bearer".to_string()),
+            None => Some(DEFAULT_AUTH_SCHEME.to_string()),
             Some(s) if s.eq_ignore_ascii_case("none") => None,
             Some(s) => Some(s),
         };
         Ok(Self {
             credential,
-            header: var("UPSTREAM_AUTH_HEADER")
-                .map_or_else(|| "authorization".to_string(), |h| h.trim().to_ascii_lowercase()),
+            header: var("UPSTREAM_AUTH_HEADER").map_or_else(
+                || DEFAULT_AUTH_HEADER.to_string(),
+                |h| h.trim().to_ascii_lowercase(),
+            ),
             scheme,
         })
     }
@@ -119,21 +127,27 @@ fn key_in_auth_json(document: Option<&str>, field: &str) -> Result<String, Confi
     }
 }
 
+/// The Responses URL as the settings spell it, and the variable to blame when it is bad:
 /// `UPSTREAM_RESPONSES_URL` > `UPSTREAM_BASE_URL` + `UPSTREAM_WIRE_API_PATH` >
-/// `CHATGPT_RESPONSES_URL` (the original's precedence; `envoy/render.py` applies the same rule).
-pub fn responses_url(var: &dyn Fn(&str) -> Option<String>) -> Result<UpstreamUrl, ConfigError> {
-    let (raw, variable) = if let Some(url) = var("UPSTREAM_RESPONSES_URL") {
+/// `CHATGPT_RESPONSES_URL` (the original's precedence). The rendered Envoy configuration takes
+/// its `codex` cluster from the same answer (`codex-settings resolve`).
+pub fn responses_url_setting(var: &dyn Fn(&str) -> Option<String>) -> (String, &'static str) {
+    if let Some(url) = var("UPSTREAM_RESPONSES_URL") {
         (url.trim().to_string(), "UPSTREAM_RESPONSES_URL")
     } else if let Some(base) = var("UPSTREAM_BASE_URL") {
         let base = base.strip_suffix('/').unwrap_or(&base).to_string();
-        let path =
-            var("UPSTREAM_WIRE_API_PATH").map_or_else(|| "/responses".to_string(), |p| p.trim().to_string());
+        let path = var("UPSTREAM_WIRE_API_PATH")
+            .map_or_else(|| DEFAULT_WIRE_API_PATH.to_string(), |p| p.trim().to_string());
         let slash = if path.starts_with('/') { "" } else { "/" };
         (format!("{}{slash}{path}", base.trim()), "UPSTREAM_BASE_URL")
     } else {
         let url = var("CHATGPT_RESPONSES_URL").unwrap_or_else(|| DEFAULT_RESPONSES_URL.to_string());
         (url.trim().to_string(), "CHATGPT_RESPONSES_URL")
-    };
+    }
+}
+
+pub fn responses_url(var: &dyn Fn(&str) -> Option<String>) -> Result<UpstreamUrl, ConfigError> {
+    let (raw, variable) = responses_url_setting(var);
     UpstreamUrl::parse(&raw).map_err(|problem| ConfigError::new(variable, problem))
 }
 

@@ -39,12 +39,16 @@ pub fn allowed(variable: &'static str, value: &str, values: &[&str]) -> ConfigEr
     )
 }
 
+/// What a boolean setting accepts, as error messages list it (`1`/`yes`/`on` and
+/// `0`/`no`/`off` are taken too).
+pub const FLAG_VALUES: &[&str] = &["true", "false"];
+
 pub fn flag(value: Option<String>, variable: &'static str) -> Result<bool, ConfigError> {
     match value.as_deref().map(|v| v.trim().to_ascii_lowercase()).as_deref() {
         None => Ok(false),
         Some("true" | "1" | "yes" | "on") => Ok(true),
         Some("false" | "0" | "no" | "off") => Ok(false),
-        Some(other) => Err(allowed(variable, other, &["true", "false"])),
+        Some(other) => Err(allowed(variable, other, FLAG_VALUES)),
     }
 }
 
