@@ -1,6 +1,6 @@
 //! The core's [`Port`] on proxy-wasm host calls.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MapType, Status};
@@ -19,10 +19,7 @@ pub struct HostPort {
 
 impl Port for HostPort {
     fn now_ms(&self) -> u64 {
-        hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        abi::now_ms()
     }
 
     fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
