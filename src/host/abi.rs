@@ -5,6 +5,7 @@
 use proxy_wasm::types::{BufferType, MapType, Status, StreamType};
 
 use crate::core::flow::step::LOCAL_REPLY_DETAILS;
+use crate::core::port::SharedWriteError;
 use crate::core::wire::header_map::serialize;
 
 // Same signatures as the SDK's own declarations of these imports.
@@ -128,9 +129,26 @@ unsafe extern "C" {
     ) -> u32;
     #[link_name = "proxy_get_current_time_nanoseconds"]
     fn raw_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    #[link_name = "proxy_get_shared_data"]
+    fn raw_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32;
+    #[link_name = "proxy_set_shared_data"]
+    fn raw_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
 }
 
 const OK: u32 = 0;
+const CAS_MISMATCH: u32 = 8;
 
 /// Takes ownership of what the host wrote: it allocated it through the SDK's
 /// `proxy_on_memory_allocate`, as a boxed slice of exactly `size` bytes.
@@ -180,5 +198,25 @@ pub fn now_ms() -> u64 {
     match unsafe { raw_get_current_time_nanoseconds(&mut nanos) } {
         OK => nanos / 1_000_000,
         _ => 0,
+    }
+}
+
+/// A shared-data value and its compare-and-swap token; `None` when the key is absent.
+pub fn shared_data(key: &str) -> Option<(Vec<u8>, u32)> {
+    let (mut data, mut size, mut cas) = (std::ptr::null_mut(), 0, 0);
+    let status = unsafe { raw_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
+    // As the SDK reads it: no value is no key.
+    if data.is_null() {
+        return None;
+    }
+    owned(status, data, size).map(|value| (value, cas))
+}
+
+/// Writes a shared-data key (`cas` 0: unconditionally).
+pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), SharedWriteError> {
+    match unsafe { raw_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas) } {
+        OK => Ok(()),
+        CAS_MISMATCH => Err(SharedWriteError::CasMismatch),
+        _ => Err(SharedWriteError::Failed),
     }
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{MapType, Status};
+use proxy_wasm::types::MapType;
 
 use crate::core::metrics::Metric;
 use crate::core::port::{Dispatch, Port, SharedWriteError};
@@ -23,18 +23,11 @@ impl Port for HostPort {
     }
 
     fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-        match hostcalls::get_shared_data(key) {
-            Ok((Some(bytes), cas)) => Some((bytes, cas.unwrap_or(0))),
-            _ => None,
-        }
+        abi::shared_data(key)
     }
 
     fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedWriteError> {
-        match hostcalls::set_shared_data(key, Some(value), cas) {
-            Ok(()) => Ok(()),
-            Err(Status::CasMismatch) => Err(SharedWriteError::CasMismatch),
-            Err(_) => Err(SharedWriteError::Failed),
-        }
+        abi::set_shared_data(key, value, cas.unwrap_or(0))
     }
 
     fn dispatch(&self, call: &Dispatch) -> Option<u32> {
