@@ -96,6 +96,7 @@ impl RequestFlow {
         let cfg = &vm.config;
         self.started_ms = port.now_ms();
         let now = port.now();
+        // A map the host cannot have produced reads as no headers at all (a 404 below).
         let view = HeaderView::parse(map).unwrap_or_default();
         let method = view.get(":method").unwrap_or("").to_string();
         let path = view.get(":path").unwrap_or("").to_string();

@@ -25,6 +25,7 @@ pub struct ClientRequest {
     pub include_usage: bool,
     pub model: String,
     pub mode: OutputMode,
+    /// `MAX_REQUEST_BODY_BYTES`: named in a 413, and the cap of a non-streaming answer.
     pub max_request_body_bytes: usize,
 }
 
