@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 import pytest
 import requests
@@ -93,6 +93,12 @@ def test_an_oversized_non_streaming_answer_is_a_502_and_envoy_lives(envoy_factor
     status, error = error_of(post(envoy.url + path, body))
     assert (status, error["code"], error["type"]) == (502, "upstream_response_too_large", "upstream_error")
     assert '"stream": true' in error["message"]
+    # Just under the limit, the answer is whole.
+    mock_codex.enqueue(big_answer(total_bytes=60_000))
+    resp = post(envoy.url + path, body)
+    assert resp.status_code == 200, resp.text[:300]
+    choice = resp.json()["choices"][0]
+    assert len(choice.get("text") or choice["message"]["content"]) == 60_000
     assert_still_serving(envoy)
 
 
