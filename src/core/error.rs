@@ -74,6 +74,8 @@ catalogue! {
         "The route exists with another method; the message names it.";
     UnsupportedMediaType = "unsupported_media_type", 415, InvalidRequest,
         "Send the body as `content-type: application/json`.";
+    InvalidHeader = "invalid_header", 400, InvalidRequest,
+        "`authorization`, `content-type`, `content-length`, a session header or a pseudo-header is not UTF-8 text: send it as plain ASCII.";
     RequestTooLarge = "request_too_large", 413, InvalidRequest,
         "The body is over `MAX_REQUEST_BODY_BYTES`: send less, or raise the limit.";
     ModelNotFound = "model_not_found", 404, InvalidRequest,
@@ -98,6 +100,8 @@ catalogue! {
         "Envoy could not connect to the upstream: retry shortly, check the network and the cluster.";
     UpstreamTimeout = "upstream_timeout", 504, Upstream,
         "The upstream did not answer in time: retry.";
+    UpstreamResponseTooLarge = "upstream_response_too_large", 502, Upstream,
+        "A non-streaming answer is over `MAX_REQUEST_BODY_BYTES`: send `\"stream\": true`, or raise the limit.";
     StreamIncomplete = "stream_incomplete", 502, Upstream,
         "The backend closed the stream before the answer was complete: retry.";
     UpstreamEventTooLarge = "upstream_event_too_large", 502, Upstream,

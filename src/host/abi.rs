@@ -4,6 +4,10 @@
 
 use proxy_wasm::types::{BufferType, MapType, Status, StreamType};
 
+use crate::core::flow::step::LOCAL_REPLY_DETAILS;
+use crate::core::port::SharedWriteError;
+use crate::core::wire::header_map::serialize;
+
 // Same signatures as the SDK's own declarations of these imports.
 #[link(wasm_import_module = "env")]
 unsafe extern "C" {
@@ -43,31 +47,9 @@ fn result(status: Status) -> Result<(), Status> {
     }
 }
 
-/// The host's header-map wire format: count, then (name length, value length) pairs, then
-/// the NUL-terminated names and values.
-fn serialize_map<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> Vec<u8> {
-    let size = 4 + pairs
-        .iter()
-        .map(|(k, v)| k.as_ref().len() + v.as_ref().len() + 10)
-        .sum::<usize>();
-    let mut bytes = Vec::with_capacity(size);
-    bytes.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
-    for (k, v) in pairs {
-        bytes.extend_from_slice(&(k.as_ref().len() as u32).to_le_bytes());
-        bytes.extend_from_slice(&(v.as_ref().len() as u32).to_le_bytes());
-    }
-    for (k, v) in pairs {
-        bytes.extend_from_slice(k.as_ref().as_bytes());
-        bytes.push(0);
-        bytes.extend_from_slice(v.as_ref().as_bytes());
-        bytes.push(0);
-    }
-    bytes
-}
-
 /// Replaces a whole header map in one host call.
-pub fn set_headers<K: AsRef<str>, V: AsRef<str>>(map: MapType, pairs: &[(K, V)]) -> Result<(), Status> {
-    let bytes = serialize_map(pairs);
+pub fn set_headers<K: AsRef<[u8]>, V: AsRef<[u8]>>(map: MapType, pairs: &[(K, V)]) -> Result<(), Status> {
+    let bytes = serialize(pairs);
     result(unsafe { proxy_set_header_map_pairs(map, bytes.as_ptr(), bytes.len()) })
 }
 
@@ -91,16 +73,13 @@ pub fn resume_request() -> Result<(), Status> {
     result(unsafe { proxy_continue_stream(StreamType::HttpRequest) })
 }
 
-/// Replies marked with this detail are the filter's own (Envoy reports it as
-/// `response.code_details`), so the response callbacks leave them alone.
-pub const LOCAL_REPLY_DETAILS: &str = "codex_filter";
-
-pub fn send_response<K: AsRef<str>, V: AsRef<str>>(
+/// A local reply, marked with [`LOCAL_REPLY_DETAILS`] so the response callbacks know it.
+pub fn send_response<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     status: u16,
     headers: &[(K, V)],
     body: &[u8],
 ) -> Result<(), Status> {
-    let map = serialize_map(headers);
+    let map = serialize(headers);
     result(unsafe {
         proxy_send_local_response(
             u32::from(status),
@@ -113,4 +92,131 @@ pub fn send_response<K: AsRef<str>, V: AsRef<str>>(
             -1,
         )
     })
+}
+
+// --- Reads. The SDK's readers decode header maps and values as UTF-8 with `unwrap` and panic
+// on statuses they do not expect; a client can send any byte in a header. These hand every
+// value over as bytes (the flow decides what bytes that are not text mean), and a failed read
+// is an absent value. Statuses are read as plain integers, so an unknown one is not undefined
+// behaviour either.
+
+#[link(wasm_import_module = "env")]
+unsafe extern "C" {
+    #[link_name = "proxy_get_header_map_pairs"]
+    fn raw_get_header_map_pairs(map_type: u32, return_data: *mut *mut u8, return_size: *mut usize) -> u32;
+    #[link_name = "proxy_get_header_map_value"]
+    fn raw_get_header_map_value(
+        map_type: u32,
+        key_data: *const u8,
+        key_size: usize,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+    ) -> u32;
+    #[link_name = "proxy_get_buffer_bytes"]
+    fn raw_get_buffer_bytes(
+        buffer_type: u32,
+        start: usize,
+        max_size: usize,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+    ) -> u32;
+    #[link_name = "proxy_get_property"]
+    fn raw_get_property(
+        path_data: *const u8,
+        path_size: usize,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+    ) -> u32;
+    #[link_name = "proxy_get_current_time_nanoseconds"]
+    fn raw_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+    #[link_name = "proxy_get_shared_data"]
+    fn raw_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_data: *mut *mut u8,
+        return_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32;
+    #[link_name = "proxy_set_shared_data"]
+    fn raw_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
+}
+
+const OK: u32 = 0;
+const CAS_MISMATCH: u32 = 8;
+
+/// Takes ownership of what the host wrote: it allocated it through the SDK's
+/// `proxy_on_memory_allocate`, as a boxed slice of exactly `size` bytes.
+fn owned(status: u32, data: *mut u8, size: usize) -> Option<Vec<u8>> {
+    if status != OK {
+        return None;
+    }
+    if data.is_null() {
+        return Some(Vec::new());
+    }
+    Some(unsafe { Vec::from_raw_parts(data, size, size) })
+}
+
+/// A whole header map in the host's serialized form (`core::wire::header_map`); empty when
+/// the host has none to give.
+pub fn header_map(map: MapType) -> Vec<u8> {
+    let (mut data, mut size) = (std::ptr::null_mut(), 0);
+    let status = unsafe { raw_get_header_map_pairs(map as u32, &mut data, &mut size) };
+    owned(status, data, size).unwrap_or_default()
+}
+
+pub fn header_value(map: MapType, name: &str) -> Option<Vec<u8>> {
+    let (mut data, mut size) = (std::ptr::null_mut(), 0);
+    let status =
+        unsafe { raw_get_header_map_value(map as u32, name.as_ptr(), name.len(), &mut data, &mut size) };
+    owned(status, data, size)
+}
+
+/// Bytes `start..start+size` of a body buffer (fewer if it is shorter).
+pub fn buffer(buffer: BufferType, start: usize, size: usize) -> Vec<u8> {
+    let (mut data, mut size_out) = (std::ptr::null_mut(), 0);
+    let status = unsafe { raw_get_buffer_bytes(buffer as u32, start, size, &mut data, &mut size_out) };
+    owned(status, data, size_out).unwrap_or_default()
+}
+
+/// A property such as `["response", "code_details"]`.
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    let path = path.join("\0");
+    let (mut data, mut size) = (std::ptr::null_mut(), 0);
+    let status = unsafe { raw_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
+    owned(status, data, size).filter(|value| !value.is_empty())
+}
+
+/// Unix time in milliseconds from the host clock (0 if the host cannot tell).
+pub fn now_ms() -> u64 {
+    let mut nanos = 0u64;
+    match unsafe { raw_get_current_time_nanoseconds(&mut nanos) } {
+        OK => nanos / 1_000_000,
+        _ => 0,
+    }
+}
+
+/// A shared-data value and its compare-and-swap token; `None` when the key is absent.
+pub fn shared_data(key: &str) -> Option<(Vec<u8>, u32)> {
+    let (mut data, mut size, mut cas) = (std::ptr::null_mut(), 0, 0);
+    let status = unsafe { raw_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
+    // As the SDK reads it: no value is no key.
+    if data.is_null() {
+        return None;
+    }
+    owned(status, data, size).map(|value| (value, cas))
+}
+
+/// Writes a shared-data key (`cas` 0: unconditionally).
+pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), SharedWriteError> {
+    match unsafe { raw_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas) } {
+        OK => Ok(()),
+        CAS_MISMATCH => Err(SharedWriteError::CasMismatch),
+        _ => Err(SharedWriteError::Failed),
+    }
 }

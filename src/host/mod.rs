@@ -8,6 +8,7 @@ mod metrics;
 mod port;
 mod root;
 mod shared;
+mod steps;
 
 use proxy_wasm::types::LogLevel;
 

@@ -1,9 +1,9 @@
 //! The core's [`Port`] on proxy-wasm host calls.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{MapType, Status};
+use proxy_wasm::types::MapType;
 
 use crate::core::metrics::Metric;
 use crate::core::port::{Dispatch, Port, SharedWriteError};
@@ -19,25 +19,15 @@ pub struct HostPort {
 
 impl Port for HostPort {
     fn now_ms(&self) -> u64 {
-        hostcalls::get_current_time()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        abi::now_ms()
     }
 
     fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
-        match hostcalls::get_shared_data(key) {
-            Ok((Some(bytes), cas)) => Some((bytes, cas.unwrap_or(0))),
-            _ => None,
-        }
+        abi::shared_data(key)
     }
 
     fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), SharedWriteError> {
-        match hostcalls::set_shared_data(key, Some(value), cas) {
-            Ok(()) => Ok(()),
-            Err(Status::CasMismatch) => Err(SharedWriteError::CasMismatch),
-            Err(_) => Err(SharedWriteError::Failed),
-        }
+        abi::set_shared_data(key, value, cas.unwrap_or(0))
     }
 
     fn dispatch(&self, call: &Dispatch) -> Option<u32> {

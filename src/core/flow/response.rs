@@ -8,7 +8,9 @@ use crate::core::routing::decision::{Endpoint, body_too_large};
 use crate::core::translate::response::chat_aggregate::ChatAggregator;
 use crate::core::translate::response::chat_stream::ChatStreamWriter;
 use crate::core::translate::response::completions::{CompletionAggregator, CompletionStreamWriter};
-use crate::core::translate::response::translator::{End, Pipeline, Translator};
+use crate::core::translate::response::events::FinishReason;
+use crate::core::translate::response::presenter::{ChatSink, Piece};
+use crate::core::translate::response::translator::{End, Output, Pipeline, Translator};
 use crate::core::translate::response::upstream_error::{self, LimitHeaders};
 use crate::core::translate::response::usage::Usage;
 
@@ -23,6 +25,7 @@ pub struct ClientRequest {
     pub include_usage: bool,
     pub model: String,
     pub mode: OutputMode,
+    /// `MAX_REQUEST_BODY_BYTES`: named in a 413, and the cap of a non-streaming answer.
     pub max_request_body_bytes: usize,
 }
 
@@ -83,22 +86,118 @@ const SSE_HEADERS: [(&str, &str); 2] = [
 
 fn pipeline(client: &ClientRequest, now: u64) -> Box<dyn Pipeline> {
     let (model, usage) = (client.model.as_str(), client.include_usage);
+    let limit = client.max_request_body_bytes;
     match (client.endpoint, client.stream) {
         (Endpoint::ChatCompletions, true) => Box::new(Translator::new(
             client.mode,
             ChatStreamWriter::new(model, now, usage),
         )),
-        (Endpoint::ChatCompletions, false) => {
-            Box::new(Translator::new(client.mode, ChatAggregator::new(model, now)))
-        }
+        (Endpoint::ChatCompletions, false) => Box::new(Translator::new(
+            client.mode,
+            Capped::new(ChatAggregator::new(model, now), limit),
+        )),
         (Endpoint::Completions, true) => Box::new(Translator::new(
             OutputMode::Hidden,
             CompletionStreamWriter::new(model, now, usage),
         )),
         (Endpoint::Completions, false) => Box::new(Translator::new(
             OutputMode::Hidden,
-            CompletionAggregator::new(model, now),
+            Capped::new(CompletionAggregator::new(model, now), limit),
         )),
+    }
+}
+
+/// A non-streaming answer is held whole until the upstream ends and then written in one
+/// piece into Envoy's response buffer, whose limit is the listener's buffer
+/// (`MAX_REQUEST_BODY_BYTES` + 1 MiB in the shipped configuration). Past that limit Envoy
+/// aborts the stream while the filter is inside its callback, which the SDK does not
+/// survive. So the aggregate stops growing at `MAX_REQUEST_BODY_BYTES` (which also bounds the
+/// VM's memory) and the answer becomes a 502 `upstream_response_too_large`.
+struct Capped<S> {
+    sink: S,
+    held: usize,
+    limit: usize,
+    over: Option<ApiError>,
+}
+
+impl<S> Capped<S> {
+    fn new(sink: S, limit: usize) -> Self {
+        Self {
+            sink,
+            held: 0,
+            limit,
+            over: None,
+        }
+    }
+}
+
+pub fn answer_too_large(limit: usize) -> ApiError {
+    ApiError::of(
+        Code::UpstreamResponseTooLarge,
+        format!(
+            "The answer is larger than the {limit}-byte limit for non-streaming responses (MAX_REQUEST_BODY_BYTES); send the request with \"stream\": true, or raise MAX_REQUEST_BODY_BYTES."
+        ),
+    )
+}
+
+fn piece_len(piece: &Piece<'_>) -> usize {
+    match piece {
+        Piece::Role => 0,
+        Piece::Content(text) | Piece::ReasoningContent(text) | Piece::Reasoning(text) => text.len(),
+        Piece::ToolStart { id, name, .. } => id.len().saturating_add(name.len()),
+        Piece::ToolArgs { delta, .. } => delta.len(),
+    }
+}
+
+impl<S: Output> ChatSink for Capped<S> {
+    fn meta(&mut self, id: &str, created: Option<u64>) {
+        self.sink.meta(id, created);
+    }
+
+    fn piece(&mut self, piece: Piece<'_>) {
+        if self.over.is_some() {
+            return;
+        }
+        self.held = self.held.saturating_add(piece_len(&piece));
+        if self.held > self.limit {
+            self.over = Some(answer_too_large(self.limit));
+        } else {
+            self.sink.piece(piece);
+        }
+    }
+
+    fn finish(&mut self, reason: FinishReason, usage: Option<Usage>) {
+        if self.over.is_some() {
+            return;
+        }
+        self.sink.finish(reason, usage);
+        // JSON escaping and the envelope can still push a body that held less over the limit.
+        if matches!(self.sink.end(), End::Body(body) if body.len() > self.limit) {
+            self.over = Some(answer_too_large(self.limit));
+        }
+    }
+
+    fn fail(&mut self, error: ApiError) {
+        if self.over.is_none() {
+            self.sink.fail(error);
+        }
+    }
+}
+
+impl<S: Output> Output for Capped<S> {
+    fn clear(&mut self) {
+        self.sink.clear();
+    }
+
+    fn pending(&self) -> &[u8] {
+        self.sink.pending()
+    }
+
+    fn end(&self) -> End<'_> {
+        match &self.over {
+            Some(error) => End::Error(error),
+            None => self.sink.end(),
+        }
     }
 }
 

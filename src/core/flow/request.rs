@@ -1,0 +1,498 @@
+//! One request through the main filter instance, from its headers to its log line. The host
+//! turns each proxy-wasm callback into one call here and performs the [`Steps`] it gets back;
+//! everything the filter decides about a request is decided in this file or below it:
+//!
+//! - request headers: answer locally, pass an Ollama route through (minus the client's
+//!   credentials), or forward a chat/completions request. Portable mode sends the upstream
+//!   headers now; with `ENVOY_HOLD_HEADERS` they wait for the body (and its session id).
+//! - request body: buffered to its end (bounded by `MAX_REQUEST_BODY_BYTES`), translated,
+//!   replaced. A request with no usable ChatGPT token yet waits for the refresher.
+//! - response headers and body: the [`Handler`]'s plan and bytes; a backend 401 marks the
+//!   token it was sent with as stale.
+//! - log: the metrics and the `VERBOSE` line.
+
+use crate::core::auth::auth_json::ChatgptTokens;
+use crate::core::auth::token;
+use crate::core::error::ApiError;
+use crate::core::flow::headers::HeaderView;
+use crate::core::flow::response::{
+    ClientRequest, Handler, HeaderPlan, REMOVED_RESPONSE_HEADERS, ResponseHead,
+};
+use crate::core::flow::step::{LOCAL_REPLY_DETAILS, Next, Step, Steps};
+use crate::core::metrics::{Metric, RouteKind};
+use crate::core::port::Port;
+use crate::core::reply::Reply;
+use crate::core::routing::decision::{self, Decision, Endpoint, Forward, RequestHead, body_too_large};
+use crate::core::translate::request::common::{TranslateContext, Translated};
+use crate::core::translate::request::{chat as chat_request, completions as completion_request};
+use crate::core::translate::response::upstream_error::LimitHeaders;
+use crate::core::translate::response::usage::Usage;
+use crate::core::vm::VmState;
+
+/// Client headers that must not reach an Ollama server: they carry this proxy's key.
+const PASS_THROUGH_REMOVED: &[&str] = &["authorization", "proxy-authorization", "cookie"];
+
+enum Stage {
+    /// Not ours to translate (answered locally, passed through, or nothing decided yet).
+    Idle,
+    /// Waiting for the whole body; `held` means the request headers wait too.
+    AwaitBody {
+        forward: Forward,
+        headers: Vec<(String, String)>,
+        held: bool,
+    },
+    Forwarded,
+}
+
+pub struct RequestFlow {
+    context_id: u32,
+    /// The token generation this request was sent with (ChatGPT mode), to tell whether a
+    /// backend 401 is about the current token.
+    generation: Option<u64>,
+    stage: Stage,
+    route: RouteKind,
+    client: Option<ClientRequest>,
+    /// The filter answered this request itself; its reply must pass through untouched.
+    replied: bool,
+    response: Option<(Handler, HeaderPlan)>,
+    /// Milliseconds at the start, when the body went upstream, when the answer began.
+    started_ms: u64,
+    sent_ms: u64,
+    answered_ms: u64,
+    /// `VERBOSE`: method and path, for the line written at the end.
+    log_line: Option<String>,
+}
+
+impl RequestFlow {
+    pub fn new(context_id: u32) -> Self {
+        Self {
+            context_id,
+            generation: None,
+            stage: Stage::Idle,
+            route: RouteKind::Local,
+            client: None,
+            replied: false,
+            response: None,
+            started_ms: 0,
+            sent_ms: 0,
+            answered_ms: 0,
+            log_line: None,
+        }
+    }
+
+    fn reply(&mut self, reply: impl Into<Reply>) -> Steps {
+        self.replied = true;
+        Steps::reply(reply)
+    }
+
+    /// The request headers arrived, as the host's serialized map.
+    pub fn request_headers(
+        &mut self,
+        vm: &VmState,
+        port: &dyn Port,
+        map: &[u8],
+        end_of_stream: bool,
+    ) -> Steps {
+        let cfg = &vm.config;
+        self.started_ms = port.now_ms();
+        let now = port.now();
+        // A map the host cannot have produced reads as no headers at all (a 404 below).
+        let view = HeaderView::parse(map).unwrap_or_default();
+        let method = view.get(":method").unwrap_or("").to_string();
+        let path = view.get(":path").unwrap_or("").to_string();
+        if cfg.verbose {
+            self.log_line = Some(format!("{method} {}", path.split('?').next().unwrap_or("")));
+        }
+        if let Err(error) = view.check_request() {
+            return self.reply(error);
+        }
+        let head = RequestHead {
+            method: &method,
+            path: &path,
+            headers: &view.text,
+        };
+        let forward = match decision::decide(cfg, &head, now) {
+            Decision::Reply(reply) => return self.reply(reply),
+            Decision::PassThrough => {
+                self.route = RouteKind::Ollama;
+                let writes = PASS_THROUGH_REMOVED
+                    .iter()
+                    .copied()
+                    .filter(|removed| view.names().any(|name| name == *removed))
+                    .map(Step::RemoveRequestHeader)
+                    .collect();
+                return Steps::then(writes, Next::Continue);
+            }
+            Decision::Forward(forward) => forward,
+        };
+        self.route = forward.endpoint.into();
+        if end_of_stream {
+            return self.reply(ApiError::invalid_request(
+                "The request body is empty; send a JSON object.",
+            ));
+        }
+        // Until the body is translated the response side only knows the endpoint and the limit.
+        self.client = Some(ClientRequest {
+            endpoint: forward.endpoint,
+            stream: false,
+            include_usage: false,
+            model: String::new(),
+            mode: forward.mode,
+            max_request_body_bytes: cfg.max_request_body_bytes,
+        });
+        let tokens = match self.current_tokens(vm, port, now) {
+            Ok(tokens) => tokens,
+            Err(error) => return self.reply(error),
+        };
+        let headers = view.text;
+        let held = cfg.hold_headers;
+        let steps = if held {
+            Steps::pause()
+        } else {
+            // Portable mode: headers leave now, so the session id is the client's, if any.
+            let session = forward.session_hint.as_deref();
+            let upstream = decision::upstream_headers(cfg, tokens.as_ref(), &headers, session, None);
+            let writes = vec![Step::ReplaceRequestHeaders(decision::final_request_headers(
+                &headers, upstream,
+            ))];
+            self.send_or_wait(vm, now, &tokens, writes)
+        };
+        self.stage = Stage::AwaitBody {
+            forward,
+            headers,
+            held,
+        };
+        steps
+    }
+
+    /// A request body callback: `body_size` bytes are buffered so far. `body` reads them; it
+    /// is called only once the whole body is there.
+    pub fn request_body(
+        &mut self,
+        vm: &VmState,
+        port: &dyn Port,
+        body_size: usize,
+        end_of_stream: bool,
+        body: impl FnOnce() -> Vec<u8>,
+    ) -> Steps {
+        if !matches!(self.stage, Stage::AwaitBody { .. }) {
+            return Steps::go_on();
+        }
+        let cfg = &vm.config;
+        let limit = cfg.max_request_body_bytes;
+        if body_size > limit {
+            self.stage = Stage::Idle;
+            return self.reply(body_too_large(limit));
+        }
+        if !end_of_stream {
+            return Steps::pause();
+        }
+        let Stage::AwaitBody {
+            forward,
+            headers,
+            held,
+        } = std::mem::replace(&mut self.stage, Stage::Forwarded)
+        else {
+            return Steps::go_on();
+        };
+        let translated = match self.translate_body(vm, &forward, &body()) {
+            Ok(translated) => translated,
+            Err(error) => return self.reply(error),
+        };
+        self.sent_ms = port.now_ms();
+        let Translated { body, session_id, .. } = translated;
+        let length = body.len();
+        let mut writes = vec![Step::ReplaceRequestBody(body)];
+        if !held {
+            return Steps::then(writes, Next::Continue);
+        }
+        let now = port.now();
+        // With the credentials instance upstream, the header-time check was all this needs.
+        let tokens = match cfg.credentials_upstream {
+            true => None,
+            false => match self.current_tokens(vm, port, now) {
+                Ok(tokens) => tokens,
+                Err(error) => return self.reply(error),
+            },
+        };
+        let upstream =
+            decision::upstream_headers(cfg, tokens.as_ref(), &headers, Some(&session_id), Some(length));
+        writes.push(Step::ReplaceRequestHeaders(decision::final_request_headers(
+            &headers, upstream,
+        )));
+        self.send_or_wait(vm, now, &tokens, writes)
+    }
+
+    /// The response headers arrived. `details` is Envoy's `response.code_details`; `map`
+    /// reads the header map, only when the response is the filter's to handle.
+    pub fn response_headers(
+        &mut self,
+        vm: &VmState,
+        port: &dyn Port,
+        details: &[u8],
+        map: impl FnOnce() -> Vec<u8>,
+        end_of_stream: bool,
+    ) -> Steps {
+        let cfg = &vm.config;
+        self.answered_ms = port.now_ms();
+        if self.replied || details == LOCAL_REPLY_DETAILS.as_bytes() {
+            return Steps::go_on();
+        }
+        let Some(client) = self.client.clone() else {
+            return Steps::go_on();
+        };
+        let view = HeaderView::parse(&map()).unwrap_or_default();
+        let status = view.get(":status").and_then(|s| s.parse().ok()).unwrap_or(502);
+        let via_upstream = details == b"via_upstream";
+        let credentials_here = cfg.auth.is_chatgpt() && !cfg.credentials_upstream;
+        if via_upstream && status == 401 && credentials_here {
+            let generation = self
+                .generation
+                .or_else(|| vm.waiters.borrow_mut().take_resumed(self.context_id));
+            if let Some(generation) = generation {
+                vm.token_rejected(port, generation);
+            }
+        }
+        let head = ResponseHead {
+            status,
+            content_type: view.get("content-type"),
+            via_upstream,
+            limits: LimitHeaders::from_pairs(view.text.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        };
+        let now = port.now();
+        if via_upstream {
+            port.metric(Metric::RateLimits(head.limits.windows(now)));
+        }
+        let (mut handler, plan) = Handler::new(&client, &head, cfg.hold_headers, now);
+        if !matches!(handler, Handler::Translate { .. }) {
+            port.metric(Metric::UpstreamError);
+        }
+        if end_of_stream {
+            // No body will follow, so the answer is complete now.
+            let done = handler.finish(now);
+            if done.usage_limited {
+                port.metric(Metric::UsageLimitHit);
+            }
+            let reply = Reply {
+                status: done.status.or(plan.status).unwrap_or(status),
+                headers: merged(&plan.set, &done.set),
+                body: done.body.to_vec(),
+            };
+            return self.reply(reply);
+        }
+        let mut writes: Vec<Step> = REMOVED_RESPONSE_HEADERS
+            .iter()
+            .copied()
+            .filter(|removed| view.names().any(|name| name == *removed))
+            .map(Step::RemoveResponseHeader)
+            .collect();
+        if !plan.hold {
+            header_writes(plan.status, &plan.set, &mut writes);
+        }
+        let next = if plan.hold { Next::Pause } else { Next::Continue };
+        self.response = Some((handler, plan));
+        Steps::then(writes, next)
+    }
+
+    /// A response body callback; `chunk` reads its `body_size` bytes.
+    pub fn response_body(
+        &mut self,
+        port: &dyn Port,
+        body_size: usize,
+        end_of_stream: bool,
+        chunk: impl FnOnce() -> Vec<u8>,
+    ) -> Steps {
+        let now = port.now();
+        let Some((handler, plan)) = self.response.as_mut() else {
+            return Steps::go_on();
+        };
+        let chunk = if body_size > 0 { chunk() } else { Vec::new() };
+        let mut out = handler.push(&chunk, now).to_vec();
+        let mut writes = Vec::with_capacity(1);
+        let mut final_headers = Vec::new();
+        if end_of_stream {
+            let translating = matches!(handler, Handler::Translate { .. });
+            let done = handler.finish(now);
+            out.extend_from_slice(done.body);
+            if done.usage_limited {
+                port.metric(Metric::UsageLimitHit);
+            }
+            if translating && done.status.is_some_and(|s| s >= 400) {
+                port.metric(Metric::UpstreamError);
+            }
+            if plan.hold {
+                let set = merged(&plan.set, &done.set);
+                header_writes(done.status.or(plan.status), &set, &mut final_headers);
+            }
+        }
+        writes.push(Step::ReplaceResponseBody(out));
+        writes.append(&mut final_headers);
+        let next = if plan.hold && !end_of_stream {
+            Next::Pause
+        } else {
+            Next::Continue
+        };
+        Steps::then(writes, next)
+    }
+
+    /// The request is over: the metrics, and the `VERBOSE` line to log (never a credential:
+    /// method, path without its query, status, model, timings, token counts). `code` is
+    /// Envoy's `response.code` property.
+    pub fn log(&mut self, vm: &VmState, port: &dyn Port, code: Option<&[u8]>) -> Option<String> {
+        vm.waiters.borrow_mut().forget(self.context_id);
+        let status = code.map_or(0, decode_u64);
+        let status = u16::try_from(status).unwrap_or(0);
+        port.metric(Metric::Request {
+            route: self.route,
+            status,
+        });
+        let usage = self.response.as_ref().and_then(|(handler, _)| handler.usage());
+        if let Some(usage) = &usage {
+            port.metric(Metric::Tokens(*usage));
+        }
+        let line = self.log_line.as_ref()?;
+        let total_ms = port.now_ms().saturating_sub(self.started_ms);
+        Some(self.verbose_line(line, status, usage, total_ms))
+    }
+
+    fn verbose_line(&self, line: &str, status: u16, usage: Option<Usage>, total_ms: u64) -> String {
+        let model = self
+            .client
+            .as_ref()
+            .map_or("-", |c| if c.model.is_empty() { "-" } else { c.model.as_str() });
+        let upstream_ms = match (self.sent_ms, self.answered_ms) {
+            (sent, answered) if sent > 0 && answered >= sent => format!("{}ms", answered - sent),
+            _ => "-".to_string(),
+        };
+        let tokens = usage.map_or_else(
+            || "-".to_string(),
+            |u| {
+                format!(
+                    "{}+{} (cached {}, reasoning {})",
+                    u.prompt_tokens,
+                    u.completion_tokens,
+                    u.prompt_tokens_details.cached_tokens,
+                    u.completion_tokens_details.reasoning_tokens
+                )
+            },
+        );
+        format!(
+            "codex filter: {line} -> {status} model={model} upstream={upstream_ms} total={total_ms}ms tokens={tokens}"
+        )
+    }
+
+    /// The ChatGPT credentials for this request now: `Ok(None)` means wait for a refresh
+    /// (always `Ok(None)` with an API-key upstream, which needs none, and with the
+    /// credentials instance upstream, which attaches them itself).
+    fn current_tokens(
+        &mut self,
+        vm: &VmState,
+        port: &dyn Port,
+        now: u64,
+    ) -> Result<Option<ChatgptTokens>, ApiError> {
+        if !vm.config.auth.is_chatgpt() {
+            return Ok(None);
+        }
+        let record = vm.tokens.read(port);
+        let tokens = token::for_request(record.as_ref(), now)?.cloned();
+        if vm.config.credentials_upstream {
+            return Ok(None);
+        }
+        if tokens.is_some() {
+            self.generation = record.map(|r| r.generation);
+        }
+        Ok(tokens)
+    }
+
+    /// `writes`, then on: or, when this instance owes the request a ChatGPT token it does not
+    /// have yet, parked until the refresher has one (the root context resumes it).
+    fn send_or_wait(
+        &mut self,
+        vm: &VmState,
+        now: u64,
+        tokens: &Option<ChatgptTokens>,
+        mut writes: Vec<Step>,
+    ) -> Steps {
+        let cfg = &vm.config;
+        if !cfg.auth.is_chatgpt() || cfg.credentials_upstream || tokens.is_some() {
+            return Steps::then(writes, Next::Continue);
+        }
+        let waiting = vm.waiters.borrow_mut().wait(self.context_id, now);
+        match waiting {
+            Ok(()) => Steps::then(writes, Next::Pause),
+            Err(error) => {
+                self.replied = true;
+                writes.push(Step::Reply(error.into()));
+                Steps::then(writes, Next::Pause)
+            }
+        }
+    }
+
+    fn translate_body(
+        &mut self,
+        vm: &VmState,
+        forward: &Forward,
+        body: &[u8],
+    ) -> Result<Translated, ApiError> {
+        let cfg = &vm.config;
+        let texts = vm.instructions.borrow();
+        let ctx = TranslateContext {
+            models: &cfg.models,
+            default_effort: cfg.default_effort,
+            default_summary: cfg.default_summary,
+            tools_format: cfg.tools_format,
+            session_hint: forward.session_hint.as_deref(),
+            base_instructions: texts.base.as_deref(),
+            codex_instructions: texts.codex.as_deref(),
+        };
+        let translated = match forward.endpoint {
+            Endpoint::ChatCompletions => chat_request::translate(body, &ctx)?,
+            Endpoint::Completions => completion_request::translate(body, &ctx)?,
+        };
+        self.client = Some(ClientRequest {
+            endpoint: forward.endpoint,
+            stream: translated.stream,
+            include_usage: translated.include_usage,
+            model: translated.model.clone(),
+            mode: forward.mode,
+            max_request_body_bytes: cfg.max_request_body_bytes,
+        });
+        Ok(translated)
+    }
+}
+
+fn header_writes(status: Option<u16>, set: &[(&'static str, String)], writes: &mut Vec<Step>) {
+    if let Some(status) = status {
+        writes.push(Step::SetResponseHeader(":status", status.to_string()));
+    }
+    writes.extend(
+        set.iter()
+            .map(|(name, value)| Step::SetResponseHeader(name, value.clone())),
+    );
+}
+
+/// Header-time settings overridden by what the end of the body decided.
+pub fn merged(
+    early: &[(&'static str, String)],
+    late: &[(&'static str, String)],
+) -> Vec<(&'static str, String)> {
+    let mut all: Vec<(&'static str, String)> = early
+        .iter()
+        .filter(|(n, _)| !late.iter().any(|(l, _)| l == n))
+        .cloned()
+        .collect();
+    all.extend(late.iter().cloned());
+    all
+}
+
+/// Envoy encodes integer properties as 8 little-endian bytes.
+fn decode_u64(bytes: &[u8]) -> u64 {
+    bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+#[cfg(test)]
+#[path = "request_tests.rs"]
+pub(crate) mod tests;

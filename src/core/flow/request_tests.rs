@@ -1,0 +1,750 @@
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::core::auth::auth_json::tests::auth_json;
+use crate::core::auth::token::{Grant, TokenRecord};
+use crate::core::config::Config;
+use crate::core::port::{MemoryPort, SharedMemory};
+use crate::core::wire::header_map;
+
+const NOW: u64 = 1_800_000_000;
+const CLIENT_KEY: &str = "sk-client-key";
+
+/// One VM: its state, its port, and the memory it shares with other VMs.
+pub(crate) struct Vm {
+    pub vm: VmState,
+    pub port: MemoryPort,
+    pub shared: Rc<SharedMemory>,
+}
+
+/// A VM configured with `pairs` over the test defaults (a client key, a ChatGPT login valid
+/// for ten days, held headers); an empty value unsets a default. The login is seeded into
+/// shared data as the root context does at start-up.
+pub(crate) fn vm_with(pairs: &[(&str, &str)]) -> Vm {
+    let auth = auth_json(NOW + 10 * 86_400, true);
+    let mut settings: HashMap<String, String> = [
+        ("OPENAI_API_KEY", CLIENT_KEY),
+        ("OPENAI_CODEX_AUTH", auth.as_str()),
+        ("ENVOY_HOLD_HEADERS", "true"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    for (k, v) in pairs {
+        settings.insert(k.to_string(), v.to_string());
+    }
+    let config = Config::load(&move |n: &str| settings.get(n).cloned()).unwrap();
+    let shared = SharedMemory::at(NOW);
+    let port = MemoryPort::new(&shared);
+    let vm = VmState::new(config);
+    if let (true, Some(doc)) = (vm.config.auth.is_chatgpt(), vm.config.codex_auth.as_deref()) {
+        let tokens = ChatgptTokens::from_auth_json(doc).unwrap();
+        vm.tokens.seed(&port, TokenRecord::new(tokens, "login".into()));
+    }
+    Vm { vm, port, shared }
+}
+
+/// What the refresher does when the token endpoint answers: the next generation.
+pub(crate) fn refresh(vm: &VmState, port: &MemoryPort) {
+    let grant = Grant {
+        access_token: "at-refreshed".into(),
+        refresh_token: Some("rt-2".into()),
+        id_token: None,
+    };
+    let now = port.now();
+    vm.tokens
+        .update(port, |current| Some(current?.refreshed(grant.clone(), now)))
+        .unwrap();
+}
+
+fn map(pairs: &[(&str, &[u8])]) -> Vec<u8> {
+    header_map::serialize(pairs)
+}
+
+fn post(path: &str, extra: &[(&str, &[u8])]) -> Vec<u8> {
+    let bearer = format!("Bearer {CLIENT_KEY}");
+    let mut pairs: Vec<(&str, &[u8])> = vec![
+        (":method", b"POST"),
+        (":path", path.as_bytes()),
+        (":authority", b"localhost"),
+        ("authorization", bearer.as_bytes()),
+        ("content-type", b"application/json"),
+        ("x-forwarded-proto", b"http"),
+    ];
+    pairs.extend_from_slice(extra);
+    map(&pairs)
+}
+
+fn chat(stream: bool) -> Vec<u8> {
+    json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": "hello"}], "stream": stream})
+        .to_string()
+        .into_bytes()
+}
+
+fn sse(events: &[Value]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in events {
+        out.extend_from_slice(format!("event: {}\ndata: {}\n\n", e["type"].as_str().unwrap(), e).as_bytes());
+    }
+    out
+}
+
+fn text_stream(deltas: &[&str]) -> Vec<u8> {
+    let mut events = vec![
+        json!({"type": "response.created", "response": {"id": "resp_1", "created_at": 1766361600, "status": "in_progress", "output": []}}),
+    ];
+    events.extend(
+        deltas
+            .iter()
+            .map(|d| json!({"type": "response.output_text.delta", "item_id": "msg_1", "delta": d})),
+    );
+    events.push(json!({"type": "response.completed", "response": {"id": "resp_1", "status": "completed", "output": [], "usage": {"input_tokens": 7, "input_tokens_details": {"cached_tokens": 2}, "output_tokens": 3, "output_tokens_details": {"reasoning_tokens": 1}, "total_tokens": 10}}}));
+    sse(&events)
+}
+
+fn upstream_head(status: &str, content_type: &[u8]) -> Vec<u8> {
+    map(&[
+        (":status", status.as_bytes()),
+        ("content-type", content_type),
+        ("content-length", b"1234"),
+        ("x-upstream-trace", b"t-1"),
+    ])
+}
+
+fn reply_of(steps: &Steps) -> Option<&Reply> {
+    steps.writes.iter().find_map(|step| match step {
+        Step::Reply(reply) => Some(reply),
+        _ => None,
+    })
+}
+
+fn error_code(steps: &Steps) -> Option<(u16, String)> {
+    let reply = reply_of(steps)?;
+    let body: Value = serde_json::from_slice(&reply.body).ok()?;
+    Some((
+        reply.status,
+        body["error"]["code"].as_str().unwrap_or("").to_string(),
+    ))
+}
+
+fn upstream_headers(steps: &Steps) -> Option<&Vec<(String, String)>> {
+    steps.writes.iter().find_map(|step| match step {
+        Step::ReplaceRequestHeaders(headers) => Some(headers),
+        _ => None,
+    })
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+fn response_sets(steps: &Steps) -> Vec<(&'static str, &str)> {
+    steps
+        .writes
+        .iter()
+        .filter_map(|step| match step {
+            Step::SetResponseHeader(name, value) => Some((*name, value.as_str())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn response_body(steps: &Steps) -> Option<&[u8]> {
+    steps.writes.iter().find_map(|step| match step {
+        Step::ReplaceResponseBody(body) => Some(body.as_slice()),
+        _ => None,
+    })
+}
+
+/// A request driven the way the host drives it; the upstream body is delivered in one chunk.
+struct Drive<'a> {
+    vm: &'a Vm,
+    flow: RequestFlow,
+}
+
+impl<'a> Drive<'a> {
+    fn new(vm: &'a Vm, id: u32) -> Self {
+        Self {
+            vm,
+            flow: RequestFlow::new(id),
+        }
+    }
+
+    fn headers(&mut self, map: &[u8], end_of_stream: bool) -> Steps {
+        self.flow
+            .request_headers(&self.vm.vm, &self.vm.port, map, end_of_stream)
+    }
+
+    fn body(&mut self, body: &[u8]) -> Steps {
+        let bytes = body.to_vec();
+        self.flow
+            .request_body(&self.vm.vm, &self.vm.port, body.len(), true, move || bytes)
+    }
+
+    fn response(&mut self, head: &[u8], details: &str) -> Steps {
+        let head = head.to_vec();
+        self.flow.response_headers(
+            &self.vm.vm,
+            &self.vm.port,
+            details.as_bytes(),
+            move || head,
+            false,
+        )
+    }
+
+    fn response_end(&mut self, chunk: &[u8]) -> Steps {
+        let bytes = chunk.to_vec();
+        self.flow
+            .response_body(&self.vm.port, chunk.len(), true, move || bytes)
+    }
+
+    fn log(&mut self, status: u16) -> Option<String> {
+        let code = u64::from(status).to_le_bytes();
+        self.flow.log(&self.vm.vm, &self.vm.port, Some(&code))
+    }
+}
+
+#[test]
+#[allow(clippy::type_complexity)] // a table of cases reads best as tuples
+fn local_replies_and_their_response_pass_through_untouched() {
+    let vm = vm_with(&[("VERBOSE", "true")]);
+    let mut drive = Drive::new(&vm, 1);
+    let health = drive.headers(&map(&[(":method", b"GET"), (":path", b"/health")]), true);
+    assert_eq!(reply_of(&health).map(|r| r.status), Some(200));
+    assert_eq!(health.next, Next::Pause);
+    // The reply comes back through the response callbacks: not touched, not read.
+    let steps = drive
+        .flow
+        .response_headers(&vm.vm, &vm.port, b"codex_filter", || panic!("read"), false);
+    assert_eq!(steps, Steps::go_on());
+    assert_eq!(
+        drive.flow.response_body(&vm.port, 10, true, || panic!("read")),
+        Steps::go_on()
+    );
+    assert!(
+        drive
+            .log(200)
+            .unwrap()
+            .starts_with("codex filter: GET /health -> 200 model=-")
+    );
+
+    let cases: &[(&str, &str, &[(&str, &[u8])], u16, &str)] = &[
+        ("GET", "/v1/models", &[], 401, "invalid_api_key"),
+        ("GET", "/v2/x", &[], 404, "unknown_url"),
+        ("GET", "/v1/chat/completions", &[], 405, "method_not_allowed"),
+        (
+            "POST",
+            "/api/chat",
+            &[("authorization", b"Bearer sk-client-key")],
+            503,
+            "ollama_not_configured",
+        ),
+    ];
+    for (method, path, extra, status, code) in cases {
+        let mut pairs: Vec<(&str, &[u8])> = vec![(":method", method.as_bytes()), (":path", path.as_bytes())];
+        pairs.extend_from_slice(extra);
+        let mut drive = Drive::new(&vm, 2);
+        let steps = drive.headers(&map(&pairs), true);
+        assert_eq!(error_code(&steps), Some((*status, code.to_string())), "{path}");
+        drive.log(*status);
+    }
+    let routes: Vec<RouteKind> = vm
+        .port
+        .metrics
+        .borrow()
+        .iter()
+        .filter_map(|m| match m {
+            Metric::Request { route, .. } => Some(*route),
+            _ => None,
+        })
+        .collect();
+    assert!(routes.iter().all(|r| *r == RouteKind::Local), "{routes:?}");
+}
+
+#[test]
+fn held_headers_wait_for_the_body_and_carry_its_length_and_session() {
+    let vm = vm_with(&[]);
+    let mut drive = Drive::new(&vm, 1);
+    assert_eq!(
+        drive.headers(&post("/v1/chat/completions", &[]), false),
+        Steps::pause()
+    );
+    // Partial body: keep buffering.
+    assert_eq!(
+        drive
+            .flow
+            .request_body(&vm.vm, &vm.port, 5, false, || panic!("read early")),
+        Steps::pause()
+    );
+    let steps = drive.body(&chat(true));
+    assert_eq!(steps.next, Next::Continue);
+    let Some(Step::ReplaceRequestBody(body)) = steps.writes.first() else {
+        panic!("{steps:?}")
+    };
+    let body: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(body["model"], "gpt-5.5");
+    let headers = upstream_headers(&steps).unwrap();
+    assert_eq!(header(headers, ":path"), Some("/backend-api/codex/responses"));
+    assert!(header(headers, "authorization").is_some_and(|a| a.starts_with("Bearer ey")));
+    assert_eq!(header(headers, "chatgpt-account-id"), Some("acct-file"));
+    let length = serde_json::to_vec(&body).unwrap().len();
+    assert_eq!(
+        header(headers, "content-length"),
+        Some(length.to_string().as_str())
+    );
+    assert!(header(headers, "session-id").is_some());
+    // The client's key never goes upstream; Envoy's own headers stay.
+    assert!(!headers.iter().any(|(_, v)| v.contains(CLIENT_KEY)));
+    assert_eq!(header(headers, "x-forwarded-proto"), Some("http"));
+}
+
+#[test]
+fn portable_headers_leave_at_header_time_with_the_client_session() {
+    let vm = vm_with(&[("ENVOY_HOLD_HEADERS", "")]);
+    let mut drive = Drive::new(&vm, 1);
+    let steps = drive.headers(
+        &post("/v1/chat/completions", &[("x-session-id", b"conv-7")]),
+        false,
+    );
+    assert_eq!(steps.next, Next::Continue);
+    let headers = upstream_headers(&steps).unwrap();
+    assert!(header(headers, "authorization").is_some());
+    assert_eq!(header(headers, "session-id"), Some("conv-7"));
+    assert_eq!(header(headers, "content-length"), None);
+    let steps = drive.body(&chat(false));
+    assert_eq!(steps.next, Next::Continue);
+    assert!(matches!(steps.writes.as_slice(), [Step::ReplaceRequestBody(_)]));
+}
+
+#[test]
+fn bodies_over_the_limit_empty_bodies_and_bad_json_never_go_upstream() {
+    let vm = vm_with(&[("MAX_REQUEST_BODY_BYTES", "100")]);
+    let mut drive = Drive::new(&vm, 1);
+    drive.headers(&post("/v1/chat/completions", &[]), false);
+    let steps = drive
+        .flow
+        .request_body(&vm.vm, &vm.port, 101, false, || panic!("read"));
+    assert_eq!(error_code(&steps), Some((413, "request_too_large".into())));
+    // A later callback is not ours any more.
+    assert_eq!(drive.body(b"{}"), Steps::go_on());
+
+    let steps = Drive::new(&vm, 2).headers(
+        &post("/v1/chat/completions", &[("content-length", b"101")]),
+        false,
+    );
+    assert_eq!(error_code(&steps), Some((413, "request_too_large".into())));
+
+    let steps = Drive::new(&vm, 3).headers(&post("/v1/chat/completions", &[]), true);
+    assert_eq!(error_code(&steps).map(|(s, _)| s), Some(400));
+    assert!(reply_of(&steps).is_some_and(|r| String::from_utf8_lossy(&r.body).contains("empty")));
+
+    for bad in [&b"{not json"[..], br#"{"model":"gpt-5.5"}"#, b"[]"] {
+        let mut drive = Drive::new(&vm, 4);
+        drive.headers(&post("/v1/chat/completions", &[]), false);
+        let steps = drive.body(bad);
+        let (status, _) = error_code(&steps).unwrap();
+        assert!((400..500).contains(&status), "{status}");
+        assert_eq!(steps.writes.len(), 1, "only the reply: {steps:?}");
+        assert_eq!(steps.next, Next::Pause);
+        // The reply then passes through the response side untouched.
+        assert_eq!(
+            drive.response(&upstream_head("400", b"application/json"), "codex_filter"),
+            Steps::go_on()
+        );
+    }
+}
+
+#[test]
+fn a_request_without_a_usable_token_waits_and_is_resumed_with_the_refreshed_one() {
+    let vm = vm_with(&[]);
+    vm.shared.advance(20 * 86_400); // the login has expired; a refresh is due
+    let mut drive = Drive::new(&vm, 5);
+    assert_eq!(
+        drive.headers(&post("/v1/chat/completions", &[]), false),
+        Steps::pause()
+    );
+    let steps = drive.body(&chat(false));
+    assert_eq!(steps.next, Next::Pause, "parked until the refresh lands");
+    let headers = upstream_headers(&steps).unwrap();
+    assert_eq!(header(headers, "authorization"), None);
+    assert!(!vm.vm.waiters.borrow().is_empty());
+
+    refresh(&vm.vm, &vm.port);
+    let record = vm.vm.tokens.read(&vm.port);
+    vm.vm
+        .waiters
+        .borrow_mut()
+        .serve(&vm.port, &vm.vm.config.auth, record.as_ref());
+    let resumed = vm.port.resumed.borrow().clone();
+    assert_eq!(resumed.len(), 1);
+    assert_eq!(resumed[0].0, 5);
+    assert!(
+        resumed[0]
+            .1
+            .contains(&("authorization".into(), "Bearer at-refreshed".into()))
+    );
+
+    // The backend refuses that token: the generation it was resumed with is marked stale.
+    drive.response(&upstream_head("401", b"application/json"), "via_upstream");
+    let record = vm.vm.tokens.read(&vm.port).unwrap();
+    assert_eq!((record.generation, record.stale), (1, true));
+}
+
+#[test]
+fn portable_requests_wait_at_header_time() {
+    let vm = vm_with(&[("ENVOY_HOLD_HEADERS", "")]);
+    vm.shared.advance(20 * 86_400);
+    let mut drive = Drive::new(&vm, 5);
+    let steps = drive.headers(&post("/v1/chat/completions", &[]), false);
+    assert_eq!(steps.next, Next::Pause);
+    assert!(upstream_headers(&steps).is_some());
+    assert!(!vm.vm.waiters.borrow().is_empty());
+    drive.log(0);
+    assert!(
+        vm.vm.waiters.borrow().is_empty(),
+        "a finished request waits no more"
+    );
+}
+
+#[test]
+fn a_backend_401_marks_only_the_generation_the_request_used() {
+    let vm = vm_with(&[]);
+    let mut first = Drive::new(&vm, 1);
+    first.headers(&post("/v1/chat/completions", &[]), false);
+    first.body(&chat(false));
+    let mut second = Drive::new(&vm, 2);
+    second.headers(&post("/v1/chat/completions", &[]), false);
+    second.body(&chat(false));
+    // An Envoy-made 401 (not from the upstream) says nothing about the token.
+    first.response(&upstream_head("401", b"text/plain"), "upstream_reset");
+    assert!(!vm.vm.tokens.read(&vm.port).unwrap().stale);
+    first.response(&upstream_head("401", b"application/json"), "via_upstream");
+    assert!(vm.vm.tokens.read(&vm.port).unwrap().stale);
+    // Refreshed since: a late 401 for the old generation leaves the new token alone.
+    refresh(&vm.vm, &vm.port);
+    second.response(&upstream_head("401", b"application/json"), "via_upstream");
+    let record = vm.vm.tokens.read(&vm.port).unwrap();
+    assert_eq!((record.generation, record.stale), (1, false));
+}
+
+#[test]
+fn behind_the_credentials_instance_the_main_filter_neither_attaches_nor_waits() {
+    let vm = vm_with(&[("CREDENTIALS_UPSTREAM", "true")]);
+    vm.shared.advance(20 * 86_400);
+    let mut drive = Drive::new(&vm, 1);
+    drive.headers(&post("/v1/chat/completions", &[]), false);
+    let steps = drive.body(&chat(false));
+    assert_eq!(steps.next, Next::Continue);
+    let headers = upstream_headers(&steps).unwrap();
+    assert_eq!(header(headers, "authorization"), None);
+    assert!(vm.vm.waiters.borrow().is_empty());
+    drive.response(&upstream_head("401", b"application/json"), "via_upstream");
+    assert!(
+        !vm.vm.tokens.read(&vm.port).unwrap().stale,
+        "the credentials instance judges 401s"
+    );
+
+    // A login that can never work is still refused at header time.
+    let vm = vm_with(&[("CREDENTIALS_UPSTREAM", "true"), ("OPENAI_CODEX_AUTH", "")]);
+    let steps = Drive::new(&vm, 1).headers(&post("/v1/chat/completions", &[]), false);
+    assert_eq!(error_code(&steps), Some((401, "missing_credentials".into())));
+}
+
+#[test]
+fn an_api_key_upstream_needs_no_token() {
+    let vm = vm_with(&[
+        ("UPSTREAM_AUTH_MODE", "apikey_env"),
+        ("UPSTREAM_API_KEY", "sk-upstream"),
+    ]);
+    let mut drive = Drive::new(&vm, 1);
+    drive.headers(&post("/v1/chat/completions", &[]), false);
+    let steps = drive.body(&chat(false));
+    assert_eq!(steps.next, Next::Continue);
+    let headers = upstream_headers(&steps).unwrap();
+    assert_eq!(header(headers, "authorization"), Some("Bearer sk-upstream"));
+    drive.response(&upstream_head("401", b"application/json"), "via_upstream");
+    assert!(vm.port.metrics.borrow().contains(&Metric::UpstreamError));
+}
+
+#[test]
+fn streaming_answers_pass_each_chunk_on() {
+    let vm = vm_with(&[]);
+    let mut drive = Drive::new(&vm, 1);
+    drive.headers(&post("/v1/chat/completions", &[]), false);
+    drive.body(&chat(true));
+    let steps = drive.response(&upstream_head("200", b"text/event-stream"), "via_upstream");
+    assert_eq!(steps.next, Next::Continue);
+    assert!(
+        steps
+            .writes
+            .contains(&Step::RemoveResponseHeader("content-length"))
+    );
+    assert_eq!(
+        response_sets(&steps),
+        [
+            ("content-type", "text/event-stream; charset=utf-8"),
+            ("cache-control", "no-cache")
+        ]
+    );
+    let stream = text_stream(&["Hel", "lo"]);
+    let (head, tail) = stream.split_at(stream.len() / 2);
+    let first = drive
+        .flow
+        .response_body(&vm.port, head.len(), false, || head.to_vec());
+    assert_eq!(first.next, Next::Continue);
+    let last = drive.response_end(tail);
+    assert_eq!(last.next, Next::Continue);
+    let text = [response_body(&first).unwrap(), response_body(&last).unwrap()].concat();
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains("\"content\":\"Hel\"") && text.ends_with("data: [DONE]\n\n"),
+        "{text}"
+    );
+    assert!(
+        response_sets(&last).is_empty(),
+        "streaming headers are already out"
+    );
+}
+
+#[test]
+fn held_non_streaming_answers_get_their_status_and_headers_at_the_end() {
+    let vm = vm_with(&[]);
+    let mut drive = Drive::new(&vm, 1);
+    drive.headers(&post("/v1/chat/completions", &[]), false);
+    drive.body(&chat(false));
+    let steps = drive.response(&upstream_head("200", b"text/event-stream"), "via_upstream");
+    assert_eq!(steps.next, Next::Pause);
+    assert_eq!(steps.writes, [Step::RemoveResponseHeader("content-length")]);
+    let stream = text_stream(&["Hello", " world"]);
+    let middle = drive
+        .flow
+        .response_body(&vm.port, stream.len(), false, || stream.clone());
+    assert_eq!(
+        middle,
+        Steps::then(vec![Step::ReplaceResponseBody(Vec::new())], Next::Pause)
+    );
+    let last = drive.response_end(b"");
+    assert_eq!(last.next, Next::Continue);
+    let body: Value = serde_json::from_slice(response_body(&last).unwrap()).unwrap();
+    assert_eq!(body["choices"][0]["message"]["content"], "Hello world");
+    assert_eq!(
+        response_sets(&last),
+        [(":status", "200"), ("content-type", "application/json")]
+    );
+
+    // Portable mode: the headers went out at once; the end only writes the body.
+    let vm = vm_with(&[("ENVOY_HOLD_HEADERS", "")]);
+    let mut drive = Drive::new(&vm, 1);
+    drive.headers(&post("/v1/chat/completions", &[]), false);
+    drive.body(&chat(false));
+    let steps = drive.response(&upstream_head("200", b"text/event-stream"), "via_upstream");
+    assert_eq!(steps.next, Next::Continue);
+    assert_eq!(response_sets(&steps), [("content-type", "application/json")]);
+    let last = drive.response_end(&text_stream(&["Hi"]));
+    assert!(response_sets(&last).is_empty());
+    assert!(response_body(&last).is_some_and(|b| !b.is_empty()));
+}
+
+#[test]
+fn upstream_and_proxy_errors_become_openai_errors() {
+    let vm = vm_with(&[]);
+    let mut drive = Drive::new(&vm, 1);
+    drive.headers(&post("/v1/chat/completions", &[]), false);
+    drive.body(&chat(true));
+    let steps = drive.response(
+        &map(&[(":status", b"429"), ("content-type", b"application/json")]),
+        "via_upstream",
+    );
+    assert_eq!(steps.next, Next::Pause, "an error answer is held to its end");
+    let last = drive
+        .response_end(br#"{"error":{"type":"usage_limit_reached","message":"m","resets_in_seconds":30}}"#);
+    assert_eq!(
+        response_sets(&last)[..2],
+        [(":status", "429"), ("content-type", "application/json")]
+    );
+    assert!(response_sets(&last).contains(&("retry-after", "30")));
+    let metrics = vm.port.metrics.borrow().clone();
+    assert!(metrics.contains(&Metric::UpstreamError) && metrics.contains(&Metric::UsageLimitHit));
+
+    // Envoy's own 503 (no upstream reached), whole in its headers callback.
+    let mut drive = Drive::new(&vm, 2);
+    drive.headers(&post("/v1/chat/completions", &[]), false);
+    drive.body(&chat(false));
+    let head = map(&[(":status", b"503"), ("content-type", b"text/plain")]);
+    let steps = drive.flow.response_headers(
+        &vm.vm,
+        &vm.port,
+        b"upstream_reset_before_response_started",
+        || head,
+        true,
+    );
+    assert_eq!(error_code(&steps), Some((502, "upstream_unavailable".into())));
+}
+
+#[test]
+fn an_answer_that_ends_in_its_headers_is_one_merged_reply() {
+    let vm = vm_with(&[]);
+    let mut drive = Drive::new(&vm, 1);
+    drive.headers(&post("/v1/chat/completions", &[]), false);
+    drive.body(&chat(false));
+    let head = map(&[
+        (":status", b"429"),
+        ("content-type", b"application/json"),
+        ("retry-after", b"7"),
+    ]);
+    let steps = drive
+        .flow
+        .response_headers(&vm.vm, &vm.port, b"via_upstream", || head, true);
+    let reply = reply_of(&steps).unwrap();
+    assert_eq!(reply.status, 429);
+    let content_types = reply.headers.iter().filter(|(n, _)| *n == "content-type").count();
+    assert_eq!(content_types, 1, "{:?}", reply.headers);
+    // After a reply, the body callbacks are not the filter's business.
+    assert_eq!(drive.response_end(b"x"), Steps::go_on());
+
+    assert_eq!(
+        merged(
+            &[("content-type", "a".into()), ("x-keep", "1".into())],
+            &[("content-type", "b".into()), ("retry-after", "5".into())]
+        ),
+        [
+            ("x-keep", "1".to_string()),
+            ("content-type", "b".into()),
+            ("retry-after", "5".into())
+        ]
+    );
+}
+
+#[test]
+fn an_oversized_non_streaming_answer_is_a_502_not_a_buffer_overflow() {
+    let vm = vm_with(&[("MAX_REQUEST_BODY_BYTES", "4096")]);
+    let big = "x".repeat(1000);
+    let deltas: Vec<&str> = (0..10).map(|_| big.as_str()).collect();
+    let mut drive = Drive::new(&vm, 1);
+    drive.headers(&post("/v1/chat/completions", &[]), false);
+    drive.body(&chat(false));
+    drive.response(&upstream_head("200", b"text/event-stream"), "via_upstream");
+    let last = drive.response_end(&text_stream(&deltas));
+    let body: Value = serde_json::from_slice(response_body(&last).unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "upstream_response_too_large");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"stream\": true")
+    );
+    assert_eq!(response_sets(&last)[0], (":status", "502"));
+
+    // Under the limit the same answer is whole; a streaming client is never capped.
+    let mut drive = Drive::new(&vm, 2);
+    drive.headers(&post("/v1/completions", &[]), false);
+    drive.body(br#"{"model":"gpt-5.5","prompt":"hi"}"#);
+    drive.response(&upstream_head("200", b"text/event-stream"), "via_upstream");
+    let last = drive.response_end(&text_stream(&deltas[..3]));
+    assert_eq!(response_sets(&last)[0], (":status", "200"));
+    let mut drive = Drive::new(&vm, 3);
+    drive.headers(&post("/v1/chat/completions", &[]), false);
+    drive.body(&chat(true));
+    drive.response(&upstream_head("200", b"text/event-stream"), "via_upstream");
+    let last = drive.response_end(&text_stream(&deltas));
+    assert!(!String::from_utf8_lossy(response_body(&last).unwrap()).contains("too_large"));
+}
+
+#[test]
+fn headers_that_are_not_utf8() {
+    let vm = vm_with(&[("OLLAMA_API_URL", "http://127.0.0.1:11434")]);
+    // A header the filter reads: refused with a 400 naming it.
+    for name in ["authorization", "content-type", "x-session-id"] {
+        let mut pairs: Vec<(&str, &[u8])> = vec![(":method", b"POST"), (":path", b"/v1/chat/completions")];
+        pairs.push((name, b"caf\xe9"));
+        let steps = Drive::new(&vm, 1).headers(&map(&pairs), false);
+        assert_eq!(error_code(&steps), Some((400, "invalid_header".into())), "{name}");
+    }
+    // Any other header: the request is served, and the header does not go upstream.
+    let mut drive = Drive::new(&vm, 2);
+    assert_eq!(
+        drive.headers(&post("/v1/chat/completions", &[("x-odd", b"caf\xe9")]), false),
+        Steps::pause()
+    );
+    let steps = drive.body(&chat(false));
+    let headers = upstream_headers(&steps).unwrap();
+    assert!(header(headers, "authorization").is_some());
+    assert!(!headers.iter().any(|(n, _)| n == "x-odd"));
+    // The Ollama pass-through leaves the map alone, except for the credentials it strips.
+    let steps = Drive::new(&vm, 3).headers(
+        &post("/api/chat", &[("x-odd", b"caf\xe9"), ("cookie", b"s=\xff")]),
+        false,
+    );
+    assert_eq!(
+        steps,
+        Steps::then(
+            vec![
+                Step::RemoveRequestHeader("authorization"),
+                Step::RemoveRequestHeader("cookie")
+            ],
+            Next::Continue
+        )
+    );
+    // Upstream response headers: a content type that is not text is not an event stream;
+    // other such headers are left for Envoy to pass on.
+    let mut drive = Drive::new(&vm, 4);
+    drive.headers(&post("/v1/chat/completions", &[]), false);
+    drive.body(&chat(true));
+    let head = map(&[
+        (":status", b"200"),
+        ("content-type", b"text/event-stream\xff"),
+        ("x-odd", b"\xe9"),
+    ]);
+    let steps = drive.response(&head, "via_upstream");
+    assert!(
+        !steps
+            .writes
+            .iter()
+            .any(|s| matches!(s, Step::RemoveResponseHeader("x-odd")))
+    );
+    let last = drive.response_end(b"whatever");
+    assert_eq!(response_sets(&last)[0], (":status", "502"));
+    // An unreadable map is no headers at all, never a panic.
+    let steps = Drive::new(&vm, 5).headers(b"\x05\x00", false);
+    assert!(reply_of(&steps).is_some());
+}
+
+#[test]
+fn the_verbose_line_names_the_request_and_never_a_credential() {
+    let vm = vm_with(&[("VERBOSE", "true")]);
+    let mut drive = Drive::new(&vm, 1);
+    drive.headers(&post("/v1/chat/completions?api_key=sk-in-query", &[]), false);
+    let sent = drive.body(&chat(true));
+    vm.shared.advance(2);
+    drive.response(&upstream_head("200", b"text/event-stream"), "via_upstream");
+    drive.response_end(&text_stream(&["hi"]));
+    vm.shared.advance(1);
+    let line = drive.log(200).unwrap();
+    assert_eq!(
+        line,
+        "codex filter: POST /v1/chat/completions -> 200 model=gpt-5.5 upstream=2000ms total=3000ms tokens=7+3 (cached 2, reasoning 1)"
+    );
+    let access_token = header(upstream_headers(&sent).unwrap(), "authorization").unwrap();
+    let record = vm.vm.tokens.read(&vm.port).unwrap();
+    for secret in [
+        CLIENT_KEY,
+        "sk-in-query",
+        access_token.trim_start_matches("Bearer "),
+        record.tokens.refresh_token.as_deref().unwrap(),
+    ] {
+        assert!(!line.contains(secret));
+    }
+    assert!(vm.port.metrics.borrow().contains(&Metric::Request {
+        route: RouteKind::Chat,
+        status: 200
+    }));
+    // Without VERBOSE there is no line, but the metrics are counted.
+    let vm = vm_with(&[]);
+    let mut drive = Drive::new(&vm, 1);
+    drive.headers(&map(&[(":method", b"GET"), (":path", b"/health")]), true);
+    assert_eq!(drive.log(200), None);
+    assert_eq!(vm.port.metrics.borrow().len(), 1);
+}
