@@ -24,6 +24,21 @@ unsafe extern "C" {
         buffer_size: usize,
     ) -> Status;
     fn proxy_continue_stream(stream_type: StreamType) -> Status;
+    fn proxy_get_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> Status;
+    fn proxy_get_buffer_bytes(
+        buffer_type: BufferType,
+        start: usize,
+        max_size: usize,
+        return_buffer_data: *mut *mut u8,
+        return_buffer_size: *mut usize,
+    ) -> Status;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> Status;
     fn proxy_send_local_response(
         status_code: u32,
         status_code_details_data: *const u8,
@@ -89,6 +104,36 @@ pub fn set_buffer(buffer: BufferType, start: usize, size: usize, data: &[u8]) ->
 /// Lets a paused request continue (from the root context, after `set_effective_context`).
 pub fn resume_request() -> Result<(), Status> {
     result(unsafe { proxy_continue_stream(StreamType::HttpRequest) })
+}
+
+/// Takes the bytes the host wrote for us (allocated through the SDK's
+/// `proxy_on_memory_allocate`, one boxed slice of exactly `size` bytes).
+fn take_host_bytes(status: Status, data: *mut u8, size: usize) -> Option<Vec<u8>> {
+    match status {
+        Status::Ok if !data.is_null() => Some(unsafe { Vec::from_raw_parts(data, size, size) }),
+        Status::Ok => Some(Vec::new()),
+        _ => None,
+    }
+}
+
+/// One header's raw value (no UTF-8 conversion, so no panic on odd bytes); `None` when absent
+/// or when the host refuses.
+pub fn header_bytes(map: MapType, name: &str) -> Option<Vec<u8>> {
+    let (mut data, mut size) = (std::ptr::null_mut(), 0);
+    let status = unsafe { proxy_get_header_map_value(map, name.as_ptr(), name.len(), &mut data, &mut size) };
+    take_host_bytes(status, data, size)
+}
+
+/// Up to `max` bytes of a buffer from `start`; `None` when there is none.
+pub fn buffer_bytes(buffer: BufferType, start: usize, max: usize) -> Option<Vec<u8>> {
+    let (mut data, mut size) = (std::ptr::null_mut(), 0);
+    let status = unsafe { proxy_get_buffer_bytes(buffer, start, max, &mut data, &mut size) };
+    take_host_bytes(status, data, size).filter(|bytes| !bytes.is_empty())
+}
+
+pub fn set_tick_period(period: std::time::Duration) -> Result<(), Status> {
+    let ms = u32::try_from(period.as_millis()).unwrap_or(u32::MAX);
+    result(unsafe { proxy_set_tick_period_milliseconds(ms) })
 }
 
 /// Replies marked with this detail are the filter's own (Envoy reports it as
