@@ -39,6 +39,9 @@ pub const STORE_RETRY_SECONDS: u64 = 5;
 const STORE_RECHECK_SECONDS: u64 = 1;
 /// Renew the lease this often while a call is out, well inside its lifetime.
 const LEASE_RENEW_SECONDS: u64 = LEASE_SECONDS / 3;
+/// The host answers every call by its timeout; one still unanswered this much later never
+/// will be, and must not hold the lease for ever.
+const ANSWER_GRACE_SECONDS: u64 = 5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Purpose {
@@ -61,10 +64,17 @@ enum Step {
     StoreWrite,
 }
 
+/// A call that is out: its token, what it is for, and when to stop waiting for it.
+struct Pending {
+    token: u32,
+    step: Step,
+    give_up_at: u64,
+}
+
 pub struct Refresher {
     /// This VM's identity in the lease and the store's lock.
     me: u64,
-    call: Option<(u32, Step)>,
+    call: Option<Pending>,
     lease_renewed_at: u64,
     /// Until when the store is left alone after a failure or a lost race.
     store_retry_at: u64,
@@ -88,6 +98,11 @@ impl Refresher {
     /// Starts the next step of the lifecycle when one is due and this VM wins the lease.
     pub fn tick(&mut self, vm: &VmState, port: &dyn Port) {
         let now = port.now();
+        if let Some(pending) = self.call.take_if(|p| now >= p.give_up_at) {
+            warn!("codex filter: a token refresher call got no answer from the host; giving up on it");
+            self.step_answered(vm, port, pending.step, None, &[]);
+            return;
+        }
         if self.call.is_some() {
             self.keep_lease(vm, port, now);
             return;
@@ -138,9 +153,14 @@ impl Refresher {
         status: Option<u16>,
         body: &[u8],
     ) -> bool {
-        let Some((_, step)) = self.call.take_if(|(ours, _)| *ours == token) else {
+        let Some(pending) = self.call.take_if(|p| p.token == token) else {
             return false;
         };
+        self.step_answered(vm, port, pending.step, status, body);
+        true
+    }
+
+    fn step_answered(&mut self, vm: &VmState, port: &dyn Port, step: Step, status: Option<u16>, body: &[u8]) {
         match step {
             Step::Refresh { lock_revision, sent } => {
                 let outcome = token::parse_refresh_response(status, body);
@@ -148,7 +168,18 @@ impl Refresher {
             }
             store_step => self.store_answered(vm, port, store_step, status, body),
         }
-        true
+    }
+
+    fn sent(&mut self, port: &dyn Port, token: u32, step: Step, timeout_ms: u64) {
+        let give_up_at = port
+            .now()
+            .saturating_add(timeout_ms / 1000)
+            .saturating_add(ANSWER_GRACE_SECONDS);
+        self.call = Some(Pending {
+            token,
+            step,
+            give_up_at,
+        });
     }
 
     fn keep_lease(&mut self, vm: &VmState, port: &dyn Port, now: u64) {
@@ -197,7 +228,7 @@ impl Refresher {
                     lock_revision,
                     sent: refresh_token,
                 };
-                self.call = Some((token, step));
+                self.sent(port, token, step, call.timeout_ms);
             }
             None => {
                 let outcome = Err(RefreshError::not_sent());
@@ -305,7 +336,7 @@ impl Refresher {
             timeout_ms: STORE_CALL_TIMEOUT_MS,
         };
         match port.dispatch(&call) {
-            Some(token) => self.call = Some((token, step)),
+            Some(token) => self.sent(port, token, step, call.timeout_ms),
             None => self.store_failed(vm, port, "etcd is not configured as a cluster"),
         }
     }

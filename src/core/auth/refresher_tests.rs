@@ -295,6 +295,28 @@ fn an_unknown_outcome_holds_the_refresh_token_back_and_a_later_reuse_is_final() 
 }
 
 #[test]
+fn a_call_the_host_never_answers_does_not_hold_the_lease_for_ever() {
+    let shared = SharedMemory::at(NOW);
+    let mut a = vm(&shared, &login(EXPIRED), 1);
+    let mut b = vm(&shared, &login(EXPIRED), 2);
+    a.tick();
+    let (token, _) = a.one_call("oauth");
+    for _ in 0..REFRESH_CALL_TIMEOUT_SECONDS + 4 {
+        shared.advance(1);
+        a.tick();
+        b.tick();
+    }
+    assert!(a.record().failure.is_none() && b.calls().is_empty());
+    shared.advance(1);
+    a.tick();
+    let failure = a.record().failure.unwrap_or_else(|| panic!("no failure"));
+    assert_eq!(failure.code, OUTCOME_UNKNOWN, "no answer is an unknown outcome");
+    assert!(lease_free(&a));
+    a.answer(token, Some(200), &grant(NOW + 7200, "rt_2"));
+    assert!(a.record().failure.is_some(), "an answer given up on is ignored");
+}
+
+#[test]
 fn a_refused_refresh_call_is_an_ordinary_temporary_failure() {
     let shared = SharedMemory::at(NOW);
     let mut a = vm(&shared, &login(EXPIRED), 1);
