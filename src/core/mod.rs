@@ -2,6 +2,7 @@
 //! ARCHITECTURE.md walks a request through these modules.
 
 pub mod auth;
+pub mod background;
 pub mod config;
 pub mod error;
 pub mod flow;

@@ -28,6 +28,7 @@ unsafe extern "C" {
         buffer_size: usize,
     ) -> Status;
     fn proxy_continue_stream(stream_type: StreamType) -> Status;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> Status;
     fn proxy_send_local_response(
         status_code: u32,
         status_code_details_data: *const u8,
@@ -71,6 +72,11 @@ pub fn set_buffer(buffer: BufferType, start: usize, size: usize, data: &[u8]) ->
 /// Lets a paused request continue (from the root context, after `set_effective_context`).
 pub fn resume_request() -> Result<(), Status> {
     result(unsafe { proxy_continue_stream(StreamType::HttpRequest) })
+}
+
+pub fn set_tick_period(period: std::time::Duration) -> Result<(), Status> {
+    let ms = u32::try_from(period.as_millis()).unwrap_or(u32::MAX);
+    result(unsafe { proxy_set_tick_period_milliseconds(ms) })
 }
 
 /// A local reply, marked with [`LOCAL_REPLY_DETAILS`] so the response callbacks know it.

@@ -20,10 +20,3 @@ proxy_wasm::main! {{
     }));
     proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> { Box::new(root::Root::default()) });
 }}
-
-/// Unix seconds from the host clock.
-fn unix_now(ctx: &dyn proxy_wasm::traits::Context) -> u64 {
-    ctx.get_current_time()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}

@@ -10,13 +10,14 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
-use crate::core::auth::token::{Lease, TokenRecord};
+use crate::core::auth::token::{Lease, REFRESH_CALL_TIMEOUT_SECONDS, TokenRecord};
 
 pub const DEFAULT_KEY: &str = "/codex-openai-wrapper/chatgpt-tokens";
 pub const RANGE_PATH: &str = "/v3/kv/range";
 pub const TXN_PATH: &str = "/v3/kv/txn";
-/// A replica's refresh lock outlives neither its OAuth call nor a crash for long.
-pub const LOCK_SECONDS: u64 = 60;
+/// A replica's refresh lock outlives its OAuth call (so no other replica sends the same refresh
+/// token while the answer may still come) but not a crash for long.
+pub const LOCK_SECONDS: u64 = REFRESH_CALL_TIMEOUT_SECONDS + 30;
 
 /// What the key holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,8 +1,9 @@
 //! ChatGPT credentials: the Codex `auth.json` login, the shared token record and its
-//! lifecycle, and the optional token store on etcd.
+//! lifecycle, the refresher that drives it, and the optional token store on etcd.
 
 pub mod auth_json;
 pub mod etcd;
+pub mod refresher;
 pub mod shared_record;
 pub mod token;
 pub mod waiters;

@@ -5,11 +5,33 @@
 //! refresh due ──(lease taken, call sent)──► refreshing
 //! refreshing ──► valid (new tokens, generation + 1)
 //!            ──► failed-temporary (retry with backoff: 5 s, 10 s, … 5 min)
+//!            ──► outcome unknown (no answer: retry no sooner than 30 s, see below)
 //!            ──► failed-permanent (refresh token expired/reused/invalidated, or a 401:
 //!                                  stop, answer 401 "log in again")
 //! ```
 //!
 //! Everything here is pure and driven by the caller's clock.
+//!
+//! ## A call without an answer
+//!
+//! Refresh tokens rotate: once the endpoint has answered a refresh, the refresh token it was
+//! sent is spent, and sending it again fails with `refresh_token_reused` for good. A refresh
+//! call that ends without an HTTP status (timed out, reset, or the connection failed; Envoy
+//! does not say which) may or may not have rotated the token, so it is an *unknown outcome*,
+//! not an ordinary failure:
+//!
+//! - The call gets [`REFRESH_CALL_TIMEOUT_SECONDS`], far more than a healthy endpoint needs,
+//!   so a slow endpoint's answer (and the rotated token in it) still arrives. The official
+//!   Codex client sets no timeout at all on this call and treats any transport error as
+//!   transient; a proxy call needs some bound, so this one is generous.
+//! - Requests do not wait longer because of it: they keep their own limit
+//!   ([`REFRESH_WAIT_SECONDS`], then 503 `token_refresh_pending`) while the call runs on.
+//! - After an unknown outcome nobody sends the same refresh token again before
+//!   [`UNKNOWN_OUTCOME_RETRY_SECONDS`] (the endpoint may still be working on the first call,
+//!   and a second use while it does is exactly what spends the login).
+//! - If that later attempt gets `refresh_token_reused`, the lost call did rotate the token and
+//!   its answer, the only copy of the new refresh token, is gone: the failure is permanent
+//!   like any reuse (answer 401 "log in again"), and the logged message says why.
 
 use serde::{Deserialize, Serialize};
 
@@ -140,7 +162,7 @@ impl TokenRecord {
         tokens.last_refresh = Some(now);
         Self {
             tokens,
-            generation: self.generation + 1,
+            generation: self.generation.saturating_add(1),
             stale: false,
             failure: None,
             ..self.clone()
@@ -149,14 +171,26 @@ impl TokenRecord {
 
     pub fn failed(&self, error: RefreshError, now: u64) -> Self {
         let attempts = self.failure.as_ref().map_or(0, |f| f.attempts).saturating_add(1);
-        let backoff = FIRST_RETRY_SECONDS
+        let mut backoff = FIRST_RETRY_SECONDS
             .saturating_mul(1 << attempts.min(10).saturating_sub(1))
             .min(MAX_RETRY_SECONDS);
+        if error.code == OUTCOME_UNKNOWN {
+            backoff = backoff.max(UNKNOWN_OUTCOME_RETRY_SECONDS);
+        }
+        let after_unknown = self.failure.as_ref().is_some_and(|f| f.code == OUTCOME_UNKNOWN);
+        let message = if after_unknown && error.code == "refresh_token_reused" {
+            format!(
+                "{}; an earlier refresh call whose answer never arrived had already rotated the refresh token",
+                error.message
+            )
+        } else {
+            error.message
+        };
         Self {
             failure: Some(Failure {
                 permanent: error.permanent,
                 code: error.code,
-                message: error.message,
+                message,
                 attempts,
                 retry_at: now.saturating_add(backoff),
             }),
@@ -200,6 +234,14 @@ pub fn refresh_timeout() -> ApiError {
 
 // --- the refresh protocol ----------------------------------------------------------------
 
+/// How long the refresh call may take before its outcome counts as unknown (see the module
+/// documentation): far longer than a healthy token endpoint needs.
+pub const REFRESH_CALL_TIMEOUT_SECONDS: u64 = 120;
+/// After a refresh call without an answer, the same refresh token is not sent again sooner.
+pub const UNKNOWN_OUTCOME_RETRY_SECONDS: u64 = 30;
+/// The failure code of a refresh call that ended without an HTTP status.
+pub const OUTCOME_UNKNOWN: &str = "outcome_unknown";
+
 /// The OAuth client id of the Codex CLI (a public client, no secret).
 pub const DEFAULT_CLIENT_ID: &str = "app_EMoamEEZ73f0CkXaXp7hrann";
 
@@ -237,6 +279,18 @@ pub struct RefreshError {
     pub message: String,
 }
 
+impl RefreshError {
+    /// The host refused to send the call (for example, no such cluster): nothing reached the
+    /// endpoint, so an ordinary retry is safe.
+    pub fn not_sent() -> Self {
+        Self {
+            permanent: false,
+            code: "unreachable".into(),
+            message: "the token endpoint could not be called".into(),
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct ErrorBody {
     #[serde(default)]
@@ -253,7 +307,8 @@ const PERMANENT_CODES: &[&str] = &[
     "refresh_token_invalidated",
 ];
 
-/// The token endpoint's answer; `status` is `None` when the call itself failed.
+/// The token endpoint's answer; `status` is `None` when the call ended without one, which
+/// leaves its outcome unknown.
 pub fn parse_refresh_response(status: Option<u16>, body: &[u8]) -> Result<Grant, RefreshError> {
     let status = match status {
         Some(200) => {
@@ -270,8 +325,10 @@ pub fn parse_refresh_response(status: Option<u16>, body: &[u8]) -> Result<Grant,
         None => {
             return Err(RefreshError {
                 permanent: false,
-                code: "unreachable".into(),
-                message: "the token endpoint could not be reached".into(),
+                code: OUTCOME_UNKNOWN.into(),
+                message: format!(
+                    "no answer from the token endpoint (timed out after {REFRESH_CALL_TIMEOUT_SECONDS}s, or the connection failed); it may have rotated the refresh token"
+                ),
             });
         }
     };

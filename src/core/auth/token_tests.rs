@@ -188,7 +188,7 @@ fn token_endpoint_answers_are_classified() {
         ),
         (Some(503), "", false, "http_503"),
         (Some(200), r#"{"refresh_token":"r"}"#, false, "invalid_response"),
-        (None, "", false, "unreachable"),
+        (None, "", false, OUTCOME_UNKNOWN),
     ];
     for (status, body, permanent, code) in cases {
         let err = parse_refresh_response(*status, body.as_bytes()).unwrap_err();
@@ -254,4 +254,54 @@ fn what_a_request_may_do() {
     assert!(matches!(for_request(Some(&expiring), NOW), Ok(None)));
     let dead = record(Some(NOW), None);
     assert_eq!(for_request(Some(&dead), NOW).unwrap_err().status, 401);
+}
+
+#[test]
+fn an_unknown_outcome_holds_the_refresh_token_back_and_explains_a_later_reuse() {
+    let r = record(Some(NOW), Some("rt"));
+    let unknown = parse_refresh_response(None, b"").unwrap_err();
+    assert!(!unknown.permanent && unknown.message.contains("may have rotated"));
+    let waiting = r.failed(unknown, NOW);
+    let retry_at = waiting.failure.as_ref().map(|f| f.retry_at);
+    assert_eq!(retry_at, Some(NOW + UNKNOWN_OUTCOME_RETRY_SECONDS));
+    assert!(!waiting.refresh_due(NOW + UNKNOWN_OUTCOME_RETRY_SECONDS - 1));
+    assert!(waiting.refresh_due(NOW + UNKNOWN_OUTCOME_RETRY_SECONDS));
+    assert_eq!(
+        waiting.availability(NOW),
+        Availability::Wait,
+        "requests keep waiting within their own limit"
+    );
+
+    let reused = parse_refresh_response(
+        Some(400),
+        br#"{"error":"invalid_grant","code":"refresh_token_reused"}"#,
+    )
+    .unwrap_err();
+    let dead = waiting.failed(reused.clone(), NOW + UNKNOWN_OUTCOME_RETRY_SECONDS);
+    let failure = dead.failure.as_ref().unwrap();
+    assert!(failure.permanent && failure.code == "refresh_token_reused");
+    assert!(
+        failure.message.contains("answer never arrived"),
+        "{}",
+        failure.message
+    );
+    assert!(matches!(dead.availability(NOW), Availability::Dead(e) if e.status == 401));
+    // Without an earlier unknown outcome a reuse is just a reuse.
+    let plain = r.failed(reused, NOW);
+    assert!(!plain.failure.unwrap().message.contains("answer never arrived"));
+    // A call the host refused never left: the ordinary backoff applies.
+    let refused = r.failed(RefreshError::not_sent(), NOW);
+    assert_eq!(refused.failure.map(|f| f.retry_at), Some(NOW + 5));
+}
+
+#[test]
+fn the_generation_saturates_on_a_tampered_record() {
+    let mut r = record(Some(NOW), Some("rt"));
+    r.generation = u64::MAX;
+    let grant = Grant {
+        access_token: "a".into(),
+        refresh_token: None,
+        id_token: None,
+    };
+    assert_eq!(r.refreshed(grant, NOW).generation, u64::MAX);
 }

@@ -2,6 +2,8 @@
 //! token's headers once a refresh lands, failed when no token will come or after
 //! [`REFRESH_WAIT_SECONDS`].
 
+use std::cell::RefCell;
+
 use crate::core::auth::auth_json::missing_credentials;
 use crate::core::auth::token::{Availability, REFRESH_WAIT_SECONDS, TokenRecord, refresh_timeout};
 use crate::core::config::upstream::UpstreamAuth;
@@ -55,30 +57,39 @@ impl WaitList {
         self.resumed.retain(|(id, _)| *id != context_id);
     }
 
-    /// Resumes the waiting requests when `record` is usable, fails them when it will not be
-    /// or when they waited too long, and keeps the rest waiting.
-    pub fn serve(&mut self, port: &dyn Port, auth: &UpstreamAuth, record: Option<&TokenRecord>) {
-        if self.waiters.is_empty() {
+    /// Resumes the waiting requests of `list` when `record` is usable, fails them when it will
+    /// not be or when they waited too long, and keeps the rest waiting.
+    ///
+    /// The list is not borrowed while the port acts: resuming or failing a request can run
+    /// that request's own callbacks at once (a local reply ends it, Envoy logs it, and its
+    /// context forgets itself here), so those callbacks must find the list free.
+    pub fn serve(list: &RefCell<Self>, port: &dyn Port, auth: &UpstreamAuth, record: Option<&TokenRecord>) {
+        let waiters = std::mem::take(&mut list.borrow_mut().waiters);
+        if waiters.is_empty() {
             return;
         }
         let now = port.now();
         let availability = record.map(|r| r.availability(now));
-        let waiters = std::mem::take(&mut self.waiters);
+        let mut still_waiting = Vec::new();
         for waiter in waiters {
+            let id = waiter.context_id;
             match &availability {
                 Some(Availability::Usable(tokens)) => {
                     let headers = auth.credential_headers(Some(tokens));
-                    if port.resume(waiter.context_id, &headers) {
-                        let generation = record.map_or(0, |r| r.generation);
-                        self.resumed.push((waiter.context_id, generation));
+                    let generation = record.map_or(0, |r| r.generation);
+                    // Remembered first: the request may end (and forget it) during the resume.
+                    list.borrow_mut().resumed.push((id, generation));
+                    if !port.resume(id, &headers) {
+                        list.borrow_mut().resumed.retain(|(resumed, _)| *resumed != id);
                     }
                 }
-                Some(Availability::Wait) if now < waiter.deadline => self.waiters.push(waiter),
-                Some(Availability::Wait) => port.fail(waiter.context_id, &Reply::from(refresh_timeout())),
-                Some(Availability::Dead(error)) => port.fail(waiter.context_id, &Reply::from(error.clone())),
-                None => port.fail(waiter.context_id, &Reply::from(missing_credentials())),
+                Some(Availability::Wait) if now < waiter.deadline => still_waiting.push(waiter),
+                Some(Availability::Wait) => port.fail(id, &Reply::from(refresh_timeout())),
+                Some(Availability::Dead(error)) => port.fail(id, &Reply::from(error.clone())),
+                None => port.fail(id, &Reply::from(missing_credentials())),
             }
         }
+        list.borrow_mut().waiters.extend(still_waiting);
     }
 }
 
@@ -119,13 +130,13 @@ mod tests {
     fn waiters_resume_with_the_token_headers_once_it_is_usable() {
         let shared = SharedMemory::at(1_000);
         let port = MemoryPort::new(&shared);
-        let mut list = WaitList::default();
-        list.wait(7, 1_000).unwrap();
-        list.wait(8, 1_000).unwrap();
+        let list = RefCell::new(WaitList::default());
+        list.borrow_mut().wait(7, 1_000).unwrap();
+        list.borrow_mut().wait(8, 1_000).unwrap();
         // Expired: still waiting for the refresh.
-        list.serve(&port, &auth(), Some(&record(900, 0)));
-        assert!(port.resumed.borrow().is_empty() && !list.is_empty());
-        list.serve(&port, &auth(), Some(&record(5_000, 1)));
+        WaitList::serve(&list, &port, &auth(), Some(&record(900, 0)));
+        assert!(port.resumed.borrow().is_empty() && !list.borrow().is_empty());
+        WaitList::serve(&list, &port, &auth(), Some(&record(5_000, 1)));
         let resumed = port.resumed.borrow();
         assert_eq!(resumed.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [7, 8]);
         assert_eq!(
@@ -135,40 +146,40 @@ mod tests {
                 ("chatgpt-account-id".to_string(), "acct".to_string())
             ]
         );
-        assert!(list.is_empty());
-        assert_eq!(list.take_resumed(8), Some(1));
-        assert_eq!(list.take_resumed(8), None);
+        assert!(list.borrow().is_empty());
+        assert_eq!(list.borrow_mut().take_resumed(8), Some(1));
+        assert_eq!(list.borrow_mut().take_resumed(8), None);
     }
 
     #[test]
     fn a_waiter_gives_up_with_503_after_the_wait_limit() {
         let shared = SharedMemory::at(1_000);
         let port = MemoryPort::new(&shared);
-        let mut list = WaitList::default();
-        list.wait(1, 1_000).unwrap();
+        let list = RefCell::new(WaitList::default());
+        list.borrow_mut().wait(1, 1_000).unwrap();
         shared.advance(REFRESH_WAIT_SECONDS - 1);
-        list.serve(&port, &auth(), Some(&record(900, 0)));
+        WaitList::serve(&list, &port, &auth(), Some(&record(900, 0)));
         assert!(statuses(&port).is_empty());
         shared.advance(1);
-        list.serve(&port, &auth(), Some(&record(900, 0)));
+        WaitList::serve(&list, &port, &auth(), Some(&record(900, 0)));
         assert_eq!(statuses(&port), [(1, 503)]);
         let body = String::from_utf8(port.failed.borrow()[0].1.body.clone()).unwrap();
         assert!(body.contains("token_refresh_pending"), "{body}");
-        assert!(list.is_empty());
+        assert!(list.borrow().is_empty());
     }
 
     #[test]
     fn waiters_fail_with_401_when_no_token_will_come() {
         let shared = SharedMemory::at(1_000);
         let port = MemoryPort::new(&shared);
-        let mut list = WaitList::default();
-        list.wait(1, 1_000).unwrap();
-        list.wait(2, 1_000).unwrap();
+        let list = RefCell::new(WaitList::default());
+        list.borrow_mut().wait(1, 1_000).unwrap();
+        list.borrow_mut().wait(2, 1_000).unwrap();
         let mut dead = record(900, 0);
         dead.tokens.refresh_token = None;
-        list.serve(&port, &auth(), Some(&dead));
-        list.wait(3, 1_000).unwrap();
-        list.serve(&port, &auth(), None);
+        WaitList::serve(&list, &port, &auth(), Some(&dead));
+        list.borrow_mut().wait(3, 1_000).unwrap();
+        WaitList::serve(&list, &port, &auth(), None);
         assert_eq!(statuses(&port), [(1, 401), (2, 401), (3, 401)]);
     }
 
@@ -176,22 +187,86 @@ mod tests {
     fn a_gone_request_is_not_resumed_or_remembered() {
         let shared = SharedMemory::at(1_000);
         let port = MemoryPort::new(&shared);
-        let mut list = WaitList::default();
-        list.wait(1, 1_000).unwrap();
-        list.wait(2, 1_000).unwrap();
-        list.forget(1);
+        let list = RefCell::new(WaitList::default());
+        list.borrow_mut().wait(1, 1_000).unwrap();
+        list.borrow_mut().wait(2, 1_000).unwrap();
+        list.borrow_mut().forget(1);
         port.gone.borrow_mut().push(2);
-        list.serve(&port, &auth(), Some(&record(5_000, 0)));
+        WaitList::serve(&list, &port, &auth(), Some(&record(5_000, 0)));
         assert!(port.resumed.borrow().is_empty());
-        assert_eq!(list.take_resumed(2), None);
+        assert_eq!(list.borrow_mut().take_resumed(2), None);
+    }
+
+    /// A port whose request ends while the port acts on it, as a local reply from the router
+    /// does during a resume: the request's own callback forgets it.
+    struct EndsAtOnce<'a> {
+        inner: MemoryPort,
+        list: &'a RefCell<WaitList>,
+    }
+
+    impl Port for EndsAtOnce<'_> {
+        fn now_ms(&self) -> u64 {
+            self.inner.now_ms()
+        }
+        fn shared_get(&self, key: &str) -> Option<(Vec<u8>, u32)> {
+            self.inner.shared_get(key)
+        }
+        fn shared_set(
+            &self,
+            key: &str,
+            value: &[u8],
+            cas: Option<u32>,
+        ) -> Result<(), crate::core::port::SharedWriteError> {
+            self.inner.shared_set(key, value, cas)
+        }
+        fn dispatch(&self, call: &crate::core::port::Dispatch) -> Option<u32> {
+            self.inner.dispatch(call)
+        }
+        fn resume(&self, context_id: u32, headers: &[(String, String)]) -> bool {
+            self.list.borrow_mut().forget(context_id);
+            self.inner.resume(context_id, headers)
+        }
+        fn fail(&self, context_id: u32, reply: &Reply) {
+            self.list.borrow_mut().forget(context_id);
+            self.inner.fail(context_id, reply)
+        }
+        fn metric(&self, metric: crate::core::metrics::Metric) {
+            self.inner.metric(metric)
+        }
+    }
+
+    #[test]
+    fn a_request_that_ends_while_it_is_served_finds_the_list_free() {
+        let shared = SharedMemory::at(1_000);
+        let list = RefCell::new(WaitList::default());
+        let port = EndsAtOnce {
+            inner: MemoryPort::new(&shared),
+            list: &list,
+        };
+        list.borrow_mut().wait(1, 1_000).unwrap();
+        list.borrow_mut().wait(2, 1_000).unwrap();
+        WaitList::serve(&list, &port, &auth(), Some(&record(5_000, 3)));
+        assert_eq!(port.inner.resumed.borrow().len(), 2);
+        assert_eq!(
+            list.borrow_mut().take_resumed(1),
+            None,
+            "an ended request is not remembered"
+        );
+        list.borrow_mut().wait(3, 1_000).unwrap();
+        WaitList::serve(&list, &port, &auth(), None);
+        assert_eq!(statuses(&port.inner), [(3, 401)]);
+        assert!(list.borrow().is_empty());
     }
 
     #[test]
     fn the_list_is_bounded() {
-        let mut list = WaitList::default();
+        let list = RefCell::new(WaitList::default());
         for id in 0..MAX_WAITERS {
-            list.wait(id as u32, 1_000).unwrap();
+            list.borrow_mut().wait(id as u32, 1_000).unwrap();
         }
-        assert_eq!(list.wait(u32::MAX, 1_000).map_err(|e| e.status), Err(503));
+        assert_eq!(
+            list.borrow_mut().wait(u32::MAX, 1_000).map_err(|e| e.status),
+            Err(503)
+        );
     }
 }

@@ -114,9 +114,7 @@ mod tests {
         // The refresher lands a new token (generation 1) and resumes the attempt.
         crate::core::flow::request::tests::refresh(&vm, &port);
         let record = vm.tokens.read(&port);
-        vm.waiters
-            .borrow_mut()
-            .serve(&port, &vm.config.auth, record.as_ref());
+        crate::core::auth::waiters::WaitList::serve(&vm.waiters, &port, &vm.config.auth, record.as_ref());
         assert_eq!(port.resumed.borrow().first().map(|(id, _)| *id), Some(9));
         flow.response_headers(&vm, &port, Some(b"401"));
         let record = vm.tokens.read(&port).unwrap();

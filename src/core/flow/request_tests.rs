@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::core::auth::auth_json::tests::auth_json;
 use crate::core::auth::token::{Grant, TokenRecord};
+use crate::core::auth::waiters::WaitList;
 use crate::core::config::Config;
 use crate::core::port::{MemoryPort, SharedMemory};
 use crate::core::wire::header_map;
@@ -374,10 +375,7 @@ fn a_request_without_a_usable_token_waits_and_is_resumed_with_the_refreshed_one(
 
     refresh(&vm.vm, &vm.port);
     let record = vm.vm.tokens.read(&vm.port);
-    vm.vm
-        .waiters
-        .borrow_mut()
-        .serve(&vm.port, &vm.vm.config.auth, record.as_ref());
+    WaitList::serve(&vm.vm.waiters, &vm.port, &vm.vm.config.auth, record.as_ref());
     let resumed = vm.port.resumed.borrow().clone();
     assert_eq!(resumed.len(), 1);
     assert_eq!(resumed[0].0, 5);

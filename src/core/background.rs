@@ -1,0 +1,226 @@
+//! What a VM does besides answering requests: start-up (configuration, seeding the token
+//! record, the start-up log), then on every tick the instruction-text fetches, the token
+//! refresher and the requests waiting for a token, and the tick period to ask for next.
+//!
+//! The host turns its callbacks into the three events here — [`start`], [`Background::tick`],
+//! [`Background::answered`] — and the machine acts through the [`Port`].
+
+use std::time::Duration;
+
+use log::{info, warn};
+
+use crate::core::auth::auth_json::ChatgptTokens;
+use crate::core::auth::refresher::{Refresher, serve_waiters};
+use crate::core::auth::token::TokenRecord;
+use crate::core::config::{Config, FilterRole, plugin_values};
+use crate::core::instructions::Fetch;
+use crate::core::port::{Dispatch, Port};
+use crate::core::translate::request::conversation_key::fingerprint;
+use crate::core::vm::VmState;
+
+/// The tick period while nothing is pending.
+pub const IDLE_TICK: Duration = Duration::from_secs(1);
+/// The tick period while requests wait for a token or a refresher call is out, so waiters
+/// are resumed, and given up on, promptly.
+pub const BUSY_TICK: Duration = Duration::from_millis(100);
+const FETCH_TIMEOUT_MS: u64 = 10_000;
+
+/// A configured VM.
+pub struct Started {
+    pub vm: VmState,
+    pub background: Background,
+    /// The tick period to ask for; `None` when nothing runs in the background.
+    pub tick: Option<Duration>,
+}
+
+/// Configures a VM from the plugin configuration (JSON, wins) and the environment, and puts
+/// the configured login in shared data. `Err` is the line to log before refusing to start.
+pub fn start(
+    plugin_configuration: Option<&[u8]>,
+    env: &dyn Fn(&str) -> Option<String>,
+    port: &dyn Port,
+    me: u64,
+) -> Result<Started, String> {
+    let plugin = plugin_configuration
+        .map(plugin_values)
+        .transpose()
+        .map_err(|problem| format!("codex filter: the plugin configuration {problem}"))?
+        .unwrap_or_default();
+    let source = |name: &str| plugin.get(name).cloned().or_else(|| env(name));
+    let config = Config::load(&source).map_err(|e| format!("codex filter: {e}"))?;
+    let vm = VmState::new(config);
+    if vm.config.auth.is_chatgpt() {
+        if let Some(document) = vm.config.codex_auth.as_deref() {
+            let tokens = ChatgptTokens::from_auth_json(document).map_err(|problem| {
+                format!("codex filter: invalid OPENAI_CODEX_AUTH: the document {problem}")
+            })?;
+            let login =
+                fingerprint(format!("{}\n{:?}", tokens.access_token, tokens.refresh_token).as_bytes());
+            vm.tokens.seed(port, TokenRecord::new(tokens, login));
+            vm.tokens.init_lease(port);
+        }
+    }
+    let main = vm.config.role == FilterRole::Main;
+    if main {
+        log_start_up(&vm.config, vm.tokens.read(port).as_ref());
+    }
+    let fetches = if main {
+        instruction_fetches(&vm.config)
+    } else {
+        Vec::new()
+    };
+    let refresher = vm.config.auth.is_chatgpt().then(|| Refresher::new(me));
+    let tick = (!fetches.is_empty() || refresher.is_some()).then_some(IDLE_TICK);
+    let background = Background {
+        refresher,
+        fetches,
+        fetch_calls: Vec::new(),
+        period: tick,
+    };
+    Ok(Started { vm, background, tick })
+}
+
+fn instruction_fetches(config: &Config) -> Vec<Fetch> {
+    let clusters = &config.clusters;
+    [
+        (&clusters.instructions_base, false, &config.instructions_base_url),
+        (&clusters.instructions_codex, true, &config.instructions_codex_url),
+    ]
+    .into_iter()
+    .filter_map(|(cluster, codex, url)| url.clone().map(|url| Fetch::new(cluster.clone(), codex, url)))
+    .collect()
+}
+
+/// The `:status` of a call's answer, as the host hands it over.
+pub fn status_code(raw: &[u8]) -> Option<u16> {
+    std::str::from_utf8(raw).ok()?.parse().ok()
+}
+
+pub struct Background {
+    refresher: Option<Refresher>,
+    fetches: Vec<Fetch>,
+    /// Instruction fetches that are out: call token, index into `fetches`.
+    fetch_calls: Vec<(u32, usize)>,
+    /// The tick period last asked for.
+    period: Option<Duration>,
+}
+
+impl Background {
+    /// One tick: starts what is due, serves the waiting requests, and returns the new tick
+    /// period when it should change.
+    pub fn tick(&mut self, vm: &VmState, port: &dyn Port) -> Option<Duration> {
+        self.fetch_instructions(port);
+        if let Some(refresher) = self.refresher.as_mut() {
+            refresher.tick(vm, port);
+        }
+        serve_waiters(vm, port);
+        let busy = !vm.waiters.borrow().is_empty() || self.refresher.as_ref().is_some_and(Refresher::busy);
+        let period = if busy { BUSY_TICK } else { IDLE_TICK };
+        (self.period != Some(period)).then(|| {
+            self.period = Some(period);
+            period
+        })
+    }
+
+    /// The answer to call `token`; `status` is `None` when the call got none (timed out,
+    /// reset, connection failed).
+    pub fn answered(&mut self, vm: &VmState, port: &dyn Port, token: u32, status: Option<u16>, body: &[u8]) {
+        if let Some(refresher) = self.refresher.as_mut() {
+            if refresher.answered(vm, port, token, status, body) {
+                return;
+            }
+        }
+        if let Some(at) = self.fetch_calls.iter().position(|(t, _)| *t == token) {
+            let (_, index) = self.fetch_calls.swap_remove(at);
+            self.instructions_arrived(vm, index, status, body, port.now());
+        }
+    }
+
+    fn fetch_instructions(&mut self, port: &dyn Port) {
+        let now = port.now();
+        for (index, fetch) in self.fetches.iter_mut().enumerate() {
+            if !fetch.start_if_due(now) {
+                continue;
+            }
+            let call = Dispatch {
+                cluster: fetch.cluster.clone(),
+                headers: vec![
+                    (":method", "GET".into()),
+                    (":path", fetch.url.path.clone()),
+                    (":authority", fetch.url.host.clone()),
+                ],
+                body: None,
+                timeout_ms: FETCH_TIMEOUT_MS,
+            };
+            match port.dispatch(&call) {
+                Some(token) => self.fetch_calls.push((token, index)),
+                // The port has said why; the fetch backs off like any failure.
+                None => {
+                    let _ = fetch.complete(None, b"", now);
+                }
+            }
+        }
+    }
+
+    fn instructions_arrived(
+        &mut self,
+        vm: &VmState,
+        index: usize,
+        status: Option<u16>,
+        body: &[u8],
+        now: u64,
+    ) {
+        let Some(fetch) = self.fetches.get_mut(index) else {
+            return;
+        };
+        match fetch.complete(status, body, now) {
+            Ok(()) => info!(
+                "codex filter: instructions loaded from cluster {} ({} bytes)",
+                fetch.cluster,
+                body.len()
+            ),
+            Err(problem) => warn!(
+                "codex filter: instructions from cluster {}: {problem}; retrying later",
+                fetch.cluster
+            ),
+        }
+        if let Some(text) = fetch.text.clone() {
+            let mut texts = vm.instructions.borrow_mut();
+            if fetch.codex {
+                texts.codex = Some(text);
+            } else {
+                texts.base = Some(text);
+            }
+        }
+    }
+}
+
+fn log_start_up(config: &Config, record: Option<&TokenRecord>) {
+    if config.client_key.is_none() {
+        warn!("codex filter: OPENAI_API_KEY is not set; every client is let through without a key");
+    }
+    if !config.auth.is_chatgpt() {
+        info!(
+            "codex filter: upstream uses an API key (header {})",
+            config.auth.header
+        );
+        return;
+    }
+    match record {
+        None => warn!(
+            "codex filter: no ChatGPT credentials (OPENAI_CODEX_AUTH); chat requests will answer 401 until `codex login` is run"
+        ),
+        Some(r) => info!(
+            "codex filter: ChatGPT credentials loaded (account {}, generation {}, access token expires at {})",
+            r.tokens.account_id.as_deref().unwrap_or("unknown"),
+            r.generation,
+            r.tokens
+                .expires_at
+                .map_or_else(|| "an unknown time".to_string(), |e| e.to_string())
+        ),
+    }
+}
+
+#[cfg(test)]
+#[path = "background_tests.rs"]
+pub(crate) mod tests;
