@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use log::{info, warn};
 
-use crate::core::auth::auth_json::ChatgptTokens;
 use crate::core::auth::refresher::{Refresher, serve_waiters};
 use crate::core::auth::token::TokenRecord;
 use crate::core::config::{Config, FilterRole, plugin_values};
@@ -48,17 +47,12 @@ pub fn start(
         .unwrap_or_default();
     let source = |name: &str| plugin.get(name).cloned().or_else(|| env(name));
     let config = Config::load(&source).map_err(|e| format!("codex filter: {e}"))?;
+    let login = config.chatgpt_login().map_err(|e| format!("codex filter: {e}"))?;
     let vm = VmState::new(config);
-    if vm.config.auth.is_chatgpt() {
-        if let Some(document) = vm.config.codex_auth.as_deref() {
-            let tokens = ChatgptTokens::from_auth_json(document).map_err(|problem| {
-                format!("codex filter: invalid OPENAI_CODEX_AUTH: the document {problem}")
-            })?;
-            let login =
-                fingerprint(format!("{}\n{:?}", tokens.access_token, tokens.refresh_token).as_bytes());
-            vm.tokens.seed(port, TokenRecord::new(tokens, login));
-            vm.tokens.init_lease(port);
-        }
+    if let Some(tokens) = login {
+        let source = fingerprint(format!("{}\n{:?}", tokens.access_token, tokens.refresh_token).as_bytes());
+        vm.tokens.seed(port, TokenRecord::new(tokens, source));
+        vm.tokens.init_lease(port);
     }
     let main = vm.config.role == FilterRole::Main;
     if main {

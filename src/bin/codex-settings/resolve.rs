@@ -132,9 +132,9 @@ pub fn resolve(settings: &Settings) -> Result<Resolved, ConfigError> {
     };
     let credentials = CredentialsPlugin { role: "credentials" };
     let config = filter_view(settings, &main)?;
-    config.check_codex_auth()?;
+    config.chatgpt_login()?;
     if credentials_upstream {
-        filter_view(settings, &credentials)?.check_codex_auth()?;
+        filter_view(settings, &credentials)?.chatgpt_login()?;
     }
     let filter_var = |name: &str| filter_env(settings, name);
     let (_, codex_variable) = responses_url_setting(&filter_var);

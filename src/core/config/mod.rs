@@ -212,14 +212,15 @@ impl Config {
 }
 
 impl Config {
-    /// The start-up check besides `load`: with the ChatGPT login, `OPENAI_CODEX_AUTH` must be
-    /// an auth.json document the filter can read (the problem never quotes the document).
-    pub fn check_codex_auth(&self) -> Result<(), ConfigError> {
+    /// The configured ChatGPT login, read at start-up besides `load`: with the ChatGPT
+    /// upstream, `OPENAI_CODEX_AUTH` must be an auth.json document the filter can read (the
+    /// problem never quotes the document). `None` without it, or with an API-key upstream.
+    pub fn chatgpt_login(&self) -> Result<Option<ChatgptTokens>, ConfigError> {
         match self.codex_auth.as_deref() {
             Some(document) if self.auth.is_chatgpt() => ChatgptTokens::from_auth_json(document)
-                .map(|_| ())
+                .map(Some)
                 .map_err(|problem| ConfigError::new("OPENAI_CODEX_AUTH", format!("the document {problem}"))),
-            _ => Ok(()),
+            _ => Ok(None),
         }
     }
 }
