@@ -90,6 +90,8 @@ pub fn status_code(raw: &[u8]) -> Option<u16> {
     std::str::from_utf8(raw).ok()?.parse().ok()
 }
 
+/// The VM's background machine: the refresher (ChatGPT modes only) and the instruction-text
+/// fetches, ticked by the host and fed the answers to their calls.
 pub struct Background {
     refresher: Option<Refresher>,
     fetches: Vec<Fetch>,

@@ -17,6 +17,7 @@ pub enum ErrorType {
 }
 
 impl ErrorType {
+    /// The `type` string clients see in the error object.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::InvalidRequest => "invalid_request_error",
@@ -53,6 +54,7 @@ macro_rules! catalogue {
                 match self { $( Code::$variant => $status, )* }
             }
 
+            /// The error object's `type` for this code.
             pub const fn kind(self) -> ErrorType {
                 match self { $( Code::$variant => ErrorType::$kind, )* }
             }
@@ -116,6 +118,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The `code` string clients see, whichever side gave it.
     pub fn as_str(&self) -> &str {
         match self {
             Self::Own(code) => code.as_str(),
@@ -161,10 +164,12 @@ impl ApiError {
         }
     }
 
+    /// A 400 `invalid_request_error` without a code: the client sent something malformed.
     pub fn invalid_request(message: impl Into<String>) -> Self {
         Self::new(400, ErrorType::InvalidRequest, message)
     }
 
+    /// A 400 naming the offending field in `param` (a JSON path such as `messages[2].content`).
     pub fn invalid_param(param: impl Into<String>, message: impl Into<String>) -> Self {
         Self::invalid_request(message).with_param(param)
     }
@@ -181,21 +186,25 @@ impl ApiError {
         self
     }
 
+    /// Replaces the HTTP status, keeping type and code.
     pub fn with_status(mut self, status: u16) -> Self {
         self.status = status;
         self
     }
 
+    /// Names the request field the error is about.
     pub fn with_param(mut self, param: impl Into<String>) -> Self {
         self.param = Some(param.into());
         self
     }
 
+    /// Sets (or clears, with `None`) the seconds sent as `Retry-After`.
     pub fn with_retry_after(mut self, seconds: Option<u64>) -> Self {
         self.retry_after = seconds;
         self
     }
 
+    /// The 404 `unknown_url` for a path no route answers; the message lists the routes.
     pub fn not_found(path: &str) -> Self {
         Self::of(
             Code::UnknownUrl,
@@ -205,6 +214,8 @@ impl ApiError {
         )
     }
 
+    /// The 405 `method_not_allowed` for a known path; `allowed` is the readable method list for
+    /// the message (the caller adds the `Allow` header).
     pub fn method_not_allowed(method: &str, path: &str, allowed: &str) -> Self {
         Self::of(
             Code::MethodNotAllowed,

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::error::{ApiError, Code};
 
+/// One ChatGPT login as the filter uses it. Holds secrets: its `Debug` prints none of them,
+/// and nothing may log its fields.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatgptTokens {
     pub access_token: String,

@@ -12,8 +12,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::auth::token::{Lease, REFRESH_CALL_TIMEOUT_SECONDS, TokenRecord};
 
+/// The key used when `ETCD_KEY` is not set.
 pub const DEFAULT_KEY: &str = "/codex-openai-wrapper/chatgpt-tokens";
+/// The gateway's read endpoint (POST, body from [`range_body`]).
 pub const RANGE_PATH: &str = "/v3/kv/range";
+/// The gateway's transaction endpoint (POST, body from [`txn_body`]).
 pub const TXN_PATH: &str = "/v3/kv/txn";
 /// A replica's refresh lock outlives its OAuth call (so no other replica sends the same refresh
 /// token while the answer may still come) but not a crash for long.
@@ -49,6 +52,7 @@ struct RangeRequest {
     key: String,
 }
 
+/// The JSON body that reads `key` (the gateway wants keys base64-encoded).
 pub fn range_body(key: &str) -> Vec<u8> {
     serde_json::to_vec(&RangeRequest {
         key: STANDARD.encode(key),
@@ -94,6 +98,8 @@ fn snapshot(kvs: &[Kv]) -> Result<Snapshot, String> {
     })
 }
 
+/// Reads the answer to a [`range_body`] call; `status` is `None` when etcd was not reached.
+/// `Err` is a loggable reason: not 200, unreadable JSON, or a value that is not a record.
 pub fn parse_range(status: Option<u16>, body: &[u8]) -> Result<Snapshot, String> {
     match status {
         Some(200) => {}
@@ -164,6 +170,7 @@ pub fn txn_body(key: &str, expected_revision: u64, value: &Stored) -> Vec<u8> {
     .unwrap_or_default()
 }
 
+/// What a [`txn_body`] write came to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum TxnOutcome {
     /// Written; the key is now at this revision.
@@ -195,6 +202,7 @@ struct TxnOpResponse {
     response_range: Option<RangeResponse>,
 }
 
+/// Reads the answer to a [`txn_body`] call; `Err` (a loggable reason) as for [`parse_range`].
 pub fn parse_txn(status: Option<u16>, body: &[u8]) -> Result<TxnOutcome, String> {
     match status {
         Some(200) => {}

@@ -71,6 +71,8 @@ struct Pending {
     give_up_at: u64,
 }
 
+/// The refresher of one VM: at most one outbound call at a time, driven by [`Refresher::tick`]
+/// and the host's answers to its calls.
 pub struct Refresher {
     /// This VM's identity in the lease and the store's lock.
     me: u64,
@@ -81,6 +83,8 @@ pub struct Refresher {
 }
 
 impl Refresher {
+    /// `me` is this VM's holder id in the lease and the store's lock (random per VM start, so a
+    /// restarted VM never mistakes a dead holder's lease for its own).
     pub fn new(me: u64) -> Self {
         Self {
             me,

@@ -91,6 +91,8 @@ impl TokenStore {
         port.shared_set(LEASE_KEY, &bytes, cas).is_ok()
     }
 
+    /// Gives the lease back early, so another VM need not wait for it to run out; does nothing
+    /// when `me` no longer holds it.
     pub fn release_lease(&self, port: &dyn Port, me: u64) {
         if let Some((bytes, cas)) = port.shared_get(LEASE_KEY) {
             if serde_json::from_slice::<Lease>(&bytes).is_ok_and(|l| l.holder == me) {

@@ -67,6 +67,8 @@ pub struct TokenRecord {
     pub store_synced: bool,
 }
 
+/// The last refresh failure: permanent ones end the login, temporary ones wait until `retry_at`
+/// (Unix seconds) with a backoff that grows with `attempts`. `code`/`message` are loggable.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Failure {
     pub permanent: bool,
@@ -87,6 +89,7 @@ pub enum Availability<'a> {
 }
 
 impl TokenRecord {
+    /// A fresh record for a configured login (generation 0); `source` identifies that login.
     pub fn new(tokens: ChatgptTokens, source: String) -> Self {
         Self {
             tokens,
@@ -104,6 +107,8 @@ impl TokenRecord {
             .is_none_or(|exp| exp > now.saturating_add(EXPIRY_SKEW_SECONDS))
     }
 
+    /// What a request arriving at `now` (Unix seconds) can do with this record; the decision
+    /// behind [`for_request`] and the wait list.
     pub fn availability(&self, now: u64) -> Availability<'_> {
         if let Some(failure) = self.failure.as_ref().filter(|f| f.permanent) {
             return Availability::Dead(relogin_error(failure));
@@ -169,6 +174,8 @@ impl TokenRecord {
         }
     }
 
+    /// The record after a failed refresh: the same tokens, with the failure and its next retry
+    /// time (exponential backoff, at least 30 s after an unknown outcome).
     pub fn failed(&self, error: RefreshError, now: u64) -> Self {
         let attempts = self.failure.as_ref().map_or(0, |f| f.attempts).saturating_add(1);
         let mut backoff = FIRST_RETRY_SECONDS
@@ -262,6 +269,8 @@ pub fn refresh_body(client_id: &str, refresh_token: &str) -> Vec<u8> {
     .unwrap_or_default()
 }
 
+/// The token endpoint's 200 answer; fields it leaves out keep their old value (see
+/// [`TokenRecord::refreshed`]).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Grant {
     pub access_token: String,
@@ -271,6 +280,7 @@ pub struct Grant {
     pub id_token: Option<String>,
 }
 
+/// Why a refresh failed; `permanent` means no retry can help and the user must log in again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RefreshError {
     pub permanent: bool,

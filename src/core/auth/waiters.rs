@@ -20,6 +20,7 @@ struct Waiter {
     deadline: u64,
 }
 
+/// The requests of this VM paused for a token, and the generations resumed ones were given.
 #[derive(Default)]
 pub struct WaitList {
     waiters: Vec<Waiter>,
@@ -41,6 +42,7 @@ impl WaitList {
         Ok(())
     }
 
+    /// No request waits; the background tick may slow down.
     pub fn is_empty(&self) -> bool {
         self.waiters.is_empty()
     }

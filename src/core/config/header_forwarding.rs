@@ -39,6 +39,8 @@ const PROTECTED: &[&str] = &[
     "x-request-id",
 ];
 
+/// `FORWARD_CLIENT_HEADERS_MODE` as parsed at start-up; applied per request by
+/// [`ForwardMode::extra_headers`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ForwardMode {
     Off,
@@ -54,8 +56,11 @@ pub enum ForwardMode {
 }
 
 impl ForwardMode {
+    /// The accepted setting values, for the start-up error and the settings manifest.
     pub const VALUES: &'static [&'static str] = &["off", "safe", "list", "override", "override-codex"];
 
+    /// Reads the mode and the variable it needs (`…_LIST`, `…_OVERRIDE`, `…_OVERRIDE_CODEX`);
+    /// unset means `off`. `Err` names the variable for an unknown mode or a value that is not JSON.
     pub fn from_settings(var: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let Some(raw) = var("FORWARD_CLIENT_HEADERS_MODE") else {
             return Ok(Self::Off);

@@ -7,10 +7,12 @@ use crate::core::config::values::ascii_header_value;
 
 /// A Codex CLI release the backend accepts; the catalogue hides models newer clients need.
 pub const DEFAULT_CLIENT_VERSION: &str = "0.146.0";
+/// The `originator` the Codex CLI sends, used when no override is configured.
 pub const DEFAULT_ORIGINATOR: &str = "codex_cli_rs";
 /// The OS fields of the `User-Agent` when nothing describes the host (`make run` does).
 pub const UNKNOWN: &str = "unknown";
 
+/// Who the filter says it is to the Codex backend; each field is one part of the `User-Agent`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub originator: String,
@@ -41,6 +43,8 @@ impl Identity {
         }
     }
 
+    /// The Codex-CLI-shaped `User-Agent` header value, reduced to ASCII so it is always a valid
+    /// header.
     pub fn user_agent(&self) -> String {
         let mut ua = format!(
             "{}/{} ({} {}; {}) {}",

@@ -23,17 +23,28 @@ use crate::core::models::ModelCatalog;
 use crate::core::reasoning::{Effort, OutputMode, Summary};
 use crate::core::translate::request::common::ToolsFormat;
 
+/// `MAX_REQUEST_BODY_BYTES` when unset (16 MiB): the cap on a buffered request body, and on a
+/// non-streaming answer.
 pub const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// `CODEX_REFRESH_TOKEN_URL` when unset: the OpenAI OAuth token endpoint the Codex CLI uses.
 pub const DEFAULT_REFRESH_TOKEN_URL: &str = "https://auth.openai.com/oauth/token";
+/// The values `UPSTREAM_TOOLS_FORMAT` accepts (see [`ToolsFormat`]).
 pub const TOOLS_FORMATS: &[&str] = &["flat", "nested"];
+/// The values `TOKEN_STORE` accepts.
 pub const TOKEN_STORES: &[&str] = &["memory", "etcd"];
+/// The values `FILTER_ROLE` accepts (see [`FilterRole`]).
 pub const FILTER_ROLES: &[&str] = &["main", "credentials"];
 /// Names of the clusters the filter calls itself, as the rendered configuration defines them.
 pub const DEFAULT_OAUTH_CLUSTER: &str = "oauth";
+/// `ETCD_CLUSTER` when unset.
 pub const DEFAULT_ETCD_CLUSTER: &str = "etcd";
+/// `INSTRUCTIONS_BASE_CLUSTER` when unset.
 pub const DEFAULT_INSTRUCTIONS_BASE_CLUSTER: &str = "instructions_base";
+/// `INSTRUCTIONS_CODEX_CLUSTER` when unset.
 pub const DEFAULT_INSTRUCTIONS_CODEX_CLUSTER: &str = "instructions_codex";
 
+/// Every setting of one plugin instance, validated; built once per VM by [`Config::load`] and
+/// read-only afterwards.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Key clients must present; `None` leaves the gate open.
@@ -93,6 +104,7 @@ pub struct Clusters {
 
 /// Where configuration values come from: the plugin configuration wins over the environment.
 pub trait Source {
+    /// The raw value of variable `name`, `None` when unset.
     fn get(&self, name: &str) -> Option<String>;
 }
 
@@ -103,6 +115,8 @@ impl<F: Fn(&str) -> Option<String>> Source for F {
 }
 
 impl Config {
+    /// Reads and validates every variable (blank counts as unset, defaults fill the rest). `Err`
+    /// names the first bad variable and its allowed values; the filter then refuses to start.
     pub fn load(source: &dyn Source) -> Result<Self, ConfigError> {
         let var = |name: &str| source.get(name).filter(|v| !v.trim().is_empty());
         let (output_mode, prefixed_modes) = match var("REASONING_OUTPUT_MODE") {

@@ -7,14 +7,18 @@ use crate::core::config::upstream_url::UpstreamUrl;
 use crate::core::config::values::ConfigError;
 use crate::core::config::values::allowed;
 
+/// The ChatGPT Codex backend's Responses endpoint, used when no upstream URL is configured.
 pub const DEFAULT_RESPONSES_URL: &str = "https://chatgpt.com/backend-api/codex/responses";
 /// Appended to `UPSTREAM_BASE_URL` when `UPSTREAM_WIRE_API_PATH` is unset.
 pub const DEFAULT_WIRE_API_PATH: &str = "/responses";
+/// `UPSTREAM_AUTH_HEADER` when unset.
 pub const DEFAULT_AUTH_HEADER: &str = "authorization";
+/// `UPSTREAM_AUTH_SCHEME` when unset.
 pub const DEFAULT_AUTH_SCHEME: &str = "Bearer";
 /// The field of `OPENAI_CODEX_AUTH` that `apikey_auth_json` reads by default.
 pub const DEFAULT_AUTH_ENV_KEY: &str = "OPENAI_API_KEY";
 
+/// What authenticates the filter to the upstream; `Debug` redacts the key.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Credential {
     ChatgptToken,
@@ -31,6 +35,7 @@ impl std::fmt::Debug for Credential {
     }
 }
 
+/// The upstream credential and the header it travels in (`UPSTREAM_AUTH_*` settings).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamAuth {
     pub credential: Credential,
@@ -41,8 +46,11 @@ pub struct UpstreamAuth {
 }
 
 impl UpstreamAuth {
+    /// The values `UPSTREAM_AUTH_MODE` accepts, for the start-up error and the settings manifest.
     pub const MODES: &'static [&'static str] = &["chatgpt_token", "apikey_env", "apikey_auth_json"];
 
+    /// Reads `UPSTREAM_AUTH_MODE` and what that mode needs; `Err` when the key it names is
+    /// missing or empty, or the mode is unknown.
     pub fn from_settings(var: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mode = var("UPSTREAM_AUTH_MODE").map(|m| m.trim().to_ascii_lowercase());
         let credential = match mode.as_deref() {
@@ -79,6 +87,8 @@ impl UpstreamAuth {
         })
     }
 
+    /// The ChatGPT login is the credential: the token refresher, the wait list and the
+    /// account-id header only exist in this mode.
     pub fn is_chatgpt(&self) -> bool {
         self.credential == Credential::ChatgptToken
     }
@@ -146,6 +156,8 @@ pub fn responses_url_setting(var: &dyn Fn(&str) -> Option<String>) -> (String, &
     }
 }
 
+/// The upstream Responses URL by [`responses_url_setting`]'s precedence, parsed; `Err` blames
+/// the variable the URL came from.
 pub fn responses_url(var: &dyn Fn(&str) -> Option<String>) -> Result<UpstreamUrl, ConfigError> {
     let (raw, variable) = responses_url_setting(var);
     UpstreamUrl::parse(&raw).map_err(|problem| ConfigError::new(variable, problem))

@@ -1,6 +1,8 @@
 //! The upstream Responses URL. Envoy owns the connection (the rendered cluster holds scheme,
 //! host and port); the filter only needs the path to put on the forwarded request.
 
+/// An `http(s)://host[:port]/path` URL split into the parts Envoy's cluster and the forwarded
+/// `:path` need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamUrl {
     pub https: bool,
@@ -11,6 +13,8 @@ pub struct UpstreamUrl {
 }
 
 impl UpstreamUrl {
+    /// Parses an absolute http(s) URL; the port defaults by scheme, the path to `/`. `Err` (a
+    /// problem to put after the variable's name) for another scheme, userinfo, or a bad host or port.
     pub fn parse(raw: &str) -> Result<Self, String> {
         let (https, rest) = if let Some(rest) = strip_prefix_ci(raw, "https://") {
             (true, rest)

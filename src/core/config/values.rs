@@ -16,6 +16,7 @@ impl fmt::Display for ConfigError {
 }
 
 impl ConfigError {
+    /// `problem` reads after the variable's name (`invalid X: <problem>`) and must not quote secrets.
     pub fn new(variable: &'static str, problem: impl Into<String>) -> Self {
         Self {
             variable,
@@ -32,6 +33,7 @@ pub fn ascii_header_value(value: &str) -> String {
         .collect()
 }
 
+/// The error for a value outside a fixed set; the message lists the allowed `values`.
 pub fn allowed(variable: &'static str, value: &str, values: &[&str]) -> ConfigError {
     ConfigError::new(
         variable,
@@ -43,6 +45,7 @@ pub fn allowed(variable: &'static str, value: &str, values: &[&str]) -> ConfigEr
 /// `0`/`no`/`off` are taken too).
 pub const FLAG_VALUES: &[&str] = &["true", "false"];
 
+/// A boolean setting, case-insensitive; unset is `false`.
 pub fn flag(value: Option<String>, variable: &'static str) -> Result<bool, ConfigError> {
     match value.as_deref().map(|v| v.trim().to_ascii_lowercase()).as_deref() {
         None => Ok(false),
@@ -52,6 +55,7 @@ pub fn flag(value: Option<String>, variable: &'static str) -> Result<bool, Confi
     }
 }
 
+/// A whole number above zero; `default` when unset.
 pub fn positive(value: Option<String>, variable: &'static str, default: usize) -> Result<usize, ConfigError> {
     match value {
         None => Ok(default),
