@@ -23,6 +23,8 @@ pub struct Fetch {
 }
 
 impl Fetch {
+    /// A fetch not yet tried: due on the first tick. `cluster` is the Envoy cluster that reaches
+    /// `url`'s host.
     pub fn new(cluster: String, codex: bool, url: UpstreamUrl) -> Self {
         Self {
             cluster,
@@ -72,6 +74,7 @@ impl Fetch {
         }
     }
 
+    /// The text arrived; it is never fetched again.
     pub fn done(&self) -> bool {
         self.text.is_some()
     }

@@ -23,6 +23,8 @@ impl From<Endpoint> for RouteKind {
     }
 }
 
+/// One thing worth counting, reported through [`crate::core::port::Port::metric`]; the host
+/// decides which counter or gauge it moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
     /// A request ended with `status` (0 when it never got one).

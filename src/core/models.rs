@@ -37,6 +37,8 @@ const ALIASES: &[(&str, &str)] = &[
     ("gpt-5.3-codex", DEFAULT_MODEL),
 ];
 
+/// The models `/v1/models` lists (`EXPOSE_MODELS`, else [`DEFAULT_MODELS`]) and how a
+/// requested id becomes the upstream's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelCatalog {
     pub exposed: Vec<String>,
@@ -52,6 +54,8 @@ pub struct ResolvedModel {
 }
 
 impl ModelCatalog {
+    /// `expose_models` is a JSON array or a comma/space-separated list; `Err` names
+    /// `EXPOSE_MODELS` when the array is malformed or holds non-strings.
     pub fn new(expose_models: Option<&str>, forced: Option<String>) -> Result<Self, ConfigError> {
         let exposed = match expose_models {
             Some(raw) => parse_model_list(raw)?,
@@ -63,6 +67,9 @@ impl ModelCatalog {
         })
     }
 
+    /// The upstream model for a request: its effort suffix split off, a retired id mapped to its
+    /// replacement, [`DEFAULT_MODEL`] when missing. Ids not listed still pass: the list is only
+    /// what `/v1/models` shows.
     pub fn resolve(&self, requested: Option<&str>) -> ResolvedModel {
         let requested = requested.map(str::trim).filter(|m| !m.is_empty());
         let (base, suffix_effort) = match requested {

@@ -26,6 +26,9 @@ pub enum SharedWriteError {
     Failed,
 }
 
+/// Everything the core machines need from outside the event at hand. Calls are synchronous:
+/// the host acts at once, and [`Port::resume`]/[`Port::fail`] may run that request's callbacks
+/// before they return.
 pub trait Port {
     /// Unix time in milliseconds.
     fn now_ms(&self) -> u64;

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::core::error::ApiError;
 
+/// The upstream's `reasoning.effort`; serialized in lower case as the Responses API spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Effort {
@@ -19,10 +20,13 @@ pub enum Effort {
 }
 
 impl Effort {
+    /// The accepted spellings, for error messages and the settings manifest.
     pub const VALUES: &'static [&'static str] = &[
         "none", "minimal", "low", "medium", "high", "xhigh", "max", "ultra",
     ];
 
+    /// Case-insensitive, surrounding blanks ignored; `None` outside [`Effort::VALUES`]. Also
+    /// reads model-name suffixes (`gpt-5.5-high`).
     pub fn parse(raw: &str) -> Option<Self> {
         Some(match raw.trim().to_ascii_lowercase().as_str() {
             "none" => Self::None,
@@ -38,6 +42,7 @@ impl Effort {
     }
 }
 
+/// The upstream's `reasoning.summary`; [`Summary::None`] leaves the field out of the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Summary {
@@ -48,9 +53,12 @@ pub enum Summary {
 }
 
 impl Summary {
+    /// What a request's `reasoning.summary` accepts.
     pub const VALUES: &'static [&'static str] = &["auto", "concise", "detailed", "none"];
+    /// What `REASONING_SUMMARY` accepts: [`Summary::VALUES`] plus the `on`/`off` aliases.
     pub const SETTING_VALUES: &'static [&'static str] = &["auto", "concise", "detailed", "none", "on", "off"];
 
+    /// Case-insensitive; `None` for anything outside [`Summary::VALUES`].
     pub fn parse(raw: &str) -> Option<Self> {
         Some(match raw.trim().to_ascii_lowercase().as_str() {
             "auto" => Self::Auto,
@@ -86,6 +94,8 @@ pub enum OutputMode {
 }
 
 impl OutputMode {
+    /// What `REASONING_OUTPUT_MODE` accepts; `all` serves `/v1/*` as `openai` and adds the
+    /// prefixed route families.
     pub const SETTING_VALUES: &'static [&'static str] = &["openai", "tagged", "o3", "r1", "hidden", "all"];
     /// The route prefixes that exist with `REASONING_OUTPUT_MODE=all`.
     pub const PREFIXES: [(&'static str, Self); 5] = [

@@ -12,6 +12,7 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// A reply whose `body` is already JSON (`/health`, `/v1/models`), with its content type.
     pub fn json(status: u16, body: Vec<u8>) -> Self {
         Self {
             status,

@@ -10,6 +10,8 @@ use crate::core::auth::waiters::WaitList;
 use crate::core::config::Config;
 use crate::core::port::Port;
 
+/// The state of one worker VM, built at start-up and shared by its requests and its
+/// background work (the `RefCell`s: a VM runs one callback at a time).
 pub struct VmState {
     pub config: Config,
     pub tokens: TokenStore,
@@ -19,6 +21,8 @@ pub struct VmState {
     pub waiters: RefCell<WaitList>,
 }
 
+/// The fetched instruction texts; `None` until a fetch succeeds, and requests then fall back
+/// to the client's own instructions.
 #[derive(Default)]
 pub struct Instructions {
     pub base: Option<String>,
@@ -26,6 +30,8 @@ pub struct Instructions {
 }
 
 impl VmState {
+    /// A VM with no instruction texts yet and nobody waiting; the token record lives in shared
+    /// data and is read on demand.
     pub fn new(config: Config) -> Self {
         Self {
             config,

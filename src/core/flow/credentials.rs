@@ -8,6 +8,7 @@ use crate::core::flow::step::{Next, Step, Steps};
 use crate::core::port::Port;
 use crate::core::vm::VmState;
 
+/// The machine of one upstream attempt in the credentials instance; one per HTTP context.
 pub struct CredentialsFlow {
     context_id: u32,
     /// The token generation this attempt was sent with.
@@ -15,6 +16,7 @@ pub struct CredentialsFlow {
 }
 
 impl CredentialsFlow {
+    /// `context_id` is the host's id for this attempt, used to park and resume it.
     pub fn new(context_id: u32) -> Self {
         Self {
             context_id,
@@ -22,6 +24,8 @@ impl CredentialsFlow {
         }
     }
 
+    /// Attaches the current credentials, parks the attempt until a refresh lands, or answers
+    /// with the error no refresh can fix (401, or 503 when too many already wait).
     pub fn request_headers(&mut self, vm: &VmState, port: &dyn Port) -> Steps {
         let now = port.now();
         let record = vm.tokens.read(port);
@@ -58,6 +62,8 @@ impl CredentialsFlow {
         Steps::go_on()
     }
 
+    /// The attempt ended (the host's log callback): drops it from the wait list, so a later
+    /// refresh does not try to resume a context that is gone.
     pub fn log(&mut self, vm: &VmState) {
         vm.waiters.borrow_mut().forget(self.context_id);
     }

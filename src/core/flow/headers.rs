@@ -79,6 +79,8 @@ impl HeaderView {
     }
 }
 
+/// The 400 `invalid_header` for a header the filter must read but the client sent as non-UTF-8
+/// bytes.
 pub fn invalid_header(name: &str) -> ApiError {
     ApiError::of(
         Code::InvalidHeader,

@@ -44,6 +44,8 @@ enum Stage {
     Forwarded,
 }
 
+/// The machine of one request through the main instance; one per HTTP context, fed every
+/// callback of that request in order.
 pub struct RequestFlow {
     context_id: u32,
     /// The token generation this request was sent with (ChatGPT mode), to tell whether a
@@ -64,6 +66,7 @@ pub struct RequestFlow {
 }
 
 impl RequestFlow {
+    /// `context_id` is the host's id for this request, used to park and resume it.
     pub fn new(context_id: u32) -> Self {
         Self {
             context_id,

@@ -62,6 +62,8 @@ pub struct Final<'a> {
     pub usage_limited: bool,
 }
 
+/// How a forwarded request's response body is turned into client bytes, chosen once from the
+/// response headers by [`Handler::new`].
 pub enum Handler {
     /// A 2xx event stream, translated; `out` holds an error body if the turn failed.
     Translate {
@@ -131,6 +133,7 @@ impl<S> Capped<S> {
     }
 }
 
+/// The 502 `upstream_response_too_large` for a non-streaming answer over `limit` bytes.
 pub fn answer_too_large(limit: usize) -> ApiError {
     ApiError::of(
         Code::UpstreamResponseTooLarge,
@@ -202,6 +205,8 @@ impl<S: Output> Output for Capped<S> {
 }
 
 impl Handler {
+    /// Picks the handler for these response headers and the header changes to make now:
+    /// translate a 2xx event stream, map an upstream error status, or reword Envoy's own reply.
     pub fn new(
         client: &ClientRequest,
         head: &ResponseHead<'_>,
@@ -314,6 +319,8 @@ impl Handler {
         }
     }
 
+    /// The token usage the upstream reported, for the metrics and the `VERBOSE` line; `None`
+    /// until the stream carried it, and for error answers.
     pub fn usage(&self) -> Option<Usage> {
         match self {
             Self::Translate { pipeline, .. } => pipeline.usage(),

@@ -29,6 +29,7 @@ pub enum Next {
     Pause,
 }
 
+/// The answer of a flow machine to one event: apply `writes` in order, then `next`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Steps {
     pub writes: Vec<Step>,
@@ -36,6 +37,7 @@ pub struct Steps {
 }
 
 impl Steps {
+    /// Nothing to write; let the stream continue.
     pub fn go_on() -> Self {
         Self {
             writes: Vec::new(),
@@ -43,6 +45,7 @@ impl Steps {
         }
     }
 
+    /// Nothing to write; hold this direction (waiting for more body or for a token).
     pub fn pause() -> Self {
         Self {
             writes: Vec::new(),
@@ -50,6 +53,7 @@ impl Steps {
         }
     }
 
+    /// Answer locally and stop: the request goes no further upstream.
     pub fn reply(reply: impl Into<Reply>) -> Self {
         Self {
             writes: vec![Step::Reply(reply.into())],
@@ -57,6 +61,7 @@ impl Steps {
         }
     }
 
+    /// These writes, then `next`.
     pub fn then(writes: Vec<Step>, next: Next) -> Self {
         Self { writes, next }
     }

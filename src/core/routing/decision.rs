@@ -18,6 +18,7 @@ pub struct RequestHead<'a> {
 }
 
 impl RequestHead<'_> {
+    /// The first value of header `name` (give it in lower case); `None` when absent.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -34,6 +35,8 @@ impl RequestHead<'_> {
     }
 }
 
+/// The OpenAI API a forwarded request speaks; picks the request translator and the response
+/// writer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
     ChatCompletions,
@@ -49,6 +52,7 @@ pub struct Forward {
     pub session_hint: Option<String>,
 }
 
+/// What the request-headers callback does with a request.
 #[derive(Debug, PartialEq)]
 pub enum Decision {
     Reply(Reply),
@@ -180,6 +184,8 @@ fn check_body_headers(cfg: &Config, head: &RequestHead<'_>) -> Result<(), ApiErr
     Ok(())
 }
 
+/// The 413 `request_too_large` for a body over `limit` bytes, by `content-length` or as
+/// buffered; also stands in for Envoy's own 413.
 pub fn body_too_large(limit: usize) -> ApiError {
     ApiError::of(
         Code::RequestTooLarge,
