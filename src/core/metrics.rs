@@ -23,7 +23,7 @@ impl From<Endpoint> for RouteKind {
     }
 }
 
-/// One thing worth counting, reported through [`crate::core::port::Port::metric`]; the host
+/// One thing worth counting, reported through `Port::metric`; the host
 /// decides which counter or gauge it moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {

@@ -22,7 +22,7 @@ pub struct VmState {
 }
 
 /// The fetched instruction texts; `None` until a fetch succeeds, and requests then fall back
-/// to the client's own instructions.
+/// to the client's own instructions or the short default.
 #[derive(Default)]
 pub struct Instructions {
     pub base: Option<String>,

@@ -60,7 +60,8 @@ impl ForwardMode {
     pub const VALUES: &'static [&'static str] = &["off", "safe", "list", "override", "override-codex"];
 
     /// Reads the mode and the variable it needs (`…_LIST`, `…_OVERRIDE`, `…_OVERRIDE_CODEX`);
-    /// unset means `off`. `Err` names the variable for an unknown mode or a value that is not JSON.
+    /// unset means `off`. `Err` names the variable for an unknown mode, or a value that is not
+    /// a JSON object of strings.
     pub fn from_settings(var: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let Some(raw) = var("FORWARD_CLIENT_HEADERS_MODE") else {
             return Ok(Self::Off);

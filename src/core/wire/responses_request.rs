@@ -11,6 +11,8 @@ use crate::core::reasoning::ReasoningParam;
 /// Keeps reasoning items replayable without server-side storage.
 const INCLUDE: &[&str] = &["reasoning.encrypted_content"];
 
+/// The body the filter sends upstream; borrows from the client's body where it can, so a
+/// large conversation is not copied.
 #[derive(Debug, Serialize)]
 pub struct ResponsesRequest<'a> {
     pub model: &'a str,
@@ -57,6 +59,7 @@ impl<'a> ResponsesRequest<'a> {
     }
 }
 
+/// One item of `input`: a message, an assistant's earlier tool call, or that call's result.
 #[derive(Debug, Serialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum InputItem<'a> {
@@ -75,6 +78,7 @@ pub enum InputItem<'a> {
     },
 }
 
+/// One part of a message's `content`: user text, assistant text, or an image (URL or data URL).
 #[derive(Debug, Serialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ContentPart<'a> {
@@ -108,6 +112,7 @@ pub enum FunctionTool<'a> {
     },
 }
 
+/// A function tool's definition; `parameters` is the client's JSON schema, passed on verbatim.
 #[derive(Debug, Serialize)]
 pub struct FunctionSpec<'a> {
     pub name: Cow<'a, str>,
@@ -118,6 +123,7 @@ pub struct FunctionSpec<'a> {
     pub strict: Option<bool>,
 }
 
+/// `tool_choice`: a mode, or one function to call (flat or nested, following the tools format).
 #[derive(Debug, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum ToolChoice<'a> {
@@ -135,11 +141,13 @@ pub enum ToolChoice<'a> {
     },
 }
 
+/// The `function: {name}` of a nested [`ToolChoice::NestedFunction`].
 #[derive(Debug, Serialize, PartialEq)]
 pub struct NamedFunction<'a> {
     pub name: Cow<'a, str>,
 }
 
+/// `text`: the client's `response_format` and `verbosity`; left out of the body when both are unset.
 #[derive(Debug, Default, Serialize)]
 pub struct TextConfig<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -154,6 +162,7 @@ impl TextConfig<'_> {
     }
 }
 
+/// `text.format`, from the client's `response_format` (`json_object` or `json_schema`).
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TextFormat<'a> {

@@ -13,6 +13,8 @@ use crate::core::wire::responses_request::{
     TextFormat, ToolChoice,
 };
 
+/// Translates a Chat Completions body into the upstream Responses body; `Err` is the 400 to
+/// send, naming the offending field.
 pub fn translate(body: &[u8], ctx: &TranslateContext<'_>) -> Result<Translated, ApiError> {
     let fields = Fields::parse(body)?;
     let messages: Vec<&RawValue> = fields.get("messages")?.ok_or_else(|| {

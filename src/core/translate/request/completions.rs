@@ -17,6 +17,8 @@ enum Prompt<'a> {
     Texts(#[serde(borrow)] Vec<Cow<'a, str>>),
 }
 
+/// Translates a legacy Completions body into the upstream Responses body; `Err` is the 400
+/// to send (missing or empty `prompt`, token arrays, bad options).
 pub fn translate(body: &[u8], ctx: &TranslateContext<'_>) -> Result<Translated, ApiError> {
     let fields = Fields::parse(body)?;
     let prompt = match fields.get::<Prompt>("prompt").map_err(|_| {

@@ -7,6 +7,8 @@
 
 use crate::core::wire::responses_request::InputItem;
 
+/// The UUID-shaped key of the conversation these instructions and first user message open;
+/// used when the client gave no `prompt_cache_key` or session header.
 pub fn conversation_key(instructions: &str, first_user: Option<&InputItem<'_>>) -> String {
     let mut first = Fnv::new(0xcbf2_9ce4_8422_2325);
     let mut second = Fnv::new(0x6c62_272e_07bb_0142);

@@ -4,6 +4,8 @@
 
 use std::borrow::Cow;
 
+/// An image URL as the backend accepts it; borrowed back unchanged unless it is a base64
+/// image data URL that needed rewriting.
 pub fn normalize(url: Cow<'_, str>) -> Cow<'_, str> {
     let Some((header, data)) = url.split_once(',') else {
         return url;

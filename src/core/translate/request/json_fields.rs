@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 
 use crate::core::error::ApiError;
 
+/// The top-level fields of a request body, each kept as borrowed raw JSON until asked for.
 pub struct Fields<'a> {
     map: BTreeMap<Cow<'a, str>, &'a RawValue>,
 }

@@ -16,6 +16,8 @@ struct ToolCall {
     arguments: String,
 }
 
+/// The [`ChatSink`] for a non-streaming chat client: collects every piece and builds one
+/// `chat.completion` body when the turn ends.
 pub struct ChatAggregator {
     answer: Answer,
     content: String,
@@ -25,6 +27,8 @@ pub struct ChatAggregator {
 }
 
 impl ChatAggregator {
+    /// `model` is the id the answer names; `created` (Unix seconds) stands until the upstream
+    /// gives its own.
     pub fn new(model: &str, created: u64) -> Self {
         Self {
             answer: Answer::new("chatcmpl", model, created),

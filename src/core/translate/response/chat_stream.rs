@@ -8,6 +8,8 @@ use crate::core::translate::response::events::FinishReason;
 use crate::core::translate::response::presenter::{ChatSink, Piece};
 use crate::core::translate::response::usage::Usage;
 
+/// The [`ChatSink`] for a streaming chat client: writes each piece as a chunk frame at once,
+/// into a buffer the caller drains after every upstream chunk.
 pub struct ChatStreamWriter {
     model: String,
     created: u64,
@@ -18,6 +20,8 @@ pub struct ChatStreamWriter {
 }
 
 impl ChatStreamWriter {
+    /// `model` is the id every chunk names; `created` (Unix seconds) stands until the upstream
+    /// gives its own; `include_usage` is the client's `stream_options.include_usage`.
     pub fn new(model: &str, created: u64, include_usage: bool) -> Self {
         let mut writer = Self {
             model: model.to_string(),
@@ -81,6 +85,8 @@ pub fn response_id(prefix: &str, upstream_id: &str) -> String {
     }
 }
 
+/// Appends `value` as JSON, or `null` if it cannot be serialized (never for the types used
+/// here), so a frame is always well-formed.
 pub fn write_json(out: &mut Vec<u8>, value: &(impl serde::Serialize + ?Sized)) {
     if serde_json::to_writer(&mut *out, value).is_err() {
         out.extend_from_slice(b"null");
@@ -95,6 +101,7 @@ fn write_field(out: &mut Vec<u8>, name: &str, value: &str) {
     out.push(b'}');
 }
 
+/// The frame that ends every chat and completions stream, after a success or an error.
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
 
 /// An error after the stream started: an OpenAI error frame, then `[DONE]`.

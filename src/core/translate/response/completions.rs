@@ -12,6 +12,8 @@ use crate::core::translate::response::events::FinishReason;
 use crate::core::translate::response::presenter::{ChatSink, Piece};
 use crate::core::translate::response::usage::Usage;
 
+/// The [`ChatSink`] for a streaming Completions client: answer text as `text_completion`
+/// frames; reasoning and tool calls are dropped.
 pub struct CompletionStreamWriter {
     model: String,
     created: u64,
@@ -21,6 +23,8 @@ pub struct CompletionStreamWriter {
 }
 
 impl CompletionStreamWriter {
+    /// `model` is the id every frame names; `created` (Unix seconds) stands until the upstream
+    /// gives its own; `include_usage` adds a usage frame before `[DONE]`.
     pub fn new(model: &str, created: u64, include_usage: bool) -> Self {
         Self {
             model: model.to_string(),
@@ -31,10 +35,12 @@ impl CompletionStreamWriter {
         }
     }
 
+    /// The frames written since the last [`CompletionStreamWriter::clear`].
     pub fn output(&self) -> &[u8] {
         &self.out
     }
 
+    /// Empties the output once the caller has forwarded it; the buffer is reused.
     pub fn clear(&mut self) {
         self.out.clear();
     }
@@ -88,12 +94,16 @@ impl ChatSink for CompletionStreamWriter {
     }
 }
 
+/// The [`ChatSink`] for a non-streaming Completions client: the answer text in one
+/// `text_completion` body.
 pub struct CompletionAggregator {
     answer: Answer,
     text: String,
 }
 
 impl CompletionAggregator {
+    /// `model` is the id the answer names; `created` (Unix seconds) stands until the upstream
+    /// gives its own.
     pub fn new(model: &str, created: u64) -> Self {
         Self {
             answer: Answer::new("cmpl", model, created),
@@ -101,6 +111,7 @@ impl CompletionAggregator {
         }
     }
 
+    /// The finished body, or the error the turn ended with; `None` until the turn ends.
     pub fn result(&self) -> Option<&Result<Vec<u8>, ApiError>> {
         self.answer.result()
     }

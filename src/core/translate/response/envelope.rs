@@ -7,6 +7,7 @@ use crate::core::error::{ApiError, ErrorType};
 use crate::core::translate::response::chat_stream::response_id;
 use crate::core::translate::response::usage::Usage;
 
+/// One non-streaming answer being built: the envelope's fields, then its final body or error.
 pub struct Answer {
     prefix: &'static str,
     model: String,
@@ -44,6 +45,8 @@ impl Answer {
         self.created = created.unwrap_or(self.created);
     }
 
+    /// The turn ended well: serializes the envelope with `object` (`chat.completion`,
+    /// `text_completion`) around the one `choice`.
     pub fn complete(&mut self, object: &'static str, choice: impl Serialize, usage: Option<Usage>) {
         let envelope = Envelope {
             id: &self.id,
@@ -59,6 +62,7 @@ impl Answer {
             }));
     }
 
+    /// The turn ended with `error`; it becomes the answer instead of a body.
     pub fn fail(&mut self, error: ApiError) {
         self.result = Some(Err(error));
     }

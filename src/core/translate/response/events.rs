@@ -11,6 +11,7 @@ use crate::core::error::{ApiError, Code};
 use crate::core::translate::response::upstream_error::{self, ErrorFields};
 use crate::core::translate::response::usage::{ResponsesUsage, Usage};
 
+/// How a completed turn ended, as Chat Completions' `finish_reason` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinishReason {
     Stop,
@@ -20,6 +21,7 @@ pub enum FinishReason {
 }
 
 impl FinishReason {
+    /// The `finish_reason` string clients see.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Stop => "stop",
@@ -30,6 +32,8 @@ impl FinishReason {
     }
 }
 
+/// One thing the upstream turn said, in client-neutral form; borrows from the event being
+/// read, so a sink must copy what it keeps.
 #[derive(Debug, PartialEq)]
 pub enum Signal<'e> {
     /// `response.created`: the upstream id and creation time.
@@ -134,6 +138,7 @@ pub struct Turn {
 }
 
 impl Turn {
+    /// The turn has had its one terminal signal (`Finish` or `Fail`); later events are ignored.
     pub fn is_done(&self) -> bool {
         self.done
     }

@@ -25,13 +25,21 @@ pub enum Piece<'a> {
     },
 }
 
+/// A client output format (stream writer or aggregator) fed by [`ChatPresenter`]; exactly
+/// one of `finish` or `fail` ends each turn.
 pub trait ChatSink {
+    /// The upstream response id and creation time (Unix seconds), for the answer's own id.
     fn meta(&mut self, id: &str, created: Option<u64>);
+    /// One delta; `Role` always comes first, once.
     fn piece(&mut self, piece: Piece<'_>);
+    /// The turn completed; `usage` is the upstream's, when it reported one.
     fn finish(&mut self, reason: FinishReason, usage: Option<Usage>);
+    /// The turn failed, possibly after pieces were already written.
     fn fail(&mut self, error: ApiError);
 }
 
+/// Maps a turn's signals to pieces under one reasoning output mode: hides, renames or tags
+/// reasoning, and sends the role first.
 pub struct ChatPresenter {
     mode: OutputMode,
     role_sent: bool,
@@ -39,6 +47,7 @@ pub struct ChatPresenter {
 }
 
 impl ChatPresenter {
+    /// A presenter for one turn in `mode`.
     pub fn new(mode: OutputMode) -> Self {
         Self {
             mode,
@@ -47,6 +56,8 @@ impl ChatPresenter {
         }
     }
 
+    /// Passes one signal on to `sink` as the mode shows it (closing an open `<think>` before
+    /// text, tools or the end).
     pub fn signal(&mut self, signal: Signal<'_>, sink: &mut impl ChatSink) {
         match signal {
             Signal::Meta { id, created } => sink.meta(id, created),

@@ -31,6 +31,8 @@ pub trait Output: ChatSink {
     fn clear(&mut self);
     /// Bytes to forward after a chunk (streaming); empty when aggregating.
     fn pending(&self) -> &[u8];
+    /// What the client gets once the upstream ended: the stream's tail, or the aggregated body
+    /// or error.
     fn end(&self) -> End<'_>;
 }
 
@@ -104,6 +106,8 @@ pub trait Pipeline {
     fn usage(&self) -> Option<Usage>;
 }
 
+/// Framer → turn interpreter → presenter → sink `S`, for one response; the sink decides the
+/// client format.
 pub struct Translator<S> {
     framer: SseFramer,
     turn: Turn,
@@ -130,6 +134,7 @@ impl<S: Output> Presented<S> {
 }
 
 impl<S: Output> Translator<S> {
+    /// A translator presenting reasoning in `mode` (completions use `Hidden`) into `sink`.
     pub fn new(mode: OutputMode, sink: S) -> Self {
         Self {
             framer: SseFramer::new(MAX_EVENT_BYTES),
@@ -142,6 +147,7 @@ impl<S: Output> Translator<S> {
         }
     }
 
+    /// Upstream events so far that were not JSON and were skipped (diagnostics only).
     pub fn malformed_events(&self) -> u32 {
         self.turn.malformed_events
     }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+/// `usage` as the Responses API reports it on the terminal event; absent counts read as 0.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub struct ResponsesUsage {
     #[serde(default)]
@@ -16,18 +17,21 @@ pub struct ResponsesUsage {
     pub output_tokens_details: Option<OutputDetails>,
 }
 
+/// `usage.input_tokens_details`: how many input tokens the prompt cache served.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub struct InputDetails {
     #[serde(default)]
     pub cached_tokens: u64,
 }
 
+/// `usage.output_tokens_details`: how many output tokens went to reasoning.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub struct OutputDetails {
     #[serde(default)]
     pub reasoning_tokens: u64,
 }
 
+/// `usage` as OpenAI clients expect it; `total_tokens` is filled in when the upstream left it out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Usage {
     pub prompt_tokens: u64,
@@ -37,11 +41,13 @@ pub struct Usage {
     pub completion_tokens_details: CompletionDetails,
 }
 
+/// `usage.prompt_tokens_details`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct PromptDetails {
     pub cached_tokens: u64,
 }
 
+/// `usage.completion_tokens_details`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct CompletionDetails {
     pub reasoning_tokens: u64,
