@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import List
 
 from harness.repo import REPO_ROOT
 
@@ -37,7 +36,7 @@ def non_test_code(text: str) -> str:
     return text.split("#[cfg(test)]", 1)[0]
 
 
-def core_files(root: Path) -> List[Path]:
+def core_files(root: Path) -> list[Path]:
     """The non-test `.rs` files under `root`."""
     return [
         file
@@ -46,7 +45,7 @@ def core_files(root: Path) -> List[Path]:
     ]
 
 
-def _attribute_lines(lines: List[str]) -> List[bool]:
+def _attribute_lines(lines: list[str]) -> list[bool]:
     """Which lines belong to an outer attribute (`#[...]`, possibly spread over lines)."""
     marks = [False] * len(lines)
     depth = 0
@@ -60,7 +59,7 @@ def _attribute_lines(lines: List[str]) -> List[bool]:
     return marks
 
 
-def _trait_member_lines(lines: List[str]) -> List[int]:
+def _trait_member_lines(lines: list[str]) -> list[int]:
     """Indexes of the `fn`/`type`/`const` lines directly inside a `pub trait` body.
 
     Relies on rustfmt's indentation: members sit one level (four spaces) deeper than the
@@ -78,14 +77,14 @@ def _trait_member_lines(lines: List[str]) -> List[int]:
         i += 1
         while i < len(lines) and lines[i].rstrip() != indent + "}":
             line = lines[i]
-            if line.startswith(member_indent) and not line.startswith(member_indent + " "):
-                if _TRAIT_MEMBER.match(line):
-                    found.append(i)
+            at_member_depth = line.startswith(member_indent) and not line.startswith(member_indent + " ")
+            if at_member_depth and _TRAIT_MEMBER.match(line):
+                found.append(i)
             i += 1
     return found
 
 
-def undocumented(file: Path, display_root: Path) -> List[str]:
+def undocumented(file: Path, display_root: Path) -> list[str]:
     """`path:line: item` for every public item of `file` without a `///` directly above it."""
     lines = non_test_code(file.read_text(encoding="utf-8")).split("\n")
     attributes = _attribute_lines(lines)
@@ -119,7 +118,7 @@ def test_every_core_file_has_a_module_doc():
     assert not missing, "core files without a `//!` module comment:\n" + "\n".join(missing)
 
 
-_SYNTHETIC = '''\
+_SYNTHETIC = """\
 //! A synthetic module.
 
 /// Documented.
@@ -185,7 +184,7 @@ macro_rules! make {
 mod tests {
     pub fn after_cfg_test_is_ignored() {}
 }
-'''
+"""
 
 
 def test_the_checker_finds_missing_docs(tmp_path):
