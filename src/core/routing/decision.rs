@@ -1,6 +1,6 @@
 //! Request headers → what the filter does with the request: answer it locally, or forward it
 //! to the Codex backend with which upstream headers. Everything here is decided from the
-//! headers alone, so it works on every Envoy (see DESIGN.md: portable mode).
+//! headers alone, so it works on every Envoy (portable mode, see the README).
 
 use crate::core::auth::auth_json::ChatgptTokens;
 use crate::core::config::Config;
