@@ -78,6 +78,8 @@ catalogue! {
         "Send the body as `content-type: application/json`.";
     InvalidHeader = "invalid_header", 400, InvalidRequest,
         "`authorization`, `content-type`, `content-length`, a session header or a pseudo-header is not UTF-8 text: send it as plain ASCII.";
+    InvalidPromptCacheKey = "invalid_prompt_cache_key", 400, InvalidRequest,
+        "The `prompt_cache_key` has a control byte, a space at either end or more than 256 characters (it also becomes the `session-id` header): send printable ASCII, such as a UUID.";
     RequestTooLarge = "request_too_large", 413, InvalidRequest,
         "The body is over `MAX_REQUEST_BODY_BYTES`: send less, or raise the limit.";
     ModelNotFound = "model_not_found", 404, InvalidRequest,

@@ -9,6 +9,7 @@ use crate::core::error::{ApiError, Code};
 use crate::core::reasoning::OutputMode;
 use crate::core::reply::Reply;
 use crate::core::routing::key_gate;
+use crate::core::translate::request::conversation_key::MAX_CLIENT_KEY_LEN;
 
 /// A request as the filter sees it at header time. Header names are lower-case.
 pub struct RequestHead<'a> {
@@ -198,7 +199,7 @@ fn session_hint(head: &RequestHead<'_>) -> Option<String> {
         .iter()
         .find_map(|name| head.header(name))
         .map(str::trim)
-        .filter(|v| !v.is_empty() && v.len() <= 256 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|v| !v.is_empty() && v.len() <= MAX_CLIENT_KEY_LEN && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_string)
 }
 

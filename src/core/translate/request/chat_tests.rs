@@ -228,6 +228,28 @@ fn stream_flags_and_cache_keys() {
 }
 
 #[test]
+fn a_cache_key_that_cannot_be_a_header_is_rejected_before_anything_goes_upstream() {
+    let huge = "k".repeat(100 * 1024);
+    for key in ["conv\r\nx-injected: 1", "nul\0byte", "line\nfeed", huge.as_str()] {
+        let error = run(json!({"prompt_cache_key": key, "messages": [{"role": "user", "content": "x"}]}))
+            .err()
+            .unwrap_or_else(|| panic!("{key:?} was accepted"));
+        assert_eq!(
+            (error.status, error.param.as_deref(), error.code_str()),
+            (400, Some("prompt_cache_key"), Some("invalid_prompt_cache_key")),
+            "{key:?}"
+        );
+    }
+    let (up, out) =
+        run(json!({"prompt_cache_key": "", "messages": [{"role": "user", "content": "x"}]})).unwrap();
+    assert!(
+        !out.session_id.is_empty(),
+        "an empty key counts as none: one is derived"
+    );
+    assert_eq!(up["prompt_cache_key"].as_str(), Some(out.session_id.as_str()));
+}
+
+#[test]
 fn bad_input_names_the_problem() {
     let cases: Vec<(Value, &str, &str)> = vec![
         (json!({}), "messages", "`messages` is required"),

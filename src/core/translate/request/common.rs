@@ -120,7 +120,7 @@ impl<'a> Common<'a> {
                 .get::<StreamOptions>("stream_options")?
                 .and_then(|o| o.include_usage)
                 .unwrap_or(false),
-            client_cache_key: fields.get("prompt_cache_key")?,
+            client_cache_key: client_cache_key(fields.get("prompt_cache_key")?)?,
             service_tier: fields.get("service_tier")?,
         })
     }
@@ -167,6 +167,18 @@ impl<'a> Common<'a> {
             model: self.model.id.clone(),
             session_id,
         })
+    }
+}
+
+/// The client's `prompt_cache_key`, checked before it can become the `session-id` header; an
+/// empty one counts as absent (the key is derived instead).
+fn client_cache_key(key: Option<Cow<'_, str>>) -> Result<Option<Cow<'_, str>>, ApiError> {
+    match key {
+        Some(key) if key.is_empty() => Ok(None),
+        Some(key) if !conversation_key::is_valid_client_key(&key) => {
+            Err(conversation_key::invalid_client_key())
+        }
+        key => Ok(key),
     }
 }
 

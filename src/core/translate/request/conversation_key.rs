@@ -5,7 +5,34 @@
 //! Without a client-supplied id the key is derived from what every turn of a conversation
 //! repeats: the instructions and the first user message.
 
+use crate::core::error::{ApiError, Code};
 use crate::core::wire::responses_request::InputItem;
+
+/// The longest client-chosen key (`prompt_cache_key`, or a session header) that is used.
+/// The official client sends a UUID (36 characters) and OpenAI's API takes up to 256; the
+/// key also becomes the `session-id` header, so a longer one only inflates every request.
+pub const MAX_CLIENT_KEY_LEN: usize = 256;
+
+/// Whether a client-chosen key can travel as the `session-id` header unchanged: printable
+/// ASCII, no control byte (a CR, LF or NUL would break the header) and no space at either end
+/// (HTTP drops it, so the backend would see another key than the body's).
+pub fn is_valid_client_key(key: &str) -> bool {
+    (1..=MAX_CLIENT_KEY_LEN).contains(&key.len())
+        && key.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && !key.starts_with(' ')
+        && !key.ends_with(' ')
+}
+
+/// The 400 for a `prompt_cache_key` that cannot be used as the `session-id` header.
+pub fn invalid_client_key() -> ApiError {
+    ApiError::of(
+        Code::InvalidPromptCacheKey,
+        format!(
+            "`prompt_cache_key` must be 1 to {MAX_CLIENT_KEY_LEN} printable ASCII characters (letters, digits, punctuation, inner spaces): it is sent upstream as the session-id header. Use an id such as a UUID."
+        ),
+    )
+    .with_param("prompt_cache_key")
+}
 
 /// The UUID-shaped key of the conversation these instructions and first user message open;
 /// used when the client gave no `prompt_cache_key` or session header.
@@ -82,5 +109,40 @@ mod tests {
         assert_ne!(conversation_key("", None), conversation_key("x", None));
         assert_eq!(a.len(), 36);
         assert_eq!(a.chars().filter(|c| *c == '-').count(), 4);
+        assert!(is_valid_client_key(&a), "a derived key is a valid session header");
+    }
+
+    #[test]
+    fn client_keys_must_fit_in_a_header() {
+        let longest = "k".repeat(MAX_CLIENT_KEY_LEN);
+        for good in [
+            "conv-1",
+            "0b9e1d2c-1f2a-4b3c-8d4e-5f6a7b8c9d0e",
+            "a b",
+            "~!@#$%^&*()",
+            longest.as_str(),
+        ] {
+            assert!(is_valid_client_key(good), "{good:?}");
+        }
+        let too_long = "k".repeat(MAX_CLIENT_KEY_LEN + 1);
+        for bad in [
+            "",
+            "a\r\nx-injected: 1",
+            "a\nb",
+            "a\0b",
+            "tab\there",
+            "caf\u{e9}",
+            " lead",
+            "trail ",
+            "\u{7f}",
+            too_long.as_str(),
+        ] {
+            assert!(!is_valid_client_key(bad), "{bad:?}");
+        }
+        let error = invalid_client_key();
+        assert_eq!(
+            (error.status, error.param.as_deref(), error.code_str()),
+            (400, Some("prompt_cache_key"), Some("invalid_prompt_cache_key"))
+        );
     }
 }
