@@ -56,8 +56,14 @@ UPSTREAM_HEADERS_TO_REMOVE = [
 
 # Stamped before the Wasm filter, which rewrites :path to the upstream's: the virtual
 # clusters (per-endpoint stats) match the client's path through this header. The filter
-# keeps x-envoy-* headers for the route configuration, which strips this one (above).
+# keeps it for the route configuration, which strips it (above).
 CLIENT_PATH_HEADER = "x-envoy-client-path"
+
+# Every client header with this prefix is removed before any filter sees the request: Envoy
+# reads some of them itself (x-envoy-retry-on, x-envoy-upstream-rq-timeout-ms, ...) and the
+# rest would travel on to the upstreams, the Ollama pass-through included. Envoy only strips
+# them by itself at an edge (use_remote_address), which would change x-forwarded-for.
+CLIENT_ENVOY_HEADER_PREFIX = "x-envoy-"
 
 
 class ConfigError(Exception):
@@ -437,13 +443,14 @@ def cors_filter() -> dict:
 
 
 def client_path_filter() -> dict:
-    """Copies the client's :path into CLIENT_PATH_HEADER (overwriting any client copy)."""
+    """Drops the client's x-envoy-* headers, then copies its :path into CLIENT_PATH_HEADER."""
     return {
         "name": "envoy.filters.http.header_mutation",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
             "mutations": {
                 "request_mutations": [
+                    {"remove_on_match": {"key_matcher": {"prefix": CLIENT_ENVOY_HEADER_PREFIX}}},
                     {
                         "append": {
                             "header": {"key": CLIENT_PATH_HEADER, "value": "%REQ(:path)%"},
@@ -746,8 +753,9 @@ EXAMPLE_COMMENTS: Dict[Tuple[str, ...], str] = {
         "headers to every response, the filter's own answers included."
     ),
     _HCM + ("http_filters", "envoy.filters.http.header_mutation"): (
-        "The client's :path, for the virtual clusters (a client's own copy is\n"
-        "overwritten; the routes strip it before the upstream)."
+        "Drops every x-envoy-* header the client sent (Envoy would act on some, and\n"
+        "none may reach an upstream), then stamps the client's :path for the virtual\n"
+        "clusters (the routes strip it before the upstream)."
     ),
     _WASM: (
         "The filter. Its secrets never appear in this file: it reads them from Envoy's\n"

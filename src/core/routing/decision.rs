@@ -203,12 +203,18 @@ fn session_hint(head: &RequestHead<'_>) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Stamped with the client's path ahead of the filter by the shipped Envoy configuration
+/// (envoy/render.py), which routes and counts requests on it and strips it before the upstream.
+pub const CLIENT_PATH_HEADER: &str = "x-envoy-client-path";
+
 /// Headers Envoy itself uses to route; the route configuration strips them before the
 /// upstream (`request_headers_to_remove`), and removing them here breaks route matching.
+/// Any other `x-envoy-*` name is a client's (the shipped configuration already drops those
+/// before the filter; a mesh's configuration may not) and never goes upstream.
 pub fn is_envoy_header(name: &str) -> bool {
     name.starts_with(':')
         || name.starts_with("x-forwarded-")
-        || name.starts_with("x-envoy-")
+        || name == CLIENT_PATH_HEADER
         || name == "x-request-id"
 }
 

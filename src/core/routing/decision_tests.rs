@@ -202,11 +202,14 @@ fn envoy_routing_headers_are_left_to_the_route_configuration() {
         "x-forwarded-proto",
         "x-forwarded-for",
         "x-request-id",
-        "x-envoy-original-path",
+        "x-envoy-client-path",
     ] {
         assert!(is_envoy_header(name), "{name}");
     }
     for name in [
+        "x-envoy-original-path",
+        "x-envoy-foo",
+        "x-envoy-retry-on",
         "authorization",
         "cookie",
         "x-api-key",
@@ -328,6 +331,9 @@ fn the_final_map_keeps_envoys_headers_and_nothing_else_from_the_client() {
         (":method", "POST"),
         ("x-forwarded-proto", "http"),
         ("x-request-id", "r1"),
+        ("x-envoy-client-path", "/v1/chat/completions"),
+        ("x-envoy-original-path", "/evil"),
+        ("x-envoy-foo", "bar"),
         ("authorization", "Bearer client"),
         ("cookie", "c"),
         ("user-agent", "curl"),
@@ -346,6 +352,7 @@ fn the_final_map_keeps_envoys_headers_and_nothing_else_from_the_client() {
             (":method", "POST"),
             ("x-forwarded-proto", "http"),
             ("x-request-id", "r1"),
+            ("x-envoy-client-path", "/v1/chat/completions"),
             (":path", "/backend"),
             ("authorization", "Bearer upstream"),
             ("user-agent", "codex"),
