@@ -625,6 +625,159 @@ def route_config(opts: Options) -> dict:
     }
 
 
+# --------------------------------------------------------------------------------------
+# Envoy's own error replies, OpenAI-shaped
+#
+# Envoy answers some requests itself: an upstream that resets or goes silent, a body over
+# the buffer limit, a malformed request, overload. Its text/plain bodies are rewritten here
+# rather than in the filter because many of them never pass through the filter: a reply made
+# after the filter has seen the response headers (a non-streaming client whose upstream fails
+# mid-body) goes straight to the client, and a codec error comes before any filter runs. The
+# filter still translates the plain-text replies it does see, for configurations without
+# this block (a mesh's Envoy).
+
+# The response code details of the filter's own replies (src/core/flow/step.rs): never
+# rewritten.
+FILTER_REPLY_DETAILS = "codex_filter"
+
+TIMEOUT_FLAGS = ["UT", "SI", "UMSDR"]
+UNREACHABLE_FLAGS = ["UF", "UH", "UO", "URX", "NC", "DF"]
+RESET_FLAGS = ["UC", "UPE", "UR"]
+OVERLOAD_FLAGS = ["OM", "DO"]
+
+
+def _cel_filter(expression: str) -> dict:
+    return {
+        "extension_filter": {
+            "name": "envoy.access_loggers.extension_filters.cel",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+                "expression": expression,
+            },
+        }
+    }
+
+
+def _error_mapper(condition: dict, kind: str, code: Optional[str], message: str, status: Optional[int] = None,
+                  retry_after: Optional[int] = None) -> dict:
+    mapper: dict = {
+        "filter": {"and_filter": {"filters": [_cel_filter(f"response.code_details != '{FILTER_REPLY_DETAILS}'"), condition]}},
+        "body_format_override": {
+            "json_format": {"error": {"message": message, "type": kind, "param": None, "code": code}},
+        },
+    }
+    if status is not None:
+        mapper["status_code"] = status
+    if retry_after is not None:
+        mapper["headers_to_add"] = [
+            {"header": {"key": "retry-after", "value": str(retry_after)}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+        ]
+    return mapper
+
+
+def _flags(flags: List[str]) -> dict:
+    return {"response_flag_filter": {"flags": list(flags)}}
+
+
+def _status_at_least(status: int) -> dict:
+    return {"status_code_filter": {"comparison": {"op": "GE", "value": {"default_value": status, "runtime_key": "codex_unused"}}}}
+
+
+def local_reply_config(opts: Options) -> dict:
+    """Mappers for Envoy's own replies; the first that matches rewrites the status and body."""
+    idle = opts.stream_idle_seconds
+    return {
+        "mappers": [
+            _error_mapper(
+                _cel_filter("response.code_details == 'request_payload_too_large'"),
+                "invalid_request_error",
+                "request_too_large",
+                f"The request body is larger than the {opts.max_request_body_bytes}-byte limit (MAX_REQUEST_BODY_BYTES).",
+                status=413,
+            ),
+            _error_mapper(
+                _cel_filter("response.code_details == 'response_payload_too_large'"),
+                "upstream_error",
+                "upstream_response_too_large",
+                "The answer is larger than Envoy buffers for a non-streaming response; send the "
+                'request with "stream": true, or raise MAX_REQUEST_BODY_BYTES.',
+                status=502,
+            ),
+            _error_mapper(
+                _flags(TIMEOUT_FLAGS),
+                "upstream_error",
+                "upstream_timeout",
+                f"Nothing arrived on this request for {idle} s (STREAM_IDLE_TIMEOUT_SECONDS): the upstream "
+                "or the client went silent. Retry the request.",
+                status=504,
+            ),
+            _error_mapper(
+                _flags(UNREACHABLE_FLAGS),
+                "upstream_error",
+                "upstream_unavailable",
+                "Cannot reach the upstream (connection failed or no healthy upstream); retry shortly.",
+                status=502,
+            ),
+            _error_mapper(
+                _flags(RESET_FLAGS),
+                "upstream_error",
+                "upstream_reset",
+                "The upstream closed or reset the connection before the answer was complete; retry the request.",
+                status=502,
+            ),
+            _error_mapper(
+                _flags(OVERLOAD_FLAGS),
+                "server_error",
+                "overloaded",
+                "The proxy is overloaded; retry shortly.",
+                status=503,
+                retry_after=1,
+            ),
+            _error_mapper(
+                _cel_filter("response.code_details.startsWith('wasm_fail')"),
+                "server_error",
+                "filter_unavailable",
+                "The filter failed and is being reloaded; retry shortly.",
+                status=503,
+                retry_after=1,
+            ),
+            _error_mapper(
+                _flags(["NR"]),
+                "invalid_request_error",
+                "unknown_url",
+                "Unknown route %REQ(:PATH)%. This server answers /v1/chat/completions, /v1/completions and /v1/models.",
+                status=404,
+            ),
+            _error_mapper(
+                {
+                    "or_filter": {
+                        "filters": [
+                            _flags(["DPE"]),
+                            _cel_filter("response.code_details.matches('^http[123][.]')"),
+                        ]
+                    }
+                },
+                "invalid_request_error",
+                "invalid_http_request",
+                "The request is not valid HTTP: %LOCAL_REPLY_BODY% (%RESPONSE_CODE_DETAILS%).",
+            ),
+            _error_mapper(
+                _status_at_least(500),
+                "server_error",
+                None,
+                "The proxy answered HTTP %RESPONSE_CODE% (%RESPONSE_CODE_DETAILS%): %LOCAL_REPLY_BODY%",
+            ),
+            # 2xx and 3xx local replies (CORS preflights) keep their bodies.
+            _error_mapper(
+                _status_at_least(400),
+                "invalid_request_error",
+                None,
+                "The proxy answered HTTP %RESPONSE_CODE% (%RESPONSE_CODE_DETAILS%): %LOCAL_REPLY_BODY%",
+            ),
+        ]
+    }
+
+
 def http_connection_manager(opts: Options) -> dict:
     return {
         "name": "envoy.filters.network.http_connection_manager",
@@ -636,6 +789,7 @@ def http_connection_manager(opts: Options) -> dict:
             # Reasoning models can be silent for minutes before the first token.
             "stream_idle_timeout": opts.stream_idle_timeout,
             "route_config": route_config(opts),
+            "local_reply_config": local_reply_config(opts),
             # CORS first: Envoy answers preflights itself (no key needed) and adds the CORS
             # headers to every response, the filter's own replies included.
             "http_filters": [cors_filter(), client_path_filter(), wasm_filter(opts), router_filter()],
@@ -747,6 +901,12 @@ EXAMPLE_COMMENTS: Dict[Tuple[str, ...], str] = {
         "CORS_ALLOW_ORIGINS: `*` without credentials, or a list of exact origins with\n"
         "them. Envoy sends allow_headers verbatim and browsers do not expand patterns,\n"
         "so the OpenAI SDK's headers are listed one by one."
+    ),
+    _HCM + ("local_reply_config",): (
+        "Envoy's own replies (an upstream reset or silence, an oversize body, a malformed\n"
+        "request, overload) as OpenAI-shaped JSON: many never pass through the filter.\n"
+        "The first mapper that matches rewrites status and body; the filter's own replies\n"
+        "(response code details codex_filter) and 2xx replies are left alone."
     ),
     _HCM + ("http_filters",): (
         "CORS first: Envoy answers preflights itself (no key needed) and adds the CORS\n"

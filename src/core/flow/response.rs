@@ -79,6 +79,9 @@ pub enum Handler {
     },
     /// Envoy answered by itself (no upstream response).
     ProxyError { error: ApiError, out: Vec<u8> },
+    /// Envoy answered by itself and its reply is already OpenAI-shaped JSON (the shipped
+    /// configuration's `local_reply_config` words it, status included): passed on unchanged.
+    ProxyReply { out: Vec<u8> },
 }
 
 const SSE_HEADERS: [(&str, &str); 2] = [
@@ -213,6 +216,14 @@ impl Handler {
         hold_headers: bool,
         now: u64,
     ) -> (Self, HeaderPlan) {
+        if !head.via_upstream && is_json(head.content_type) {
+            let plan = HeaderPlan {
+                hold: false,
+                status: None,
+                set: Vec::new(),
+            };
+            return (Self::ProxyReply { out: Vec::new() }, plan);
+        }
         if !head.via_upstream {
             let error = proxy_error(head.status, client.max_request_body_bytes);
             let plan = HeaderPlan {
@@ -288,6 +299,11 @@ impl Handler {
                 &[]
             }
             Self::ProxyError { .. } => &[],
+            Self::ProxyReply { out } => {
+                out.clear();
+                out.extend_from_slice(chunk);
+                out
+            }
         }
     }
 
@@ -316,6 +332,12 @@ impl Handler {
                 out,
             } => render_error(upstream_error::from_http(*status, body, limits, now), out),
             Self::ProxyError { error, out } => render_error(error.clone(), out),
+            Self::ProxyReply { .. } => Final {
+                body: &[],
+                status: None,
+                set: Vec::new(),
+                usage_limited: false,
+            },
         }
     }
 
@@ -327,6 +349,14 @@ impl Handler {
             _ => None,
         }
     }
+}
+
+fn is_json(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|ct| {
+        ct.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("application/json")
+    })
 }
 
 /// Errors before any byte went out are plain JSON with their own status, as the OpenAI API does.
@@ -453,6 +483,43 @@ mod tests {
             let (_, plan) = Handler::new(&client, &head, hold, 0);
             assert_eq!(plan, expected, "{} {:?}", head.status, head.content_type);
         }
+    }
+
+    #[test]
+    fn envoy_replies_already_in_the_openai_shape_pass_unchanged() {
+        let body =
+            br#"{"error":{"message":"m","type":"upstream_error","param":null,"code":"upstream_reset"}}"#;
+        for stream in [false, true] {
+            let (mut handler, plan) = Handler::new(
+                &client(Endpoint::ChatCompletions, stream),
+                &head(502, "application/json", false),
+                true,
+                0,
+            );
+            assert_eq!(
+                plan,
+                HeaderPlan {
+                    hold: false,
+                    status: None,
+                    set: Vec::new()
+                }
+            );
+            assert_eq!(handler.push(body, 0), body);
+            let done = handler.finish(0);
+            assert_eq!((done.body, done.status), (&[][..], None));
+            assert!(done.set.is_empty());
+        }
+        // Envoy's own plain-text wording is still translated (no local_reply_config).
+        let (mut handler, _) = Handler::new(
+            &client(Endpoint::ChatCompletions, false),
+            &head(504, "text/plain", false),
+            true,
+            0,
+        );
+        assert!(handler.push(b"stream timeout", 0).is_empty());
+        let done = handler.finish(0);
+        assert_eq!(done.status, Some(504));
+        assert!(String::from_utf8_lossy(done.body).contains("upstream_timeout"));
     }
 
     #[test]
