@@ -226,6 +226,14 @@ class Options:
         return self.max_request_body_bytes + BUFFER_HEADROOM_BYTES
 
     @property
+    def request_buffer_limit_bytes(self) -> int:
+        """What Envoy may hold of one request body on the Codex route. The filter keeps at most
+        MAX_REQUEST_BODY_BYTES and drops the rest of an oversize body as it arrives, but one
+        socket read (up to the listener's buffer limit) lands on top before the filter sees it;
+        below this sum Envoy would answer 413 itself, early, and reset a client still writing."""
+        return 2 * self.buffer_limit_bytes
+
+    @property
     def stream_idle_timeout(self) -> str:
         return f"{self.stream_idle_seconds}s"
 
@@ -579,6 +587,7 @@ def routes(opts: Options) -> List[dict]:
         # Before the catch-all. Without OLLAMA_API_URL, /api/* reaches the filter like any path.
         found.append(ollama_route(opts.ollama, opts))
     codex = upstream_route(opts.codex.cluster, {"prefix": "/"}, opts.codex.cluster, opts.codex, opts)
+    codex["request_body_buffer_limit"] = opts.request_buffer_limit_bytes
     if opts.credentials_upstream:
         codex["route"]["retry_policy"] = TOKEN_RETRY_POLICY
     found.append(codex)
@@ -887,6 +896,12 @@ EXAMPLE_COMMENTS: Dict[Tuple[str, ...], str] = {
         "One retry, only for a 401: the credentials instance (in the cluster below) has\n"
         "marked the token stale by then, and the retry waits for the refreshed one.\n"
         "ChatGPT login in full mode only."
+    ),
+    _VHOST + ("routes", "codex", "request_body_buffer_limit"): (
+        "What Envoy may hold of one request on this route (this also bounds a response):\n"
+        "twice the listener's buffer. The filter keeps at most MAX_REQUEST_BODY_BYTES and\n"
+        "drops the rest of an oversize body, but one socket read lands on top before the\n"
+        "filter sees it; Envoy's own 413 would come early and reset a client still writing."
     ),
     _VHOST + ("routes", "codex", "request_headers_to_remove"): (
         "Envoy adds these towards the upstream; a third-party backend must not see them."

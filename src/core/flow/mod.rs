@@ -6,3 +6,4 @@ pub mod headers;
 pub mod request;
 pub mod response;
 pub mod step;
+pub mod upload;

@@ -5,8 +5,9 @@
 //! - request headers: answer locally, pass an Ollama route through (minus the client's
 //!   credentials), or forward a chat/completions request. Portable mode sends the upstream
 //!   headers now; with `ENVOY_HOLD_HEADERS` they wait for the body (and its session id).
-//! - request body: buffered to its end (bounded by `MAX_REQUEST_BODY_BYTES`), translated,
-//!   replaced. A request with no usable ChatGPT token yet waits for the refresher.
+//! - request body: buffered to its end (bounded by `MAX_REQUEST_BODY_BYTES`; an oversize
+//!   body is read and dropped before its 413, see `flow::upload`),
+//!   translated, replaced. A request with no usable ChatGPT token yet waits for the refresher.
 //! - response headers and body: the [`Handler`]'s plan and bytes; a backend 401 marks the
 //!   token it was sent with as stale.
 //! - log: the metrics and the `VERBOSE` line.
@@ -19,10 +20,11 @@ use crate::core::flow::response::{
     ClientRequest, Handler, HeaderPlan, REMOVED_RESPONSE_HEADERS, ResponseHead,
 };
 use crate::core::flow::step::{LOCAL_REPLY_DETAILS, Next, Step, Steps};
+use crate::core::flow::upload::BodyStep;
 use crate::core::metrics::{Metric, RouteKind};
 use crate::core::port::Port;
 use crate::core::reply::Reply;
-use crate::core::routing::decision::{self, Decision, Endpoint, Forward, RequestHead, body_too_large};
+use crate::core::routing::decision::{self, Decision, Endpoint, Forward, RequestHead};
 use crate::core::translate::request::common::{TranslateContext, Translated};
 use crate::core::translate::request::{chat as chat_request, completions as completion_request};
 use crate::core::translate::response::upstream_error::LimitHeaders;
@@ -178,18 +180,20 @@ impl RequestFlow {
         end_of_stream: bool,
         body: impl FnOnce() -> Vec<u8>,
     ) -> Steps {
-        if !matches!(self.stage, Stage::AwaitBody { .. }) {
+        let Stage::AwaitBody { forward, .. } = &mut self.stage else {
             return Steps::go_on();
+        };
+        match forward.body.step(body_size, end_of_stream) {
+            BodyStep::Complete => {}
+            BodyStep::Buffer => return Steps::pause(),
+            // Emptied, so that what Envoy holds stays within its own buffer limit.
+            BodyStep::Discard => return Steps::then(vec![Step::ReplaceRequestBody(Vec::new())], Next::Pause),
+            BodyStep::Reject(error) => {
+                self.stage = Stage::Idle;
+                return self.reply(error);
+            }
         }
         let cfg = &vm.config;
-        let limit = cfg.max_request_body_bytes;
-        if body_size > limit {
-            self.stage = Stage::Idle;
-            return self.reply(body_too_large(limit));
-        }
-        if !end_of_stream {
-            return Steps::pause();
-        }
         let Stage::AwaitBody {
             forward,
             headers,

@@ -325,14 +325,38 @@ fn bodies_over_the_limit_empty_bodies_and_bad_json_never_go_upstream() {
     let vm = vm_with(&[("MAX_REQUEST_BODY_BYTES", "100")]);
     let mut drive = Drive::new(&vm, 1);
     drive.headers(&post("/v1/chat/completions", &[]), false);
+    // An oversize body is emptied as it arrives and answered at its end, so that a client
+    // still writing it reads the 413 instead of a reset connection.
+    let drop = Steps::then(vec![Step::ReplaceRequestBody(Vec::new())], Next::Pause);
     let steps = drive
         .flow
         .request_body(&vm.vm, &vm.port, 101, false, || panic!("read"));
+    assert_eq!(steps, drop);
+    let steps = drive
+        .flow
+        .request_body(&vm.vm, &vm.port, 10, false, || panic!("read"));
+    assert_eq!(steps, drop, "once over the limit, the rest is dropped too");
+    let steps = drive
+        .flow
+        .request_body(&vm.vm, &vm.port, 3, true, || panic!("read"));
     assert_eq!(error_code(&steps), Some((413, "request_too_large".into())));
     // A later callback is not ours any more.
     assert_eq!(drive.body(b"{}"), Steps::go_on());
 
-    let steps = Drive::new(&vm, 2).headers(
+    // A declared oversize: held headers wait, the body is dropped from its first byte.
+    let mut drive = Drive::new(&vm, 2);
+    let steps = drive.headers(
+        &post("/v1/chat/completions", &[("content-length", b"101")]),
+        false,
+    );
+    assert_eq!(steps, Steps::pause());
+    let steps = drive
+        .flow
+        .request_body(&vm.vm, &vm.port, 1, false, || panic!("read"));
+    assert_eq!(steps, drop);
+    // Released headers would leave with the credentials: refused at once.
+    let portable = vm_with(&[("MAX_REQUEST_BODY_BYTES", "100"), ("ENVOY_HOLD_HEADERS", "false")]);
+    let steps = Drive::new(&portable, 5).headers(
         &post("/v1/chat/completions", &[("content-length", b"101")]),
         false,
     );

@@ -6,6 +6,7 @@ use crate::core::auth::auth_json::ChatgptTokens;
 use crate::core::config::Config;
 use crate::core::config::header_forwarding::ForwardMode;
 use crate::core::error::{ApiError, Code};
+use crate::core::flow::upload::BodyLimit;
 use crate::core::reasoning::OutputMode;
 use crate::core::reply::Reply;
 use crate::core::routing::key_gate;
@@ -51,6 +52,8 @@ pub struct Forward {
     pub mode: OutputMode,
     /// A conversation id the client sent as a header.
     pub session_hint: Option<String>,
+    /// `MAX_REQUEST_BODY_BYTES`, applied as the body arrives.
+    pub body: BodyLimit,
 }
 
 /// What the request-headers callback does with a request.
@@ -115,11 +118,12 @@ fn decide_inner(cfg: &Config, head: &RequestHead<'_>, created: u64) -> Result<De
             "Ollama routes are disabled: OLLAMA_API_URL is not set. Set it to your Ollama server (for example http://localhost:11434) and restart.",
         )),
         Route::Api(endpoint, mode) => {
-            check_body_headers(cfg, head)?;
+            let body = check_body_headers(cfg, head)?;
             Ok(Decision::Forward(Forward {
                 endpoint,
                 mode,
                 session_hint: session_hint(head),
+                body,
             }))
         }
     }
@@ -159,7 +163,7 @@ fn classify(cfg: &Config, path: &str) -> Result<Route, ApiError> {
     }
 }
 
-fn check_body_headers(cfg: &Config, head: &RequestHead<'_>) -> Result<(), ApiError> {
+fn check_body_headers(cfg: &Config, head: &RequestHead<'_>) -> Result<BodyLimit, ApiError> {
     if let Some(content_type) = head.header("content-type") {
         let media = content_type
             .split(';')
@@ -174,15 +178,17 @@ fn check_body_headers(cfg: &Config, head: &RequestHead<'_>) -> Result<(), ApiErr
             ));
         }
     }
-    if let Some(length) = head
+    let length = head
         .header("content-length")
-        .and_then(|l| l.trim().parse::<usize>().ok())
-    {
-        if length > cfg.max_request_body_bytes {
-            return Err(body_too_large(cfg.max_request_body_bytes));
-        }
+        .and_then(|l| l.trim().parse::<usize>().ok());
+    let limit = cfg.max_request_body_bytes;
+    // Held headers let the filter read and drop an oversize body before it answers (see
+    // BodyLimit). Released headers would carry the credentials upstream for a request that is
+    // refused anyway, so without them a declared oversize is refused at once.
+    if !cfg.hold_headers && length.is_some_and(|length| length > limit) {
+        return Err(body_too_large(limit));
     }
-    Ok(())
+    Ok(BodyLimit::declared(limit, length))
 }
 
 /// The 413 `request_too_large` for a body over `limit` bytes, by `content-length` or as

@@ -1,5 +1,6 @@
 use super::*;
 use crate::core::auth::auth_json::tests::auth_json;
+use crate::core::flow::upload::BodyStep;
 use std::collections::HashMap;
 
 fn config(pairs: &[(&str, &str)]) -> Config {
@@ -358,4 +359,39 @@ fn the_final_map_keeps_envoys_headers_and_nothing_else_from_the_client() {
             ("user-agent", "codex"),
         ]
     );
+}
+
+#[test]
+fn a_declared_oversize_body_is_refused_at_once_only_when_the_headers_cannot_wait() {
+    let auth = ("authorization", "Bearer k");
+    let over = ("content-length", "5000");
+    let released = config(&[("OPENAI_API_KEY", "k"), ("MAX_REQUEST_BODY_BYTES", "4096")]);
+    assert_eq!(
+        status(&decide_for(
+            &released,
+            "POST",
+            "/v1/chat/completions",
+            &[auth, over]
+        )),
+        413
+    );
+    let held = config(&[
+        ("OPENAI_API_KEY", "k"),
+        ("MAX_REQUEST_BODY_BYTES", "4096"),
+        ("ENVOY_HOLD_HEADERS", "true"),
+    ]);
+    let Decision::Forward(mut forward) = decide_for(&held, "POST", "/v1/chat/completions", &[auth, over])
+    else {
+        panic!("a held request is read to its end first")
+    };
+    assert_eq!(forward.body.step(100, false), BodyStep::Discard);
+    let Decision::Forward(mut forward) = decide_for(
+        &held,
+        "POST",
+        "/v1/chat/completions",
+        &[auth, ("content-length", "4096")],
+    ) else {
+        panic!()
+    };
+    assert_eq!(forward.body.step(4096, true), BodyStep::Complete);
 }
