@@ -160,6 +160,23 @@ def filter_variables() -> List[str]:
 
 
 # --------------------------------------------------------------------------------------
+# Envoy's log level
+
+# At debug and trace these Envoy components print whole header maps: the client's
+# Authorization and cookies, and (portable mode, API-key upstreams) the upstream credential.
+# They stay at info whatever ENVOY_LOG_LEVEL says; nothing else Envoy logs carries a secret.
+HEADER_LOGGING_COMPONENTS = ("http", "http2", "router")
+
+
+def envoy_log_args(level: str) -> List[str]:
+    """Envoy's log flags for a (validated) ENVOY_LOG_LEVEL, safe at every level."""
+    args = ["--log-level", level]
+    if level in ("trace", "debug"):
+        args += ["--component-log-level", ",".join(f"{name}:info" for name in HEADER_LOGGING_COMPONENTS)]
+    return args
+
+
+# --------------------------------------------------------------------------------------
 # Options: the resolved settings plus the module path
 
 

@@ -43,7 +43,7 @@ def envoy_binary(run: Mapping[str, Any], settings: Mapping[str, str]) -> str:
 
 def envoy_args(binary: str, resolved: Mapping[str, Any], config: Path) -> List[str]:
     run = resolved["run"]
-    args = [binary, "-c", str(config), "--log-level", run["envoy_log_level"]]
+    args = [binary, "-c", str(config), *render.envoy_log_args(run["envoy_log_level"])]
     if run["envoy_concurrency"] is not None:
         args += ["--concurrency", str(run["envoy_concurrency"])]
     # A dynamic base id lets a second instance (other PORT / ENVOY_ADMIN_PORT) run beside

