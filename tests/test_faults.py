@@ -539,3 +539,11 @@ def test_a_slow_token_endpoint_still_refreshes_the_login(fresh, mock_codex, mock
     assert mock_oauth.calls == 1, "the rotated refresh token was not spent twice"
     assert tokens.decode_jwt_claims(mock_codex.last_request.header("authorization").removeprefix("Bearer "))["exp"] > 0
     assert_still_healthy(envoy, mock_codex)
+
+
+def test_the_readme_lists_every_code_envoys_replies_carry():
+    readme = (Path(render.REPO_ROOT) / "README.md").read_text(encoding="utf-8")
+    options = render.options_from(render.resolve({}))
+    codes = {m["body_format_override"]["json_format"]["error"]["code"] for m in render.local_reply_config(options)["mappers"]}
+    missing = [code for code in codes - {None} if f"`{code}`" not in readme]
+    assert not missing, missing
