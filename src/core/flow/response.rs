@@ -3,8 +3,9 @@
 //! OpenAI-shaped error for an upstream or Envoy failure.
 
 use crate::core::error::{ApiError, Code, ErrorType};
+use crate::core::flow::upload::body_too_large;
 use crate::core::reasoning::OutputMode;
-use crate::core::routing::decision::{Endpoint, body_too_large};
+use crate::core::routing::decision::Endpoint;
 use crate::core::translate::response::chat_aggregate::ChatAggregator;
 use crate::core::translate::response::chat_stream::ChatStreamWriter;
 use crate::core::translate::response::completions::{CompletionAggregator, CompletionStreamWriter};

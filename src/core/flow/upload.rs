@@ -3,12 +3,20 @@
 //! request it answered early, and a client still writing its body (Python's `urllib` writes the
 //! whole body before it reads the answer) then gets a connection reset instead of the 413.
 
-use crate::core::error::ApiError;
-use crate::core::routing::decision::body_too_large;
+use crate::core::error::{ApiError, Code};
 
 /// How much of an oversize body is read and dropped before the 413 goes out anyway (and a
 /// client still writing may then see a reset): bounds what one request can make the proxy read.
 pub const MAX_DISCARDED_BYTES: usize = 128 * 1024 * 1024;
+
+/// The 413 `request_too_large` for a body over `limit` bytes, by `content-length` or as
+/// buffered; also stands in for Envoy's own 413.
+pub fn body_too_large(limit: usize) -> ApiError {
+    ApiError::of(
+        Code::RequestTooLarge,
+        format!("The request body is larger than the {limit}-byte limit (MAX_REQUEST_BODY_BYTES)."),
+    )
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BodyLimit {

@@ -6,7 +6,7 @@ use crate::core::auth::auth_json::ChatgptTokens;
 use crate::core::config::Config;
 use crate::core::config::header_forwarding::ForwardMode;
 use crate::core::error::{ApiError, Code};
-use crate::core::flow::upload::BodyLimit;
+use crate::core::flow::upload::{BodyLimit, body_too_large};
 use crate::core::reasoning::OutputMode;
 use crate::core::reply::Reply;
 use crate::core::routing::key_gate;
@@ -189,15 +189,6 @@ fn check_body_headers(cfg: &Config, head: &RequestHead<'_>) -> Result<BodyLimit,
         return Err(body_too_large(limit));
     }
     Ok(BodyLimit::declared(limit, length))
-}
-
-/// The 413 `request_too_large` for a body over `limit` bytes, by `content-length` or as
-/// buffered; also stands in for Envoy's own 413.
-pub fn body_too_large(limit: usize) -> ApiError {
-    ApiError::of(
-        Code::RequestTooLarge,
-        format!("The request body is larger than the {limit}-byte limit (MAX_REQUEST_BODY_BYTES)."),
-    )
 }
 
 fn session_hint(head: &RequestHead<'_>) -> Option<String> {
