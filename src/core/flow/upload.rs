@@ -18,6 +18,7 @@ pub fn body_too_large(limit: usize) -> ApiError {
     )
 }
 
+/// One request body against `MAX_REQUEST_BODY_BYTES`: kept while within it, dropped once over.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BodyLimit {
     limit: usize,
@@ -25,6 +26,7 @@ pub struct BodyLimit {
     discarded: usize,
 }
 
+/// What the host does with the body bytes of one callback.
 #[derive(Debug, PartialEq)]
 pub enum BodyStep {
     /// Keep the bytes and wait for the rest.
@@ -38,6 +40,7 @@ pub enum BodyStep {
 }
 
 impl BodyLimit {
+    /// A body of unknown length (chunked, or `content-length` within the limit).
     pub fn new(limit: usize) -> Self {
         Self {
             limit,
