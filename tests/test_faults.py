@@ -14,7 +14,7 @@ import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import httpx
 import openai
@@ -38,13 +38,14 @@ BODY_LIMIT = 256 * 1024
 CHAT = "/v1/chat/completions"
 
 # What Envoy logs when a filter VM fails or Envoy itself dies: the filter's panic hook (at
-# critical), the trap V8 reports for the callback, and Envoy's crash handler.
+# critical), the trap V8 reports for the callback (an uncaught RuntimeError), and Envoy's
+# crash handler.
 VM_FAILURE_MARKERS = (
     "][critical][",
     "panic",
-    "Uncaught RuntimeError",
+    "RuntimeError",
     "Function: proxy_",
-    "Caught Segmentation fault",
+    "Segmentation fault",
     "Caught Aborted",
     "Backtrace",
 )
@@ -61,7 +62,7 @@ def start(wasm: Path, workdir: Path, env: Dict[str, str], **kwargs) -> EnvoyHand
 
 @pytest.fixture(scope="module")
 def faulty(wasm_module, _mock_codex_server, auth_json, tmp_path_factory) -> Iterator[EnvoyHandle]:
-    """One worker (one VM), short idle timeout, 64 KiB body limit; shared by the faults that
+    """One worker (one VM), short idle timeout, 256 KiB body limit; shared by the faults that
     Envoy survives today (each test looks only at the log its own requests wrote)."""
     with MockOAuth() as oauth:
         handle = start(wasm_module, tmp_path_factory.mktemp("faults"), default_env(_mock_codex_server, auth_json, oauth))
@@ -114,6 +115,11 @@ def text_frames(*deltas: str) -> List[bytes]:
     return sse.sse_frames(sse.text_events(list(deltas)))
 
 
+def streamed_content(frames: List[Any]) -> str:
+    """The text of a chat stream's chunks (`sse_data` frames)."""
+    return "".join(f["choices"][0]["delta"].get("content") or "" for f in frames if f != "[DONE]" and f["choices"])
+
+
 def read_stream(envoy: EnvoyHandle, body: dict, timeout: float = 20) -> Tuple[int, str, Optional[Exception]]:
     """Status, the text received and the transport error that ended it (if any)."""
     text, error = "", None
@@ -127,7 +133,8 @@ def read_stream(envoy: EnvoyHandle, body: dict, timeout: float = 20) -> Tuple[in
 
 
 def raw_exchange(port: int, request: bytes, timeout: float = 20) -> Tuple[int, Dict[str, str], bytes]:
-    """One HTTP/1.1 request over a plain socket (bytes no HTTP library would send)."""
+    """One HTTP/1.1 request over a plain socket (bytes no HTTP library would send): the status,
+    the headers (lower-cased names, values as latin-1) and the body without its framing."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(request)
         data = b""
@@ -147,7 +154,7 @@ def raw_exchange(port: int, request: bytes, timeout: float = 20) -> Tuple[int, D
                 assert piece, "connection closed inside the body"
                 rest += piece
             body = rest[: int(headers["content-length"])]
-        else:
+        elif headers.get("transfer-encoding") == "chunked":
             while not rest.endswith(b"0\r\n\r\n"):
                 piece = sock.recv(65536)
                 assert piece, "connection closed inside the chunked body"
@@ -155,19 +162,30 @@ def raw_exchange(port: int, request: bytes, timeout: float = 20) -> Tuple[int, D
             body, chunks = b"", rest
             while True:
                 size_line, _, chunks = chunks.partition(b"\r\n")
-                size = int(size_line, 16)
+                size = int(size_line.split(b";")[0], 16)
                 if size == 0:
                     break
                 body, chunks = body + chunks[:size], chunks[size + 2 :]
+        else:  # the body ends with the connection
+            while piece := sock.recv(65536):
+                rest += piece
+            body = rest
     return int(status_line.split()[1]), headers, body
 
 
-def post_bytes(path: str, body: bytes, extra_headers: bytes = b"") -> bytes:
-    return (
-        b"POST " + path.encode() + b" HTTP/1.1\r\nHost: localhost\r\n"
-        b"Authorization: Bearer " + TEST_API_KEY.encode() + b"\r\nContent-Type: application/json\r\n"
-        b"Content-Length: " + str(len(body)).encode() + b"\r\n" + extra_headers + b"\r\n" + body
-    )
+def request_bytes(method: str, path: str, headers: Mapping[str, bytes], body: bytes = b"") -> bytes:
+    """An HTTP/1.1 request with each header value's bytes exactly as given."""
+    lines = [f"{method} {path} HTTP/1.1".encode(), b"Host: localhost"]
+    lines += [name.encode() + b": " + value for name, value in headers.items()]
+    if body or method == "POST":
+        lines.append(b"Content-Length: " + str(len(body)).encode())
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def post_bytes(path: str, body: bytes, headers: Optional[Mapping[str, bytes]] = None) -> bytes:
+    """A POST with the test key and a JSON content type; `headers` adds to them or replaces them."""
+    defaults = {"Authorization": b"Bearer " + TEST_API_KEY.encode(), "Content-Type": b"application/json"}
+    return request_bytes("POST", path, {**defaults, **(headers or {})}, body)
 
 
 def assert_openai_error(status: int, headers: Dict[str, str], body: bytes) -> dict:
@@ -205,7 +223,7 @@ def test_upstream_reset_mid_body_ends_a_stream_without_done(faulty, mock_codex, 
     assert status == 200
     assert error is not None, text
     assert "[DONE]" not in text
-    assert "".join(f["choices"][0]["delta"].get("content") or "" for f in sse_data(text) if f["choices"]) == "Hello"
+    assert streamed_content(sse_data(text)) == "Hello"
     assert_still_healthy(faulty, mock_codex, log_start)
 
 
@@ -284,13 +302,16 @@ def test_the_filters_own_errors_are_left_as_they_are(faulty, mock_codex, log_sta
 
 
 def big_answer(total: int = 2 * 1024 * 1024) -> Tuple[str, Script]:
-    """`total` bytes of text in 1 KiB deltas. No event repeats the whole text (the `.done`
-    events may leave it out): each stays far below the filter's 1 MiB event limit, so only
-    the aggregated answer is large."""
+    """Exactly `total` bytes of text in deltas of at most 1 KiB. No event repeats the whole
+    text (the `.done` events may leave it out): each stays far below the filter's 1 MiB event
+    limit, so only the aggregated answer is large."""
     piece = "0123456789abcdef" * 64
     deltas = [piece] * (total // len(piece))
+    if total % len(piece):
+        deltas.append(piece[: total % len(piece)])
     events = [
         sse.created(),
+        sse.in_progress(),
         sse.item_added_message(),
         sse.content_part_added(),
         *(sse.text_delta(delta) for delta in deltas),
@@ -299,57 +320,111 @@ def big_answer(total: int = 2 * 1024 * 1024) -> Tuple[str, Script]:
     return "".join(deltas), Script.events(events)
 
 
-def test_an_oversize_non_streaming_answer_is_a_502_and_envoy_survives(fresh, mock_codex):
-    envoy = fresh(MAX_REQUEST_BODY_BYTES="65536")
+# MAX_REQUEST_BODY_BYTES, which also caps what the filter holds of a non-streaming answer.
+ANSWER_LIMIT = 65536
+COMPLETIONS = "/v1/completions"
+ENDPOINTS = {"chat": (CHAT, chat_body()), "completions": (COMPLETIONS, {"model": "gpt-5.5", "prompt": "hi"})}
+
+
+@pytest.mark.parametrize("portable", [False, True], ids=["full", "portable"])
+@pytest.mark.parametrize("endpoint", list(ENDPOINTS))
+def test_an_oversize_non_streaming_answer_is_too_large_and_envoy_survives(fresh, mock_codex, endpoint, portable):
+    envoy = fresh(portable=portable, MAX_REQUEST_BODY_BYTES=str(ANSWER_LIMIT))
+    path, body = ENDPOINTS[endpoint]
     # Twice what Envoy buffers of one response for this limit (about 2 MiB).
-    buffered = render.options_from(render.resolve({"MAX_REQUEST_BODY_BYTES": "65536"})).request_buffer_limit_bytes
+    buffered = render.options_from(render.resolve({"MAX_REQUEST_BODY_BYTES": str(ANSWER_LIMIT)})).request_buffer_limit_bytes
     _, script = big_answer(2 * buffered)
     mock_codex.enqueue(script)
     try:
-        resp = requests.post(envoy.url + CHAT, json=chat_body(), headers=AUTH, timeout=30)
+        resp = requests.post(envoy.url + path, json=body, headers=AUTH, timeout=30)
     except requests.exceptions.ConnectionError as exc:
         pytest.fail(f"no answer ({exc}); Envoy alive: {envoy.alive}; log tail:\n{envoy.log_tail(12)}")
     status, error = error_of(resp)
-    assert (status, error["code"]) == (502, "upstream_response_too_large")
+    # Portable mode has sent its 200 before the body: only the body can say what happened.
+    assert status == (200 if portable else 502)
+    assert (error["code"], error["type"]) == ("upstream_response_too_large", "upstream_error")
+    assert '"stream": true' in error["message"]
+    # Just under the limit, the answer is whole.
+    text, script = big_answer(60_000)
+    mock_codex.enqueue(script)
+    resp = requests.post(envoy.url + path, json=body, headers=AUTH, timeout=30)
+    assert resp.status_code == 200, resp.text[:300]
+    choice = resp.json()["choices"][0]
+    assert (choice["text"] if path == COMPLETIONS else choice["message"]["content"]) == text
     assert_still_healthy(envoy, mock_codex)
 
 
 def test_an_oversize_streamed_answer_streams_in_full(faulty, mock_codex, log_start):
     text, script = big_answer()
+    # Far over the non-streaming limit, and over what Envoy buffers of one response.
+    assert len(text) > render.options_from(render.resolve({"MAX_REQUEST_BODY_BYTES": str(BODY_LIMIT)})).buffer_limit_bytes
     mock_codex.enqueue(script)
     status, body, error = read_stream(faulty, chat_body(stream=True), timeout=60)
     assert (status, error) == (200, None)
     frames = sse_data(body)
     assert frames[-1] == "[DONE]"
-    assert "".join(f["choices"][0]["delta"].get("content") or "" for f in frames[:-1] if f["choices"]) == text
+    assert streamed_content(frames) == text
     assert_still_healthy(faulty, mock_codex, log_start)
 
 
 # --------------------------------------------------------------------------------------
-# Bytes that are not UTF-8
+# Bytes that are not UTF-8 (in header values, both ways)
+
+ODD = b"caf\xe9"  # latin-1 for "café"; not UTF-8
 
 
 def test_a_non_utf8_client_header_byte_does_not_fail_the_vm(fresh, mock_codex):
-    envoy = fresh()
-    body = json.dumps(chat_body()).encode()
-    status, headers, answer = raw_exchange(envoy.port, post_bytes(CHAT, body, b"X-Odd: caf\xe9\r\n"))
-    # The filter may refuse such a request or ignore the header; either way it answers.
-    assert status in (200, 400), (status, answer)
-    if status == 400:
-        assert_openai_error(status, headers, answer)
-    status, headers, answer = raw_exchange(envoy.port, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Odd: caf\xe9\r\n\r\n")
-    assert status in (200, 400), (status, answer)
-    assert_still_healthy(envoy, mock_codex)
+    with MockOllama() as ollama:
+        envoy = fresh(OLLAMA_API_URL=ollama.url)
+        body = json.dumps(chat_body()).encode()
+        # A header the filter reads is refused before anything goes upstream.
+        for name in ("Authorization", "Content-Type", "X-Session-Id"):
+            sent = len(mock_codex.requests)
+            status, headers, answer = raw_exchange(envoy.port, post_bytes(CHAT, body, {name: b"Bearer " + ODD}))
+            assert status == 400, (name, answer)
+            assert headers["content-type"] == "application/json"
+            error = assert_openai_error(status, headers, answer)
+            assert error["code"] == "invalid_header" and name.lower() in error["message"], error
+            assert len(mock_codex.requests) == sent
+            assert_still_healthy(envoy, mock_codex)
+        # One it does not read is dropped on the way to the ChatGPT backend.
+        status, _, answer = raw_exchange(envoy.port, post_bytes(CHAT, body, {"X-Odd": ODD}))
+        assert status == 200, answer
+        assert json.loads(answer)["choices"][0]["message"]["content"] == "Hello world"
+        assert "x-odd" not in mock_codex.last_request.headers
+        status, _, answer = raw_exchange(envoy.port, request_bytes("GET", "/health", {"X-Odd": ODD}))
+        assert status == 200, answer
+        # The Ollama passthrough leaves it untouched (the mock reads header bytes as latin-1,
+        # so the byte arrives as it was sent) and still strips the client's credentials.
+        key = b"Bearer " + TEST_API_KEY.encode()
+        status, _, answer = raw_exchange(envoy.port, request_bytes("GET", "/api/tags", {"Authorization": key, "X-Odd": ODD, "Cookie": b"s=\xff"}))
+        assert status == 200, answer
+        seen = ollama.requests[-1]["headers"]
+        assert seen["x-odd"] == "caf\xe9"
+        assert "cookie" not in seen and "authorization" not in seen
+        assert_still_healthy(envoy, mock_codex)
 
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_non_utf8_upstream_header_byte_does_not_fail_the_vm(fresh, mock_codex, stream):
     envoy = fresh()
-    headers = {"content-type": "text/event-stream", "x-odd": "caf\xe9"}  # sent as the byte 0xE9
-    mock_codex.enqueue(Script(headers=headers, body=text_frames("Hello")))
+    headers = {"content-type": "text/event-stream", "x-odd": "caf\xe9"}  # http.server sends the byte 0xE9
+    mock_codex.enqueue(Script.events(sse.text_events(["Hello", " world"]), headers=headers))
     resp = requests.post(envoy.url + CHAT, json=chat_body(stream=stream), headers=AUTH, timeout=20)
     assert resp.status_code == 200, resp.text
-    assert "Hello" in resp.text
+    if stream:
+        frames = sse_data(resp.text)
+        assert frames[-1] == "[DONE]"
+        assert streamed_content(frames) == "Hello world"
+    else:
+        assert resp.json()["choices"][0]["message"]["content"] == "Hello world"
+    # A header the filter does not read is left for Envoy to pass on as it came.
+    assert resp.headers["x-odd"] == "caf\xe9"
+    # The one it reads, the content type, is no event stream with such a byte in it.
+    mock_codex.enqueue(Script.events(sse.text_events(["Hello"]), headers={"content-type": "text/event-stream\xe9"}))
+    resp = requests.post(envoy.url + CHAT, json=chat_body(stream=stream), headers=AUTH, timeout=20)
+    status, error = error_of(resp)
+    assert (status, error["type"]) == (502, "upstream_error")
     assert_still_healthy(envoy, mock_codex)
 
 
