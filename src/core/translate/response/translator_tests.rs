@@ -543,3 +543,33 @@ fn text_completions_stream_and_aggregate_only_the_answer() {
     );
     assert_eq!(v["object"], "text_completion");
 }
+
+#[test]
+fn a_late_or_repeated_created_event_renames_no_chunk() {
+    let again = json!({"type": "response.created", "response": {"id": "resp_other", "created_at": 5}});
+    let repeated = sse(&[
+        created(),
+        ts::text_delta("a"),
+        again.clone(),
+        ts::completed(json!(null)),
+    ]);
+    let late = sse(&[ts::text_delta("a"), again, ts::completed(json!(null))]);
+    for (stream, id, created_at) in [
+        (&repeated, "chatcmpl-0a1b", 1_766_361_600),
+        (&late, "chatcmpl-codex", 1),
+    ] {
+        let all = frames(&run_stream(OutputMode::OpenAi, true, &[stream]));
+        for f in &all[..all.len() - 1] {
+            assert_eq!(
+                (f["id"].as_str(), f["created"].as_u64()),
+                (Some(id), Some(created_at)),
+                "{f}"
+            );
+        }
+        let answer = aggregate(OutputMode::OpenAi, stream).unwrap();
+        assert_eq!(
+            (answer["id"].as_str(), answer["created"].as_u64()),
+            (Some(id), Some(created_at))
+        );
+    }
+}
