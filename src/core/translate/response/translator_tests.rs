@@ -1,6 +1,7 @@
 use super::*;
 use crate::core::test_support::{self as ts, FIXTURES, created, crlf, fixture, sse};
 use crate::core::translate::response::chat_aggregate::ChatAggregator;
+use crate::core::translate::response::chat_stream::MAX_UPSTREAM_ID_BYTES;
 use crate::core::translate::response::completions::{CompletionAggregator, CompletionStreamWriter};
 use serde_json::{Value, json};
 
@@ -572,4 +573,32 @@ fn a_late_or_repeated_created_event_renames_no_chunk() {
             (Some(id), Some(created_at))
         );
     }
+}
+
+#[test]
+fn a_huge_upstream_id_is_cut_before_every_chunk_repeats_it() {
+    let id = format!("resp_{}é", "x".repeat(MAX_UPSTREAM_ID_BYTES - 1));
+    let mut events = vec![json!({"type": "response.created", "response": {"id": id, "created_at": 5}})];
+    events.extend((0..100).map(|_| ts::text_delta("a")));
+    events.push(ts::completed(json!(null)));
+    let stream = sse(&events);
+    let body = run_stream(OutputMode::OpenAi, false, &[&stream]);
+    let all = frames(&body);
+    // The multi-byte character that would cross the limit is left out whole.
+    let expected = format!("chatcmpl-{}", "x".repeat(MAX_UPSTREAM_ID_BYTES - 1));
+    for f in &all[..all.len() - 1] {
+        assert_eq!(f["id"], expected.as_str());
+    }
+    assert!(
+        body.len() < 3 * stream.len(),
+        "{} bytes out for {} in",
+        body.len(),
+        stream.len()
+    );
+    let answer = aggregate(OutputMode::OpenAi, &stream).unwrap();
+    assert_eq!(answer["id"], expected.as_str());
+    assert_eq!(
+        crate::core::translate::response::chat_stream::response_id("cmpl", "resp_abc"),
+        "cmpl-abc"
+    );
 }
