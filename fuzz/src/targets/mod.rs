@@ -1,0 +1,7 @@
+//! One module per area of outside input.
+
+pub mod auth;
+pub mod decision;
+pub mod etcd;
+pub mod request;
+pub mod sse_stream;
