@@ -1,10 +1,14 @@
-//! The header-time decisions (`decide`) and, for a forwarded request, the upstream header
+//! The request headers as the flow reads them (the host's header map, then the text view of
+//! it), the header-time decisions (`decide`) and, for a forwarded request, the upstream header
 //! set, under several configurations.
 //!
-//! Input: `METHOD PATH` on the first line, then `name: value` lines (names lower-cased and
-//! values without CR or NUL, as Envoy hands them over).
+//! Input: `METHOD PATH` on the first line, then `name: value` lines; they become the header
+//! map Envoy would hand over (names lower-cased, values without CR or NUL but with any other
+//! byte, UTF-8 or not). The input is also parsed as a raw header map.
 //!
-//! * never a panic;
+//! * never a panic, whatever the map's bytes;
+//! * the map reads back as the headers it was made of; one the filter must read that is not
+//!   UTF-8 gets a 400 `invalid_header` before any decision;
 //! * a local reply is 200 or 4xx/5xx with a JSON body, OpenAI-shaped for an error, a 405
 //!   says which methods are allowed;
 //! * with a client key configured, nothing but the health routes and the 401/404/405 replies
@@ -19,10 +23,12 @@ use std::sync::OnceLock;
 
 use codex_openai_wrapper::core::auth::auth_json::ChatgptTokens;
 use codex_openai_wrapper::core::config::Config;
+use codex_openai_wrapper::core::flow::headers::{HeaderView, READ_REQUEST_HEADERS};
 use codex_openai_wrapper::core::routing::decision::{
     Decision, RequestHead, decide, final_request_headers, upstream_headers,
 };
 use codex_openai_wrapper::core::routing::key_gate::bearer_token;
+use codex_openai_wrapper::core::wire::header_map;
 use serde_json::Value;
 
 use crate::engine::{Target, fnv, mix};
@@ -129,23 +135,33 @@ fn configs() -> &'static [(&'static str, Config)] {
     })
 }
 
-/// The request line and headers of an input.
-fn parse(data: &[u8]) -> (String, String, Vec<(String, String)>) {
-    let text = String::from_utf8_lossy(data).replace(['\r', '\0'], "");
-    let mut lines = text.split('\n');
+/// The header map of an input: `:method` and `:path` from the request line, then the
+/// header lines.
+fn pairs(data: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let clean: Vec<u8> = data.iter().copied().filter(|b| *b != b'\r' && *b != 0).collect();
+    let mut lines = clean.split(|b| *b == b'\n');
     let first = lines.next().unwrap_or_default();
-    let (method, path) = first.split_once(' ').unwrap_or((first, ""));
-    let headers = lines
-        .filter_map(|line| {
-            // Pseudo-headers start with the colon that separates the others.
-            let split = line.get(1..)?.find(':')? + 1;
-            let (name, value) = line.split_at(split);
-            let name = name.trim().to_ascii_lowercase();
-            let value = value.get(1..)?.strip_prefix(' ').unwrap_or(value.get(1..)?);
-            (!name.is_empty()).then(|| (name, value.to_string()))
-        })
-        .collect();
-    (method.to_string(), path.to_string(), headers)
+    let (method, path) = match first.iter().position(|b| *b == b' ') {
+        Some(at) => (&first[..at], &first[at + 1..]),
+        None => (first, &b""[..]),
+    };
+    let mut pairs = vec![
+        (b":method".to_vec(), method.to_vec()),
+        (b":path".to_vec(), path.to_vec()),
+    ];
+    for line in lines {
+        // Pseudo-headers start with the colon that separates the others.
+        let Some(split) = line.iter().skip(1).position(|b| *b == b':').map(|at| at + 1) else {
+            continue;
+        };
+        let name = line[..split].trim_ascii().to_ascii_lowercase();
+        let value = &line[split + 1..];
+        let value = value.strip_prefix(b" ").unwrap_or(value);
+        if !name.is_empty() {
+            pairs.push((name, value.to_vec()));
+        }
+    }
+    pairs
 }
 
 fn authorized(headers: &[(String, String)]) -> bool {
@@ -158,7 +174,31 @@ fn authorized(headers: &[(String, String)]) -> bool {
 }
 
 pub fn check(data: &[u8]) -> u64 {
-    let (method, path, headers) = parse(data);
+    // The input as a map the host serialized: whatever it holds, no panic.
+    let _ = HeaderView::parse(data).map(|view| view.check_request());
+    let pairs = pairs(data);
+    let map = header_map::serialize(&pairs);
+    let read = header_map::parse(&map).unwrap_or_else(|| panic!("a serialized map does not parse"));
+    assert!(
+        read.iter()
+            .map(|(n, v)| (n.to_vec(), v.to_vec()))
+            .eq(pairs.iter().cloned()),
+        "the map changed"
+    );
+    let view = HeaderView::parse(&map).unwrap_or_else(|| unreachable!());
+    assert_eq!(view.text.len() + view.binary.len(), pairs.len());
+    if let Err(error) = view.check_request() {
+        assert_eq!((error.status, error.code_str()), (400, Some("invalid_header")));
+        assert!(
+            view.binary
+                .iter()
+                .any(|n| READ_REQUEST_HEADERS.contains(&n.as_str()))
+        );
+        return 3;
+    }
+    let method = view.get(":method").unwrap_or_default().to_string();
+    let path = view.get(":path").unwrap_or_default().to_string();
+    let headers = view.text;
     let route = path.split(['?', '#']).next().unwrap_or_default();
     let health = route == "/" || route == "/health";
     let tokens = ChatgptTokens::from_parts(
