@@ -131,6 +131,17 @@ pub fn arguments_done(item_id: &str, arguments: &str) -> Value {
                        "arguments": arguments})
 }
 
+/// A plain answer: `response.created`, one text delta per piece, `response.completed` with
+/// usage 7 (2 cached) + 3 (1 reasoning).
+pub fn text_stream(deltas: &[&str]) -> Vec<u8> {
+    let mut events = vec![created()];
+    events.extend(deltas.iter().map(|d| text_delta(d)));
+    events.push(completed(serde_json::json!({
+        "input_tokens": 7, "input_tokens_details": {"cached_tokens": 2},
+        "output_tokens": 3, "output_tokens_details": {"reasoning_tokens": 1}, "total_tokens": 10})));
+    sse(&events)
+}
+
 /// `response.failed` with this `error` object.
 pub fn failed(error: Value) -> Value {
     let mut response = response("failed");
