@@ -4,9 +4,9 @@
 //!
 //! Settings (environment): `FUZZ_SECONDS` per target (default 10), `FUZZ_ITERATIONS` per
 //! target (default unlimited), `FUZZ_SEED` (default 1; the run is the same for the same seed
-//! and the same number of iterations), `FUZZ_REPLAY=<file>` checks one saved input only,
-//! `FUZZ_SAVE_NEW=1` writes the inputs that joined the corpus to
-//! `target/fuzz/new-corpus/<target>/` (to review and commit under `fuzz/corpus/`).
+//! and the same number of iterations), `FUZZ_REPLAY=<file>` checks one saved input only (a
+//! relative path is from the repository root), `FUZZ_SAVE_NEW=1` writes the inputs that joined
+//! the corpus to `target/fuzz/new-corpus/<target>/` (to review and commit under `fuzz/corpus/`).
 
 use std::collections::HashSet;
 use std::panic::{self, AssertUnwindSafe};
@@ -146,7 +146,9 @@ const MAX_KEPT_LEN: usize = 64 * 1024;
 pub fn run(target: &Target) {
     let settings = Settings::from_env();
     if let Some(path) = &settings.replay {
-        let input = std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        // cargo runs the test from fuzz/; a relative path is meant from the repository root.
+        let path = repo_root().join(path);
+        let input = std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
         guarded(target, &input, "replayed");
         println!("fuzz {}: {} passes", target.name, path.display());
         return;

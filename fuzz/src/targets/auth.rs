@@ -133,27 +133,16 @@ pub fn check(data: &[u8]) -> u64 {
                     .as_deref()
                     .is_none_or(|t| !t.trim().is_empty())
             );
-            let shown = format!("{tokens:?}");
-            for secret in [
-                Some(&tokens.access_token),
-                tokens.refresh_token.as_ref(),
-                tokens.id_token.as_ref(),
-            ]
-            .into_iter()
-            .flatten()
-            .filter(|s| {
-                s.len() >= 12
-                    && !tokens
-                        .account_id
-                        .as_deref()
-                        .unwrap_or_default()
-                        .contains(s.as_str())
-            }) {
-                assert!(
-                    !shown.contains(secret.as_str()),
-                    "debug output shows a token: {shown}"
-                );
-            }
+            // The debug output must not depend on the tokens at all.
+            let mut masked = tokens.clone();
+            masked.access_token = "masked".into();
+            masked.refresh_token = masked.refresh_token.map(|_| "masked".into());
+            masked.id_token = masked.id_token.map(|_| "masked".into());
+            assert_eq!(
+                format!("{tokens:?}"),
+                format!("{masked:?}"),
+                "debug output shows a token"
+            );
             signature.push(mix(&[
                 1,
                 u64::from(tokens.refresh_token.is_some()),
