@@ -119,7 +119,7 @@ unit: toolchain
 
 # A minute of fuzzing in all (FUZZ_SHORT_SECONDS per target, two at a time), the same every
 # run: a fixed seed.
-FUZZ_SHORT_SECONDS ?= 10
+FUZZ_SHORT_SECONDS ?= 8
 fuzz-short: toolchain
 	FUZZ_SECONDS=$(FUZZ_SHORT_SECONDS) FUZZ_SEED=1 FUZZ_ITERATIONS= FUZZ_REPLAY= FUZZ_SAVE_NEW=0 \
 	  cargo test -p $(FUZZ_CRATE) --profile fuzz -- --nocapture

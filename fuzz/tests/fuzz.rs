@@ -2,11 +2,16 @@
 //! runs one and libtest runs the others side by side.
 
 use codex_openai_wrapper_fuzz::engine::run;
-use codex_openai_wrapper_fuzz::targets::{auth, decision, etcd, request, sse_stream};
+use codex_openai_wrapper_fuzz::targets::{auth, decision, etcd, request, sse_stream, upstream_error};
 
 #[test]
 fn sse_stream() {
     run(&sse_stream::TARGET);
+}
+
+#[test]
+fn upstream_error() {
+    run(&upstream_error::TARGET);
 }
 
 #[test]

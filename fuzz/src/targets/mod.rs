@@ -5,3 +5,4 @@ pub mod decision;
 pub mod etcd;
 pub mod request;
 pub mod sse_stream;
+pub mod upstream_error;
