@@ -1,7 +1,9 @@
 # codex-openai-wrapper — build, test and run (GNU make).
 #
 #   make run    build the filter, render the Envoy config from .dev.vars + env, start Envoy
-#   make test   lint, unit tests, build, config validation, end-to-end tests (what CI runs)
+#   make test   lint, unit tests, a short fuzz run, build, config validation, end-to-end tests
+#               (what CI runs)
+#   make fuzz   the fuzz targets (fuzz/README.md), long: FUZZ_SECONDS per target, FUZZ_TARGET, FUZZ_SEED
 #   make build compose-config && docker compose up    the same on the official Envoy image
 #   make envoy-example   rewrite envoy/envoy.example.yaml (the configuration for default settings)
 #
@@ -22,6 +24,10 @@ VENV_ENVOY   := $(VENV)/bin/envoy
 VENV_STAMP   := $(VENV)/.requirements.stamp
 REQUIREMENTS := tests/requirements.txt
 SYSTEM_CA    := /etc/ssl/certs/ca-certificates.crt
+# The Rust release rust-toolchain.toml pins.
+RUST_TOOLCHAIN := $(shell sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
+CARGO_DENY_VERSION := 0.20.2
+FUZZ_CRATE   := codex-openai-wrapper-fuzz
 
 # docker compose: the configuration docker-compose.yml mounts, with container paths.
 COMPOSE_CONFIG ?= target/envoy/compose.yaml
@@ -38,7 +44,8 @@ VALIDATE_ALL_UPSTREAMS := \
   TOKEN_STORE=etcd ETCD_ENDPOINT=http://127.0.0.1:2379 \
   CORS_ALLOW_ORIGINS=https://app.example.com,http://localhost:3000
 
-.PHONY: all venv wasm-target test-services build lint unit e2e validate test run compose-config envoy-example clean
+.PHONY: all venv toolchain wasm-target test-services build lint deny unit fuzz-short fuzz e2e validate test run \
+  compose-config envoy-example clean
 
 all: build
 
@@ -50,9 +57,26 @@ $(VENV_STAMP): $(REQUIREMENTS)
 	$(VENV_PY) -m pip install --quiet -r $(REQUIREMENTS)
 	touch $@
 
+# rust-toolchain.toml names a release; rustup refuses to run a toolchain file's toolchain that
+# is not installed. A machine whose `stable` is that release gets stable under the release's
+# name, laid out as rustup lays out its own (`rustup toolchain link` refuses release names);
+# any other machine installs the release.
+toolchain:
+	@if ! rustup toolchain list | grep '^$(RUST_TOOLCHAIN)-' >/dev/null; then \
+	  stable=$$(rustc +stable --version 2>/dev/null | cut -d' ' -f2 || true); \
+	  if [ "$$stable" = '$(RUST_TOOLCHAIN)' ]; then \
+	    host=$$(rustc +stable -vV | sed -n 's/^host: //p'); \
+	    ln -s "stable-$$host" "$$(rustup show home)/toolchains/$(RUST_TOOLCHAIN)-$$host"; \
+	    echo "rust-toolchain.toml: Rust $(RUST_TOOLCHAIN) is this machine's stable toolchain"; \
+	  else \
+	    rustup toolchain install '$(RUST_TOOLCHAIN)' --profile minimal \
+	      --component clippy,rustfmt --target $(WASM_TARGET); \
+	  fi; \
+	fi
+
 # rustup only when missing: `rustup target add` may go to the network even when installed.
 # (grep without -q: under pipefail an early-exiting grep could fail the pipeline.)
-wasm-target:
+wasm-target: toolchain
 	@rustup target list --installed | grep -x '$(WASM_TARGET)' >/dev/null || rustup target add $(WASM_TARGET)
 	@rustup component list --installed | grep '^clippy' >/dev/null || rustup component add clippy
 	@rustup component list --installed | grep '^rustfmt' >/dev/null || rustup component add rustfmt
@@ -61,13 +85,54 @@ wasm-target:
 build: wasm-target
 	cargo build --release --target $(WASM_TARGET) --lib
 
-lint: wasm-target
+lint: wasm-target venv
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+	cargo clippy -p $(FUZZ_CRATE) --all-targets -- -D warnings
 	cargo clippy --release --target $(WASM_TARGET) -- -D warnings
+	$(VENV)/bin/ruff check tests envoy bench
 
-unit:
+# Licences, duplicate crates and sources (deny.toml) need only the lock file. Advisories need
+# the RustSec database, which cargo-deny fetches from GitHub: where that fails (a machine that
+# reaches only the package registries) this step says in capitals that advisories were NOT
+# checked, and `DENY_ADVISORIES=require` (or `make deny-advisories`) makes it a failure.
+DENY_ADVISORIES ?= if-reachable
+deny: toolchain
+	@[ "$$(cargo deny --version 2>/dev/null)" = "cargo-deny $(CARGO_DENY_VERSION)" ] || \
+	  cargo install --locked cargo-deny@=$(CARGO_DENY_VERSION)
+	cargo deny --workspace --all-features check licenses bans sources
+	@if cargo deny fetch db 2>/dev/null; then \
+	  cargo deny --workspace --all-features check advisories; \
+	elif [ '$(DENY_ADVISORIES)' = require ]; then \
+	  echo "cargo deny: the RustSec advisory database cannot be fetched, advisories cannot be checked" >&2; exit 1; \
+	else \
+	  echo "cargo deny: ADVISORIES NOT CHECKED: the RustSec advisory database cannot be fetched from here;" \
+	    "run \`make deny-advisories\` where GitHub is reachable"; \
+	fi
+
+.PHONY: deny-advisories
+deny-advisories:
+	$(MAKE) deny DENY_ADVISORIES=require
+
+unit: toolchain
 	cargo test
+
+# A minute of fuzzing in all (FUZZ_SHORT_SECONDS per target, two at a time), the same every
+# run: a fixed seed.
+FUZZ_SHORT_SECONDS ?= 8
+fuzz-short: toolchain
+	FUZZ_SECONDS=$(FUZZ_SHORT_SECONDS) FUZZ_SEED=1 FUZZ_ITERATIONS= FUZZ_REPLAY= FUZZ_SAVE_NEW=0 \
+	  cargo test -p $(FUZZ_CRATE) --profile fuzz -- --nocapture
+
+# The long run: a new seed each time unless FUZZ_SEED is given; inputs that showed new
+# behaviour land in target/fuzz/new-corpus/, failures in target/fuzz/failures/.
+FUZZ_SECONDS    ?= 300
+FUZZ_SEED       ?= $(shell date +%s)
+FUZZ_ITERATIONS ?=
+FUZZ_TARGET     ?=
+fuzz: toolchain
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_SEED=$(FUZZ_SEED) FUZZ_ITERATIONS=$(FUZZ_ITERATIONS) FUZZ_SAVE_NEW=1 \
+	  cargo test -p $(FUZZ_CRATE) --profile fuzz -- --nocapture $(FUZZ_TARGET)
 
 # Render with defaults only (no .dev.vars, no stray environment) and let Envoy load it,
 # module included, in both header modes, then once more with every optional upstream set
@@ -94,7 +159,7 @@ test-services:
 e2e: build venv test-services
 	$(VENV_PY) -m pytest -q tests
 
-test: venv wasm-target test-services lint unit build validate e2e
+test: toolchain venv wasm-target test-services lint deny unit fuzz-short build validate e2e
 
 run: venv build
 	$(VENV_PY) envoy/run.py

@@ -8,7 +8,10 @@
 //!   whole translator through `ChatStreamWriter` (streaming client) and `ChatAggregator`
 //!   (non-streaming client). Profiles: `long` (2,000 text deltas of ~4 characters, ~400 KB),
 //!   `short` (12 deltas), `tools` (two function calls with argument deltas) — the same shapes
-//!   as the mock in bench/mock.
+//!   as the mock in bench/mock;
+//! * `stream/fixtures/{chat_stream,chat_aggregate}` — the recorded upstream streams of
+//!   tests/fixtures/streams (text, reasoning, tools, and the failure endings) one after the
+//!   other, whole: the mix of small answers and error paths rather than one long stream.
 //!
 //! Throughput (MB/s) is over the input bytes. Criterion reports time per iteration (one whole
 //! request or one whole stream); divide by the event count printed at start-up for ns/event.
@@ -223,6 +226,29 @@ fn tools_stream() -> (Vec<u8>, usize) {
     (out, seq)
 }
 
+/// The recorded streams the unit and end-to-end tests play (tests/fixtures/README.md).
+const FIXTURES: &[(&str, &[u8])] = &[
+    ("text", include_bytes!("../tests/fixtures/streams/text.sse")),
+    (
+        "reasoning",
+        include_bytes!("../tests/fixtures/streams/reasoning.sse"),
+    ),
+    (
+        "parallel_tools",
+        include_bytes!("../tests/fixtures/streams/parallel_tools.sse"),
+    ),
+    (
+        "incomplete",
+        include_bytes!("../tests/fixtures/streams/incomplete.sse"),
+    ),
+    ("failed", include_bytes!("../tests/fixtures/streams/failed.sse")),
+    (
+        "usage_limit",
+        include_bytes!("../tests/fixtures/streams/usage_limit.sse"),
+    ),
+    ("dropped", include_bytes!("../tests/fixtures/streams/dropped.sse")),
+];
+
 // ------------------------------------------------------------------------------------------
 // Drivers
 
@@ -247,6 +273,31 @@ fn stream_through_aggregator(stream: &[u8]) -> usize {
         End::Body(body) => black_box(body).len(),
         other => panic!("aggregation ended with {other:?}"),
     }
+}
+
+/// Every fixture through the streaming writer; each ends with `[DONE]`, errors included.
+fn fixtures_through_writer() -> usize {
+    FIXTURES
+        .iter()
+        .map(|(_, stream)| stream_through_writer(stream))
+        .sum()
+}
+
+/// Every fixture aggregated: an answer body, or the error a non-streaming client gets.
+fn fixtures_through_aggregator() -> usize {
+    let mut answered = 0;
+    for (_, stream) in FIXTURES {
+        let mut t = Translator::new(OutputMode::OpenAi, ChatAggregator::new("gpt-5.5", NOW));
+        for chunk in stream.chunks(CHUNK) {
+            black_box(t.push(chunk, NOW));
+        }
+        answered += match t.finish(NOW) {
+            End::Body(body) => black_box(body).len(),
+            End::Error(error) => usize::from(black_box(error).status),
+            End::Tail(_) => panic!("aggregation ended with a stream tail"),
+        };
+    }
+    answered
 }
 
 fn framer_only(stream: &[u8]) -> usize {
@@ -335,6 +386,32 @@ fn bench_streams(c: &mut Criterion) {
         });
         group.finish();
     }
+    bench_fixtures(c);
+}
+
+fn bench_fixtures(c: &mut Criterion) {
+    let bytes: usize = FIXTURES.iter().map(|(_, stream)| stream.len()).sum();
+    for (name, stream) in FIXTURES {
+        let mut t = Translator::new(OutputMode::OpenAi, ChatStreamWriter::new("gpt-5.5", NOW, true));
+        let mut out = t.push(stream, NOW).to_vec();
+        if let End::Tail(tail) = t.finish(NOW) {
+            out.extend_from_slice(tail);
+        }
+        assert!(
+            out.ends_with(b"data: [DONE]\n\n"),
+            "fixture {name} did not end with [DONE]"
+        );
+    }
+    println!(
+        "stream/fixtures: {} recorded streams, {bytes} B of SSE -> {} B streamed",
+        FIXTURES.len(),
+        fixtures_through_writer()
+    );
+    let mut group = c.benchmark_group("stream/fixtures");
+    group.throughput(Throughput::Bytes(bytes as u64));
+    group.bench_function("chat_stream", |b| b.iter(fixtures_through_writer));
+    group.bench_function("chat_aggregate", |b| b.iter(fixtures_through_aggregator));
+    group.finish();
 }
 
 fn config() -> Criterion {

@@ -83,3 +83,59 @@ def test_auth_document() -> None:
     assert exp > time.time() + 9 * 24 * 3600
     assert "account_id" not in tokens.auth_document(include_account_id=False)["tokens"]
     assert tokens.decode_jwt_claims(tokens.auth_document(exp=123)["tokens"]["access_token"])["exp"] == 123
+
+
+def test_every_fixture_file_is_listed() -> None:
+    assert sorted(sse.FIXTURES) == sorted(path.stem for path in sse.FIXTURES_DIR.glob("*.sse"))
+
+
+def test_fixtures_are_framed_as_the_backend_frames() -> None:
+    for name in sse.FIXTURES:
+        records = sse.fixture_records(name)
+        assert b"".join(records) == sse.fixture(name)
+        complete = [r for r in records if r.endswith(b"\n\n")]
+        # Only `dropped` ends inside an event, as a connection that died would.
+        assert len(complete) == len(records) - (name == "dropped"), name
+        for seq, (kind, event) in enumerate(parse_stream(b"".join(complete))):
+            assert list(event)[:2] == ["type", "sequence_number"], (name, event)
+            assert (event["type"], event["sequence_number"]) == (kind, seq), name
+        assert b"[DONE]" not in sse.fixture(name)
+    assert [e["type"] for e in sse.fixture_events("usage_limit")][-1] == "error"
+
+
+def _shape(event: dict) -> dict:
+    """Top-level keys, and the keys of the nested objects the filter reads."""
+    return {key: sorted(value) if isinstance(value, dict) else None for key, value in event.items()}
+
+
+def test_builders_make_the_shapes_of_the_fixtures() -> None:
+    recorded = {}
+    for name in sse.FIXTURES:
+        for event in sse.fixture_events(name):
+            recorded.setdefault((event["type"], event.get("item", {}).get("type")), _shape(event))
+    built = sse._numbered(
+        [
+            *sse.text_events(["a"], usage=sse.usage()),
+            sse.item_added_reasoning(),
+            sse.reasoning_part_added(),
+            sse.reasoning_delta("r"),
+            sse.reasoning_done("r"),
+            sse.item_done_reasoning(["r"]),
+            sse.item_added_function_call("call_1", "f"),
+            sse.args_delta("fc_1", 0, "{}"),
+            sse.args_done("fc_1", 0, "{}"),
+            sse.item_done_function_call("call_1", "f", "{}"),
+            sse.incomplete(usage=sse.usage()),
+            sse.failed("server_is_overloaded", "busy"),
+        ]
+    )
+    compared = 0
+    for event in built:
+        key = (event["type"], event.get("item", {}).get("type"))
+        if key in recorded:
+            expected = dict(recorded[key])
+            # The backend's padding against length analysis; nothing reads it.
+            expected.pop("obfuscation", None)
+            assert _shape(event) == expected, key
+            compared += 1
+    assert compared >= 15

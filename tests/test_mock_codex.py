@@ -87,7 +87,7 @@ def test_close_ending_is_close_delimited(mock_codex: MockCodex) -> None:
 def test_abort_ending_breaks_the_client(mock_codex: MockCodex) -> None:
     mock_codex.enqueue(Script(body=[b"data: partial\n\n"], ending="abort"))
     with pytest.raises((requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError)):
-        requests.post(mock_codex.url, data=b"x", timeout=TIMEOUT).content
+        _ = requests.post(mock_codex.url, data=b"x", timeout=TIMEOUT).content
     mock_codex.enqueue(Script(body=[b"abc"], ending="abort"))
     head, wire = raw_exchange(mock_codex)
     assert head.startswith(b"HTTP/1.1 200")

@@ -13,6 +13,8 @@ pub mod port;
 pub mod reasoning;
 pub mod reply;
 pub mod routing;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod translate;
 pub mod vm;
 pub mod wire;

@@ -116,7 +116,8 @@ fn split_effort_suffix(name: &str) -> (&str, Option<Effort>) {
         Some(at) => {
             let (base, suffix) = name.split_at(at);
             match suffix.get(1..).and_then(Effort::parse) {
-                Some(effort) if !base.is_empty() => (base, Some(effort)),
+                // `gpt-5.5 -high`: the space is not part of the model's name.
+                Some(effort) if !base.trim_end().is_empty() => (base.trim_end(), Some(effort)),
                 _ => (name, None),
             }
         }
@@ -207,6 +208,22 @@ mod tests {
                 (*id, *effort),
                 "{requested:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_space_before_the_effort_suffix_is_not_part_of_the_name() {
+        let cat = ModelCatalog::new(None, None).unwrap_or_else(|e| panic!("{e}"));
+        let got = cat.resolve(Some("GPT-5.5 -high"));
+        assert_eq!(
+            (got.id.as_str(), got.suffix_effort),
+            ("gpt-5.5", Some(Effort::High))
+        );
+        for (name, id) in [
+            ("gpt-5.6-solBearer -minimal", "gpt-5.6-solbearer"),
+            ("odd model :low", "odd model"),
+        ] {
+            assert_eq!(cat.resolve(Some(name)).id, id, "{name}");
         }
     }
 

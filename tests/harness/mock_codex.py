@@ -70,9 +70,16 @@ class Script:
         """An SSE stream sent one event per HTTP chunk."""
         return cls(body=sse.sse_frames(events), **kwargs)
 
+    @classmethod
+    def fixture(cls, name: str, **kwargs) -> "Script":
+        """A recorded upstream stream (tests/fixtures/streams/<name>.sse), one event per HTTP
+        chunk; `dropped` should go with ending="close" or "abort", as it was recorded."""
+        return cls(body=sse.fixture_records(name), **kwargs)
+
 
 def default_script(request: Optional["RecordedRequest"] = None) -> Script:
-    return Script.events(sse.text_events(["Hello", " world"], usage=sse.usage()))
+    """The `text` fixture: "Hello world", usage 12 + 5."""
+    return Script.fixture("text")
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,15 @@
-"""Builders for Codex Responses SSE streams (shapes from codex-backend.md §10.3).
+"""Codex Responses SSE streams: the recorded fixtures and builders for one-off streams.
 
-Event builders return plain dicts; `sse()` frames them and fills in `sequence_number`
-in stream order, so tests only spell out what they care about.
+`fixture(name)` is one of the canonical upstream bodies in tests/fixtures/streams/ (the
+core's unit tests, the fuzz corpus and the benchmark play the same files). Event builders
+return plain dicts in the fixtures' shapes; `sse()` frames them and fills in
+`sequence_number` in stream order, so tests only spell out what they care about.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Iterable, List, Optional, Sequence, Union
 
 DEFAULT_RESPONSE_ID = "resp_test_1"
@@ -14,6 +17,43 @@ DEFAULT_MODEL = "gpt-5"
 DEFAULT_CREATED_AT = 1766361600
 DEFAULT_MESSAGE_ID = "msg_1"
 DEFAULT_REASONING_ID = "rs_1"
+
+FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "streams"
+FIXTURES = ("text", "reasoning", "parallel_tools", "incomplete", "failed", "usage_limit", "dropped")
+
+
+# --------------------------------------------------------------------------------------
+# Recorded streams
+
+
+def fixture(name: str) -> bytes:
+    """A canonical upstream body, byte for byte (tests/fixtures/README.md lists them)."""
+    if name not in FIXTURES:
+        raise ValueError(f"no fixture {name!r}; known: {', '.join(FIXTURES)}")
+    return (FIXTURES_DIR / f"{name}.sse").read_bytes()
+
+
+def fixture_records(name: str) -> List[bytes]:
+    """The fixture cut after each SSE record (one HTTP chunk per event, as the backend
+    writes); a record the connection cut short is the last element."""
+    data = fixture(name)
+    records, start = [], 0
+    while (end := data.find(b"\n\n", start)) != -1:
+        records.append(data[start : end + 2])
+        start = end + 2
+    if start < len(data):
+        records.append(data[start:])
+    return records
+
+
+def fixture_events(name: str) -> List[dict]:
+    """The JSON events of a fixture's complete records."""
+    events = []
+    for record in fixture_records(name):
+        if record.endswith(b"\n\n"):
+            data = [line for line in record.decode("utf-8").split("\n") if line.startswith("data: ")]
+            events.extend(json.loads(line[len("data: ") :]) for line in data)
+    return events
 
 
 # --------------------------------------------------------------------------------------
@@ -116,10 +156,12 @@ def completed(
     }
 
 
-def incomplete(reason: str = "max_output_tokens", usage: Optional[dict] = None, id: str = DEFAULT_RESPONSE_ID) -> dict:
+def incomplete(
+    reason: str = "max_output_tokens", usage: Optional[dict] = None, id: str = DEFAULT_RESPONSE_ID, model: str = DEFAULT_MODEL
+) -> dict:
     return {
         "type": "response.incomplete",
-        "response": {"id": id, "status": "incomplete", "incomplete_details": {"reason": reason}, "usage": usage},
+        "response": _response(id, model, "incomplete", incomplete_details={"reason": reason}, usage=usage),
     }
 
 

@@ -317,6 +317,11 @@ const PERMANENT_CODES: &[&str] = &[
     "refresh_token_invalidated",
 ];
 
+/// A code as the token endpoint wrote it; a blank one names nothing (the status is used).
+fn code_text(code: &str) -> Option<String> {
+    (!code.trim().is_empty()).then(|| code.to_string())
+}
+
 /// The token endpoint's answer; `status` is `None` when the call ended without one, which
 /// leaves its outcome unknown.
 pub fn parse_refresh_response(status: Option<u16>, body: &[u8]) -> Result<Grant, RefreshError> {
@@ -346,14 +351,19 @@ pub fn parse_refresh_response(status: Option<u16>, body: &[u8]) -> Result<Grant,
     let code = parsed
         .as_ref()
         .and_then(|b| match &b.error {
-            Some(serde_json::Value::Object(o)) => o.get("code").and_then(|c| c.as_str()).map(str::to_string),
+            Some(serde_json::Value::Object(o)) => o.get("code").and_then(|c| c.as_str()).and_then(code_text),
             _ => None,
         })
-        .or_else(|| parsed.as_ref().and_then(|b| b.code.clone()))
         .or_else(|| {
             parsed
                 .as_ref()
-                .and_then(|b| b.error.as_ref()?.as_str().map(str::to_string))
+                .and_then(|b| b.code.as_deref())
+                .and_then(code_text)
+        })
+        .or_else(|| {
+            parsed
+                .as_ref()
+                .and_then(|b| b.error.as_ref()?.as_str().and_then(code_text))
         })
         .unwrap_or_else(|| format!("http_{status}"));
     let detail = parsed.and_then(|b| b.error_description).unwrap_or_default();

@@ -305,3 +305,18 @@ fn the_generation_saturates_on_a_tampered_record() {
     };
     assert_eq!(r.refreshed(grant, NOW).generation, u64::MAX);
 }
+
+#[test]
+fn a_blank_error_code_names_nothing() {
+    for (body, code) in [
+        (r#"{"error":""}"#, "http_400"),
+        (r#"{"error":{"code":" "},"code":""}"#, "http_400"),
+        (
+            r#"{"error":{"code":""},"code":"refresh_token_reused"}"#,
+            "refresh_token_reused",
+        ),
+    ] {
+        let err = parse_refresh_response(Some(400), body.as_bytes()).unwrap_err();
+        assert_eq!(err.code, code, "{body}");
+    }
+}

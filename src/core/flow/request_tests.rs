@@ -9,6 +9,7 @@ use crate::core::auth::token::{Grant, TokenRecord};
 use crate::core::auth::waiters::WaitList;
 use crate::core::config::Config;
 use crate::core::port::{MemoryPort, SharedMemory};
+use crate::core::test_support::text_stream;
 use crate::core::wire::header_map;
 
 const NOW: u64 = 1_800_000_000;
@@ -83,27 +84,6 @@ fn chat(stream: bool) -> Vec<u8> {
     json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": "hello"}], "stream": stream})
         .to_string()
         .into_bytes()
-}
-
-fn sse(events: &[Value]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for e in events {
-        out.extend_from_slice(format!("event: {}\ndata: {}\n\n", e["type"].as_str().unwrap(), e).as_bytes());
-    }
-    out
-}
-
-fn text_stream(deltas: &[&str]) -> Vec<u8> {
-    let mut events = vec![
-        json!({"type": "response.created", "response": {"id": "resp_1", "created_at": 1766361600, "status": "in_progress", "output": []}}),
-    ];
-    events.extend(
-        deltas
-            .iter()
-            .map(|d| json!({"type": "response.output_text.delta", "item_id": "msg_1", "delta": d})),
-    );
-    events.push(json!({"type": "response.completed", "response": {"id": "resp_1", "status": "completed", "output": [], "usage": {"input_tokens": 7, "input_tokens_details": {"cached_tokens": 2}, "output_tokens": 3, "output_tokens_details": {"reasoning_tokens": 1}, "total_tokens": 10}}}));
-    sse(&events)
 }
 
 fn upstream_head(status: &str, content_type: &[u8]) -> Vec<u8> {

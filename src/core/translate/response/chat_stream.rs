@@ -75,9 +75,21 @@ impl ChatStreamWriter {
     }
 }
 
+/// The most of an upstream id kept in the client's ids. The backend's are about 50
+/// characters; the id is repeated in every chunk, so a huge one would multiply the size of
+/// everything the client receives (and of the buffer one upstream chunk turns into).
+pub const MAX_UPSTREAM_ID_BYTES: usize = 128;
+
 /// `chatcmpl-…` / `cmpl-…` from the upstream `resp_…` id, so logs on both sides match.
 pub fn response_id(prefix: &str, upstream_id: &str) -> String {
     let bare = upstream_id.strip_prefix("resp_").unwrap_or(upstream_id);
+    let end = bare
+        .char_indices()
+        .map(|(at, c)| at + c.len_utf8())
+        .take_while(|end| *end <= MAX_UPSTREAM_ID_BYTES)
+        .last()
+        .unwrap_or(0);
+    let bare = bare.get(..end).unwrap_or_default();
     if bare.is_empty() {
         format!("{prefix}-codex")
     } else {

@@ -1,8 +1,9 @@
 use super::*;
+use crate::core::test_support::{self as ts, FIXTURES, fixture, payloads};
 use serde_json::json;
 
 /// Signals rendered as short strings, so expected sequences read like a transcript.
-fn transcript(events: &[serde_json::Value], eof: bool) -> Vec<String> {
+fn transcript_of(payloads: &[&[u8]], eof: bool) -> (Vec<String>, u32) {
     let mut turn = Turn::default();
     let mut out = Vec::new();
     let mut emit = |s: Signal<'_>| {
@@ -21,62 +22,104 @@ fn transcript(events: &[serde_json::Value], eof: bool) -> Vec<String> {
             Signal::Fail(e) => format!("fail {} {}", e.status, e.code_str().unwrap_or_default()),
         })
     };
-    for event in events {
-        turn.event(event.to_string().as_bytes(), 1_000, &mut emit);
+    for data in payloads {
+        turn.event(data, 1_000, &mut emit);
     }
     if eof {
         turn.end_of_stream(&mut emit);
     }
-    out
+    (out, turn.malformed_events)
 }
 
-fn fc_added(item_id: &str, call_id: &str, name: &str) -> serde_json::Value {
-    json!({"type": "response.output_item.added", "item": {"type": "function_call", "id": item_id, "call_id": call_id, "name": name, "arguments": ""}})
+fn transcript(events: &[serde_json::Value], eof: bool) -> Vec<String> {
+    let data: Vec<String> = events.iter().map(|e| e.to_string()).collect();
+    let data: Vec<&[u8]> = data.iter().map(|d| d.as_bytes()).collect();
+    transcript_of(&data, eof).0
 }
 
 #[test]
-fn text_reasoning_and_usage() {
-    let got = transcript(
-        &[
-            json!({"type": "response.created", "response": {"id": "resp_1", "created_at": 5}}),
-            json!({"type": "response.in_progress"}),
-            json!({"type": "response.reasoning_summary_part.added"}),
-            json!({"type": "response.reasoning_summary_text.delta", "delta": "A"}),
-            json!({"type": "response.reasoning_summary_part.added"}),
-            json!({"type": "response.reasoning_summary_text.delta", "delta": "B"}),
-            json!({"type": "response.output_text.delta", "delta": "Hi", "obfuscation": "x"}),
-            json!({"type": "response.output_text.done", "text": "Hi"}),
-            json!({"type": "response.completed", "response": {"usage": {"input_tokens": 1, "output_tokens": 2, "total_tokens": 3}, "output": []}}),
-            json!({"type": "response.output_text.delta", "delta": "after the end"}),
-        ],
-        true,
-    );
-    assert_eq!(
-        got,
-        [
-            "meta resp_1 Some(5)",
-            "reason A",
-            "break",
-            "reason B",
-            "text Hi",
-            "finish stop 3"
-        ]
-    );
+fn every_fixture_reads_as_its_transcript() {
+    let meta = "meta resp_0a1b Some(1766361600)";
+    let cases: &[(&str, &[&str], u32)] = &[
+        ("text", &[meta, "text Hello", "text  world", "finish stop 17"], 0),
+        (
+            "reasoning",
+            &[
+                meta,
+                "reason Think A",
+                "break",
+                "reason Think B",
+                "text Héllo 🌍",
+                "text  世界",
+                "finish stop 15",
+            ],
+            0,
+        ),
+        (
+            "parallel_tools",
+            &[
+                meta,
+                "call0 call_a get_weather",
+                "args0 {\"ci",
+                "call1 call_b get_time",
+                "args1 {\"tz\":\"CET\"}",
+                "args0 ty\":\"Paris\"}",
+                "finish tool_calls 60",
+            ],
+            0,
+        ),
+        (
+            "incomplete",
+            &[meta, "text The answer is", "text  cut", "finish length 15"],
+            0,
+        ),
+        (
+            "failed",
+            &[meta, "text partial", "fail 503 server_is_overloaded"],
+            0,
+        ),
+        ("usage_limit", &[meta, "fail 429 usage_limit_reached"], 0),
+        // The last record is cut mid-JSON: skipped as malformed, then the missing terminal
+        // event is the error.
+        (
+            "dropped",
+            &[meta, "text Hel", "text lo wo", "fail 502 stream_incomplete"],
+            1,
+        ),
+    ];
+    assert_eq!(cases.len(), FIXTURES.len(), "a fixture without a transcript");
+    for (name, expected, malformed) in cases {
+        let (got, bad) = transcript_of(&payloads(fixture(name)), true);
+        assert_eq!(got, *expected, "{name}");
+        assert_eq!(bad, *malformed, "{name}: malformed events");
+    }
+}
+
+#[test]
+fn nothing_after_the_terminal_event_counts() {
+    let mut data = payloads(fixture("reasoning"));
+    let late = ts::text_delta("after the end").to_string();
+    data.push(late.as_bytes());
+    data.push(b"{not json");
+    let (got, malformed) = transcript_of(&data, true);
+    assert_eq!(got.last().map(String::as_str), Some("finish stop 15"));
+    assert_eq!(got.len(), 7);
+    assert_eq!(malformed, 0, "events after the end are not even parsed");
 }
 
 #[test]
 fn tool_calls_stream_with_stable_indexes_and_reconcile() {
     let got = transcript(
         &[
-            fc_added("fc_1", "call_a", "get_weather"),
-            json!({"type": "response.function_call_arguments.delta", "item_id": "fc_1", "delta": "{\"city\":"}),
-            fc_added("fc_2", "call_b", "get_time"),
-            json!({"type": "response.function_call_arguments.delta", "item_id": "fc_1", "delta": "\"Paris\"}"}),
-            json!({"type": "response.function_call_arguments.done", "item_id": "fc_1", "arguments": "{\"city\":\"Paris\"}"}),
+            ts::function_call("response.output_item.added", "fc_1", "call_a", "get_weather", ""),
+            ts::arguments_delta("fc_1", "{\"city\":"),
+            ts::function_call("response.output_item.added", "fc_2", "call_b", "get_time", ""),
+            ts::arguments_delta("fc_1", "\"Paris\"}"),
+            ts::arguments_done("fc_1", "{\"city\":\"Paris\"}"),
             // No deltas for the second call: its arguments arrive whole at done.
-            json!({"type": "response.output_item.done", "item": {"type": "function_call", "id": "fc_2", "call_id": "call_b", "name": "get_time", "arguments": "{}"}}),
+            ts::function_call("response.output_item.done", "fc_2", "call_b", "get_time", "{}"),
             // A call seen only at output_item.done.
-            json!({"type": "response.output_item.done", "item": {"type": "function_call", "id": "fc_3", "call_id": "call_c", "name": "x", "arguments": "{\"a\":1}"}}),
+            ts::function_call("response.output_item.done", "fc_3", "call_c", "x", "{\"a\":1}"),
             json!({"type": "response.completed", "response": {}}),
         ],
         false,

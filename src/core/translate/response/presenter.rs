@@ -42,6 +42,7 @@ pub trait ChatSink {
 /// reasoning, and sends the role first.
 pub struct ChatPresenter {
     mode: OutputMode,
+    meta_sent: bool,
     role_sent: bool,
     think_open: bool,
 }
@@ -51,6 +52,7 @@ impl ChatPresenter {
     pub fn new(mode: OutputMode) -> Self {
         Self {
             mode,
+            meta_sent: false,
             role_sent: false,
             think_open: false,
         }
@@ -60,7 +62,14 @@ impl ChatPresenter {
     /// text, tools or the end).
     pub fn signal(&mut self, signal: Signal<'_>, sink: &mut impl ChatSink) {
         match signal {
-            Signal::Meta { id, created } => sink.meta(id, created),
+            // One answer has one id and time: a repeated or late `response.created` must not
+            // rename the chunks a client already has.
+            Signal::Meta { id, created } => {
+                if !self.meta_sent && !self.role_sent {
+                    self.meta_sent = true;
+                    sink.meta(id, created);
+                }
+            }
             Signal::Text(text) => {
                 self.close_think(sink);
                 self.emit(Piece::Content(text), sink);

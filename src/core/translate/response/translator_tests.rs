@@ -1,60 +1,18 @@
 use super::*;
+use crate::core::test_support::{self as ts, FIXTURES, created, crlf, fixture, sse};
 use crate::core::translate::response::chat_aggregate::ChatAggregator;
+use crate::core::translate::response::chat_stream::MAX_UPSTREAM_ID_BYTES;
 use crate::core::translate::response::completions::{CompletionAggregator, CompletionStreamWriter};
 use serde_json::{Value, json};
 
-fn sse(events: &[Value]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for e in events {
-        out.extend_from_slice(format!("event: {}\ndata: {}\n\n", e["type"].as_str().unwrap(), e).as_bytes());
-    }
-    out
-}
-
-fn created() -> Value {
-    json!({"type": "response.created", "sequence_number": 0, "response": {"id": "resp_0a1b", "object": "response", "created_at": 1766361600, "status": "in_progress", "model": "gpt-5.5", "output": []}})
-}
-
-fn completed(usage: Value) -> Value {
-    json!({"type": "response.completed", "response": {"id": "resp_0a1b", "status": "completed", "output": [], "usage": usage}})
-}
-
-fn usage() -> Value {
-    json!({"input_tokens": 10, "input_tokens_details": {"cached_tokens": 4}, "output_tokens": 5, "output_tokens_details": {"reasoning_tokens": 2}, "total_tokens": 15})
-}
-
 /// Reasoning in two summary parts, text with multi-byte characters, usage.
 fn reasoning_stream() -> Vec<u8> {
-    sse(&[
-        created(),
-        json!({"type": "response.in_progress", "response": {}}),
-        json!({"type": "response.output_item.added", "output_index": 0, "item": {"id": "rs_1", "type": "reasoning", "summary": []}}),
-        json!({"type": "response.reasoning_summary_part.added", "item_id": "rs_1", "summary_index": 0, "part": {"type": "summary_text", "text": ""}}),
-        json!({"type": "response.reasoning_summary_text.delta", "item_id": "rs_1", "delta": "Think A"}),
-        json!({"type": "response.reasoning_summary_part.added", "item_id": "rs_1", "summary_index": 1, "part": {"type": "summary_text", "text": ""}}),
-        json!({"type": "response.reasoning_summary_text.delta", "item_id": "rs_1", "delta": "Think B"}),
-        json!({"type": "response.reasoning_summary_text.done", "item_id": "rs_1", "text": "Think B"}),
-        json!({"type": "response.output_item.done", "item": {"id": "rs_1", "type": "reasoning", "encrypted_content": "gAAA"}}),
-        json!({"type": "response.output_text.delta", "item_id": "msg_1", "delta": "Héllo 🌍", "obfuscation": "zz"}),
-        json!({"type": "response.output_text.delta", "item_id": "msg_1", "delta": " 世界"}),
-        json!({"type": "response.output_text.done", "item_id": "msg_1", "text": "Héllo 🌍 世界"}),
-        completed(usage()),
-    ])
+    fixture("reasoning").to_vec()
 }
 
 /// Two tool calls whose argument deltas interleave and are split mid-token.
 fn tool_stream() -> Vec<u8> {
-    sse(&[
-        created(),
-        json!({"type": "response.output_item.added", "item": {"id": "fc_1", "type": "function_call", "call_id": "call_a", "name": "get_weather", "arguments": ""}}),
-        json!({"type": "response.function_call_arguments.delta", "item_id": "fc_1", "delta": "{\"ci"}),
-        json!({"type": "response.output_item.added", "item": {"id": "fc_2", "type": "function_call", "call_id": "call_b", "name": "get_time", "arguments": ""}}),
-        json!({"type": "response.function_call_arguments.delta", "item_id": "fc_2", "delta": "{\"tz\":\"CET\"}"}),
-        json!({"type": "response.function_call_arguments.delta", "item_id": "fc_1", "delta": "ty\":\"Paris\"}"}),
-        json!({"type": "response.function_call_arguments.done", "item_id": "fc_1", "arguments": "{\"city\":\"Paris\"}"}),
-        json!({"type": "response.output_item.done", "item": {"id": "fc_2", "type": "function_call", "call_id": "call_b", "name": "get_time", "arguments": "{\"tz\":\"CET\"}"}}),
-        completed(usage()),
-    ])
+    fixture("parallel_tools").to_vec()
 }
 
 fn stream_translator(mode: OutputMode, include_usage: bool) -> Translator<ChatStreamWriter> {
@@ -186,10 +144,10 @@ fn every_output_mode() {
 fn tagged_mode_reopens_a_block_for_reasoning_after_text() {
     let stream = sse(&[
         created(),
-        json!({"type": "response.output_text.delta", "delta": "A"}),
-        json!({"type": "response.reasoning_text.delta", "delta": "r"}),
-        json!({"type": "response.output_text.delta", "delta": "B"}),
-        completed(json!(null)),
+        ts::text_delta("A"),
+        ts::reasoning_text_delta("r"),
+        ts::text_delta("B"),
+        ts::completed(json!(null)),
     ]);
     let contents: Vec<Value> = deltas(&run_stream(OutputMode::Tagged, false, &[&stream]));
     assert_eq!(
@@ -229,25 +187,16 @@ fn tool_calls_stream_incrementally_with_one_finish() {
 fn failures_become_an_error_frame_then_done() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (
-            sse(&[
-                created(),
-                json!({"type": "response.output_text.delta", "delta": "par"}),
-                json!({"type": "response.failed", "response": {"error": {"code": "server_is_overloaded", "message": "busy"}}}),
-            ]),
-            "busy",
+            fixture("failed").to_vec(),
+            "Our servers are currently overloaded.",
+        ),
+        (fixture("usage_limit").to_vec(), "You've hit your usage limit."),
+        (
+            fixture("dropped").to_vec(),
+            "closed the stream before the response was complete",
         ),
         (
-            sse(&[
-                created(),
-                json!({"type": "error", "error": {"type": "usage_limit_reached", "message": "limit hit", "resets_in_seconds": 300}}),
-            ]),
-            "limit hit",
-        ),
-        (
-            sse(&[
-                created(),
-                json!({"type": "response.output_text.delta", "delta": "par"}),
-            ]),
+            sse(&[created(), ts::text_delta("par")]),
             "closed the stream before the response was complete",
         ),
         (b"garbage without framing".to_vec(), "closed the stream before"),
@@ -270,14 +219,8 @@ fn failures_become_an_error_frame_then_done() {
 
 #[test]
 fn incomplete_maps_to_length_and_nothing_follows_the_terminal_event() {
-    let mut stream = sse(&[
-        created(),
-        json!({"type": "response.output_text.delta", "delta": "cut"}),
-        json!({"type": "response.incomplete", "response": {"incomplete_details": {"reason": "max_output_tokens"}}}),
-    ]);
-    stream.extend(sse(&[
-        json!({"type": "response.output_text.delta", "delta": "late"}),
-    ]));
+    let mut stream = fixture("incomplete").to_vec();
+    stream.extend(sse(&[ts::text_delta("late")]));
     let out = deltas(&run_stream(OutputMode::OpenAi, false, &[&stream]));
     assert_eq!(out[out.len() - 2], json!({"finish": "length"}));
     assert_eq!(out.iter().filter(|d| **d == json!("[DONE]")).count(), 1);
@@ -286,36 +229,207 @@ fn incomplete_maps_to_length_and_nothing_follows_the_terminal_event() {
 
 #[test]
 fn every_split_offset_gives_the_same_output() {
-    for stream in [
-        reasoning_stream(),
-        tool_stream(),
-        String::from_utf8(reasoning_stream())
-            .unwrap()
-            .replace('\n', "\r\n")
-            .into_bytes(),
-    ] {
-        for mode in [OutputMode::OpenAi, OutputMode::Tagged] {
-            let whole = run_stream(mode, true, &[&stream]);
-            for at in 0..=stream.len() {
-                let (a, b) = stream.split_at(at);
-                assert_eq!(run_stream(mode, true, &[a, b]), whole, "split at {at}");
-            }
-            let bytes: Vec<&[u8]> = stream.chunks(1).collect();
-            assert_eq!(run_stream(mode, true, &bytes), whole, "byte by byte");
-            for size in [2, 3, 7, 64] {
-                for start in 0..size {
-                    let (head, rest) = stream.split_at(start.min(stream.len()));
-                    let mut chunks = vec![head];
-                    chunks.extend(rest.chunks(size));
-                    assert_eq!(
-                        run_stream(mode, true, &chunks),
-                        whole,
-                        "size {size} offset {start}"
-                    );
+    for fixture in FIXTURES {
+        for stream in [fixture.bytes.to_vec(), crlf(fixture.bytes)] {
+            for mode in [OutputMode::OpenAi, OutputMode::Tagged] {
+                let whole = run_stream(mode, true, &[&stream]);
+                let bytes: Vec<&[u8]> = stream.chunks(1).collect();
+                assert_eq!(
+                    run_stream(mode, true, &bytes),
+                    whole,
+                    "{}: byte by byte",
+                    fixture.name
+                );
+                for size in [2, 3, 7, 64] {
+                    for start in 0..size {
+                        let (head, rest) = stream.split_at(start.min(stream.len()));
+                        let mut chunks = vec![head];
+                        chunks.extend(rest.chunks(size));
+                        assert_eq!(
+                            run_stream(mode, true, &chunks),
+                            whole,
+                            "{}: size {size} offset {start}",
+                            fixture.name
+                        );
+                    }
                 }
             }
         }
     }
+}
+
+/// Every client format the translator serves.
+#[derive(Debug, Clone, Copy)]
+enum Format {
+    ChatStream,
+    ChatAggregate,
+    CompletionStream,
+    CompletionAggregate,
+}
+
+/// What the client gets, as text: the streamed body, or the aggregated body or error with
+/// its status.
+fn client_output(format: Format, mode: OutputMode, chunks: &[&[u8]]) -> String {
+    fn drive<S: Output>(mut t: Translator<S>, chunks: &[&[u8]], streams: bool) -> String {
+        let mut out = Vec::new();
+        for chunk in chunks {
+            let now = t.push(chunk, 0);
+            assert!(streams || now.is_empty(), "aggregation forwards nothing early");
+            out.extend_from_slice(now);
+        }
+        match t.finish(0) {
+            End::Tail(tail) if streams => out.extend_from_slice(tail),
+            End::Body(body) if !streams => out.extend_from_slice(body),
+            End::Error(e) if !streams => {
+                out.extend_from_slice(format!("error {} {:?} ", e.status, e.retry_after).as_bytes());
+                out.extend_from_slice(&e.body());
+            }
+            other => panic!("{other:?}"),
+        }
+        String::from_utf8(out).unwrap()
+    }
+    match format {
+        Format::ChatStream => drive(
+            Translator::new(mode, ChatStreamWriter::new("gpt-5.5", 1, true)),
+            chunks,
+            true,
+        ),
+        Format::ChatAggregate => drive(
+            Translator::new(mode, ChatAggregator::new("gpt-5.5", 1)),
+            chunks,
+            false,
+        ),
+        Format::CompletionStream => drive(
+            Translator::new(mode, CompletionStreamWriter::new("gpt-5.5", 1, true)),
+            chunks,
+            true,
+        ),
+        Format::CompletionAggregate => drive(
+            Translator::new(mode, CompletionAggregator::new("gpt-5.5", 1)),
+            chunks,
+            false,
+        ),
+    }
+}
+
+/// Every fixture split in two at every byte offset. The chat stream in `openai` mode shows
+/// every signal the turn produced, and every other format and mode is built from the same
+/// signals (the fuzz targets check them all at random splits).
+fn every_two_way_split(crlf_endings: bool) {
+    for fixture in FIXTURES {
+        let stream = if crlf_endings {
+            crlf(fixture.bytes)
+        } else {
+            fixture.bytes.to_vec()
+        };
+        let whole = client_output(Format::ChatStream, OutputMode::OpenAi, &[&stream]);
+        for at in 0..=stream.len() {
+            let (a, b) = stream.split_at(at);
+            assert_eq!(
+                client_output(Format::ChatStream, OutputMode::OpenAi, &[a, b]),
+                whole,
+                "{}: split at {at}",
+                fixture.name
+            );
+        }
+    }
+}
+
+#[test]
+fn every_fixture_is_the_same_at_every_two_way_split() {
+    every_two_way_split(false);
+}
+
+#[test]
+fn every_fixture_with_crlf_is_the_same_at_every_two_way_split() {
+    every_two_way_split(true);
+}
+
+/// What each fixture gives each kind of client, in brief.
+#[test]
+fn every_fixture_in_every_format() {
+    let cases: &[(&str, &str, &str)] = &[
+        ("text", "Hello world|stop|17", "200 Hello world|stop|17"),
+        ("reasoning", "Héllo 🌍 世界|stop|15", "200 Héllo 🌍 世界|stop|15"),
+        ("parallel_tools", "|tool_calls|60", "200 |tool_calls|60"),
+        (
+            "incomplete",
+            "The answer is cut|length|15",
+            "200 The answer is cut|length|15",
+        ),
+        (
+            "failed",
+            "partial|server_is_overloaded",
+            "503 server_is_overloaded",
+        ),
+        ("usage_limit", "|usage_limit_reached", "429 usage_limit_reached"),
+        ("dropped", "Hello wo|stream_incomplete", "502 stream_incomplete"),
+    ];
+    assert_eq!(cases.len(), FIXTURES.len(), "a fixture without an expectation");
+    for (name, streamed, aggregated) in cases {
+        for (format, mode) in [
+            (Format::ChatStream, OutputMode::Hidden),
+            (Format::CompletionStream, OutputMode::Hidden),
+            (Format::ChatAggregate, OutputMode::Hidden),
+            (Format::CompletionAggregate, OutputMode::Hidden),
+        ] {
+            let out = client_output(format, mode, &[fixture(name)]);
+            let brief = match format {
+                Format::ChatStream | Format::CompletionStream => brief_stream(&out),
+                Format::ChatAggregate | Format::CompletionAggregate => brief_answer(&out),
+            };
+            let expected = match format {
+                Format::ChatStream | Format::CompletionStream => streamed,
+                Format::ChatAggregate | Format::CompletionAggregate => aggregated,
+            };
+            assert_eq!(brief, *expected, "{name} {format:?}");
+        }
+    }
+}
+
+/// `text|finish reason|total tokens` of a streamed body, or `text|error code`.
+fn brief_stream(body: &str) -> String {
+    let all = frames(body);
+    assert_eq!(all.last(), Some(&json!("[DONE]")), "{body}");
+    assert_eq!(all.iter().filter(|f| **f == json!("[DONE]")).count(), 1, "{body}");
+    let mut text = String::new();
+    let mut end = Vec::new();
+    for f in &all {
+        let choice = &f["choices"][0];
+        text.push_str(choice["delta"]["content"].as_str().unwrap_or_default());
+        text.push_str(choice["text"].as_str().unwrap_or_default());
+        if let Some(reason) = choice["finish_reason"].as_str() {
+            end.push(reason.to_string());
+        }
+        if let Some(total) = f["usage"]["total_tokens"].as_u64() {
+            end.push(total.to_string());
+        }
+        if let Some(code) = f["error"]["code"].as_str() {
+            end.push(code.to_string());
+        }
+    }
+    format!("{text}|{}", end.join("|"))
+}
+
+/// `status text|finish reason|total tokens` of an aggregated answer, or `status error code`.
+fn brief_answer(out: &str) -> String {
+    if let Some(error) = out.strip_prefix("error ") {
+        let mut parts = error.splitn(3, ' ');
+        let (status, _retry_after) = (parts.next().unwrap(), parts.next());
+        let body: Value = serde_json::from_str(parts.next().unwrap()).unwrap();
+        return format!("{status} {}", body["error"]["code"].as_str().unwrap());
+    }
+    let v: Value = serde_json::from_str(out).unwrap();
+    let choice = &v["choices"][0];
+    let text = choice["message"]["content"]
+        .as_str()
+        .or(choice["text"].as_str())
+        .unwrap_or_default();
+    format!(
+        "200 {text}|{}|{}",
+        choice["finish_reason"].as_str().unwrap(),
+        v["usage"]["total_tokens"]
+    )
 }
 
 fn aggregate(mode: OutputMode, stream: &[u8]) -> Result<Value, ApiError> {
@@ -368,10 +482,12 @@ fn aggregated_tool_calls_and_failures() {
     );
     let failed = sse(&[
         created(),
-        json!({"type": "response.failed", "response": {"error": {"type": "usage_limit_reached", "message": "limit", "resets_in_seconds": 60}}}),
+        ts::failed(json!({"type": "usage_limit_reached", "message": "limit", "resets_in_seconds": 60})),
     ]);
     let err = aggregate(OutputMode::OpenAi, &failed).unwrap_err();
     assert_eq!((err.status, err.retry_after), (429, Some(60)));
+    let err = aggregate(OutputMode::OpenAi, fixture("usage_limit")).unwrap_err();
+    assert_eq!((err.status, err.retry_after), (429, Some(300)));
     let err = aggregate(OutputMode::OpenAi, b"").unwrap_err();
     assert_eq!(err.status, 502);
 }
@@ -427,4 +543,62 @@ fn text_completions_stream_and_aggregate_only_the_answer() {
         json!([{"text": "Héllo 🌍 世界", "index": 0, "logprobs": null, "finish_reason": "stop"}])
     );
     assert_eq!(v["object"], "text_completion");
+}
+
+#[test]
+fn a_late_or_repeated_created_event_renames_no_chunk() {
+    let again = json!({"type": "response.created", "response": {"id": "resp_other", "created_at": 5}});
+    let repeated = sse(&[
+        created(),
+        ts::text_delta("a"),
+        again.clone(),
+        ts::completed(json!(null)),
+    ]);
+    let late = sse(&[ts::text_delta("a"), again, ts::completed(json!(null))]);
+    for (stream, id, created_at) in [
+        (&repeated, "chatcmpl-0a1b", 1_766_361_600),
+        (&late, "chatcmpl-codex", 1),
+    ] {
+        let all = frames(&run_stream(OutputMode::OpenAi, true, &[stream]));
+        for f in &all[..all.len() - 1] {
+            assert_eq!(
+                (f["id"].as_str(), f["created"].as_u64()),
+                (Some(id), Some(created_at)),
+                "{f}"
+            );
+        }
+        let answer = aggregate(OutputMode::OpenAi, stream).unwrap();
+        assert_eq!(
+            (answer["id"].as_str(), answer["created"].as_u64()),
+            (Some(id), Some(created_at))
+        );
+    }
+}
+
+#[test]
+fn a_huge_upstream_id_is_cut_before_every_chunk_repeats_it() {
+    let id = format!("resp_{}é", "x".repeat(MAX_UPSTREAM_ID_BYTES - 1));
+    let mut events = vec![json!({"type": "response.created", "response": {"id": id, "created_at": 5}})];
+    events.extend((0..100).map(|_| ts::text_delta("a")));
+    events.push(ts::completed(json!(null)));
+    let stream = sse(&events);
+    let body = run_stream(OutputMode::OpenAi, false, &[&stream]);
+    let all = frames(&body);
+    // The multi-byte character that would cross the limit is left out whole.
+    let expected = format!("chatcmpl-{}", "x".repeat(MAX_UPSTREAM_ID_BYTES - 1));
+    for f in &all[..all.len() - 1] {
+        assert_eq!(f["id"], expected.as_str());
+    }
+    assert!(
+        body.len() < 3 * stream.len(),
+        "{} bytes out for {} in",
+        body.len(),
+        stream.len()
+    );
+    let answer = aggregate(OutputMode::OpenAi, &stream).unwrap();
+    assert_eq!(answer["id"], expected.as_str());
+    assert_eq!(
+        crate::core::translate::response::chat_stream::response_id("cmpl", "resp_abc"),
+        "cmpl-abc"
+    );
 }

@@ -69,7 +69,7 @@ impl LimitHeaders {
                 after
                     .as_deref()
                     .and_then(|v| v.parse::<f64>().ok())
-                    .map(|s| now + s.max(0.0).ceil() as u64)
+                    .map(|s| now.saturating_add(s.max(0.0).ceil() as u64))
             }),
         };
         [
@@ -220,7 +220,7 @@ fn classify(status: Option<u16>, f: &ErrorFields<'_>, now: u64) -> ApiError {
             .resets_at
             .filter(|at| *at > now as f64)
             .map(|at| at as u64)
-            .or(wait.map(|w| now + w));
+            .or(wait.map(|w| now.saturating_add(w)));
         return err;
     }
     match code {
@@ -454,6 +454,17 @@ mod tests {
             r#"{"error":{"type":"usage_limit_reached","resets_at":5,"resets_in_seconds":9}}"#,
         );
         assert_eq!(err.retry_after, Some(9));
+    }
+
+    #[test]
+    fn absurd_reset_times_saturate_instead_of_overflowing() {
+        let err = http(
+            429,
+            r#"{"error":{"type":"usage_limit_reached","resets_in_seconds":1e308}}"#,
+        );
+        assert_eq!((err.retry_after, err.resets_at), (Some(u64::MAX), Some(u64::MAX)));
+        let h = LimitHeaders::from_pairs([("x-codex-primary-reset-after-seconds", "1e30")]);
+        assert_eq!(h.windows(NOW)[0].resets_at, Some(u64::MAX));
     }
 
     #[test]

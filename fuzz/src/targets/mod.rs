@@ -1,0 +1,8 @@
+//! One module per area of outside input.
+
+pub mod auth;
+pub mod decision;
+pub mod etcd;
+pub mod request;
+pub mod sse_stream;
+pub mod upstream_error;
