@@ -113,15 +113,7 @@ fn models() -> &'static ModelCatalog {
 /// The default settings, and a variant picked by the input (tool format, session header,
 /// configured instructions, defaults).
 fn contexts(hash: u64) -> [TranslateContext<'static>; 2] {
-    let base = TranslateContext {
-        models: models(),
-        default_effort: Effort::Low,
-        default_summary: Summary::Auto,
-        tools_format: ToolsFormat::Flat,
-        session_hint: None,
-        base_instructions: None,
-        codex_instructions: None,
-    };
+    let base = TranslateContext::defaults(models());
     let bit = |n: u32| hash >> n & 1 == 1;
     let variant = TranslateContext {
         models: models(),

@@ -4,7 +4,7 @@ use crate::core::translate::request::common::DEFAULT_INSTRUCTIONS;
 use serde_json::{Value, json};
 
 fn ctx(models: &ModelCatalog) -> TranslateContext<'_> {
-    TranslateContext::for_tests(models)
+    TranslateContext::defaults(models)
 }
 
 fn run(body: Value) -> Result<(Value, Translated), ApiError> {

@@ -38,10 +38,10 @@ pub struct TranslateContext<'c> {
     pub codex_instructions: Option<&'c str>,
 }
 
-#[cfg(test)]
 impl<'c> TranslateContext<'c> {
-    /// The defaults of an unconfigured filter.
-    pub fn for_tests(models: &'c ModelCatalog) -> Self {
+    /// The defaults of an unconfigured filter, before any instruction text arrived (tests and
+    /// the fuzz targets start from it).
+    pub fn defaults(models: &'c ModelCatalog) -> Self {
         Self {
             models,
             default_effort: Effort::Low,

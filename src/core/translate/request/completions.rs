@@ -60,7 +60,7 @@ mod tests {
 
     fn run(body: Value) -> Result<(Value, Translated), ApiError> {
         let models = ModelCatalog::new(None, None).unwrap();
-        let ctx = TranslateContext::for_tests(&models);
+        let ctx = TranslateContext::defaults(&models);
         let out = translate(body.to_string().as_bytes(), &ctx)?;
         Ok((serde_json::from_slice(&out.body).unwrap(), out))
     }
