@@ -539,6 +539,24 @@ def test_a_64_mb_body_written_before_reading_gets_its_413_with_httpx(faulty, moc
     assert_still_healthy(faulty, mock_codex, log_start)
 
 
+def urlopen_error(url: str, body: bytes, headers: dict) -> tuple:
+    """What urllib (which writes the whole body before it reads) gets for a refused request."""
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json", **headers}, method="POST")
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=120)
+    answer = caught.value
+    error = assert_openai_error(answer.code, {k.lower(): v for k, v in answer.headers.items()}, answer.read())
+    return answer.code, error["code"]
+
+
+def test_a_wrong_key_on_a_64_mb_body_is_a_401_not_a_reset(fresh, mock_codex):
+    envoy = fresh()
+    wrong = {"Authorization": "Bearer not-the-key"}
+    assert urlopen_error(envoy.url + CHAT, oversize_body(WHOLE_BODY), wrong) == (401, "invalid_api_key")
+    assert mock_codex.requests == []
+    assert_still_healthy(envoy, mock_codex)
+
+
 def test_portable_mode_answers_a_chunked_oversize_upload_with_a_413(fresh, mock_codex):
     envoy = fresh(portable=True)
     data = oversize_body(4 * BODY_LIMIT)

@@ -20,7 +20,7 @@ use crate::core::flow::response::{
     ClientRequest, Handler, HeaderPlan, REMOVED_RESPONSE_HEADERS, ResponseHead,
 };
 use crate::core::flow::step::{LOCAL_REPLY_DETAILS, Next, Step, Steps};
-use crate::core::flow::upload::BodyStep;
+use crate::core::flow::upload::{BodyStep, MAX_DISCARDED_BYTES};
 use crate::core::metrics::{Metric, RouteKind};
 use crate::core::port::Port;
 use crate::core::reply::Reply;
@@ -37,6 +37,12 @@ const PASS_THROUGH_REMOVED: &[&str] = &["authorization", "proxy-authorization", 
 enum Stage {
     /// Not ours to translate (answered locally, passed through, or nothing decided yet).
     Idle,
+    /// Refused at header time while the client still sends its body: the body is read and
+    /// dropped, then `reply` goes out (see [`RequestFlow::refuse`]).
+    Draining {
+        reply: Reply,
+        discarded: usize,
+    },
     /// Waiting for the whole body; `held` means the request headers wait too.
     AwaitBody {
         forward: Forward,
@@ -90,6 +96,23 @@ impl RequestFlow {
         Steps::reply(reply)
     }
 
+    /// A refusal decided from the headers. With held headers and a body still to come it waits
+    /// for the body's end, dropping each chunk: Envoy closes an HTTP/1.1 connection whose request
+    /// it answered early, and a client still writing its body (urllib, httpx, the OpenAI SDKs)
+    /// would get a reset instead of the answer. Nothing goes upstream meanwhile. Portable mode
+    /// answers at once: without `allow_on_headers_stop_iteration` Envoy does not hold the
+    /// headers while the filter reads the body.
+    fn refuse(&mut self, hold: bool, reply: impl Into<Reply>, end_of_stream: bool) -> Steps {
+        if end_of_stream || !hold {
+            return self.reply(reply);
+        }
+        self.stage = Stage::Draining {
+            reply: reply.into(),
+            discarded: 0,
+        };
+        Steps::pause()
+    }
+
     /// The request headers arrived, as the host's serialized map.
     pub fn request_headers(
         &mut self,
@@ -109,7 +132,7 @@ impl RequestFlow {
             self.log_line = Some(format!("{method} {}", path.split('?').next().unwrap_or("")));
         }
         if let Err(error) = view.check_request() {
-            return self.reply(error);
+            return self.refuse(cfg.hold_headers, error, end_of_stream);
         }
         let head = RequestHead {
             method: &method,
@@ -117,7 +140,7 @@ impl RequestFlow {
             headers: &view.text,
         };
         let forward = match decision::decide(cfg, &head, now) {
-            Decision::Reply(reply) => return self.reply(reply),
+            Decision::Reply(reply) => return self.refuse(cfg.hold_headers, reply, end_of_stream),
             Decision::PassThrough => {
                 self.route = RouteKind::Ollama;
                 let writes = PASS_THROUGH_REMOVED
@@ -147,7 +170,7 @@ impl RequestFlow {
         });
         let tokens = match self.current_tokens(vm, port, now) {
             Ok(tokens) => tokens,
-            Err(error) => return self.reply(error),
+            Err(error) => return self.refuse(cfg.hold_headers, error, end_of_stream),
         };
         let headers = view.text;
         let held = cfg.hold_headers;
@@ -180,6 +203,16 @@ impl RequestFlow {
         end_of_stream: bool,
         body: impl FnOnce() -> Vec<u8>,
     ) -> Steps {
+        if let Stage::Draining { discarded, .. } = &mut self.stage {
+            *discarded = discarded.saturating_add(body_size);
+            if !end_of_stream && *discarded <= MAX_DISCARDED_BYTES {
+                return Steps::then(vec![Step::ReplaceRequestBody(Vec::new())], Next::Pause);
+            }
+            let Stage::Draining { reply, .. } = std::mem::replace(&mut self.stage, Stage::Idle) else {
+                return Steps::go_on();
+            };
+            return self.reply(reply);
+        }
         let Stage::AwaitBody { forward, .. } = &mut self.stage else {
             return Steps::go_on();
         };

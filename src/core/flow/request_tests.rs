@@ -246,6 +246,47 @@ fn local_replies_and_their_response_pass_through_untouched() {
 }
 
 #[test]
+fn a_header_time_refusal_reads_and_drops_the_body_before_it_answers() {
+    let drop = Steps::then(vec![Step::ReplaceRequestBody(Vec::new())], Next::Pause);
+    // Portable mode answers at once (Envoy would not hold its headers meanwhile).
+    let portable = vm_with(&[("ENVOY_HOLD_HEADERS", "false")]);
+    let wrong_key = post("/v1/chat/completions", &[("authorization", b"Bearer wrong")]);
+    let steps = Drive::new(&portable, 9).headers(&wrong_key, false);
+    assert_eq!(error_code(&steps), Some((401, "invalid_api_key".into())));
+    // Held headers: answering now would make Envoy close the connection under a client still
+    // writing, so the body is read and dropped first.
+    let vm = vm_with(&[]);
+    let mut drive = Drive::new(&vm, 1);
+    assert_eq!(drive.headers(&wrong_key, false), Steps::pause());
+    for _ in 0..3 {
+        let steps = drive
+            .flow
+            .request_body(&vm.vm, &vm.port, 64 * 1024, false, || panic!("read"));
+        assert_eq!(steps, drop);
+    }
+    let steps = drive
+        .flow
+        .request_body(&vm.vm, &vm.port, 10, true, || panic!("read"));
+    assert_eq!(error_code(&steps), Some((401, "invalid_api_key".into())));
+    assert_eq!(drive.body(b"{}"), Steps::go_on(), "a later callback is not ours");
+    assert!(vm.port.dispatched.borrow().is_empty());
+    // Without a body the answer goes out at once; a body past the discard bound ends it.
+    let get = map(&[(":method", b"GET"), (":path", b"/v1/models")]);
+    assert_eq!(
+        error_code(&Drive::new(&vm, 2).headers(&get, true)).map(|(s, _)| s),
+        Some(401)
+    );
+    let mut drive = Drive::new(&vm, 3);
+    drive.headers(&post("/v2/nowhere", &[]), false);
+    let steps = drive
+        .flow
+        .request_body(&vm.vm, &vm.port, MAX_DISCARDED_BYTES + 1, false, || {
+            panic!("read")
+        });
+    assert_eq!(error_code(&steps), Some((404, "unknown_url".into())));
+}
+
+#[test]
 fn held_headers_wait_for_the_body_and_carry_its_length_and_session() {
     let vm = vm_with(&[]);
     let mut drive = Drive::new(&vm, 1);
@@ -449,9 +490,15 @@ fn behind_the_credentials_instance_the_main_filter_neither_attaches_nor_waits() 
         "the credentials instance judges 401s"
     );
 
-    // A login that can never work is still refused at header time.
+    // A login that can never work is still refused at header time (answered once the body
+    // has been read and dropped).
     let vm = vm_with(&[("CREDENTIALS_UPSTREAM", "true"), ("OPENAI_CODEX_AUTH", "")]);
-    let steps = Drive::new(&vm, 1).headers(&post("/v1/chat/completions", &[]), false);
+    let mut drive = Drive::new(&vm, 1);
+    assert_eq!(
+        drive.headers(&post("/v1/chat/completions", &[]), false),
+        Steps::pause()
+    );
+    let steps = drive.body(b"{}");
     assert_eq!(error_code(&steps), Some((401, "missing_credentials".into())));
 }
 
@@ -662,7 +709,9 @@ fn headers_that_are_not_utf8() {
     for name in ["authorization", "content-type", "x-session-id"] {
         let mut pairs: Vec<(&str, &[u8])> = vec![(":method", b"POST"), (":path", b"/v1/chat/completions")];
         pairs.push((name, b"caf\xe9"));
-        let steps = Drive::new(&vm, 1).headers(&map(&pairs), false);
+        let mut drive = Drive::new(&vm, 1);
+        assert_eq!(drive.headers(&map(&pairs), false), Steps::pause(), "{name}");
+        let steps = drive.body(b"{}");
         assert_eq!(error_code(&steps), Some((400, "invalid_header".into())), "{name}");
     }
     // Any other header: the request is served, and the header does not go upstream.
@@ -710,7 +759,7 @@ fn headers_that_are_not_utf8() {
     let last = drive.response_end(b"whatever");
     assert_eq!(response_sets(&last)[0], (":status", "502"));
     // An unreadable map is no headers at all, never a panic.
-    let steps = Drive::new(&vm, 5).headers(b"\x05\x00", false);
+    let steps = Drive::new(&vm, 5).headers(b"\x05\x00", true);
     assert!(reply_of(&steps).is_some());
 }
 
