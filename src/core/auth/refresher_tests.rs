@@ -399,6 +399,16 @@ fn path(call: &Dispatch) -> &str {
 
 /// Starts a VM with the store and gets through the start-up reconciliation (the store
 /// already holds this login).
+/// Answers the store read the VM just sent with its own record, unlocked, at revision 5.
+fn answer_read_unlocked(a: &mut TestVm) {
+    let (token, _) = a.one_call("etcd");
+    let current = Stored {
+        record: a.record(),
+        lock: None,
+    };
+    a.answer(token, Some(200), &range_answer(Some(&current), 5));
+}
+
 fn synced(shared: &Rc<SharedMemory>, exp: u64, me: u64) -> TestVm {
     let mut vm = vm(shared, &with_store(exp), me);
     vm.tick();
@@ -562,12 +572,7 @@ fn a_lost_lock_race_looks_again_a_second_later() {
     let shared = SharedMemory::at(NOW);
     let mut a = synced(&shared, EXPIRED, 1);
     a.tick();
-    let (token, _) = a.one_call("etcd");
-    let current = Stored {
-        record: a.record(),
-        lock: None,
-    };
-    a.answer(token, Some(200), &range_answer(Some(&current), 5));
+    answer_read_unlocked(&mut a);
     let (token, _) = a.one_call("etcd");
     let their_lock = Stored {
         record: a.record(),
@@ -647,12 +652,7 @@ fn after_an_unknown_outcome_the_store_stays_locked_until_the_retry() {
     let shared = SharedMemory::at(NOW);
     let mut a = synced(&shared, EXPIRED, 1);
     a.tick();
-    let (token, _) = a.one_call("etcd");
-    let current = Stored {
-        record: a.record(),
-        lock: None,
-    };
-    a.answer(token, Some(200), &range_answer(Some(&current), 5));
+    answer_read_unlocked(&mut a);
     let (token, _) = a.one_call("etcd");
     a.answer(token, Some(200), &committed(6));
     let (token, _) = a.one_call("oauth");
