@@ -89,6 +89,8 @@ struct StreamOptions {
 }
 
 impl<'a> Common<'a> {
+    /// Reads and checks the shared options (model, reasoning, `n`, streaming, cache key); a
+    /// bad one is a 400 naming its parameter.
     pub fn read(fields: &Fields<'a>, ctx: &TranslateContext<'_>) -> Result<Self, ApiError> {
         if let Some(n) = fields.get::<u64>("n")? {
             if n != 1 {
