@@ -90,7 +90,7 @@ lint: wasm-target venv
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy -p $(FUZZ_CRATE) --all-targets -- -D warnings
 	cargo clippy --release --target $(WASM_TARGET) -- -D warnings
-	$(VENV)/bin/ruff check tests envoy bench
+	$(VENV)/bin/ruff check tests envoy bench tools
 
 # Licences, duplicate crates and sources (deny.toml) need only the lock file. Advisories need
 # the RustSec database, which cargo-deny fetches from GitHub: where that fails (a machine that

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod background;
+pub mod catalogue;
 pub mod config;
 pub mod error;
 pub mod flow;
