@@ -1,12 +1,15 @@
 //! What every request of one worker VM shares: the configuration, the token record (a view of
-//! shared data), the fetched instruction texts and the requests waiting for a token.
+//! shared data), the fetched instruction texts, the model catalogue and the requests waiting
+//! for a token.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use log::warn;
 
 use crate::core::auth::shared_record::TokenStore;
 use crate::core::auth::waiters::WaitList;
+use crate::core::catalogue::Catalogue;
 use crate::core::config::Config;
 use crate::core::port::Port;
 
@@ -19,6 +22,9 @@ pub struct VmState {
     pub instructions: RefCell<Instructions>,
     /// Requests of this VM paused until a usable token exists.
     pub waiters: RefCell<WaitList>,
+    /// The model catalogue requests are checked against: the built-in copy until the
+    /// background work brings the account's; a request keeps the `Rc` it started with.
+    pub catalogue: RefCell<Rc<Catalogue>>,
 }
 
 /// The fetched instruction texts; `None` until a fetch succeeds, and requests then fall back
@@ -38,6 +44,7 @@ impl VmState {
             tokens: TokenStore::default(),
             instructions: RefCell::new(Instructions::default()),
             waiters: RefCell::new(WaitList::default()),
+            catalogue: RefCell::new(Rc::new(Catalogue::builtin())),
         }
     }
 
