@@ -622,7 +622,10 @@ pub(crate) fn mutate_events(
             // Another event type with the same fields.
             let mut value = payload(&events[i])?;
             let kind = rng.pick(EVENT_TYPES).to_string();
-            value["type"] = Value::String(kind);
+            // A payload that is not an object (a mutated one) has no type to change.
+            value
+                .as_object_mut()?
+                .insert("type".to_string(), Value::String(kind));
             events[i] = record(&value);
         }
         8 => {
