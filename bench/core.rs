@@ -9,6 +9,9 @@
 //!   (non-streaming client). Profiles: `long` (2,000 text deltas of ~4 characters, ~400 KB),
 //!   `short` (12 deltas), `tools` (two function calls with argument deltas) — the same shapes
 //!   as the mock in bench/mock;
+//! * `responses_request/normalise` — a Codex CLI turn body (60 KB of `input`) through the
+//!   `/v1/responses` normalisation, and `stream/<profile>/{responses_stream,responses_aggregate}`
+//!   — the same streams relayed event by event, or made the final response object;
 //! * `stream/fixtures/{chat_stream,chat_aggregate}` — the recorded upstream streams of
 //!   tests/fixtures/streams (text, reasoning, tools, and the failure endings) one after the
 //!   other, whole: the mix of small answers and error paths rather than one long stream.
@@ -36,9 +39,11 @@ use codex_openai_wrapper::core::models::ModelCatalog;
 use codex_openai_wrapper::core::reasoning::{Effort, OutputMode, Summary};
 use codex_openai_wrapper::core::translate::request::chat::translate;
 use codex_openai_wrapper::core::translate::request::common::{ToolsFormat, TranslateContext};
+use codex_openai_wrapper::core::translate::request::responses::{self as responses_request, Upstream};
 use codex_openai_wrapper::core::translate::response::chat_aggregate::ChatAggregator;
 use codex_openai_wrapper::core::translate::response::chat_stream::ChatStreamWriter;
 use codex_openai_wrapper::core::translate::response::events::{Signal, Turn};
+use codex_openai_wrapper::core::translate::response::responses::{ResponsesAggregator, ResponsesStream};
 use codex_openai_wrapper::core::translate::response::translator::{
     End, MAX_EVENT_BYTES, Pipeline, Translator,
 };
@@ -275,6 +280,32 @@ fn stream_through_aggregator(stream: &[u8]) -> usize {
     }
 }
 
+/// The answer limit of the default `MAX_REQUEST_BODY_BYTES`.
+const LIMIT: usize = 16 * 1024 * 1024;
+
+fn stream_through_responses(stream: &[u8]) -> usize {
+    let mut p = ResponsesStream::new(LIMIT);
+    let mut forwarded = 0;
+    for chunk in stream.chunks(CHUNK) {
+        forwarded += black_box(p.push(chunk, NOW)).len();
+    }
+    match p.finish(NOW) {
+        End::Tail(tail) => forwarded + black_box(tail).len(),
+        other => panic!("streaming ended with {other:?}"),
+    }
+}
+
+fn stream_through_responses_aggregate(stream: &[u8]) -> usize {
+    let mut p = ResponsesAggregator::new(LIMIT);
+    for chunk in stream.chunks(CHUNK) {
+        black_box(p.push(chunk, NOW));
+    }
+    match p.finish(NOW) {
+        End::Body(body) => black_box(body).len(),
+        other => panic!("aggregation ended with {other:?}"),
+    }
+}
+
 /// Every fixture through the streaming writer; each ends with `[DONE]`, errors included.
 fn fixtures_through_writer() -> usize {
     FIXTURES
@@ -357,6 +388,31 @@ fn bench_request(c: &mut Criterion) {
         b.iter(|| translate(black_box(body), &ctx).unwrap().body.len())
     });
     group.finish();
+
+    // A Codex CLI turn: a long history in `input`, the rest as the CLI sends it.
+    let item = r#"{"type":"message","role":"user","content":[{"type":"input_text","text":"Explain how the filter streams the answer, with examples of each event."}]}"#;
+    let input = vec![item; 400].join(",");
+    let codex = format!(
+        r#"{{"model":"gpt-5.5","stream":true,"input":[{input}],"tool_choice":"auto","parallel_tool_calls":false,"reasoning":{{"effort":"low","context":"all_turns"}},"store":false,"include":["reasoning.encrypted_content"],"prompt_cache_key":"01a230d8-5c2a-7e83-91b9-ba0df6da9322","text":{{"verbosity":"low"}},"client_metadata":{{"turn_id":"t1"}}}}"#
+    );
+    let upstream = Upstream::Chatgpt { lite_shape: true };
+    let normalised = responses_request::translate(codex.as_bytes(), &ctx, upstream).unwrap();
+    println!(
+        "responses_request: {} B Codex CLI body -> {} B upstream body",
+        codex.len(),
+        normalised.body.len()
+    );
+    let mut group = c.benchmark_group("responses_request");
+    group.throughput(Throughput::Bytes(codex.len() as u64));
+    group.bench_function("normalise", |b| {
+        b.iter(|| {
+            responses_request::translate(black_box(codex.as_bytes()), &ctx, upstream)
+                .unwrap()
+                .body
+                .len()
+        })
+    });
+    group.finish();
 }
 
 fn bench_streams(c: &mut Criterion) {
@@ -383,6 +439,12 @@ fn bench_streams(c: &mut Criterion) {
         });
         group.bench_function("chat_aggregate", |b| {
             b.iter(|| stream_through_aggregator(black_box(stream)))
+        });
+        group.bench_function("responses_stream", |b| {
+            b.iter(|| stream_through_responses(black_box(stream)))
+        });
+        group.bench_function("responses_aggregate", |b| {
+            b.iter(|| stream_through_responses_aggregate(black_box(stream)))
         });
         group.finish();
     }

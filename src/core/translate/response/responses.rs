@@ -258,10 +258,17 @@ impl StreamState {
             self.out.extend_from_slice(kind);
             self.out.push(b'\n');
         }
-        // A payload the backend spread over several `data:` lines keeps them.
-        for line in data.split(|b| *b == b'\n') {
+        // A payload the backend spread over several `data:` lines keeps them; the usual
+        // one-line payload is found so by `contains`, which is memchr, not a byte loop.
+        if data.contains(&b'\n') {
+            for line in data.split(|b| *b == b'\n') {
+                self.out.extend_from_slice(b"data: ");
+                self.out.extend_from_slice(line);
+                self.out.push(b'\n');
+            }
+        } else {
             self.out.extend_from_slice(b"data: ");
-            self.out.extend_from_slice(line);
+            self.out.extend_from_slice(data);
             self.out.push(b'\n');
         }
         self.out.push(b'\n');
