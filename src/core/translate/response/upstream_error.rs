@@ -586,6 +586,41 @@ mod tests {
     }
 
     #[test]
+    fn a_policy_refusal_is_the_clients_400_not_a_server_error() {
+        let fields: ErrorFields =
+            serde_json::from_str(r#"{"code":"misalignment_policy_violation","message":""}"#)
+                .unwrap_or_default();
+        let err = from_stream(&fields, NOW);
+        assert_eq!(
+            (err.status, err.kind, err.code_str()),
+            (
+                400,
+                ErrorType::InvalidRequest,
+                Some("misalignment_policy_violation")
+            )
+        );
+        assert!(err.message.contains("change the request"), "{}", err.message);
+        assert_eq!(err.retry_after, None);
+        // Over HTTP a 5xx status with this code still means the request was refused.
+        let err = http(500, r#"{"error":{"code":"misalignment_policy_violation"}}"#);
+        assert_eq!(err.status, 400);
+    }
+
+    #[test]
+    fn only_a_400_reads_as_a_model_refusal() {
+        let body = r#"{"detail":"The 'gpt-6-sol' model requires a newer version of Codex. Please upgrade to the latest app or CLI and try again."}"#;
+        assert_eq!(http(400, body).code_str(), Some("client_version_too_old"));
+        assert!(http(400, body).message.contains("0.169.0"));
+        assert_eq!(http(503, body).status, 502);
+        // No quoted model name: the message still says what to set.
+        let err = http(
+            400,
+            r#"{"detail":"This model requires a newer version of Codex."}"#,
+        );
+        assert!(err.message.contains("this model") && err.message.contains(VERSION_VARIABLE));
+    }
+
+    #[test]
     fn stream_errors_are_classified_by_code() {
         let cases: &[(&str, u16, Option<u64>)] = &[
             (
