@@ -3,7 +3,7 @@
 
 use codex_openai_wrapper_fuzz::engine::run;
 use codex_openai_wrapper_fuzz::targets::{
-    auth, decision, etcd, request, responses, sse_stream, upstream_error,
+    auth, catalogue, decision, etcd, request, responses, sse_stream, upstream_error,
 };
 
 #[test]
@@ -49,4 +49,9 @@ fn etcd() {
 #[test]
 fn header_decision() {
     run(&decision::TARGET);
+}
+
+#[test]
+fn catalogue() {
+    run(&catalogue::TARGET);
 }

@@ -73,6 +73,8 @@ fn a_streaming_client_gets_the_backend_events_and_the_filter_reads_the_usage() {
         ("incomplete", Some((12, 3)), None, None),
         ("failed", None, None, None),
         ("usage_limit", None, None, None),
+        ("policy_refusal", None, None, None),
+        ("policy_error", None, None, None),
         // Cut short: the broken record is dropped and one more event tells the client,
         // numbered after the last one it got.
         ("dropped", None, None, Some("stream_incomplete")),
@@ -181,8 +183,11 @@ fn a_non_streaming_client_gets_the_final_response_object() {
         ("incomplete", Ok(("incomplete", &[]))),
         ("failed", Err((503, "server_is_overloaded"))),
         ("usage_limit", Err((429, "usage_limit_reached"))),
+        ("policy_refusal", Err((400, "misalignment_policy_violation"))),
+        ("policy_error", Err((400, "misalignment_policy_violation"))),
         ("dropped", Err((502, "stream_incomplete"))),
     ];
+    assert_eq!(cases.len(), FIXTURES.len());
     for (name, expected) in cases {
         let got = aggregate(fixture(name));
         match (got, expected) {
