@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from harness import sse
-from harness.mock_codex import MockCodex, Script
+from harness.mock_codex import COMPACTED_OUTPUT, REJECTED_PARAMETERS, MockCodex, Script, as_backend, backend_refusal
 
 TIMEOUT = 10
 
@@ -186,3 +186,33 @@ def test_events_script_sends_one_event_per_chunk(mock_codex: MockCodex) -> None:
     _, wire = raw_exchange(mock_codex)
     sizes = chunk_sizes(wire)
     assert sizes[:-1] == [len(frame) for frame in sse.sse_frames(events)]
+
+
+GOOD_TURN = {"model": "gpt-5.5", "input": [], "store": False, "stream": True, "include": ["reasoning.encrypted_content"]}
+
+
+@pytest.mark.parametrize(
+    "change, refusal",
+    [
+        ({"stream": False}, "Stream must be set to true"),
+        ({"store": None}, "Store must be set to false"),
+        ({"input": "hi"}, "Input must be a list"),
+        ({"include": []}, "include must list reasoning.encrypted_content with store=false"),
+        *[({name: 1}, f"Unsupported parameter: {name}") for name in REJECTED_PARAMETERS],
+    ],
+)
+def test_the_backend_rules_refuse_each_violation(change, refusal):
+    body = {**GOOD_TURN, **change}
+    body = {k: v for k, v in body.items() if v is not None}
+    assert backend_refusal(GOOD_TURN) is None
+    assert backend_refusal(body) == refusal
+
+
+def test_as_backend_answers_a_refused_body_400_and_compaction_has_a_default(mock_codex):
+    mock_codex.enqueue(as_backend(), as_backend())
+    bad = requests.post(mock_codex.url, json={**GOOD_TURN, "temperature": 1}, timeout=TIMEOUT)
+    assert (bad.status_code, bad.json()) == (400, {"detail": "Unsupported parameter: temperature"})
+    good = requests.post(mock_codex.url, json=GOOD_TURN, timeout=TIMEOUT)
+    assert good.content == sse.fixture("text")
+    compact = requests.post(mock_codex.url + "/compact", json={"input": []}, timeout=TIMEOUT)
+    assert compact.json() == {"output": COMPACTED_OUTPUT}
