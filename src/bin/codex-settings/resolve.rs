@@ -15,8 +15,7 @@ use crate::deployment::Deployment;
 use crate::settings::Settings;
 use crate::variables::host_env_keys;
 
-/// Router targets only: the filter never calls these clusters by name.
-pub const CODEX_CLUSTER: &str = "codex";
+/// A router target only: the filter never calls this cluster by name.
 pub const OLLAMA_CLUSTER: &str = "ollama";
 
 #[derive(Debug, Serialize)]
@@ -151,7 +150,7 @@ pub fn resolve(settings: &Settings) -> Result<Resolved, ConfigError> {
         ca_bundle: deployment.ca_bundle,
         cors_allow_origins: deployment.cors_allow_origins,
         upstreams: Upstreams {
-            codex: upstream(CODEX_CLUSTER, codex_variable, &config.upstream),
+            codex: upstream(&clusters.codex, codex_variable, &config.upstream),
             oauth: upstream(&clusters.oauth, "CODEX_REFRESH_TOKEN_URL", &config.refresh_url),
             ollama: ollama(filter_var("OLLAMA_API_URL"))?,
             instructions_base: config

@@ -14,6 +14,7 @@
 
 use crate::core::auth::auth_json::ChatgptTokens;
 use crate::core::auth::token;
+use crate::core::catalogue;
 use crate::core::error::ApiError;
 use crate::core::flow::headers::HeaderView;
 use crate::core::flow::response::{
@@ -291,6 +292,11 @@ impl RequestFlow {
                 .or_else(|| vm.waiters.borrow_mut().take_resumed(self.context_id));
             if let Some(generation) = generation {
                 vm.token_rejected(port, generation);
+            }
+        }
+        if via_upstream && cfg.auth.is_chatgpt() {
+            if let Some(announced) = view.get("x-models-etag") {
+                catalogue::refresh::etag_announced(vm, port, announced);
             }
         }
         let head = ResponseHead {

@@ -280,8 +280,9 @@ pub fn upstream_headers(
 }
 
 /// `User-Agent` and `originator` for the Codex backend: the configured identity, refined by
-/// this request's client hints and fixed values in `override-codex` mode.
-fn codex_identity(cfg: &Config, client: &[(String, String)]) -> (String, String) {
+/// this request's client hints and fixed values in `override-codex` mode (the background
+/// calls pass no client headers).
+pub(crate) fn codex_identity(cfg: &Config, client: &[(String, String)]) -> (String, String) {
     match &cfg.forward {
         ForwardMode::OverrideCodex {
             user_agent,
