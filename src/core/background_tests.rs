@@ -40,8 +40,10 @@ pub(crate) struct TestVm {
     pub vm: VmState,
     pub background: Background,
     pub tick: Option<Duration>,
-    /// Model catalogue calls, kept apart so the other machines' tests see only their own.
+    /// Model catalogue calls and the others, kept apart so each machine's tests see only
+    /// their own.
     catalogue_calls: RefCell<Vec<(u32, Dispatch)>>,
+    other_calls: RefCell<Vec<(u32, Dispatch)>>,
 }
 
 impl TestVm {
@@ -56,6 +58,7 @@ impl TestVm {
             background: started.background,
             tick: started.tick,
             catalogue_calls: RefCell::new(Vec::new()),
+            other_calls: RefCell::new(Vec::new()),
         }
     }
 
@@ -82,19 +85,24 @@ impl TestVm {
 
     /// The calls dispatched since the last look, the model catalogue's aside.
     pub fn calls(&self) -> Vec<(u32, Dispatch)> {
-        let (catalogue, others) = self
-            .port
-            .take_dispatched()
-            .into_iter()
-            .partition(|(_, call)| call.cluster == DEFAULT_CODEX_CLUSTER);
-        self.catalogue_calls.borrow_mut().extend::<Vec<_>>(catalogue);
-        others
+        self.sort_calls();
+        std::mem::take(&mut *self.other_calls.borrow_mut())
     }
 
     /// The model catalogue calls dispatched since the last look.
     pub fn catalogue_calls(&self) -> Vec<(u32, Dispatch)> {
-        let _ = self.calls();
+        self.sort_calls();
         std::mem::take(&mut *self.catalogue_calls.borrow_mut())
+    }
+
+    fn sort_calls(&self) {
+        let (catalogue, others): (Vec<_>, Vec<_>) = self
+            .port
+            .take_dispatched()
+            .into_iter()
+            .partition(|(_, call)| call.cluster == DEFAULT_CODEX_CLUSTER);
+        self.catalogue_calls.borrow_mut().extend(catalogue);
+        self.other_calls.borrow_mut().extend(others);
     }
 
     /// The one call dispatched since the last look, to `cluster`.

@@ -799,3 +799,41 @@ fn the_verbose_line_names_the_request_and_never_a_credential() {
     assert_eq!(drive.log(200), None);
     assert_eq!(vm.port.metrics.borrow().len(), 1);
 }
+
+#[test]
+fn a_turn_announcing_another_catalogue_etag_asks_for_a_fetch() {
+    use crate::core::catalogue::record::WANTED_KEY;
+    let head = |etag: &[u8]| {
+        map(&[
+            (":status", b"200"),
+            ("content-type", b"text/event-stream"),
+            ("x-models-etag", etag),
+        ])
+    };
+    let vm = vm_with(&[]);
+    vm.vm.catalogue_seen.borrow_mut().etag = Some("\"cat-1\"".into());
+    let mut drive = Drive::new(&vm, 1);
+    drive.headers(&post("/v1/chat/completions", &[]), false);
+    drive.body(&chat(true));
+    drive.response(&head(b"cat-1"), "via_upstream");
+    assert_eq!(vm.shared.peek(WANTED_KEY), None, "the catalogue in use");
+    let mut drive = Drive::new(&vm, 2);
+    drive.headers(&post("/v1/chat/completions", &[]), false);
+    drive.body(&chat(true));
+    drive.response(&head(b"cat-2"), "via_upstream");
+    assert_eq!(vm.shared.peek(WANTED_KEY).as_deref(), Some(&b"cat-2"[..]));
+
+    let keyed = vm_with(&[
+        ("UPSTREAM_AUTH_MODE", "apikey_env"),
+        ("UPSTREAM_API_KEY", "sk-upstream"),
+    ]);
+    let mut drive = Drive::new(&keyed, 1);
+    drive.headers(&post("/v1/chat/completions", &[]), false);
+    drive.body(&chat(true));
+    drive.response(&head(b"cat-2"), "via_upstream");
+    assert_eq!(
+        keyed.shared.peek(WANTED_KEY),
+        None,
+        "API-key upstreams have no catalogue"
+    );
+}
