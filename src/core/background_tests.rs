@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use super::*;
 use crate::core::auth::auth_json::tests::jwt;
-use crate::core::config::DEFAULT_CODEX_CLUSTER;
+use crate::core::config::DEFAULT_CATALOGUE_CLUSTER;
 use crate::core::port::{MemoryPort, SharedMemory};
 
 pub(crate) const NOW: u64 = 1_000_000;
@@ -100,7 +100,7 @@ impl TestVm {
             .port
             .take_dispatched()
             .into_iter()
-            .partition(|(_, call)| call.cluster == DEFAULT_CODEX_CLUSTER);
+            .partition(|(_, call)| call.cluster == DEFAULT_CATALOGUE_CLUSTER);
         self.catalogue_calls.borrow_mut().extend(catalogue);
         self.other_calls.borrow_mut().extend(others);
     }

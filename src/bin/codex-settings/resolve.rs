@@ -15,7 +15,8 @@ use crate::deployment::Deployment;
 use crate::settings::Settings;
 use crate::variables::host_env_keys;
 
-/// A router target only: the filter never calls this cluster by name.
+/// Router targets only: the filter never calls these clusters by name.
+pub const CODEX_CLUSTER: &str = "codex";
 pub const OLLAMA_CLUSTER: &str = "ollama";
 
 #[derive(Debug, Serialize)]
@@ -48,6 +49,9 @@ pub struct Listener {
 #[derive(Debug, Serialize)]
 pub struct Upstreams {
     pub codex: Upstream,
+    /// The Codex backend's host again, for the filter's own model catalogue calls (ChatGPT
+    /// login only): a cluster without the credentials instance.
+    pub catalogue: Option<Upstream>,
     /// The OAuth token endpoint the filter refreshes ChatGPT tokens against.
     pub oauth: Upstream,
     pub ollama: Option<Ollama>,
@@ -150,7 +154,11 @@ pub fn resolve(settings: &Settings) -> Result<Resolved, ConfigError> {
         ca_bundle: deployment.ca_bundle,
         cors_allow_origins: deployment.cors_allow_origins,
         upstreams: Upstreams {
-            codex: upstream(&clusters.codex, codex_variable, &config.upstream),
+            codex: upstream(CODEX_CLUSTER, codex_variable, &config.upstream),
+            catalogue: config
+                .auth
+                .is_chatgpt()
+                .then(|| upstream(&clusters.catalogue, codex_variable, &config.upstream)),
             oauth: upstream(&clusters.oauth, "CODEX_REFRESH_TOKEN_URL", &config.refresh_url),
             ollama: ollama(filter_var("OLLAMA_API_URL"))?,
             instructions_base: config

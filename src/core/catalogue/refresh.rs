@@ -132,7 +132,7 @@ impl CatalogueRefresh {
         };
         match port.dispatch(&call) {
             Some(token) => self.call = Some(Pending { token, ..pending }),
-            None => self.failed(vm, port, "the Codex cluster refused the call"),
+            None => self.failed(vm, port, "the catalogue cluster refused the call"),
         }
     }
 
@@ -380,7 +380,7 @@ fn request(cfg: &Config, tokens: &ChatgptTokens, etag: Option<&str>) -> Dispatch
         headers.push(("if-none-match", etag.to_string()));
     }
     Dispatch {
-        cluster: cfg.clusters.codex.clone(),
+        cluster: cfg.clusters.catalogue.clone(),
         headers,
         credentials: cfg.auth.credential_headers(Some(tokens)),
         body: None,

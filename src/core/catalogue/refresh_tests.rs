@@ -81,7 +81,7 @@ fn two_vms_send_one_call_per_interval_and_both_use_the_answer() {
     let (mut a, mut b) = (vm(&shared, 1, &[]), vm(&shared, 2, &[]));
     let (who, token, call) = one(tick_all(&mut [&mut a, &mut b]));
     assert_eq!(who, 0);
-    assert_eq!(call.cluster, "codex");
+    assert_eq!(call.cluster, "codex_catalogue");
     assert_eq!(call.timeout_ms, CALL_TIMEOUT_MS);
     assert_eq!(call.body, None);
     let expected_path = format!("/backend-api/codex/models?client_version={DEFAULT_CLIENT_VERSION}");

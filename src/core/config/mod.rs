@@ -38,9 +38,11 @@ pub const FILTER_ROLES: &[&str] = &["main", "credentials"];
 pub const DEFAULT_OAUTH_CLUSTER: &str = "oauth";
 /// `ETCD_CLUSTER` when unset.
 pub const DEFAULT_ETCD_CLUSTER: &str = "etcd";
-/// `CODEX_CLUSTER` when unset: the cluster of the Codex backend, which the filter also calls
-/// itself for the model catalogue.
-pub const DEFAULT_CODEX_CLUSTER: &str = "codex";
+/// `CATALOGUE_CLUSTER` when unset: the Codex backend's host, for the filter's own model
+/// catalogue calls. Not the router's `codex` cluster: with the credentials instance in that
+/// cluster, a call from the filter would enter a filter of its own VM while that VM is busy,
+/// which the SDK does not survive.
+pub const DEFAULT_CATALOGUE_CLUSTER: &str = "codex_catalogue";
 /// `CATALOGUE_REFRESH_SECONDS` when unset: how often the model catalogue is fetched again.
 pub const DEFAULT_CATALOGUE_REFRESH_SECONDS: usize = 300;
 /// `INSTRUCTIONS_BASE_CLUSTER` when unset.
@@ -103,7 +105,7 @@ pub enum FilterRole {
 /// under Istio they are named like `outbound|443||auth.openai.com`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Clusters {
-    pub codex: String,
+    pub catalogue: String,
     pub oauth: String,
     pub etcd: String,
     pub instructions_base: String,
@@ -199,8 +201,8 @@ impl Config {
                 Some(other) => return Err(allowed("TOKEN_STORE", other, TOKEN_STORES)),
             },
             clusters: Clusters {
-                codex: var("CODEX_CLUSTER")
-                    .map_or_else(|| DEFAULT_CODEX_CLUSTER.to_string(), |v| v.trim().to_string()),
+                catalogue: var("CATALOGUE_CLUSTER")
+                    .map_or_else(|| DEFAULT_CATALOGUE_CLUSTER.to_string(), |v| v.trim().to_string()),
                 oauth: var("OAUTH_CLUSTER")
                     .map_or_else(|| DEFAULT_OAUTH_CLUSTER.to_string(), |v| v.trim().to_string()),
                 etcd: var("ETCD_CLUSTER")
@@ -306,7 +308,7 @@ mod tests {
         assert_eq!(cfg.client_id, "app_EMoamEEZ73f0CkXaXp7hrann");
         assert!(!cfg.ollama);
         assert_eq!(cfg.catalogue_refresh_seconds, 300);
-        assert_eq!(cfg.clusters.codex, "codex");
+        assert_eq!(cfg.clusters.catalogue, "codex_catalogue");
     }
 
     #[test]
