@@ -400,8 +400,7 @@ def clusters(opts: Options) -> List[dict]:
         codex_cluster(opts),
         # The filter refreshes ChatGPT tokens with dispatch_http_call to this cluster.
         cluster_for(opts.oauth, opts),
-        # And fetches the model catalogue from the Codex host through this one, which has no
-        # credentials instance: the call would enter a filter of the calling VM itself.
+        # And fetches the model catalogue from the Codex host through this one.
         *([cluster_for(opts.catalogue, opts)] if opts.catalogue is not None else []),
         *optional_clusters(opts),
     ]
@@ -1001,6 +1000,11 @@ EXAMPLE_COMMENTS: Dict[Tuple[str, ...], str] = {
         "ChatGPT tokens through it. Clusters that exist only when their variable is set\n"
         "look the same: ollama (OLLAMA_API_URL), instructions_base and instructions_codex\n"
         "(INSTRUCTIONS_BASE_URL, INSTRUCTIONS_CODEX_URL), etcd (TOKEN_STORE=etcd)."
+    ),
+    _CLUSTERS + ("codex_catalogue",): (
+        "The Codex backend's host again (ChatGPT login only): the filter fetches the\n"
+        "account's model catalogue through it (CATALOGUE_CLUSTER). It has no credentials\n"
+        "instance: a call the filter makes cannot pass through a filter of its own VM."
     ),
 }
 

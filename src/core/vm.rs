@@ -10,7 +10,7 @@ use log::warn;
 use crate::core::auth::shared_record::TokenStore;
 use crate::core::auth::waiters::WaitList;
 use crate::core::catalogue::Catalogue;
-use crate::core::catalogue::refresh::Seen;
+use crate::core::catalogue::record::Seen;
 use crate::core::config::Config;
 use crate::core::port::Port;
 

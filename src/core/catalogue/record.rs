@@ -19,9 +19,13 @@ use crate::core::auth::token::Lease;
 use crate::core::catalogue::{Catalogue, CatalogueError, MAX_CATALOGUE_BYTES, MAX_ENTRIES, ModelEntry};
 use crate::core::port::Port;
 
+/// The fetch's schedule, outcome and lease ([`State`]).
 pub const STATE_KEY: &str = "codex_openai_wrapper.catalogue_state.v1";
+/// The compact catalogue every VM parses.
 pub const MODELS_KEY: &str = "codex_openai_wrapper.catalogue_models.v1";
+/// The backend's answer, byte for byte ([`raw_catalogue`]).
 pub const RAW_KEY: &str = "codex_openai_wrapper.catalogue_raw.v1";
+/// The ETag a turn announced.
 pub const WANTED_KEY: &str = "codex_openai_wrapper.catalogue_wanted.v1";
 /// An ETag longer than this is not one; it is ignored rather than stored.
 pub const MAX_ETAG_BYTES: usize = 512;
@@ -81,6 +85,17 @@ pub struct State {
     /// Who is fetching now; runs out if its holder dies.
     #[serde(default)]
     pub lease: Option<Lease>,
+}
+
+/// What one VM has taken from shared data (kept in `VmState`).
+#[derive(Debug, Default)]
+pub struct Seen {
+    /// The state version last looked at; its catalogue is the one in use.
+    pub version: u64,
+    /// The ETag of the catalogue in use.
+    pub etag: Option<String>,
+    /// The announced ETag this VM last recorded, so each new value is written once.
+    pub wanted: Option<String>,
 }
 
 /// The catalogue in [`MODELS_KEY`] and the state version it was written with.

@@ -40,21 +40,11 @@ const ANSWER_GRACE_SECONDS: u64 = 5;
 pub const LEASE_SECONDS: u64 = 30;
 /// Backoff after failed calls: this, doubling, up to [`MAX_RETRY_SECONDS`].
 pub const FIRST_RETRY_SECONDS: u64 = 5;
+/// The longest wait between failed calls: the refresh interval's default.
 pub const MAX_RETRY_SECONDS: u64 = 300;
 /// A fetch for an announced ETag waits at least this long after the previous call, so a
 /// backend that announces a new value on every turn costs one fetch per few seconds at most.
 pub const ETAG_SPACING_SECONDS: u64 = 5;
-
-/// What one VM has taken from shared data (kept in [`VmState`]).
-#[derive(Debug, Default)]
-pub struct Seen {
-    /// The state version last looked at; its catalogue is the one in use.
-    pub version: u64,
-    /// The ETag of the catalogue in use.
-    pub etag: Option<String>,
-    /// The announced ETag this VM last recorded, so each new value is written once.
-    pub wanted: Option<String>,
-}
 
 /// The call that is out.
 struct Pending {
