@@ -25,6 +25,10 @@ pub const IDLE_TICK: Duration = Duration::from_secs(1);
 /// are resumed, and given up on, promptly.
 pub const BUSY_TICK: Duration = Duration::from_millis(100);
 const FETCH_TIMEOUT_MS: u64 = 10_000;
+/// The host reads at most this much of a call's answer: one byte over the largest any machine
+/// accepts (the model catalogue), so a longer one is still seen as too large, and an upstream
+/// cannot make the VM hold more.
+pub const MAX_ANSWER_BYTES: usize = crate::core::catalogue::MAX_CATALOGUE_BYTES + 1;
 
 /// A configured VM.
 pub struct Started {
