@@ -2,7 +2,9 @@
 //! runs one and libtest runs the others side by side.
 
 use codex_openai_wrapper_fuzz::engine::run;
-use codex_openai_wrapper_fuzz::targets::{auth, decision, etcd, request, sse_stream, upstream_error};
+use codex_openai_wrapper_fuzz::targets::{
+    auth, catalogue, decision, etcd, request, sse_stream, upstream_error,
+};
 
 #[test]
 fn sse_stream() {
@@ -37,4 +39,9 @@ fn etcd() {
 #[test]
 fn header_decision() {
     run(&decision::TARGET);
+}
+
+#[test]
+fn catalogue() {
+    run(&catalogue::TARGET);
 }

@@ -1,6 +1,7 @@
 //! One module per area of outside input.
 
 pub mod auth;
+pub mod catalogue;
 pub mod decision;
 pub mod etcd;
 pub mod request;
