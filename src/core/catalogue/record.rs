@@ -217,13 +217,16 @@ pub fn slim(body: &[u8]) -> Result<Vec<u8>, CatalogueError> {
         if ModelEntry::parse(raw.get()).is_none() {
             continue;
         }
-        let Ok(fields) = serde_json::from_str::<HashMap<String, &RawValue>>(raw.get()) else {
-            continue;
-        };
         if kept > 0 {
             out.push(',');
         }
         kept = kept.saturating_add(1);
+        let Ok(fields) = serde_json::from_str::<HashMap<String, &RawValue>>(raw.get()) else {
+            // Readable but not an object (serde also reads a struct from an array): kept as
+            // it is, so the compact copy still reads back the same.
+            out.push_str(raw.get());
+            continue;
+        };
         out.push('{');
         let mut first = true;
         for name in KEPT_FIELDS {
@@ -285,6 +288,10 @@ mod tests {
         let builtin = include_bytes!("builtin.json");
         let again = slim(builtin).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(Catalogue::parse(&again), Ok(Catalogue::builtin()));
+        // serde reads an entry from an array too; the compact copy keeps such an entry whole.
+        let positional = br#"{"models":[["gpt-x","X"]]}"#;
+        let compact = slim(positional).map(|c| Catalogue::parse(&c));
+        assert_eq!(compact.ok(), Some(Catalogue::parse(positional)));
         assert!(matches!(slim(b"{}"), Err(CatalogueError::NotACatalogue(_))));
         assert_eq!(slim(br#"{"models":[{"x":1}]}"#), Err(CatalogueError::Empty));
         assert_eq!(
