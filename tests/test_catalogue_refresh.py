@@ -91,7 +91,11 @@ def test_one_call_per_interval_for_all_workers_200_then_304(envoy_factory, mock_
     )
     assert "fetched the model catalogue (version 1, 9 models listed" in envoy.log_text()
     assert post(envoy.url + "/v1/chat/completions", chat_body()).status_code == 200
-    assert mock_codex.requests[-1].path == "/backend-api/codex/responses", "catalogue calls are not turns"
+    turn = mock_codex.requests[-1]
+    assert turn.path == "/backend-api/codex/responses", "catalogue calls are not turns"
+    for name in ("authorization", "chatgpt-account-id", "originator", "user-agent", "version"):
+        assert first.header(name) == turn.header(name), f"{name}: the catalogue call's differs from the turn's"
+    assert first.header("version") == CLIENT_VERSION
 
 
 def test_a_turn_announcing_a_new_etag_brings_the_changed_catalogue(envoy_factory, mock_codex):

@@ -267,7 +267,12 @@ def test_usage_limit_with_the_sdk_raises_rate_limit_error(envoy, mock_codex, ope
 @pytest.mark.parametrize(
     "script, status, code, text",
     [
-        (Script.json(400, {"detail": "The 'gpt-9' model is not supported when using Codex with a ChatGPT account."}), 400, None, "gpt-9"),
+        (
+            Script.json(400, {"detail": "The 'gpt-9' model is not supported when using Codex with a ChatGPT account."}),
+            400,
+            "model_not_supported",
+            "gpt-9",
+        ),
         (Script(status=500, headers={"content-type": "text/plain"}, body=[b"boom"], ending="length"), 502, None, "boom"),
         (Script(status=200, headers={"content-type": "application/json"}, body=[b"{}"], ending="length"), 502, None, "HTTP 502"),
     ],

@@ -20,6 +20,8 @@ EXPECTED = {
     "incomplete": ("The answer is cut|length|15", "200 The answer is cut|length|15"),
     "failed": ("partial|server_is_overloaded", "503 server_is_overloaded"),
     "usage_limit": ("|usage_limit_reached", "429 usage_limit_reached"),
+    "policy_refusal": ("|misalignment_policy_violation", "400 misalignment_policy_violation"),
+    "policy_error": ("|misalignment_policy_violation", "400 misalignment_policy_violation"),
     "dropped": ("Hello wo|stream_incomplete", "502 stream_incomplete"),
 }
 

@@ -7,9 +7,12 @@ import json
 import threading
 import time
 
+import openai
+import pytest
 import requests
 
 from chat_helpers import chat_body, error_of, post
+from conftest import TEST_API_KEY
 from harness import sse, tokens
 from harness.mock_codex import Script
 
@@ -95,8 +98,25 @@ def test_a_reused_refresh_token_is_permanent(envoy_factory, mock_codex, mock_oau
     envoy = envoy_factory(OPENAI_CODEX_AUTH=tokens.auth_json(expires_in=-60))
     status, error = error_of(post(envoy.url + "/v1/chat/completions", chat_body()))
     assert (status, error["code"]) == (401, "refresh_token_invalid")
-    assert "refresh_token_reused" in error["message"]
+    # The official client reads `error` before a top-level `code`.
+    assert "invalid_grant" in error["message"]
     assert mock_oauth.calls == 1
+
+
+def test_a_400_invalid_grant_is_permanent_log_in_again_and_no_retry_storm(envoy_factory, mock_codex, mock_oauth):
+    mock_oauth.fail_next(Script.json(400, {"error": "invalid_grant", "error_description": "Invalid refresh token"}))
+    envoy = envoy_factory(OPENAI_CODEX_AUTH=tokens.auth_json(expires_in=-60), concurrency=2)
+    for _ in range(4):
+        status, error = error_of(post(envoy.url + "/v1/chat/completions", chat_body()))
+        assert (status, error["code"]) == (401, "refresh_token_invalid")
+        assert "codex login" in error["message"] and "invalid_grant" in error["message"]
+    # The endpoint would answer the next call: a second attempt would have succeeded.
+    time.sleep(6)
+    status, error = error_of(post(envoy.url + "/v1/chat/completions", chat_body()))
+    assert (status, error["code"]) == (401, "refresh_token_invalid")
+    assert mock_oauth.calls == 1, "a permanent failure is not retried"
+    assert mock_codex.requests == []
+    assert stat(envoy, "codex_token_refresh_permanent_failure") == 1
 
 
 def test_a_temporary_failure_is_retried_with_backoff(envoy_factory, mock_codex, mock_oauth):
@@ -126,10 +146,12 @@ def test_no_secret_reaches_the_log(envoy_factory, mock_codex, mock_oauth, auth_j
         assert secret not in log
 
 
-def test_a_backend_401_is_retried_once_with_the_refreshed_token(envoy_factory, mock_codex, mock_oauth):
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_backend_401_is_retried_once_with_the_refreshed_token(envoy_factory, mock_codex, mock_oauth, stream):
+    """Full mode: the credentials instance in the Codex cluster and Envoy's 401 retry."""
     envoy = envoy_factory(concurrency=2)
     mock_codex.enqueue(Script.json(401, {"error": {"message": "Provided authentication token is expired.", "code": "token_expired"}}))
-    resp = post(envoy.url + "/v1/chat/completions", chat_body(stream=True))
+    resp = post(envoy.url + "/v1/chat/completions", chat_body(stream=stream))
     assert resp.status_code == 200, resp.text
     assert "Hello" in resp.text
     assert mock_oauth.calls == 1
@@ -139,13 +161,32 @@ def test_a_backend_401_is_retried_once_with_the_refreshed_token(envoy_factory, m
     assert stat(envoy, "codex_token_refresh_ok") == 1
 
 
-def test_portable_mode_answers_a_retryable_401_and_refreshes(envoy_factory, mock_codex, mock_oauth):
+def test_portable_mode_asks_the_client_to_retry_a_401_and_refreshes(envoy_factory, mock_codex, mock_oauth):
+    """Portable mode (no credentials instance, as under Istio): the filter cannot send the
+    request again itself, so the client is told to retry, not to log in again."""
     envoy = envoy_factory(portable=True)
     mock_codex.enqueue(Script.json(401, {"error": {"message": "expired", "code": "token_expired"}}))
-    status, error = error_of(post(envoy.url + "/v1/chat/completions", chat_body()))
-    assert (status, error["code"]) == (401, "token_expired")
-    assert post(envoy.url + "/v1/chat/completions", chat_body()).status_code == 200
+    resp = post(envoy.url + "/v1/chat/completions", chat_body())
+    status, error = error_of(resp)
+    assert (status, error["code"]) == (503, "upstream_token_rejected")
+    assert resp.headers["retry-after"] == "1"
+    assert "Retry the request" in error["message"] and "codex login" not in error["message"]
+    resp = post(envoy.url + "/v1/chat/completions", chat_body())
+    assert resp.status_code == 200, resp.text
     assert mock_oauth.calls == 1
+    first, retry = mock_codex.requests
+    assert bearer(first) != bearer(retry)
+
+
+def test_portable_mode_the_official_sdk_gets_the_answer_after_a_backend_401(envoy_factory, mock_codex, mock_oauth):
+    envoy = envoy_factory(portable=True)
+    mock_codex.enqueue(Script.json(401, {"error": {"message": "expired", "code": "token_expired"}}))
+    client = openai.OpenAI(base_url=envoy.url + "/v1", api_key=TEST_API_KEY, max_retries=2, timeout=20)
+    result = client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "hi"}])
+    assert result.choices[0].message.content == "Hello world"
+    assert mock_oauth.calls == 1
+    assert len(mock_codex.requests) == 2
+    assert stat(envoy, "codex_token_refresh_ok") == 1
 
 
 def test_usage_limit_headers_and_bodies_become_stats(envoy_factory, mock_codex, mock_oauth):

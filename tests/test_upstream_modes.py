@@ -66,7 +66,11 @@ CLIENT_HEADERS = {
 @pytest.mark.parametrize(
     "env, expected, absent",
     [
-        ({}, {"user-agent": "codex_cli_rs/0.146.0 (unknown unknown; unknown) unknown"}, ["accept-language", "x-trace-id", "cookie", "x-api-key"]),
+        (
+            {},
+            {"user-agent": "codex_cli_rs/0.169.0 (unknown unknown; unknown) unknown (codex_cli_rs; 0.169.0)", "version": "0.169.0"},
+            ["accept-language", "x-trace-id", "cookie", "x-api-key"],
+        ),
         ({"FORWARD_CLIENT_HEADERS_MODE": "safe"}, {"user-agent": "OpenWebUI/0.6", "accept-language": "fr-FR", "sec-ch-ua-platform": '"macOS"'}, ["x-trace-id", "cookie", "x-api-key"]),
         (
             {"FORWARD_CLIENT_HEADERS_MODE": "list", "FORWARD_CLIENT_HEADERS_LIST": "x-trace-id, cookie, authorization"},
@@ -80,7 +84,11 @@ CLIENT_HEADERS = {
         ),
         (
             {"FORWARD_CLIENT_HEADERS_MODE": "override-codex", "FORWARD_CLIENT_HEADERS_CODEX_VERSION": "0.150.0", "TERM_PROGRAM": "iTerm.app"},
-            {"user-agent": "codex_cli_rs/0.150.0 (macOS unknown; unknown) iTerm.app", "originator": "codex_cli_rs"},
+            {
+                "user-agent": "codex_cli_rs/0.150.0 (macOS unknown; unknown) iTerm.app (codex_cli_rs; 0.150.0)",
+                "originator": "codex_cli_rs",
+                "version": "0.150.0",
+            },
             ["x-trace-id", "accept-language"],
         ),
     ],

@@ -96,6 +96,12 @@ catalogue! {
         "A token refresh did not finish while the request waited: retry after `Retry-After`.";
     InvalidUpstreamToken = "invalid_upstream_token", 401, Authentication,
         "The backend still refused the access token after a refresh: run `codex login` again.";
+    UpstreamTokenRejected = "upstream_token_rejected", 503, Server,
+        "The backend refused the access token and this deployment cannot re-send the request itself (no credentials instance in the Codex cluster, e.g. Istio): the token is being refreshed, retry after `Retry-After` (the OpenAI SDKs do so on their own).";
+    ClientVersionTooOld = "client_version_too_old", 400, InvalidRequest,
+        "The backend wants a newer Codex client for this model: set `FORWARD_CLIENT_HEADERS_CODEX_VERSION` to the current Codex CLI release (`npm view @openai/codex version`) and restart.";
+    ModelNotSupported = "model_not_supported", 400, InvalidRequest,
+        "The backend does not offer this model to ChatGPT accounts: pick one that `/v1/models` lists.";
     UsageLimitReached = "usage_limit_reached", 429, UsageLimit,
         "The ChatGPT plan's usage limit is reached: wait until `resets_at` / `Retry-After`.";
     UpstreamBlocked = "upstream_blocked", 502, Upstream,

@@ -32,6 +32,8 @@ pub const FIXTURES: &[Fixture] = &[
     fixture!("incomplete"),
     fixture!("failed"),
     fixture!("usage_limit"),
+    fixture!("policy_refusal"),
+    fixture!("policy_error"),
     fixture!("dropped"),
 ];
 

@@ -19,7 +19,7 @@ DEFAULT_MESSAGE_ID = "msg_1"
 DEFAULT_REASONING_ID = "rs_1"
 
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "streams"
-FIXTURES = ("text", "reasoning", "parallel_tools", "incomplete", "failed", "usage_limit", "dropped")
+FIXTURES = ("text", "reasoning", "parallel_tools", "incomplete", "failed", "usage_limit", "policy_refusal", "policy_error", "dropped")
 
 
 # --------------------------------------------------------------------------------------

@@ -6,8 +6,8 @@
 //! refreshing ──► valid (new tokens, generation + 1)
 //!            ──► failed-temporary (retry with backoff: 5 s, 10 s, … 5 min)
 //!            ──► outcome unknown (no answer: retry no sooner than 30 s, see below)
-//!            ──► failed-permanent (refresh token expired/reused/invalidated, or a 401:
-//!                                  stop, answer 401 "log in again")
+//!            ──► failed-permanent (refresh token expired/reused/invalidated, a 400
+//!                                  invalid_grant, or a 401: stop, answer 401 "log in again")
 //! ```
 //!
 //! Everything here is pure and driven by the caller's clock.
@@ -185,7 +185,12 @@ impl TokenRecord {
             backoff = backoff.max(UNKNOWN_OUTCOME_RETRY_SECONDS);
         }
         let after_unknown = self.failure.as_ref().is_some_and(|f| f.code == OUTCOME_UNKNOWN);
-        let message = if after_unknown && error.code == "refresh_token_reused" {
+        // A refresh token that the endpoint no longer takes, right after a call whose answer was
+        // lost: that call is what spent it (a reuse says so; invalid_grant is OAuth's word
+        // for the same).
+        let spent = error.code.eq_ignore_ascii_case("refresh_token_reused")
+            || error.code.eq_ignore_ascii_case(INVALID_GRANT);
+        let message = if after_unknown && error.permanent && spent {
             format!(
                 "{}; an earlier refresh call whose answer never arrived had already rotated the refresh token",
                 error.message
@@ -237,6 +242,19 @@ pub fn refresh_timeout() -> ApiError {
         "The ChatGPT access token is being refreshed and the refresh did not finish in time; retry shortly.",
     )
     .with_retry_after(Some(5))
+}
+
+/// The answer to a request the backend refused with 401 when this filter instance cannot send
+/// it again itself (no credentials instance in the Codex cluster: Envoy's retry would repeat
+/// the refused token, and without `allow_on_headers_stop_iteration` the response cannot wait
+/// for the refresh). The token is being refreshed, so the client is told to retry, not to log
+/// in again; a 503 with `Retry-After` is what the OpenAI SDKs retry on their own.
+pub fn rejected_retry() -> ApiError {
+    ApiError::of(
+        Code::UpstreamTokenRejected,
+        "The ChatGPT backend refused the access token (it expired or was revoked early); the wrapper is refreshing it now. Retry the request in a moment: there is no need to log in again.",
+    )
+    .with_retry_after(Some(1))
 }
 
 // --- the refresh protocol ----------------------------------------------------------------
@@ -311,15 +329,39 @@ struct ErrorBody {
     error_description: Option<String>,
 }
 
+/// Codes that end the login whatever the status (compared without case).
 const PERMANENT_CODES: &[&str] = &[
     "refresh_token_expired",
     "refresh_token_reused",
     "refresh_token_invalidated",
 ];
 
-/// A code as the token endpoint wrote it; a blank one names nothing (the status is used).
+/// OAuth's code for an unusable refresh token (RFC 6749); permanent when the status is 400.
+const INVALID_GRANT: &str = "invalid_grant";
+
+/// A code as the token endpoint wrote it; a blank one names nothing (the next place is read).
 fn code_text(code: &str) -> Option<String> {
-    (!code.trim().is_empty()).then(|| code.to_string())
+    (!code.trim().is_empty()).then(|| code.trim().to_string())
+}
+
+/// The error code of a token endpoint answer, where the official client reads it: `error.code`
+/// (object form), then `error` (string form), then a top-level `code`.
+fn error_code(body: Option<&ErrorBody>) -> Option<String> {
+    let body = body?;
+    let nested = match &body.error {
+        Some(serde_json::Value::Object(o)) => o.get("code").and_then(|c| c.as_str()).and_then(code_text),
+        Some(serde_json::Value::String(text)) => code_text(text),
+        _ => None,
+    };
+    nested.or_else(|| body.code.as_deref().and_then(code_text))
+}
+
+/// Whether a failed refresh can never succeed with this refresh token: any 401, one of the
+/// `refresh_token_*` codes, or a 400 `invalid_grant` (the official client's classes).
+fn is_permanent(status: u16, code: &str) -> bool {
+    status == 401
+        || PERMANENT_CODES.iter().any(|c| c.eq_ignore_ascii_case(code))
+        || (status == 400 && code.eq_ignore_ascii_case(INVALID_GRANT))
 }
 
 /// The token endpoint's answer; `status` is `None` when the call ended without one, which
@@ -348,26 +390,9 @@ pub fn parse_refresh_response(status: Option<u16>, body: &[u8]) -> Result<Grant,
         }
     };
     let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
-    let code = parsed
-        .as_ref()
-        .and_then(|b| match &b.error {
-            Some(serde_json::Value::Object(o)) => o.get("code").and_then(|c| c.as_str()).and_then(code_text),
-            _ => None,
-        })
-        .or_else(|| {
-            parsed
-                .as_ref()
-                .and_then(|b| b.code.as_deref())
-                .and_then(code_text)
-        })
-        .or_else(|| {
-            parsed
-                .as_ref()
-                .and_then(|b| b.error.as_ref()?.as_str().and_then(code_text))
-        })
-        .unwrap_or_else(|| format!("http_{status}"));
+    let code = error_code(parsed.as_ref()).unwrap_or_else(|| format!("http_{status}"));
     let detail = parsed.and_then(|b| b.error_description).unwrap_or_default();
-    let permanent = PERMANENT_CODES.contains(&code.as_str()) || status == 401;
+    let permanent = is_permanent(status, &code);
     Err(RefreshError {
         permanent,
         message: format!(

@@ -171,7 +171,7 @@ fn token_endpoint_answers_are_classified() {
             Some(400),
             r#"{"error":"invalid_grant","code":"refresh_token_reused"}"#,
             true,
-            "refresh_token_reused",
+            "invalid_grant",
         ),
         (
             Some(400),
@@ -279,13 +279,18 @@ fn an_unknown_outcome_holds_the_refresh_token_back_and_explains_a_later_reuse() 
     .unwrap_err();
     let dead = waiting.failed(reused.clone(), NOW + UNKNOWN_OUTCOME_RETRY_SECONDS);
     let failure = dead.failure.as_ref().unwrap();
-    assert!(failure.permanent && failure.code == "refresh_token_reused");
+    assert!(failure.permanent && failure.code == "invalid_grant");
     assert!(
         failure.message.contains("answer never arrived"),
         "{}",
         failure.message
     );
     assert!(matches!(dead.availability(NOW), Availability::Dead(e) if e.status == 401));
+    // The same with the reuse named in `error.code`.
+    let named =
+        parse_refresh_response(Some(401), br#"{"error":{"code":"refresh_token_reused"}}"#).unwrap_err();
+    let named = waiting.failed(named, NOW + UNKNOWN_OUTCOME_RETRY_SECONDS);
+    assert!(named.failure.unwrap().message.contains("answer never arrived"));
     // Without an earlier unknown outcome a reuse is just a reuse.
     let plain = r.failed(reused, NOW);
     assert!(!plain.failure.unwrap().message.contains("answer never arrived"));
@@ -318,5 +323,106 @@ fn a_blank_error_code_names_nothing() {
     ] {
         let err = parse_refresh_response(Some(400), body.as_bytes()).unwrap_err();
         assert_eq!(err.code, code, "{body}");
+    }
+}
+
+/// The official client's failure classes (a 401, the three `refresh_token_*` codes at any
+/// status, a 400 `invalid_grant`), the code read from `error.code`, then `error` as a string,
+/// then a top-level `code`, without regard to case.
+#[test]
+fn refresh_failure_classes() {
+    let cases: &[(u16, &str, bool, &str)] = &[
+        // 400 invalid_grant, in each place the code may be, in any case: permanent.
+        (400, r#"{"error":"invalid_grant"}"#, true, "invalid_grant"),
+        (
+            400,
+            r#"{"error":{"code":"invalid_grant"}}"#,
+            true,
+            "invalid_grant",
+        ),
+        (400, r#"{"code":"invalid_grant"}"#, true, "invalid_grant"),
+        (400, r#"{"error":"INVALID_GRANT"}"#, true, "INVALID_GRANT"),
+        (
+            400,
+            r#"{"error":"invalid_grant","error_description":"Refresh token is invalid"}"#,
+            true,
+            "invalid_grant",
+        ),
+        // invalid_grant with another status is not the official client's permanent class.
+        (403, r#"{"error":"invalid_grant"}"#, false, "invalid_grant"),
+        (500, r#"{"error":"invalid_grant"}"#, false, "invalid_grant"),
+        // The refresh_token_* codes are permanent at any status and in any case.
+        (
+            400,
+            r#"{"error":{"code":"Refresh_Token_Expired"}}"#,
+            true,
+            "Refresh_Token_Expired",
+        ),
+        (
+            403,
+            r#"{"code":"refresh_token_reused"}"#,
+            true,
+            "refresh_token_reused",
+        ),
+        (
+            400,
+            r#"{"error":"refresh_token_invalidated"}"#,
+            true,
+            "refresh_token_invalidated",
+        ),
+        // Any 401 is permanent.
+        (401, r#"{"error":"whatever"}"#, true, "whatever"),
+        (401, "", true, "http_401"),
+        // Lookup order: error.code, then error (string), then code.
+        (
+            400,
+            r#"{"error":{"code":"refresh_token_expired"},"code":"other"}"#,
+            true,
+            "refresh_token_expired",
+        ),
+        (
+            400,
+            r#"{"error":"invalid_grant","code":"other"}"#,
+            true,
+            "invalid_grant",
+        ),
+        (
+            400,
+            r#"{"error":{"message":"m"},"code":"invalid_grant"}"#,
+            true,
+            "invalid_grant",
+        ),
+        // Everything else is temporary (retried with backoff).
+        (400, r#"{"error":"invalid_request"}"#, false, "invalid_request"),
+        (429, r#"{"error":{"code":"rate_limited"}}"#, false, "rate_limited"),
+        (502, "<html>bad gateway</html>", false, "http_502"),
+    ];
+    for (status, body, permanent, code) in cases {
+        let err = parse_refresh_response(Some(*status), body.as_bytes()).unwrap_err();
+        assert_eq!(
+            (err.permanent, err.code.as_str()),
+            (*permanent, *code),
+            "{status} {body}"
+        );
+        assert!(err.message.contains(&format!("HTTP {status}")), "{}", err.message);
+    }
+}
+
+#[test]
+fn a_400_invalid_grant_ends_the_login_with_a_log_in_again_error() {
+    let r = record(Some(NOW - 60), Some("rt"));
+    let err = parse_refresh_response(Some(400), br#"{"error":"invalid_grant"}"#).unwrap_err();
+    let dead = r.failed(err, NOW);
+    assert!(!dead.refresh_due(NOW + 86_400), "no further refresh attempts");
+    match dead.availability(NOW) {
+        Availability::Dead(error) => {
+            assert_eq!(
+                (error.status, error.code_str()),
+                (401, Some("refresh_token_invalid"))
+            );
+            assert!(error.message.contains("codex login"), "{}", error.message);
+            assert!(error.message.contains("invalid_grant"), "{}", error.message);
+        }
+        other => panic!("{other:?}"),
     }
 }

@@ -28,7 +28,7 @@ use crate::core::catalogue::record::{self, State};
 use crate::core::config::{Config, FilterRole};
 use crate::core::metrics::{CatalogueOutcome, Metric};
 use crate::core::port::{Dispatch, Port};
-use crate::core::routing::decision::codex_identity;
+use crate::core::routing::decision::codex_identity_headers;
 use crate::core::vm::VmState;
 
 /// How long the catalogue call may take.
@@ -356,16 +356,13 @@ pub fn etag_announced(vm: &VmState, port: &dyn Port, announced: &str) {
 /// The catalogue call as the official client sends it: the account's credential headers, the
 /// client identity, `client_version` in the query.
 fn request(cfg: &Config, tokens: &ChatgptTokens, etag: Option<&str>) -> Dispatch {
-    let (user_agent, originator) = codex_identity(cfg, &[]);
     let mut headers = vec![
         (":method", "GET".to_string()),
         (":path", models_path(&cfg.upstream.path, &cfg.identity.version)),
         (":authority", cfg.upstream.host.clone()),
-        ("originator", originator),
-        ("user-agent", user_agent),
-        ("version", cfg.identity.version.clone()),
-        ("accept", "*/*".to_string()),
     ];
+    headers.extend(codex_identity_headers(cfg, &[]));
+    headers.push(("accept", "*/*".to_string()));
     if let Some(etag) = etag {
         headers.push(("if-none-match", etag.to_string()));
     }

@@ -94,11 +94,9 @@ fn two_vms_send_one_call_per_interval_and_both_use_the_answer() {
         Some(format!("Bearer {token_value}").as_str())
     );
     assert_eq!(header(&call, "chatgpt-account-id"), Some("acct-1"));
-    assert_eq!(header(&call, "originator"), Some("codex_cli_rs"));
-    assert_eq!(
-        header(&call, "user-agent").map(|ua| ua.starts_with("codex_cli_rs/")),
-        Some(true)
-    );
+    // The same identity headers as a turn's.
+    let identity = a.vm.config.identity.headers();
+    assert_eq!(call.headers.get(3..6), Some(&identity[..]));
     assert_eq!(header(&call, "version"), Some(DEFAULT_CLIENT_VERSION));
     assert_eq!(header(&call, "accept"), Some("*/*"));
     assert_eq!(header(&call, "if-none-match"), None);

@@ -1,12 +1,28 @@
-//! The client identity sent to the Codex backend: `originator` and a Codex-CLI-shaped
-//! `User-Agent` (`<originator>/<version> (<os> <os version>; <arch>) <terminal>[ (<editor>)]`).
+//! The client identity sent to the Codex backend: `originator`, a Codex-CLI-shaped
+//! `User-Agent` and the `version` header, the same set on every Codex request (turns and the
+//! model catalogue call, see [`Identity::headers`]).
+//!
+//! The `User-Agent` is `<originator>/<version> (<os> <os version>; <arch>) <terminal>
+//! (<suffix>)`. The Codex CLI's front-ends (`codex exec`, the TUI) talk to an in-process
+//! app-server, which appends `(<client name>; <client version>)` to the `User-Agent` of every
+//! request once the front-end has introduced itself, which is before any turn: `codex exec`
+//! 0.169.0 sends `codex_exec/0.169.0 (Debian 12.0.0; x86_64) xterm (codex_exec; 0.169.0)`.
+//! The filter sends `(<originator>; <version>)` in that place, or the editor token
+//! (`FORWARD_CLIENT_HEADERS_CODEX_EDITOR`, a VS Code client hint) when one is known, so there
+//! is always exactly one such group, as in the official client.
+//!
+//! The backend refuses a model to a client older than the model's `minimal_client_version`,
+//! so the version must follow the Codex CLI releases (`FORWARD_CLIENT_HEADERS_CODEX_VERSION`).
 //! It comes from configuration at start-up — never from a network call — so it stays stable;
 //! in `override-codex` mode a request's own client hints may refine it for that request only.
 
 use crate::core::config::values::ascii_header_value;
 
-/// A Codex CLI release the backend accepts; the catalogue hides models newer clients need.
-pub const DEFAULT_CLIENT_VERSION: &str = "0.146.0";
+/// The Codex CLI release the filter announces by default (current on 2026-12-01); every
+/// gpt-6.x model needs 0.153.0 or later, and the catalogue hides models newer clients need.
+pub const DEFAULT_CLIENT_VERSION: &str = "0.169.0";
+/// The variable that sets the announced version, named in the error for an outdated client.
+pub const VERSION_VARIABLE: &str = "FORWARD_CLIENT_HEADERS_CODEX_VERSION";
 /// The `originator` the Codex CLI sends, used when no override is configured.
 pub const DEFAULT_ORIGINATOR: &str = "codex_cli_rs";
 /// The OS fields of the `User-Agent` when nothing describes the host (`make run` does).
@@ -32,8 +48,7 @@ impl Identity {
             originator: trimmed("CODEX_INTERNAL_ORIGINATOR_OVERRIDE")
                 .or_else(|| trimmed("FORWARD_CLIENT_HEADERS_CODEX_ORIGINATOR"))
                 .unwrap_or_else(|| DEFAULT_ORIGINATOR.to_string()),
-            version: trimmed("FORWARD_CLIENT_HEADERS_CODEX_VERSION")
-                .unwrap_or_else(|| DEFAULT_CLIENT_VERSION.to_string()),
+            version: trimmed(VERSION_VARIABLE).unwrap_or_else(|| DEFAULT_CLIENT_VERSION.to_string()),
             os_type: trimmed("FORWARD_CLIENT_HEADERS_CODEX_OS_TYPE").unwrap_or_else(|| UNKNOWN.to_string()),
             os_version: trimmed("FORWARD_CLIENT_HEADERS_CODEX_OS_VERSION")
                 .unwrap_or_else(|| UNKNOWN.to_string()),
@@ -46,14 +61,26 @@ impl Identity {
     /// The Codex-CLI-shaped `User-Agent` header value, reduced to ASCII so it is always a valid
     /// header.
     pub fn user_agent(&self) -> String {
-        let mut ua = format!(
-            "{}/{} ({} {}; {}) {}",
+        let suffix = match &self.editor {
+            Some(editor) => editor.clone(),
+            None => format!("{}; {}", self.originator, self.version),
+        };
+        let ua = format!(
+            "{}/{} ({} {}; {}) {} ({suffix})",
             self.originator, self.version, self.os_type, self.os_version, self.arch, self.terminal
         );
-        if let Some(editor) = &self.editor {
-            ua.push_str(&format!(" ({editor})"));
-        }
         ascii_header_value(&ua)
+    }
+
+    /// The identity headers of every Codex backend request, in the order they are sent:
+    /// `originator`, `user-agent`, and `version` (which the official client's built-in OpenAI
+    /// provider adds to every request).
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("originator", ascii_header_value(&self.originator)),
+            ("user-agent", self.user_agent()),
+            ("version", ascii_header_value(&self.version)),
+        ]
     }
 
     /// This request's client hints (`sec-ch-ua-platform`, …, and a VS Code `User-Agent`)
@@ -142,7 +169,19 @@ mod tests {
     fn user_agent_from_settings() {
         assert_eq!(
             identity(&[]).user_agent(),
-            "codex_cli_rs/0.146.0 (unknown unknown; unknown) unknown"
+            "codex_cli_rs/0.169.0 (unknown unknown; unknown) unknown (codex_cli_rs; 0.169.0)"
+        );
+        // The shape `codex exec` 0.169.0 sends on a turn.
+        let exec = identity(&[
+            ("FORWARD_CLIENT_HEADERS_CODEX_ORIGINATOR", "codex_exec"),
+            ("FORWARD_CLIENT_HEADERS_CODEX_OS_TYPE", "Debian"),
+            ("FORWARD_CLIENT_HEADERS_CODEX_OS_VERSION", "12.0.0"),
+            ("FORWARD_CLIENT_HEADERS_CODEX_ARCH", "x86_64"),
+            ("TERM", "xterm"),
+        ]);
+        assert_eq!(
+            exec.user_agent(),
+            "codex_exec/0.169.0 (Debian 12.0.0; x86_64) xterm (codex_exec; 0.169.0)"
         );
         let id = identity(&[
             ("FORWARD_CLIENT_HEADERS_CODEX_VERSION", "0.36.0"),
@@ -164,6 +203,35 @@ mod tests {
             ])
             .originator,
             "x"
+        );
+    }
+
+    #[test]
+    fn every_codex_request_carries_the_same_identity_headers() {
+        let id = identity(&[
+            ("FORWARD_CLIENT_HEADERS_CODEX_VERSION", " 0.170.1 "),
+            ("TERM", "xterm"),
+        ]);
+        assert_eq!(
+            id.headers(),
+            vec![
+                ("originator", "codex_cli_rs".to_string()),
+                (
+                    "user-agent",
+                    "codex_cli_rs/0.170.1 (unknown unknown; unknown) xterm (codex_cli_rs; 0.170.1)"
+                        .to_string()
+                ),
+                ("version", "0.170.1".to_string()),
+            ]
+        );
+        let odd = identity(&[
+            ("FORWARD_CLIENT_HEADERS_CODEX_VERSION", "0.169.0\u{e9}"),
+            ("FORWARD_CLIENT_HEADERS_CODEX_ORIGINATOR", "codex\u{e9}"),
+        ]);
+        assert!(
+            odd.headers().iter().all(|(_, v)| v.is_ascii()),
+            "{:?}",
+            odd.headers()
         );
     }
 

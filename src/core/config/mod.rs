@@ -299,7 +299,7 @@ mod tests {
         assert!(!cfg.prefixed_modes);
         assert_eq!(cfg.upstream.path, "/backend-api/codex/responses");
         assert_eq!(cfg.max_request_body_bytes, DEFAULT_MAX_REQUEST_BODY_BYTES);
-        assert!(cfg.identity.user_agent().starts_with("codex_cli_rs/0.146.0 ("));
+        assert!(cfg.identity.user_agent().starts_with("codex_cli_rs/0.169.0 ("));
         assert!(cfg.auth.is_chatgpt());
         assert_eq!(
             (cfg.refresh_url.host.as_str(), cfg.refresh_url.path.as_str()),

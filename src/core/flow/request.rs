@@ -9,11 +9,12 @@
 //!   body is read and dropped before its 413, see `flow::upload`),
 //!   translated, replaced. A request with no usable ChatGPT token yet waits for the refresher.
 //! - response headers and body: the [`Handler`]'s plan and bytes; a backend 401 marks the
-//!   token it was sent with as stale.
+//!   token it was sent with as stale (and, when this instance attached that token, answers
+//!   503 "retry" while a refresh can still fix the login).
 //! - log: the metrics and the `VERBOSE` line.
 
 use crate::core::auth::auth_json::ChatgptTokens;
-use crate::core::auth::token;
+use crate::core::auth::token::{self, Availability};
 use crate::core::catalogue;
 use crate::core::error::ApiError;
 use crate::core::flow::headers::HeaderView;
@@ -286,12 +287,23 @@ impl RequestFlow {
         let status = view.get(":status").and_then(|s| s.parse().ok()).unwrap_or(502);
         let via_upstream = details == b"via_upstream";
         let credentials_here = cfg.auth.is_chatgpt() && !cfg.credentials_upstream;
+        // This instance attached the refused token, so no Envoy retry can help (it would send
+        // the same headers): while a refresh can still fix the login, the client is told to
+        // retry; otherwise the backend's 401 goes out as "log in again".
+        let mut retry = None;
         if via_upstream && status == 401 && credentials_here {
             let generation = self
                 .generation
                 .or_else(|| vm.waiters.borrow_mut().take_resumed(self.context_id));
             if let Some(generation) = generation {
                 vm.token_rejected(port, generation);
+                let record = vm.tokens.read(port);
+                let refreshable = record
+                    .as_ref()
+                    .is_some_and(|r| !matches!(r.availability(port.now()), Availability::Dead(_)));
+                if refreshable {
+                    retry = Some(token::rejected_retry());
+                }
             }
         }
         if via_upstream && cfg.auth.is_chatgpt() {
@@ -309,7 +321,10 @@ impl RequestFlow {
         if via_upstream {
             port.metric(Metric::RateLimits(head.limits.windows(now)));
         }
-        let (mut handler, plan) = Handler::new(&client, &head, cfg.hold_headers, now);
+        let (mut handler, plan) = match retry {
+            Some(error) => Handler::fixed(error),
+            None => Handler::new(&client, &head, cfg.hold_headers, now),
+        };
         if !matches!(handler, Handler::Translate { .. }) {
             port.metric(Metric::UpstreamError);
         }

@@ -473,6 +473,50 @@ fn a_backend_401_marks_only_the_generation_the_request_used() {
     assert_eq!((record.generation, record.stale), (1, false));
 }
 
+/// Without the credentials instance nothing can send the request again with the refreshed
+/// token, so a backend 401 becomes a 503 "retry" (what the OpenAI SDKs retry on their own)
+/// while a refresh can still fix the login, and stays a 401 "log in again" when none can.
+#[test]
+fn a_backend_401_on_a_token_this_instance_attached_asks_the_client_to_retry() {
+    for hold in ["true", ""] {
+        let vm = vm_with(&[("ENVOY_HOLD_HEADERS", hold)]);
+        let mut drive = Drive::new(&vm, 1);
+        drive.headers(&post("/v1/chat/completions", &[]), false);
+        drive.body(&chat(false));
+        let steps = drive.response(&upstream_head("401", b"application/json"), "via_upstream");
+        assert_eq!(steps.next, Next::Continue, "hold={hold}");
+        let sets = response_sets(&steps);
+        assert!(sets.contains(&(":status", "503")), "hold={hold} {sets:?}");
+        assert!(sets.contains(&("retry-after", "1")), "hold={hold} {sets:?}");
+        let end = drive.response_end(br#"{"error":{"code":"token_expired"}}"#);
+        let body: Value = serde_json::from_slice(response_body(&end).unwrap()).unwrap();
+        assert_eq!(body["error"]["code"], "upstream_token_rejected");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("Retry the request"), "{message}");
+        assert!(!message.contains("codex login"), "{message}");
+        assert!(vm.vm.tokens.read(&vm.port).unwrap().stale, "the refresh runs now");
+    }
+
+    // No refresh token: nothing will fix the login, so the backend's 401 is passed on.
+    let mut document: Value = serde_json::from_str(&auth_json(NOW + 10 * 86_400, true)).unwrap();
+    document["tokens"]
+        .as_object_mut()
+        .unwrap()
+        .remove("refresh_token");
+    let vm = vm_with(&[("OPENAI_CODEX_AUTH", &document.to_string())]);
+    let mut drive = Drive::new(&vm, 1);
+    drive.headers(&post("/v1/chat/completions", &[]), false);
+    drive.body(&chat(false));
+    drive.response(&upstream_head("401", b"application/json"), "via_upstream");
+    let end = drive.response_end(br#"{"error":{"code":"token_revoked","message":"revoked"}}"#);
+    let body: Value = serde_json::from_slice(response_body(&end).unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "token_revoked");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("codex login"),
+        "{body}"
+    );
+}
+
 #[test]
 fn behind_the_credentials_instance_the_main_filter_neither_attaches_nor_waits() {
     let vm = vm_with(&[("CREDENTIALS_UPSTREAM", "true")]);

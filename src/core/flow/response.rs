@@ -290,6 +290,23 @@ impl Handler {
         (handler, plan)
     }
 
+    /// The handler of a response the filter answers with `error` whatever the upstream sent
+    /// (its body is dropped), and the header changes that go out at once.
+    pub fn fixed(error: ApiError) -> (Self, HeaderPlan) {
+        let plan = HeaderPlan {
+            hold: false,
+            status: Some(error.status),
+            set: error.headers(),
+        };
+        (
+            Self::ProxyError {
+                error,
+                out: Vec::new(),
+            },
+            plan,
+        )
+    }
+
     /// One body chunk; returns the bytes to forward in its place.
     pub fn push(&mut self, chunk: &[u8], now: u64) -> &[u8] {
         match self {

@@ -256,9 +256,7 @@ pub fn upstream_headers(
         if let Some(session) = session_id {
             own("session-id", session.to_string());
         }
-        let (user_agent, originator) = codex_identity(cfg, client);
-        defaults.push(("originator", originator));
-        defaults.push(("user-agent", user_agent));
+        defaults.extend(codex_identity_headers(cfg, client));
     } else {
         defaults.push((
             "user-agent",
@@ -279,24 +277,31 @@ pub fn upstream_headers(
     headers
 }
 
-/// `User-Agent` and `originator` for the Codex backend: the configured identity, refined by
-/// this request's client hints and fixed values in `override-codex` mode (the background
-/// calls pass no client headers).
-pub(crate) fn codex_identity(cfg: &Config, client: &[(String, String)]) -> (String, String) {
-    match &cfg.forward {
-        ForwardMode::OverrideCodex {
-            user_agent,
-            originator,
-        } => {
-            let header = |name: &str| client.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
-            let identity = cfg.identity.with_client_hints(&header);
-            (
-                user_agent.clone().unwrap_or_else(|| identity.user_agent()),
-                originator.clone().unwrap_or(identity.originator),
-            )
+/// `originator`, `user-agent` and `version` for the Codex backend: the configured identity
+/// ([`crate::core::config::identity::Identity::headers`], the set the background calls send
+/// too), refined by this request's client hints and fixed values in `override-codex` mode
+/// (the model catalogue call passes no client headers).
+pub(crate) fn codex_identity_headers(cfg: &Config, client: &[(String, String)]) -> Vec<(&'static str, String)> {
+    let ForwardMode::OverrideCodex {
+        user_agent,
+        originator,
+    } = &cfg.forward
+    else {
+        return cfg.identity.headers();
+    };
+    let header = |name: &str| client.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+    let mut headers = cfg.identity.with_client_hints(&header).headers();
+    for (name, value) in &mut headers {
+        let fixed = match *name {
+            "user-agent" => user_agent,
+            "originator" => originator,
+            _ => &None,
+        };
+        if let Some(fixed) = fixed {
+            *value = fixed.clone();
         }
-        _ => (cfg.identity.user_agent(), cfg.identity.originator.clone()),
     }
+    headers
 }
 
 #[cfg(test)]

@@ -177,7 +177,11 @@ fn upstream_headers_are_exactly_the_codex_set() {
     assert_eq!(get("accept"), ["text/event-stream"]);
     assert_eq!(get("session-id"), ["sess-1"]);
     assert_eq!(get("content-length"), ["42"]);
-    assert!(get("user-agent")[0].starts_with("codex_cli_rs/"));
+    assert_eq!(
+        get("user-agent"),
+        ["codex_cli_rs/0.169.0 (unknown unknown; unknown) unknown (codex_cli_rs; 0.169.0)"]
+    );
+    assert_eq!(get("version"), ["0.169.0"]);
     let names: Vec<&str> = up.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
@@ -190,7 +194,8 @@ fn upstream_headers_are_exactly_the_codex_set() {
             "content-length",
             "session-id",
             "originator",
-            "user-agent"
+            "user-agent",
+            "version"
         ]
     );
 }
@@ -310,8 +315,9 @@ fn forwarding_modes_shape_the_upstream_headers() {
     ]);
     assert_eq!(
         get(&codex, "user-agent"),
-        ["codex_cli_rs/0.150.0 (Linux unknown; unknown) unknown"]
+        ["codex_cli_rs/0.150.0 (Linux unknown; unknown) unknown (codex_cli_rs; 0.150.0)"]
     );
+    assert_eq!(get(&codex, "version"), ["0.150.0"]);
     let fixed = config(&[
         ("FORWARD_CLIENT_HEADERS_MODE", "override-codex"),
         (
@@ -320,6 +326,7 @@ fn forwarding_modes_shape_the_upstream_headers() {
         ),
     ]);
     assert_eq!(get(&fixed, "originator"), ["codex-tui"]);
+    assert_eq!(get(&fixed, "version"), ["0.169.0"]);
     let off = config(&[]);
     assert!(get(&off, "x-trace").is_empty());
 }

@@ -79,6 +79,16 @@ fn every_fixture_reads_as_its_transcript() {
             0,
         ),
         ("usage_limit", &[meta, "fail 429 usage_limit_reached"], 0),
+        (
+            "policy_refusal",
+            &[meta, "fail 400 misalignment_policy_violation"],
+            0,
+        ),
+        (
+            "policy_error",
+            &[meta, "fail 400 misalignment_policy_violation"],
+            0,
+        ),
         // The last record is cut mid-JSON: skipped as malformed, then the missing terminal
         // event is the error.
         (

@@ -192,6 +192,14 @@ fn failures_become_an_error_frame_then_done() {
         ),
         (fixture("usage_limit").to_vec(), "You've hit your usage limit."),
         (
+            fixture("policy_refusal").to_vec(),
+            "This request was refused under the usage policy.",
+        ),
+        (
+            fixture("policy_error").to_vec(),
+            "This request was refused under the usage policy.",
+        ),
+        (
             fixture("dropped").to_vec(),
             "closed the stream before the response was complete",
         ),
@@ -363,6 +371,16 @@ fn every_fixture_in_every_format() {
             "503 server_is_overloaded",
         ),
         ("usage_limit", "|usage_limit_reached", "429 usage_limit_reached"),
+        (
+            "policy_refusal",
+            "|misalignment_policy_violation",
+            "400 misalignment_policy_violation",
+        ),
+        (
+            "policy_error",
+            "|misalignment_policy_violation",
+            "400 misalignment_policy_violation",
+        ),
         ("dropped", "Hello wo|stream_incomplete", "502 stream_incomplete"),
     ];
     assert_eq!(cases.len(), FIXTURES.len(), "a fixture without an expectation");

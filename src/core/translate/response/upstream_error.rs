@@ -5,6 +5,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use crate::core::config::identity::{DEFAULT_CLIENT_VERSION, VERSION_VARIABLE};
 use crate::core::error::{ApiError, Code, ErrorType};
 
 /// The error fields, whichever of the backend's shapes carried them.
@@ -223,7 +224,22 @@ fn classify(status: Option<u16>, f: &ErrorFields<'_>, now: u64) -> ApiError {
             .or(wait.map(|w| now.saturating_add(w)));
         return err;
     }
+    if matches!(status, None | Some(400))
+        && let Some(err) = model_refusal(message.unwrap_or(""))
+    {
+        return err;
+    }
     match code {
+        // A policy refusal (400 or 403 over HTTP, also in-stream): the request's fault, not a
+        // server error, so it keeps a 4xx status.
+        "misalignment_policy_violation" => {
+            let status = status.filter(|s| (400..500).contains(s)).unwrap_or(400);
+            return with(
+                status,
+                ErrorType::InvalidRequest,
+                "The request was refused by the model's policy (misalignment_policy_violation); change the request rather than retrying it.",
+            );
+        }
         "context_length_exceeded" | "invalid_prompt" | "invalid_value" | "cyber_policy" | "bio_policy" => {
             return with(
                 400,
@@ -298,6 +314,35 @@ fn classify(status: Option<u16>, f: &ErrorFields<'_>, now: u64) -> ApiError {
     }
 }
 
+/// The backend's 400 for a model this client may not use: the announced Codex version is
+/// older than the model's `minimal_client_version`, or the model is not offered to ChatGPT
+/// accounts at all. Both name the model in quotes.
+fn model_refusal(message: &str) -> Option<ApiError> {
+    let lower = message.to_ascii_lowercase();
+    let model = message
+        .split('\'')
+        .nth(1)
+        .filter(|m| !m.is_empty() && m.len() <= 100)
+        .map_or_else(|| "this model".to_string(), |m| format!("the '{m}' model"));
+    if lower.contains("requires a newer version of codex") {
+        return Some(ApiError::of(
+            Code::ClientVersionTooOld,
+            format!(
+                "The ChatGPT backend refused {model} because the Codex client version the wrapper announces is too old (\"{message}\"). Set {VERSION_VARIABLE} to the current Codex CLI release (`npm view @openai/codex version`; the built-in default is {DEFAULT_CLIENT_VERSION}) and restart the wrapper."
+            ),
+        ));
+    }
+    if lower.contains("is not supported when using codex with a chatgpt account") {
+        return Some(ApiError::of(
+            Code::ModelNotSupported,
+            format!(
+                "The ChatGPT backend does not offer {model} to ChatGPT accounts (\"{message}\"); a newer client version will not help. Use a model that /v1/models lists."
+            ),
+        ));
+    }
+    None
+}
+
 fn seconds_until(at: Option<f64>, after: Option<f64>, now: u64) -> Option<u64> {
     let from_at = at
         .filter(|at| *at > now as f64)
@@ -362,8 +407,40 @@ mod tests {
                 r#"{"detail":"The 'gpt-9' model is not supported when using Codex with a ChatGPT account."}"#,
                 400,
                 ErrorType::InvalidRequest,
-                None,
-                "'gpt-9' model is not supported",
+                Some("model_not_supported"),
+                "does not offer the 'gpt-9' model to ChatGPT accounts",
+            ),
+            (
+                400,
+                r#"{"detail":"The 'gpt-6-sol' model requires a newer version of Codex. Please upgrade to the latest app or CLI and try again."}"#,
+                400,
+                ErrorType::InvalidRequest,
+                Some("client_version_too_old"),
+                "Set FORWARD_CLIENT_HEADERS_CODEX_VERSION to the current Codex CLI release",
+            ),
+            (
+                400,
+                r#"{"error":{"message":"The 'gpt-6.1-sol' model requires a newer version of Codex. Please upgrade to the latest app or CLI and try again.","type":"invalid_request_error"}}"#,
+                400,
+                ErrorType::InvalidRequest,
+                Some("client_version_too_old"),
+                "refused the 'gpt-6.1-sol' model",
+            ),
+            (
+                400,
+                r#"{"error":{"code":"misalignment_policy_violation","message":"This request was flagged."}}"#,
+                400,
+                ErrorType::InvalidRequest,
+                Some("misalignment_policy_violation"),
+                "This request was flagged.",
+            ),
+            (
+                403,
+                r#"{"error":{"code":"misalignment_policy_violation","message":""}}"#,
+                403,
+                ErrorType::InvalidRequest,
+                Some("misalignment_policy_violation"),
+                "refused by the model's policy",
             ),
             (
                 401,
@@ -509,6 +586,41 @@ mod tests {
     }
 
     #[test]
+    fn a_policy_refusal_is_the_clients_400_not_a_server_error() {
+        let fields: ErrorFields =
+            serde_json::from_str(r#"{"code":"misalignment_policy_violation","message":""}"#)
+                .unwrap_or_default();
+        let err = from_stream(&fields, NOW);
+        assert_eq!(
+            (err.status, err.kind, err.code_str()),
+            (
+                400,
+                ErrorType::InvalidRequest,
+                Some("misalignment_policy_violation")
+            )
+        );
+        assert!(err.message.contains("change the request"), "{}", err.message);
+        assert_eq!(err.retry_after, None);
+        // Over HTTP a 5xx status with this code still means the request was refused.
+        let err = http(500, r#"{"error":{"code":"misalignment_policy_violation"}}"#);
+        assert_eq!(err.status, 400);
+    }
+
+    #[test]
+    fn only_a_400_reads_as_a_model_refusal() {
+        let body = r#"{"detail":"The 'gpt-6-sol' model requires a newer version of Codex. Please upgrade to the latest app or CLI and try again."}"#;
+        assert_eq!(http(400, body).code_str(), Some("client_version_too_old"));
+        assert!(http(400, body).message.contains("0.169.0"));
+        assert_eq!(http(503, body).status, 502);
+        // No quoted model name: the message still says what to set.
+        let err = http(
+            400,
+            r#"{"detail":"This model requires a newer version of Codex."}"#,
+        );
+        assert!(err.message.contains("this model") && err.message.contains(VERSION_VARIABLE));
+    }
+
+    #[test]
     fn stream_errors_are_classified_by_code() {
         let cases: &[(&str, u16, Option<u64>)] = &[
             (
@@ -538,6 +650,16 @@ mod tests {
             ),
             (r#"{"code":"insufficient_quota","message":"q"}"#, 429, None),
             (r#"{"code":"cyber_policy","message":""}"#, 400, None),
+            (
+                r#"{"code":"misalignment_policy_violation","message":"flagged"}"#,
+                400,
+                None,
+            ),
+            (
+                r#"{"message":"The 'gpt-6-sol' model requires a newer version of Codex. Please upgrade to the latest app or CLI and try again."}"#,
+                400,
+                None,
+            ),
             (r#"{"code":"something_new","message":"?"}"#, 502, None),
             (r#"{}"#, 502, None),
         ];
