@@ -281,7 +281,10 @@ pub fn upstream_headers(
 /// ([`crate::core::config::identity::Identity::headers`], the set the background calls send
 /// too), refined by this request's client hints and fixed values in `override-codex` mode
 /// (the model catalogue call passes no client headers).
-pub(crate) fn codex_identity_headers(cfg: &Config, client: &[(String, String)]) -> Vec<(&'static str, String)> {
+pub(crate) fn codex_identity_headers(
+    cfg: &Config,
+    client: &[(String, String)],
+) -> Vec<(&'static str, String)> {
     let ForwardMode::OverrideCodex {
         user_agent,
         originator,
