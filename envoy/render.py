@@ -225,6 +225,7 @@ class Options:
     ca_bundle: str
     wasm_path: Path
     codex: Upstream
+    catalogue: Optional[Upstream]
     oauth: Upstream
     ollama: Optional[Upstream]
     instructions_base: Optional[Upstream]
@@ -283,6 +284,7 @@ def options_from(
         ca_bundle=resolved["ca_bundle"],
         wasm_path=config_wasm_path(wasm_path, wasm_path_in_config),
         codex=Upstream.from_resolved(upstreams["codex"]),
+        catalogue=Upstream.from_resolved(upstreams["catalogue"]),
         oauth=Upstream.from_resolved(upstreams["oauth"]),
         ollama=Upstream.from_resolved(upstreams["ollama"]),
         instructions_base=Upstream.from_resolved(upstreams["instructions_base"]),
@@ -398,6 +400,8 @@ def clusters(opts: Options) -> List[dict]:
         codex_cluster(opts),
         # The filter refreshes ChatGPT tokens with dispatch_http_call to this cluster.
         cluster_for(opts.oauth, opts),
+        # And fetches the model catalogue from the Codex host through this one.
+        *([cluster_for(opts.catalogue, opts)] if opts.catalogue is not None else []),
         *optional_clusters(opts),
     ]
 
@@ -1004,6 +1008,11 @@ EXAMPLE_COMMENTS: Dict[Tuple[str, ...], str] = {
         "ChatGPT tokens through it. Clusters that exist only when their variable is set\n"
         "look the same: ollama (OLLAMA_API_URL), instructions_base and instructions_codex\n"
         "(INSTRUCTIONS_BASE_URL, INSTRUCTIONS_CODEX_URL), etcd (TOKEN_STORE=etcd)."
+    ),
+    _CLUSTERS + ("codex_catalogue",): (
+        "The Codex backend's host again (ChatGPT login only): the filter fetches the\n"
+        "account's model catalogue through it (CATALOGUE_CLUSTER). It has no credentials\n"
+        "instance: a call the filter makes cannot pass through a filter of its own VM."
     ),
 }
 

@@ -212,15 +212,28 @@ def test_oauth_cluster_follows_codex_refresh_token_url() -> None:
 
 
 def test_instruction_clusters_exist_only_when_their_variable_is_set() -> None:
-    assert set(clusters_by_name(render.render_config({}))) == {"codex", "oauth"}
+    assert set(clusters_by_name(render.render_config({}))) == {"codex", "codex_catalogue", "oauth"}
     config = render.render_config({"INSTRUCTIONS_CODEX_URL": "https://raw.githubusercontent.com/x/y/main/codex.md"})
     names = clusters_by_name(config)
-    assert set(names) == {"codex", "oauth", "instructions_codex"}
+    assert set(names) == {"codex", "codex_catalogue", "oauth", "instructions_codex"}
     assert address(names["instructions_codex"]) == {"address": "raw.githubusercontent.com", "port_value": 443}
     names = clusters_by_name(render.render_config({"INSTRUCTIONS_BASE_URL": "http://10.0.0.5:8000/prompt.md"}))
-    assert set(names) == {"codex", "oauth", "instructions_base"}
+    assert set(names) == {"codex", "codex_catalogue", "oauth", "instructions_base"}
     assert address(names["instructions_base"]) == {"address": "10.0.0.5", "port_value": 8000}
     assert blames(render_error({"INSTRUCTIONS_BASE_URL": "prompt.md"}), "INSTRUCTIONS_BASE_URL")
+
+
+def test_the_catalogue_cluster_reaches_the_codex_host_without_the_credentials_instance() -> None:
+    names = clusters_by_name(render.render_config({"CHATGPT_RESPONSES_URL": "http://127.0.0.1:18080/backend-api/codex/responses"}))
+    catalogue, codex = names["codex_catalogue"], names["codex"]
+    assert address(catalogue) == address(codex) == {"address": "127.0.0.1", "port_value": 18080}
+    protocol = catalogue["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+    assert "http_filters" not in protocol
+    assert "http_filters" in codex["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+    renamed = clusters_by_name(render.render_config({"CATALOGUE_CLUSTER": "outbound|443||chatgpt.com"}))
+    assert "outbound|443||chatgpt.com" in renamed and "codex_catalogue" not in renamed
+    keyed = clusters_by_name(render.render_config({"UPSTREAM_AUTH_MODE": "apikey_env", "UPSTREAM_API_KEY": "k"}))
+    assert set(keyed) == {"codex", "oauth"}, "API-key upstreams have no catalogue to fetch"
 
 
 @pytest.mark.parametrize(
@@ -379,7 +392,7 @@ def test_filter_variables_cover_the_new_settings() -> None:
 def test_every_optional_upstream_at_once_passes_envoy_validation(wasm_module: Path, tmp_path: Path) -> None:
     settings = {**ALL_OPTIONAL, "UPSTREAM_BASE_URL": "https://api.example.com/v1/"}
     config = render.render_config(settings, wasm_path=wasm_module)
-    assert set(clusters_by_name(config)) == {"codex", "oauth", "ollama", "instructions_base", "instructions_codex", "etcd"}
+    assert set(clusters_by_name(config)) == {"codex", "codex_catalogue", "oauth", "ollama", "instructions_base", "instructions_codex", "etcd"}
     out = render.write_config(config, tmp_path / "envoy.yaml")
     result = validate_config(out)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -647,8 +660,9 @@ def test_the_renderer_refuses_what_the_filter_refuses_with_its_message() -> None
 
 def test_cluster_names_the_filter_calls_are_the_rendered_ones() -> None:
     config = render.render_config({"OAUTH_CLUSTER": "outbound|443||auth.openai.com", "TOKEN_STORE": "etcd",
-                                   "ETCD_ENDPOINT": "http://127.0.0.1:2379", "ETCD_CLUSTER": "store"})  # fmt: skip
-    assert set(clusters_by_name(config)) == {"codex", "outbound|443||auth.openai.com", "store"}
+                                   "ETCD_ENDPOINT": "http://127.0.0.1:2379", "ETCD_CLUSTER": "store",
+                                   "CATALOGUE_CLUSTER": "models"})  # fmt: skip
+    assert set(clusters_by_name(config)) == {"codex", "models", "outbound|443||auth.openai.com", "store"}
 
 
 def test_unquoted_json_in_dev_vars_is_refused_without_echoing_it(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 //! What a VM does besides answering requests: start-up (configuration, seeding the token
 //! record, the start-up log), then on every tick the instruction-text fetches, the token
-//! refresher and the requests waiting for a token, and the tick period to ask for next.
+//! refresher, the model catalogue fetch and the requests waiting for a token, and the tick
+//! period to ask for next.
 //!
 //! The host turns its callbacks into the three events here — [`start`], [`Background::tick`],
 //! [`Background::answered`] — and the machine acts through the [`Port`].
@@ -11,6 +12,7 @@ use log::{info, warn};
 
 use crate::core::auth::refresher::{Refresher, serve_waiters};
 use crate::core::auth::token::TokenRecord;
+use crate::core::catalogue::refresh::CatalogueRefresh;
 use crate::core::config::{Config, FilterRole, plugin_values};
 use crate::core::instructions::Fetch;
 use crate::core::port::{Dispatch, Port};
@@ -23,6 +25,10 @@ pub const IDLE_TICK: Duration = Duration::from_secs(1);
 /// are resumed, and given up on, promptly.
 pub const BUSY_TICK: Duration = Duration::from_millis(100);
 const FETCH_TIMEOUT_MS: u64 = 10_000;
+/// The host reads at most this much of a call's answer: one byte over the largest any machine
+/// accepts (the model catalogue), so a longer one is still seen as too large, and an upstream
+/// cannot make the VM hold more.
+pub const MAX_ANSWER_BYTES: usize = crate::core::catalogue::MAX_CATALOGUE_BYTES + 1;
 
 /// A configured VM.
 pub struct Started {
@@ -64,9 +70,11 @@ pub fn start(
         Vec::new()
     };
     let refresher = vm.config.auth.is_chatgpt().then(|| Refresher::new(me));
+    let catalogue = CatalogueRefresh::for_config(&vm.config, me);
     let tick = (!fetches.is_empty() || refresher.is_some()).then_some(IDLE_TICK);
     let background = Background {
         refresher,
+        catalogue,
         fetches,
         fetch_calls: Vec::new(),
         period: tick,
@@ -90,10 +98,11 @@ pub fn status_code(raw: &[u8]) -> Option<u16> {
     std::str::from_utf8(raw).ok()?.parse().ok()
 }
 
-/// The VM's background machine: the refresher (ChatGPT modes only) and the instruction-text
-/// fetches, ticked by the host and fed the answers to their calls.
+/// The VM's background machine: the refresher and the catalogue fetch (ChatGPT modes only)
+/// and the instruction-text fetches, ticked by the host and fed the answers to their calls.
 pub struct Background {
     refresher: Option<Refresher>,
+    catalogue: Option<CatalogueRefresh>,
     fetches: Vec<Fetch>,
     /// Instruction fetches that are out: call token, index into `fetches`.
     fetch_calls: Vec<(u32, usize)>,
@@ -109,6 +118,9 @@ impl Background {
         if let Some(refresher) = self.refresher.as_mut() {
             refresher.tick(vm, port);
         }
+        if let Some(catalogue) = self.catalogue.as_mut() {
+            catalogue.tick(vm, port);
+        }
         serve_waiters(vm, port);
         let busy = !vm.waiters.borrow().is_empty() || self.refresher.as_ref().is_some_and(Refresher::busy);
         let period = if busy { BUSY_TICK } else { IDLE_TICK };
@@ -119,10 +131,23 @@ impl Background {
     }
 
     /// The answer to call `token`; `status` is `None` when the call got none (timed out,
-    /// reset, connection failed).
-    pub fn answered(&mut self, vm: &VmState, port: &dyn Port, token: u32, status: Option<u16>, body: &[u8]) {
+    /// reset, connection failed); `header` reads one of the answer's headers.
+    pub fn answered(
+        &mut self,
+        vm: &VmState,
+        port: &dyn Port,
+        token: u32,
+        status: Option<u16>,
+        header: &dyn Fn(&str) -> Option<Vec<u8>>,
+        body: &[u8],
+    ) {
         if let Some(refresher) = self.refresher.as_mut() {
             if refresher.answered(vm, port, token, status, body) {
+                return;
+            }
+        }
+        if let Some(catalogue) = self.catalogue.as_mut() {
+            if catalogue.answered(vm, port, token, status, header, body) {
                 return;
             }
         }
@@ -145,6 +170,7 @@ impl Background {
                     (":path", fetch.url.path.clone()),
                     (":authority", fetch.url.host.clone()),
                 ],
+                credentials: Vec::new(),
                 body: None,
                 timeout_ms: FETCH_TIMEOUT_MS,
             };

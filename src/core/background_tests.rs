@@ -1,11 +1,13 @@
 //! Start-up, instruction fetches and the tick period; the harness here (several VMs over one
 //! shared memory and clock) also drives the refresher's tests.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
 use super::*;
 use crate::core::auth::auth_json::tests::jwt;
+use crate::core::config::DEFAULT_CATALOGUE_CLUSTER;
 use crate::core::port::{MemoryPort, SharedMemory};
 
 pub(crate) const NOW: u64 = 1_000_000;
@@ -38,6 +40,10 @@ pub(crate) struct TestVm {
     pub vm: VmState,
     pub background: Background,
     pub tick: Option<Duration>,
+    /// Model catalogue calls and the others, kept apart so each machine's tests see only
+    /// their own.
+    catalogue_calls: RefCell<Vec<(u32, Dispatch)>>,
+    other_calls: RefCell<Vec<(u32, Dispatch)>>,
 }
 
 impl TestVm {
@@ -51,6 +57,8 @@ impl TestVm {
             vm: started.vm,
             background: started.background,
             tick: started.tick,
+            catalogue_calls: RefCell::new(Vec::new()),
+            other_calls: RefCell::new(Vec::new()),
         }
     }
 
@@ -60,12 +68,41 @@ impl TestVm {
 
     pub fn answer(&mut self, token: u32, status: Option<u16>, body: &[u8]) {
         self.background
-            .answered(&self.vm, &self.port, token, status, body);
+            .answered(&self.vm, &self.port, token, status, &|_| None, body);
     }
 
-    /// The calls dispatched since the last look.
+    /// Answers call `token` with `headers` too.
+    pub fn answer_with(&mut self, token: u32, status: Option<u16>, headers: &[(&str, &str)], body: &[u8]) {
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_bytes().to_vec())
+        };
+        self.background
+            .answered(&self.vm, &self.port, token, status, &header, body);
+    }
+
+    /// The calls dispatched since the last look, the model catalogue's aside.
     pub fn calls(&self) -> Vec<(u32, Dispatch)> {
-        self.port.take_dispatched()
+        self.sort_calls();
+        std::mem::take(&mut *self.other_calls.borrow_mut())
+    }
+
+    /// The model catalogue calls dispatched since the last look.
+    pub fn catalogue_calls(&self) -> Vec<(u32, Dispatch)> {
+        self.sort_calls();
+        std::mem::take(&mut *self.catalogue_calls.borrow_mut())
+    }
+
+    fn sort_calls(&self) {
+        let (catalogue, others): (Vec<_>, Vec<_>) = self
+            .port
+            .take_dispatched()
+            .into_iter()
+            .partition(|(_, call)| call.cluster == DEFAULT_CATALOGUE_CLUSTER);
+        self.catalogue_calls.borrow_mut().extend(catalogue);
+        self.other_calls.borrow_mut().extend(others);
     }
 
     /// The one call dispatched since the last look, to `cluster`.

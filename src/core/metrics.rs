@@ -44,9 +44,22 @@ pub enum Metric {
     UsageLimitHit,
     /// The usage windows the backend reported with its last response.
     RateLimits([Window; 2]),
+    /// The model catalogue call's outcome.
+    Catalogue(CatalogueOutcome),
     /// How long the current access token has left, and how long since it was issued.
     TokenAge {
         expires_in: Option<u64>,
         age: Option<u64>,
     },
+}
+
+/// How a model catalogue call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatalogueOutcome {
+    /// 200: a catalogue, stored.
+    Fetched,
+    /// 304: the cached one is current.
+    NotModified,
+    /// Anything else: the current catalogue keeps serving.
+    Failed,
 }

@@ -13,6 +13,9 @@ pub struct Dispatch {
     pub cluster: String,
     /// Pseudo-headers (`:method`, `:path`, `:authority`) included.
     pub headers: Vec<(&'static str, String)>,
+    /// Headers whose names come from the configuration (the upstream credential), sent
+    /// after `headers`.
+    pub credentials: Vec<(String, String)>,
     pub body: Option<Vec<u8>>,
     pub timeout_ms: u64,
 }

@@ -10,6 +10,7 @@ use log::warn;
 use crate::core::auth::shared_record::TokenStore;
 use crate::core::auth::waiters::WaitList;
 use crate::core::catalogue::Catalogue;
+use crate::core::catalogue::record::Seen;
 use crate::core::config::Config;
 use crate::core::port::Port;
 
@@ -25,6 +26,8 @@ pub struct VmState {
     /// The model catalogue requests are checked against: the built-in copy until the
     /// background work brings the account's; a request keeps the `Rc` it started with.
     pub catalogue: RefCell<Rc<Catalogue>>,
+    /// Which fetched catalogue `catalogue` is, and the announced ETag last recorded.
+    pub catalogue_seen: RefCell<Seen>,
 }
 
 /// The fetched instruction texts; `None` until a fetch succeeds, and requests then fall back
@@ -45,6 +48,7 @@ impl VmState {
             instructions: RefCell::new(Instructions::default()),
             waiters: RefCell::new(WaitList::default()),
             catalogue: RefCell::new(Rc::new(Catalogue::builtin())),
+            catalogue_seen: RefCell::new(Seen::default()),
         }
     }
 

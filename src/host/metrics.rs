@@ -4,7 +4,7 @@
 use proxy_wasm::hostcalls::{define_metric, increment_metric, record_metric};
 use proxy_wasm::types::MetricType;
 
-use crate::core::metrics::{Metric, RouteKind};
+use crate::core::metrics::{CatalogueOutcome, Metric, RouteKind};
 use crate::core::translate::response::upstream_error::Window;
 use crate::core::translate::response::usage::Usage;
 
@@ -25,6 +25,8 @@ pub struct Metrics {
     windows: [[Option<u32>; 2]; 2],
     token_expires_in: Option<u32>,
     token_age: Option<u32>,
+    /// fetched / not modified / failed
+    catalogue: [Option<u32>; 3],
 }
 
 const ROUTES: [&str; 5] = ["chat", "completions", "local", "ollama", "responses"];
@@ -51,6 +53,11 @@ impl Metrics {
         m.refresh_permanent = counter("codex.token_refresh.permanent_failure");
         m.lease_taken = counter("codex.token_refresh.lease_taken");
         m.usage_limit_hits = counter("codex.usage_limit_reached");
+        m.catalogue = [
+            counter("codex.catalogue.fetched"),
+            counter("codex.catalogue.not_modified"),
+            counter("codex.catalogue.failed"),
+        ];
         let gauge = |name: &str| define_metric(MetricType::Gauge, name).ok();
         for (w, window) in ["primary", "secondary"].iter().enumerate() {
             if let Some(slots) = m.windows.get_mut(w) {
@@ -74,6 +81,17 @@ impl Metrics {
             Metric::LeaseTaken => bump(self.lease_taken, 1),
             Metric::UsageLimitHit => bump(self.usage_limit_hits, 1),
             Metric::RateLimits(windows) => self.rate_limits(&windows),
+            Metric::Catalogue(outcome) => {
+                let [fetched, not_modified, failed] = self.catalogue;
+                bump(
+                    match outcome {
+                        CatalogueOutcome::Fetched => fetched,
+                        CatalogueOutcome::NotModified => not_modified,
+                        CatalogueOutcome::Failed => failed,
+                    },
+                    1,
+                );
+            }
             Metric::TokenAge { expires_in, age } => {
                 set(self.token_expires_in, expires_in);
                 set(self.token_age, age);

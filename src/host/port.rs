@@ -31,7 +31,12 @@ impl Port for HostPort {
     }
 
     fn dispatch(&self, call: &Dispatch) -> Option<u32> {
-        let headers: Vec<(&str, &str)> = call.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let headers: Vec<(&str, &str)> = call
+            .headers
+            .iter()
+            .map(|(n, v)| (*n, v.as_str()))
+            .chain(call.credentials.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+            .collect();
         let timeout = Duration::from_millis(call.timeout_ms);
         match hostcalls::dispatch_http_call(&call.cluster, headers, call.body.as_deref(), vec![], timeout) {
             Ok(token) => Some(token),

@@ -31,8 +31,13 @@ impl Context for Root {
         };
         let status = abi::header_value(MapType::HttpCallResponseHeaders, ":status")
             .and_then(|raw| background::status_code(&raw));
-        let body = abi::buffer(BufferType::HttpCallResponseBody, 0, body_size);
-        background.answered(&shared.vm, &shared.port, token, status, &body);
+        let body = abi::buffer(
+            BufferType::HttpCallResponseBody,
+            0,
+            body_size.min(background::MAX_ANSWER_BYTES),
+        );
+        let header = |name: &str| abi::header_value(MapType::HttpCallResponseHeaders, name);
+        background.answered(&shared.vm, &shared.port, token, status, &header, &body);
     }
 }
 

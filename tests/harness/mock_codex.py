@@ -8,6 +8,8 @@ split anywhere, Content-Length bodies, close-delimited bodies, and connections t
 mid-stream.
 
 The same class serves other single-path mocks (OAuth token endpoint, ...) through `path`.
+The Codex mock also answers the model catalogue (`GET /backend-api/codex/models`, see
+`MockCatalogue`); those calls are counted there, not among the recorded requests.
 """
 
 from __future__ import annotations
@@ -20,11 +22,17 @@ from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple, Union
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from . import sse
+from .repo import REPO_ROOT
 
 CODEX_PATH = "/backend-api/codex/responses"
+CATALOGUE_PATH = "/backend-api/codex/models"
+# The filter's built-in catalogue: what the mock account's catalogue holds unless a test
+# sets another.
+BUILTIN_CATALOGUE = REPO_ROOT / "src" / "core" / "catalogue" / "builtin.json"
+FIRST_ETAG = '"cat-1"'
 ENDINGS = ("chunked", "length", "close", "abort")
 # A gate that is never opened must not hang the suite forever.
 GATE_TIMEOUT_SECONDS = 30.0
@@ -150,6 +158,84 @@ class RecordedRequest:
 ScriptSource = Union[Script, Callable[[RecordedRequest], Script]]
 
 
+@dataclass(frozen=True)
+class CatalogueCall:
+    request: RecordedRequest
+    status: int  # what the mock answered (0: the connection was cut)
+    at: float  # time.monotonic() on arrival
+
+
+class MockCatalogue:
+    """The account's model catalogue, `GET /backend-api/codex/models?client_version=…`.
+
+    Every call is counted. A call without `client_version` gets a 400, one without a bearer
+    token a 401; otherwise the answer is 200 with the current document and its ETag, or 304
+    when `If-None-Match` names that ETag. `set` replaces the document (a new catalogue),
+    `fail_with` makes every call fail (a status, or None to cut the connection)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._cond:
+            self._document: Any = json.loads(BUILTIN_CATALOGUE.read_text(encoding="utf-8"))
+            self._etag = FIRST_ETAG
+            self._failing: Optional[Union[int, str]] = None
+            self._calls: List[CatalogueCall] = []
+
+    def set(self, document: Any, etag: str) -> None:
+        with self._cond:
+            self._document, self._etag = document, etag
+
+    def fail_with(self, status: Optional[int]) -> None:
+        """Fail every later call with `status` (None: cut the connection); `recover` ends it."""
+        with self._cond:
+            self._failing = "cut" if status is None else status
+
+    def recover(self) -> None:
+        with self._cond:
+            self._failing = None
+
+    @property
+    def etag(self) -> str:
+        with self._cond:
+            return self._etag
+
+    @property
+    def calls(self) -> List[CatalogueCall]:
+        with self._cond:
+            return list(self._calls)
+
+    def wait_for_calls(self, n: int, timeout: float = 30.0) -> List[CatalogueCall]:
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self._calls) >= n, timeout):
+                raise AssertionError(f"expected {n} catalogue call(s) within {timeout}s, got {len(self._calls)}")
+            return list(self._calls)
+
+    def answer(self, request: RecordedRequest) -> Script:
+        with self._cond:
+            script = self._script(request)
+            status = 0 if script.ending == "abort" else script.status
+            self._calls.append(CatalogueCall(request, status, time.monotonic()))
+            self._cond.notify_all()
+            return script
+
+    def _script(self, request: RecordedRequest) -> Script:
+        version = parse_qs(urlsplit(request.path).query).get("client_version", [""])[0]
+        if not version:
+            return Script.json(400, {"detail": "client_version is required"})
+        if not (request.header("authorization") or "").startswith("Bearer ") or len(request.header("authorization")) <= 7:
+            return Script.json(401, {"detail": "Unauthorized"})
+        if self._failing == "cut":
+            return Script(status=200, headers={"content-type": "application/json"}, body=[b'{"models":'], ending="abort")
+        if self._failing is not None:
+            return Script.json(int(self._failing), {"error": {"message": "catalogue unavailable"}})
+        if request.header("if-none-match") == self._etag:
+            return Script(status=304, headers={"etag": self._etag}, body=[], ending="length")
+        return Script.json(200, self._document, headers={"etag": self._etag})
+
+
 # --------------------------------------------------------------------------------------
 # Request side
 
@@ -213,10 +299,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.command, self.path, headers, header_list, body, _parse_json(body), chunked, self.client_address
         )
         mock = self.server.mock
-        mock._record(request)
-        if self.command == "POST" and urlsplit(self.path).path in (mock.path, mock.path + COMPACT_SUFFIX):
+        if mock.catalogue is not None and self.command == "GET" and urlsplit(self.path).path == CATALOGUE_PATH:
+            script = mock.catalogue.answer(request)
+        elif self.command == "POST" and urlsplit(self.path).path in (mock.path, mock.path + COMPACT_SUFFIX):
+            mock._record(request)
             script = mock._next_script(request)
         else:
+            mock._record(request)
             script = Script.json(404, {"error": {"message": f"mock: no route for {self.command} {self.path}"}})
         try:
             self._write(script)
@@ -294,6 +383,8 @@ class MockCodex:
         host: str = "127.0.0.1",
     ) -> None:
         self.path = path
+        # Only the Codex backend has a model catalogue.
+        self.catalogue: Optional[MockCatalogue] = MockCatalogue() if path == CODEX_PATH else None
         self._default = default
         self._host = host
         self._cond = threading.Condition()
@@ -348,6 +439,8 @@ class MockCodex:
             self._scripts.clear()
             self._requests.clear()
             self._disconnects = 0
+        if self.catalogue is not None:
+            self.catalogue.reset()
 
     def pending_scripts(self) -> int:
         with self._cond:

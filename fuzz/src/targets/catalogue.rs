@@ -4,8 +4,11 @@
 //! * never a panic, whatever the body;
 //! * a catalogue read from it has at most `MAX_ENTRIES` entries, in priority order, each with
 //!   a non-blank slug;
-//! * the default model is a listed entry, and `find` finds every entry by its slug.
+//! * the default model is a listed entry, and `find` finds every entry by its slug;
+//! * the compact copy kept in shared data (`record::slim`) exists exactly when the catalogue
+//!   does, and reads back as the same catalogue.
 
+use codex_openai_wrapper::core::catalogue::record::slim;
 use codex_openai_wrapper::core::catalogue::{Catalogue, MAX_ENTRIES, Visibility};
 
 use crate::engine::{Target, fnv, mix};
@@ -40,9 +43,19 @@ fn seeds() -> Vec<Vec<u8>> {
 }
 
 fn check(input: &[u8]) -> u64 {
+    let compact = slim(input);
     let Ok(cat) = Catalogue::parse(input) else {
+        assert!(compact.is_err(), "a compact copy of what is not a catalogue");
         return 1;
     };
+    match compact {
+        Ok(compact) => assert_eq!(
+            Catalogue::parse(&compact).as_ref(),
+            Ok(&cat),
+            "the compact copy reads back differently"
+        ),
+        Err(problem) => panic!("a catalogue without a compact copy: {problem}"),
+    }
     assert!(!cat.entries.is_empty() && cat.entries.len() <= MAX_ENTRIES);
     let mut signature = 2;
     for pair in cat.entries.windows(2) {

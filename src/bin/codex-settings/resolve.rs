@@ -49,6 +49,9 @@ pub struct Listener {
 #[derive(Debug, Serialize)]
 pub struct Upstreams {
     pub codex: Upstream,
+    /// The Codex backend's host again, for the filter's own model catalogue calls (ChatGPT
+    /// login only): a cluster without the credentials instance.
+    pub catalogue: Option<Upstream>,
     /// The OAuth token endpoint the filter refreshes ChatGPT tokens against.
     pub oauth: Upstream,
     pub ollama: Option<Ollama>,
@@ -152,6 +155,10 @@ pub fn resolve(settings: &Settings) -> Result<Resolved, ConfigError> {
         cors_allow_origins: deployment.cors_allow_origins,
         upstreams: Upstreams {
             codex: upstream(CODEX_CLUSTER, codex_variable, &config.upstream),
+            catalogue: config
+                .auth
+                .is_chatgpt()
+                .then(|| upstream(&clusters.catalogue, codex_variable, &config.upstream)),
             oauth: upstream(&clusters.oauth, "CODEX_REFRESH_TOKEN_URL", &config.refresh_url),
             ollama: ollama(filter_var("OLLAMA_API_URL"))?,
             instructions_base: config

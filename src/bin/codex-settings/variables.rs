@@ -13,9 +13,10 @@ use codex_openai_wrapper::core::config::upstream::{
 };
 use codex_openai_wrapper::core::config::values::FLAG_VALUES;
 use codex_openai_wrapper::core::config::{
-    DEFAULT_CLIENT_ID, DEFAULT_ETCD_CLUSTER, DEFAULT_ETCD_KEY, DEFAULT_INSTRUCTIONS_BASE_CLUSTER,
-    DEFAULT_INSTRUCTIONS_CODEX_CLUSTER, DEFAULT_MAX_REQUEST_BODY_BYTES, DEFAULT_OAUTH_CLUSTER,
-    DEFAULT_REFRESH_TOKEN_URL, FILTER_ROLES, TOKEN_STORES, TOOLS_FORMATS,
+    DEFAULT_CATALOGUE_CLUSTER, DEFAULT_CATALOGUE_REFRESH_SECONDS, DEFAULT_CLIENT_ID, DEFAULT_ETCD_CLUSTER,
+    DEFAULT_ETCD_KEY, DEFAULT_INSTRUCTIONS_BASE_CLUSTER, DEFAULT_INSTRUCTIONS_CODEX_CLUSTER,
+    DEFAULT_MAX_REQUEST_BODY_BYTES, DEFAULT_OAUTH_CLUSTER, DEFAULT_REFRESH_TOKEN_URL, FILTER_ROLES,
+    TOKEN_STORES, TOOLS_FORMATS,
 };
 use codex_openai_wrapper::core::reasoning::{Effort, OutputMode, Summary};
 
@@ -162,6 +163,7 @@ pub const VARIABLES: &[Variable] = &[
     one_of("TOKEN_STORE", Filter, "memory", TOKEN_STORES),
     v("ETCD_ENDPOINT", Filter, Unset),
     v("ETCD_KEY", Filter, Text(DEFAULT_ETCD_KEY)),
+    v("CATALOGUE_CLUSTER", Filter, Text(DEFAULT_CATALOGUE_CLUSTER)),
     v("OAUTH_CLUSTER", Filter, Text(DEFAULT_OAUTH_CLUSTER)),
     v("ETCD_CLUSTER", Filter, Text(DEFAULT_ETCD_CLUSTER)),
     v(
@@ -173,6 +175,11 @@ pub const VARIABLES: &[Variable] = &[
         "INSTRUCTIONS_CODEX_CLUSTER",
         Filter,
         Text(DEFAULT_INSTRUCTIONS_CODEX_CLUSTER),
+    ),
+    v(
+        "CATALOGUE_REFRESH_SECONDS",
+        Filter,
+        Number(DEFAULT_CATALOGUE_REFRESH_SECONDS as u64),
     ),
     // The body limit must match Envoy's buffer limits, so the renderer owns it.
     v(

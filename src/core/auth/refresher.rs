@@ -223,6 +223,7 @@ impl Refresher {
                 ("accept", "application/json".into()),
                 ("user-agent", cfg.identity.user_agent()),
             ],
+            credentials: Vec::new(),
             body: Some(token::refresh_body(&cfg.client_id, &refresh_token)),
             timeout_ms: REFRESH_CALL_TIMEOUT_SECONDS.saturating_mul(1000),
         };
@@ -336,6 +337,7 @@ impl Refresher {
                 (":authority", endpoint.host.clone()),
                 ("content-type", "application/json".into()),
             ],
+            credentials: Vec::new(),
             body: Some(body),
             timeout_ms: STORE_CALL_TIMEOUT_MS,
         };

@@ -5,6 +5,8 @@
 //! release's bundled list) before that, when the fetch fails, and in API-key modes.
 
 pub mod entry;
+pub mod record;
+pub mod refresh;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;

@@ -38,6 +38,13 @@ pub const FILTER_ROLES: &[&str] = &["main", "credentials"];
 pub const DEFAULT_OAUTH_CLUSTER: &str = "oauth";
 /// `ETCD_CLUSTER` when unset.
 pub const DEFAULT_ETCD_CLUSTER: &str = "etcd";
+/// `CATALOGUE_CLUSTER` when unset: the Codex backend's host, for the filter's own model
+/// catalogue calls. Not the router's `codex` cluster: with the credentials instance in that
+/// cluster, a call from the filter would enter a filter of its own VM while that VM is busy,
+/// which the SDK does not survive.
+pub const DEFAULT_CATALOGUE_CLUSTER: &str = "codex_catalogue";
+/// `CATALOGUE_REFRESH_SECONDS` when unset: how often the model catalogue is fetched again.
+pub const DEFAULT_CATALOGUE_REFRESH_SECONDS: usize = 300;
 /// `INSTRUCTIONS_BASE_CLUSTER` when unset.
 pub const DEFAULT_INSTRUCTIONS_BASE_CLUSTER: &str = "instructions_base";
 /// `INSTRUCTIONS_CODEX_CLUSTER` when unset.
@@ -75,6 +82,8 @@ pub struct Config {
     pub etcd: Option<(UpstreamUrl, String)>,
     pub clusters: Clusters,
     pub max_request_body_bytes: usize,
+    /// `CATALOGUE_REFRESH_SECONDS`: the model catalogue is fetched again this often.
+    pub catalogue_refresh_seconds: u64,
     /// Envoy runs with `allow_on_headers_stop_iteration`, so headers may wait for the body.
     pub hold_headers: bool,
     /// What this plugin instance is (`FILTER_ROLE`, set by the rendered configuration).
@@ -96,6 +105,7 @@ pub enum FilterRole {
 /// under Istio they are named like `outbound|443||auth.openai.com`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Clusters {
+    pub catalogue: String,
     pub oauth: String,
     pub etcd: String,
     pub instructions_base: String,
@@ -191,6 +201,8 @@ impl Config {
                 Some(other) => return Err(allowed("TOKEN_STORE", other, TOKEN_STORES)),
             },
             clusters: Clusters {
+                catalogue: var("CATALOGUE_CLUSTER")
+                    .map_or_else(|| DEFAULT_CATALOGUE_CLUSTER.to_string(), |v| v.trim().to_string()),
                 oauth: var("OAUTH_CLUSTER")
                     .map_or_else(|| DEFAULT_OAUTH_CLUSTER.to_string(), |v| v.trim().to_string()),
                 etcd: var("ETCD_CLUSTER")
@@ -211,6 +223,12 @@ impl Config {
                 "MAX_REQUEST_BODY_BYTES",
                 DEFAULT_MAX_REQUEST_BODY_BYTES,
             )?,
+            catalogue_refresh_seconds: u64::try_from(positive(
+                var("CATALOGUE_REFRESH_SECONDS"),
+                "CATALOGUE_REFRESH_SECONDS",
+                DEFAULT_CATALOGUE_REFRESH_SECONDS,
+            )?)
+            .unwrap_or(u64::MAX),
             hold_headers: flag(var("ENVOY_HOLD_HEADERS"), "ENVOY_HOLD_HEADERS")?,
             role: match var("FILTER_ROLE")
                 .map(|r| r.trim().to_ascii_lowercase())
@@ -289,6 +307,8 @@ mod tests {
         );
         assert_eq!(cfg.client_id, "app_EMoamEEZ73f0CkXaXp7hrann");
         assert!(!cfg.ollama);
+        assert_eq!(cfg.catalogue_refresh_seconds, 300);
+        assert_eq!(cfg.clusters.catalogue, "codex_catalogue");
     }
 
     #[test]
@@ -307,6 +327,7 @@ mod tests {
             ),
             ("VERBOSE", "maybe", "true, false"),
             ("MAX_REQUEST_BODY_BYTES", "-1", "positive whole number"),
+            ("CATALOGUE_REFRESH_SECONDS", "0", "positive whole number"),
             ("UPSTREAM_TOOLS_FORMAT", "deep", "flat, nested"),
             ("OLLAMA_API_URL", "localhost:11434", "http"),
             ("INSTRUCTIONS_BASE_URL", "file:///x", "http"),

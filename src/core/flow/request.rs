@@ -15,6 +15,7 @@
 
 use crate::core::auth::auth_json::ChatgptTokens;
 use crate::core::auth::token::{self, Availability};
+use crate::core::catalogue;
 use crate::core::error::ApiError;
 use crate::core::flow::headers::HeaderView;
 use crate::core::flow::response::{
@@ -323,6 +324,11 @@ impl RequestFlow {
                 if refreshable {
                     retry = Some(token::rejected_retry());
                 }
+            }
+        }
+        if via_upstream && cfg.auth.is_chatgpt() {
+            if let Some(announced) = view.get("x-models-etag") {
+                catalogue::refresh::etag_announced(vm, port, announced);
             }
         }
         let head = ResponseHead {

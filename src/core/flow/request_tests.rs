@@ -931,3 +931,41 @@ fn a_websocket_handshake_is_answered_at_once_even_with_held_headers() {
     let steps = Drive::new(&vm, 1).headers(&handshake, false);
     assert_eq!(error_code(&steps), Some((426, "websocket_unsupported".into())));
 }
+
+#[test]
+fn a_turn_announcing_another_catalogue_etag_asks_for_a_fetch() {
+    use crate::core::catalogue::record::WANTED_KEY;
+    let head = |etag: &[u8]| {
+        map(&[
+            (":status", b"200"),
+            ("content-type", b"text/event-stream"),
+            ("x-models-etag", etag),
+        ])
+    };
+    let vm = vm_with(&[]);
+    vm.vm.catalogue_seen.borrow_mut().etag = Some("\"cat-1\"".into());
+    let mut drive = Drive::new(&vm, 1);
+    drive.headers(&post("/v1/chat/completions", &[]), false);
+    drive.body(&chat(true));
+    drive.response(&head(b"cat-1"), "via_upstream");
+    assert_eq!(vm.shared.peek(WANTED_KEY), None, "the catalogue in use");
+    let mut drive = Drive::new(&vm, 2);
+    drive.headers(&post("/v1/chat/completions", &[]), false);
+    drive.body(&chat(true));
+    drive.response(&head(b"cat-2"), "via_upstream");
+    assert_eq!(vm.shared.peek(WANTED_KEY).as_deref(), Some(&b"cat-2"[..]));
+
+    let keyed = vm_with(&[
+        ("UPSTREAM_AUTH_MODE", "apikey_env"),
+        ("UPSTREAM_API_KEY", "sk-upstream"),
+    ]);
+    let mut drive = Drive::new(&keyed, 1);
+    drive.headers(&post("/v1/chat/completions", &[]), false);
+    drive.body(&chat(true));
+    drive.response(&head(b"cat-2"), "via_upstream");
+    assert_eq!(
+        keyed.shared.peek(WANTED_KEY),
+        None,
+        "API-key upstreams have no catalogue"
+    );
+}

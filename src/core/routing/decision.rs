@@ -395,8 +395,12 @@ pub fn upstream_headers_for(
 
 /// `originator`, `user-agent` and `version` for the Codex backend: the configured identity
 /// ([`crate::core::config::identity::Identity::headers`], the set the background calls send
-/// too), refined by this request's client hints and fixed values in `override-codex` mode.
-fn codex_identity_headers(cfg: &Config, client: &[(String, String)]) -> Vec<(&'static str, String)> {
+/// too), refined by this request's client hints and fixed values in `override-codex` mode
+/// (the model catalogue call passes no client headers).
+pub(crate) fn codex_identity_headers(
+    cfg: &Config,
+    client: &[(String, String)],
+) -> Vec<(&'static str, String)> {
     let ForwardMode::OverrideCodex {
         user_agent,
         originator,
