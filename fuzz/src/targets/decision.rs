@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use codex_openai_wrapper::core::auth::auth_json::ChatgptTokens;
+use codex_openai_wrapper::core::catalogue::Catalogue;
 use codex_openai_wrapper::core::config::Config;
 use codex_openai_wrapper::core::flow::headers::{HeaderView, READ_REQUEST_HEADERS};
 use codex_openai_wrapper::core::routing::decision::{
@@ -82,6 +83,11 @@ const DICTIONARY: &[&str] = &[
     "\noriginator: codex_vscode",
     "\nsec-ch-ua-platform: \"Linux\"",
 ];
+
+fn catalogue() -> &'static Catalogue {
+    static CATALOGUE: OnceLock<Catalogue> = OnceLock::new();
+    CATALOGUE.get_or_init(Catalogue::builtin)
+}
 
 fn configs() -> &'static [(&'static str, Config)] {
     static CONFIGS: OnceLock<Vec<(&'static str, Config)>> = OnceLock::new();
@@ -214,7 +220,7 @@ pub fn check(data: &[u8]) -> u64 {
             path: &path,
             headers: &headers,
         };
-        let decision = decide(cfg, &head, 1_766_361_600);
+        let decision = decide(cfg, catalogue(), &head, 1_766_361_600);
         let gated = cfg.client_key.is_some() && !health;
         match &decision {
             Decision::Reply(reply) => {

@@ -4,7 +4,11 @@
 //! built-in copy (`builtin.json`, written by `tools/slim_catalogue.py` from a Codex CLI
 //! release's bundled list) before that, when the fetch fails, and in API-key modes.
 
+pub mod aliases;
 pub mod entry;
+pub mod listing;
+pub mod rules;
+pub mod settings;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;

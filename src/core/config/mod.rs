@@ -14,12 +14,12 @@ use std::collections::HashMap;
 use crate::core::auth::auth_json::ChatgptTokens;
 pub use crate::core::auth::etcd::DEFAULT_KEY as DEFAULT_ETCD_KEY;
 pub use crate::core::auth::token::DEFAULT_CLIENT_ID;
+use crate::core::catalogue::settings::ModelSettings;
 use crate::core::config::header_forwarding::ForwardMode;
 use crate::core::config::identity::Identity;
 use crate::core::config::upstream::{UpstreamAuth, responses_url};
 use crate::core::config::upstream_url::UpstreamUrl;
 use crate::core::config::values::{ConfigError, allowed, flag, positive};
-use crate::core::models::ModelCatalog;
 use crate::core::reasoning::{Effort, OutputMode, Summary};
 use crate::core::translate::request::common::ToolsFormat;
 
@@ -52,7 +52,7 @@ pub struct Config {
     /// The raw auth.json document (never logged).
     pub codex_auth: Option<String>,
     pub upstream: UpstreamUrl,
-    pub models: ModelCatalog,
+    pub models: ModelSettings,
     pub default_effort: Effort,
     pub default_summary: Summary,
     pub output_mode: OutputMode,
@@ -136,7 +136,7 @@ impl Config {
             None => Summary::Auto,
         };
         let upstream = responses_url(&var)?;
-        let models = ModelCatalog::new(var("EXPOSE_MODELS").as_deref(), var("DEBUG_MODEL"))?;
+        let models = ModelSettings::new(var("EXPOSE_MODELS").as_deref(), var("DEBUG_MODEL"))?;
         let tools_format = match var("UPSTREAM_TOOLS_FORMAT")
             .map(|v| v.trim().to_ascii_lowercase())
             .as_deref()
