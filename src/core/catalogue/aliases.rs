@@ -45,7 +45,9 @@ pub fn target(id: &str) -> Option<Target> {
         .then_some(Target::Default)
 }
 
-/// The table as the README shows it: (retired id or family, successor or `None` = default).
+/// The table as the README shows it (a unit test keeps them equal): retired id or family,
+/// successor or `None` for the default.
+#[cfg(test)]
 pub fn table() -> impl Iterator<Item = (String, Option<&'static str>)> {
     EXACT
         .iter()
@@ -83,5 +85,23 @@ mod tests {
             assert_eq!(target(id), *expected, "{id}");
         }
         assert!(table().any(|(alias, to)| alias == "gpt-5.2*" && to.is_none()));
+    }
+
+    #[test]
+    fn the_readme_shows_the_table() {
+        let readme = include_str!("../../../README.md");
+        let rows: Vec<&str> = readme.lines().filter(|l| l.starts_with("| `")).collect();
+        for (alias, successor) in table() {
+            let cell = format!("`{alias}`");
+            let row = rows
+                .iter()
+                .find(|row| row.split('|').nth(1).is_some_and(|c| c.contains(&cell)))
+                .unwrap_or_else(|| panic!("README.md's alias table has no row for {alias}"));
+            let target = row.split('|').nth(2).unwrap_or("").trim();
+            match successor {
+                Some(slug) => assert_eq!(target, format!("`{slug}`"), "{alias}"),
+                None => assert_eq!(target, "the default", "{alias}"),
+            }
+        }
     }
 }

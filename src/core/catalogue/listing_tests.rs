@@ -191,3 +191,41 @@ fn sparse_entries_and_exposed_ids_get_the_defaults() {
         (&json!("my-model"), &json!("list"))
     );
 }
+
+#[test]
+fn the_readme_lists_the_builtin_catalogue() {
+    let readme = include_str!("../../../README.md");
+    let table = readme
+        .split("| model | efforts | lite | service tiers |")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .unwrap_or_else(|| panic!("README.md has no model table"));
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| l.split('|').map(str::trim).collect())
+        .collect();
+    let listed: Vec<&ModelEntry> = catalogue().listed().collect();
+    assert_eq!(rows.len(), listed.len());
+    for (row, entry) in rows.iter().zip(listed) {
+        assert!(row[1].starts_with(&format!("`{}`", entry.slug)), "{row:?}");
+        let efforts: Vec<String> = entry
+            .supported_efforts
+            .iter()
+            .map(|e| serde_json::to_value(e).unwrap().as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(row[2], efforts.join(", "), "{}", entry.slug);
+        assert_eq!(row[3], if entry.lite { "yes" } else { "no" }, "{}", entry.slug);
+        assert!(
+            row[4].starts_with(&entry.service_tiers.join(", ")),
+            "{}",
+            entry.slug
+        );
+        assert_eq!(
+            row[4].contains("default tier"),
+            entry.default_service_tier.is_some(),
+            "{}",
+            entry.slug
+        );
+    }
+}

@@ -36,6 +36,7 @@ pub enum ParallelToolCalls {
 }
 
 impl ParallelToolCalls {
+    /// `parallel_tool_calls` on the wire for the client's value.
     pub fn apply(self, client: Option<bool>) -> bool {
         match self {
             Self::Client => client.unwrap_or(true),

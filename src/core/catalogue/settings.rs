@@ -3,6 +3,7 @@
 
 use crate::core::config::values::ConfigError;
 
+/// The model settings as configured; the catalogue itself lives in the VM's state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ModelSettings {
     /// `EXPOSE_MODELS`; `None` lists the catalogue's `visibility: list` entries.
