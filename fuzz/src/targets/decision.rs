@@ -55,6 +55,9 @@ const DICTIONARY: &[&str] = &[
     "/v1/completions",
     "/v1/models",
     "/v1/models/gpt-5.5",
+    "/v1/models/codex-auto-review",
+    "?client_version=0.169.0",
+    "&client_version",
     "/health",
     "/api/tags",
     "/tagged/v1/",
@@ -259,9 +262,21 @@ pub fn check(data: &[u8]) -> u64 {
                         "{name}: {status} for {method} {path} without the key"
                     );
                 }
+                // A model list is one of the two shapes, each entry naming its model.
+                if status == 200 && route.ends_with("/models") {
+                    let (entries, id) = match body.get("models") {
+                        Some(models) => (models, "slug"),
+                        None => (&body["data"], "id"),
+                    };
+                    let entries = entries
+                        .as_array()
+                        .unwrap_or_else(|| panic!("{name}: a model list without entries: {body}"));
+                    assert!(entries.iter().all(|m| m[id].is_string()), "{name}: {body}");
+                }
                 signature.push(mix(&[
                     u64::from(status),
                     fnv(body["error"]["code"].to_string().as_bytes()),
+                    u64::from(body.get("models").is_some()),
                 ]));
             }
             Decision::PassThrough => {
