@@ -341,7 +341,7 @@ fn bench_request(c: &mut Criterion) {
         catalogue: &catalogue,
         models: &models,
         lite_shape: true,
-        default_effort: Effort::Medium,
+        default_effort: Some(Effort::Medium),
         default_summary: Summary::Auto,
         tools_format: ToolsFormat::Flat,
         session_hint: None,

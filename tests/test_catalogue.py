@@ -165,7 +165,7 @@ def test_the_classic_request_is_pinned(envoy_factory, mock_codex):
         "tools": [FLAT_TOOL],
         "tool_choice": "auto",
         "parallel_tool_calls": True,
-        "reasoning": {"effort": "low"},
+        "reasoning": {"effort": "medium"},
         "store": False,
         "stream": True,
         "include": ["reasoning.encrypted_content"],
@@ -191,6 +191,9 @@ def test_portable_mode_sends_lite_models_in_the_classic_shape(envoy_factory, moc
 @pytest.mark.parametrize(
     "model, extra, effort, tier",
     [
+        # No effort anywhere: the model's catalogue default.
+        ("gpt-6.1-sol", {}, "low", None),
+        ("gpt-6-luna", {}, "medium", "priority"),
         # Efforts: clamped to the model's list (nearest, ties upward), ultra sent as max.
         ("gpt-6.1-sol", {"reasoning_effort": "ultra"}, "max", None),
         ("gpt-6-luna", {"reasoning": {"effort": "ultra"}}, "max", "priority"),
@@ -204,11 +207,11 @@ def test_portable_mode_sends_lite_models_in_the_classic_shape(envoy_factory, moc
         # Tiers: only what the model lists; fast means priority; default drops the catalogue's.
         ("gpt-6.1-sol", {"service_tier": "fast"}, "low", "priority"),
         ("gpt-6.1-sol", {"service_tier": "flex"}, "low", None),
-        ("gpt-5.5", {"service_tier": "default"}, "low", None),
-        ("gpt-5.5-fast", {}, "low", "priority"),
+        ("gpt-5.5", {"service_tier": "default"}, "medium", None),
+        ("gpt-5.5-fast", {}, "medium", "priority"),
         ("gpt-5.5-fast-xhigh", {}, "xhigh", "priority"),
-        ("gpt-6-sol", {}, "low", "priority"),
-        ("gpt-6-sol", {"service_tier": "default"}, "low", None),
+        ("gpt-6-sol", {}, "medium", "priority"),
+        ("gpt-6-sol", {"service_tier": "default"}, "medium", None),
         ("gpt-daybreak-blue-latest", {"service_tier": "priority"}, "low", None),
     ],
 )

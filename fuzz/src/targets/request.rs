@@ -131,7 +131,11 @@ fn contexts(hash: u64) -> [TranslateContext<'static>; 2] {
         catalogue: catalogue(),
         models: models(),
         lite_shape: bit(6),
-        default_effort: if bit(0) { Effort::High } else { Effort::Minimal },
+        default_effort: if bit(0) {
+            Some(Effort::High)
+        } else {
+            Some(Effort::Minimal)
+        },
         default_summary: if bit(1) { Summary::None } else { Summary::Detailed },
         tools_format: if bit(2) {
             ToolsFormat::Nested

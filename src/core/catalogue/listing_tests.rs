@@ -196,7 +196,7 @@ fn sparse_entries_and_exposed_ids_get_the_defaults() {
 fn the_readme_lists_the_builtin_catalogue() {
     let readme = include_str!("../../../README.md");
     let table = readme
-        .split("| model | efforts | lite | service tiers |")
+        .split("| model | efforts (default) | lite | service tiers |")
         .nth(1)
         .and_then(|rest| rest.split("\n\n").next())
         .unwrap_or_else(|| panic!("README.md has no model table"));
@@ -214,7 +214,16 @@ fn the_readme_lists_the_builtin_catalogue() {
             .iter()
             .map(|e| serde_json::to_value(e).unwrap().as_str().unwrap().to_string())
             .collect();
-        assert_eq!(row[2], efforts.join(", "), "{}", entry.slug);
+        let default = entry
+            .default_effort
+            .map(|e| serde_json::to_value(e).unwrap().as_str().unwrap().to_string())
+            .unwrap_or_default();
+        assert_eq!(
+            row[2],
+            format!("{} ({default})", efforts.join(", ")),
+            "{}",
+            entry.slug
+        );
         assert_eq!(row[3], if entry.lite { "yes" } else { "no" }, "{}", entry.slug);
         assert!(
             row[4].starts_with(&entry.service_tiers.join(", ")),

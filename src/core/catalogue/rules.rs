@@ -12,6 +12,9 @@ use crate::core::reasoning::Effort;
 /// catalogue is refused when parsed).
 const LAST_RESORT_MODEL: &str = "gpt-5.5";
 
+/// The effort when neither the client, `REASONING_EFFORT` nor the catalogue names one.
+pub const FALLBACK_EFFORT: Effort = Effort::Low;
+
 /// What the client asked for, as read from its body.
 #[derive(Debug, Clone, Copy)]
 pub struct ModelRequest<'a> {
@@ -20,8 +23,9 @@ pub struct ModelRequest<'a> {
     /// The client's explicit effort (`reasoning.effort`, else `reasoning_effort`); it beats an
     /// effort suffix of the model name.
     pub effort: Option<Effort>,
-    /// `REASONING_EFFORT`: the effort when the client gives none at all.
-    pub default_effort: Effort,
+    /// `REASONING_EFFORT`: the effort when the client gives none at all; `None` takes the
+    /// entry's `default_reasoning_level`, as the official client does.
+    pub default_effort: Option<Effort>,
     /// `service_tier`, as sent.
     pub service_tier: Option<&'a str>,
 }
@@ -84,7 +88,9 @@ pub fn for_request(
     let asked = request
         .effort
         .or(resolved.suffix_effort)
-        .unwrap_or(request.default_effort);
+        .or(request.default_effort)
+        .or(entry.and_then(|e| e.default_effort))
+        .unwrap_or(FALLBACK_EFFORT);
     let effort = match entry {
         Some(entry) => clamp(asked, &entry.supported_efforts),
         None => asked,

@@ -85,7 +85,7 @@ fn request<'a>(model: Option<&'a str>, effort: Option<Effort>, tier: Option<&'a 
     ModelRequest {
         model,
         effort,
-        default_effort: Effort::Low,
+        default_effort: Option::None,
         service_tier: tier,
     }
 }
@@ -101,7 +101,10 @@ fn effort_is_clamped_to_what_the_model_supports() {
         ("gpt-6.1-sol", Some(Medium), Medium),
         ("gpt-6.1-sol", Some(Minimal), Low),
         ("gpt-6.1-sol", Some(None), Low),
+        // None asked: the entry's default.
         ("gpt-6.1-sol", Option::None, Low),
+        ("gpt-6-sol", Option::None, Medium),
+        ("gpt-5.5", Option::None, Medium),
         // gpt-6-luna: low … max.
         ("gpt-6-luna", Some(Ultra), Max),
         // gpt-5.5: low … xhigh.
@@ -126,6 +129,25 @@ fn effort_is_clamped_to_what_the_model_supports() {
         );
         assert_eq!(rules.effort, *expected, "{model} {effort:?}");
     }
+}
+
+#[test]
+fn reasoning_effort_beats_the_catalogue_default_and_the_fallback_is_low() {
+    let with_default = |model: &str, default: Option<Effort>| {
+        let mut req = request(Some(model), None, None);
+        req.default_effort = default;
+        for_request(catalogue(), settings(), &req).effort
+    };
+    assert_eq!(with_default("gpt-6-sol", Some(Effort::High)), Effort::High);
+    assert_eq!(with_default("gpt-5.5", Some(Effort::Ultra)), Effort::Xhigh);
+    assert_eq!(with_default("gpt-6-sol", None), Effort::Medium);
+    assert_eq!(with_default("my-model", None), FALLBACK_EFFORT);
+    assert_eq!(with_default("my-model", Some(Effort::Ultra)), Effort::Max);
+    let odd = odd_catalogue();
+    assert_eq!(
+        for_request(&odd, settings(), &request(Some("gapped"), None, None)).effort,
+        Effort::Low
+    );
 }
 
 #[test]

@@ -53,7 +53,8 @@ pub struct Config {
     pub codex_auth: Option<String>,
     pub upstream: UpstreamUrl,
     pub models: ModelSettings,
-    pub default_effort: Effort,
+    /// `REASONING_EFFORT`; `None`: the model's catalogue default.
+    pub default_effort: Option<Effort>,
     pub default_summary: Summary,
     pub output_mode: OutputMode,
     /// `REASONING_OUTPUT_MODE=all`: the prefixed route families exist.
@@ -126,9 +127,9 @@ impl Config {
         };
         let default_effort = match var("REASONING_EFFORT") {
             Some(raw) => {
-                Effort::parse(&raw).ok_or_else(|| allowed("REASONING_EFFORT", &raw, Effort::VALUES))?
+                Some(Effort::parse(&raw).ok_or_else(|| allowed("REASONING_EFFORT", &raw, Effort::VALUES))?)
             }
-            None => Effort::Low,
+            None => None,
         };
         let default_summary = match var("REASONING_SUMMARY") {
             Some(raw) => Summary::parse_setting(&raw)
@@ -275,7 +276,7 @@ mod tests {
     fn defaults_match_the_original() {
         let cfg = load(&[]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cfg.client_key, None);
-        assert_eq!(cfg.default_effort, Effort::Low);
+        assert_eq!(cfg.default_effort, None);
         assert_eq!(cfg.default_summary, Summary::Auto);
         assert_eq!(cfg.output_mode, OutputMode::OpenAi);
         assert!(!cfg.prefixed_modes);
@@ -354,7 +355,7 @@ mod tests {
         let cfg =
             load(&[("OPENAI_API_KEY", "  "), ("REASONING_EFFORT", "")]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cfg.client_key, None);
-        assert_eq!(cfg.default_effort, Effort::Low);
+        assert_eq!(cfg.default_effort, None);
     }
 
     #[test]

@@ -36,7 +36,8 @@ fn minimal_request_has_every_required_field() {
             "tools": [],
             "tool_choice": "auto",
             "parallel_tool_calls": true,
-            "reasoning": {"effort": "low", "summary": "auto"},
+            // No effort anywhere: the model's catalogue default.
+            "reasoning": {"effort": "medium", "summary": "auto"},
             "store": false,
             "stream": true,
             "include": ["reasoning.encrypted_content"],

@@ -35,7 +35,8 @@ pub struct TranslateContext<'c> {
     /// The lite shape may be sent: its header must go with it, so the upstream headers have
     /// to wait for the body (held headers), and only the Codex backend speaks it.
     pub lite_shape: bool,
-    pub default_effort: Effort,
+    /// `REASONING_EFFORT`; `None` leaves the effort to the model's catalogue default.
+    pub default_effort: Option<Effort>,
     pub default_summary: Summary,
     pub tools_format: ToolsFormat,
     /// A conversation id the client sent as a header (`session_id`, `x-session-id`).
@@ -54,7 +55,7 @@ impl<'c> TranslateContext<'c> {
             catalogue,
             models,
             lite_shape: true,
-            default_effort: Effort::Low,
+            default_effort: None,
             default_summary: Summary::Auto,
             tools_format: ToolsFormat::Flat,
             session_hint: None,
@@ -229,7 +230,7 @@ mod tests {
             catalogue: crate::core::test_support::catalogue(),
             models: crate::core::test_support::settings(),
             lite_shape: true,
-            default_effort: Effort::Low,
+            default_effort: None,
             default_summary: Summary::Auto,
             tools_format: ToolsFormat::Flat,
             session_hint: None,
