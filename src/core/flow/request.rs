@@ -141,7 +141,8 @@ impl RequestFlow {
             path: &path,
             headers: &view.text,
         };
-        let forward = match decision::decide(cfg, &head, now) {
+        let catalogue = vm.catalogue.borrow().clone();
+        let forward = match decision::decide(cfg, &catalogue, &head, now) {
             Decision::Reply(reply) => return self.refuse(cfg.hold_headers, reply, end_of_stream),
             Decision::PassThrough => {
                 self.route = RouteKind::Ollama;
@@ -181,7 +182,9 @@ impl RequestFlow {
         } else {
             // Portable mode: headers leave now, so the session id is the client's, if any.
             let session = forward.session_hint.as_deref();
-            let upstream = decision::upstream_headers(cfg, tokens.as_ref(), &headers, session, None);
+            let mut upstream = decision::upstream_headers(cfg, tokens.as_ref(), &headers, session, None);
+            // The body is not read yet, so it goes in the classic shape (see TranslateContext).
+            decision::mark_lite(&mut upstream, false);
             let writes = vec![Step::ReplaceRequestHeaders(decision::final_request_headers(
                 &headers, upstream,
             ))];
@@ -242,7 +245,12 @@ impl RequestFlow {
             Err(error) => return self.reply(error),
         };
         self.sent_ms = port.now_ms();
-        let Translated { body, session_id, .. } = translated;
+        let Translated {
+            body,
+            session_id,
+            lite,
+            ..
+        } = translated;
         let length = body.len();
         let mut writes = vec![Step::ReplaceRequestBody(body)];
         if !held {
@@ -257,8 +265,9 @@ impl RequestFlow {
                 Err(error) => return self.reply(error),
             },
         };
-        let upstream =
+        let mut upstream =
             decision::upstream_headers(cfg, tokens.as_ref(), &headers, Some(&session_id), Some(length));
+        decision::mark_lite(&mut upstream, lite);
         writes.push(Step::ReplaceRequestHeaders(decision::final_request_headers(
             &headers, upstream,
         )));
@@ -497,8 +506,12 @@ impl RequestFlow {
     ) -> Result<Translated, ApiError> {
         let cfg = &vm.config;
         let texts = vm.instructions.borrow();
+        let catalogue = vm.catalogue.borrow().clone();
         let ctx = TranslateContext {
+            catalogue: &catalogue,
             models: &cfg.models,
+            // The lite header must go with a lite body, so only held headers allow the shape.
+            lite_shape: cfg.hold_headers && cfg.auth.is_chatgpt(),
             default_effort: cfg.default_effort,
             default_summary: cfg.default_summary,
             tools_format: cfg.tools_format,
