@@ -35,7 +35,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-use codex_openai_wrapper::core::models::ModelCatalog;
+use codex_openai_wrapper::core::catalogue::Catalogue;
+use codex_openai_wrapper::core::catalogue::settings::ModelSettings;
 use codex_openai_wrapper::core::reasoning::{Effort, OutputMode, Summary};
 use codex_openai_wrapper::core::translate::request::chat::translate;
 use codex_openai_wrapper::core::translate::request::common::{ToolsFormat, TranslateContext};
@@ -365,10 +366,13 @@ fn framer_and_turn(stream: &[u8]) -> usize {
 }
 
 fn bench_request(c: &mut Criterion) {
-    let models = ModelCatalog::new(None, None).unwrap();
+    let models = ModelSettings::default();
+    let catalogue = Catalogue::builtin();
     let ctx = TranslateContext {
+        catalogue: &catalogue,
         models: &models,
-        default_effort: Effort::Medium,
+        lite_shape: true,
+        default_effort: Some(Effort::Medium),
         default_summary: Summary::Auto,
         tools_format: ToolsFormat::Flat,
         session_hint: None,

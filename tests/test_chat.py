@@ -66,7 +66,8 @@ def test_upstream_sees_the_codex_request_and_no_client_credentials(envoy, mock_c
     assert body["instructions"] == "Be terse."
     assert body["input"] == [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}]
     assert (body["store"], body["stream"], body["include"]) == (False, True, ["reasoning.encrypted_content"])
-    assert body["reasoning"] == {"effort": "low", "summary": "auto"}
+    # No effort anywhere: the model's catalogue default (medium for gpt-5.5).
+    assert body["reasoning"] == {"effort": "medium", "summary": "auto"}
 
 
 def test_non_streaming_answer_is_one_completion_with_usage(envoy, mock_codex):

@@ -89,8 +89,8 @@ def test_reasoning_settings_reach_the_upstream(envoy_factory, mock_codex):
     envoy = envoy_factory(REASONING_EFFORT="high", REASONING_SUMMARY="off")
     post(envoy.url + "/v1/chat/completions", chat_body())
     assert mock_codex.last_request.json["reasoning"] == {"effort": "high"}
-    post(envoy.url + "/v1/chat/completions", chat_body(model="gpt-5.5-minimal", reasoning={"summary": "detailed"}))
-    assert mock_codex.last_request.json["reasoning"] == {"effort": "minimal", "summary": "detailed"}
+    post(envoy.url + "/v1/chat/completions", chat_body(model="gpt-5.5-medium", reasoning={"summary": "detailed"}))
+    assert mock_codex.last_request.json["reasoning"] == {"effort": "medium", "summary": "detailed"}
     post(envoy.url + "/v1/chat/completions", chat_body(reasoning_effort="xhigh"))
     assert mock_codex.last_request.json["reasoning"]["effort"] == "xhigh"
 
@@ -98,7 +98,12 @@ def test_reasoning_settings_reach_the_upstream(envoy_factory, mock_codex):
 def test_model_aliases_and_debug_model(envoy_factory, mock_codex):
     envoy = envoy_factory()
     resp = post(envoy.url + "/v1/chat/completions", chat_body(model="gpt-5-codex-latest"))
-    assert (mock_codex.last_request.json["model"], resp.json()["model"]) == ("gpt-5.5", "gpt-5.5")
+    assert (mock_codex.last_request.json["model"], resp.json()["model"]) == ("gpt-6.1-sol", "gpt-6.1-sol")
+    for retired, current in [("gpt-5.4", "gpt-5.6-terra"), ("GPT-5.4-mini-high", "gpt-5.6-luna"), ("gpt-5.2-codex", "gpt-6.1-sol")]:
+        post(envoy.url + "/v1/chat/completions", chat_body(model=retired))
+        assert mock_codex.last_request.json["model"] == current, retired
+    post(envoy.url + "/v1/chat/completions", chat_body(model="Some-Future-Model"))
+    assert mock_codex.last_request.json["model"] == "some-future-model"
     envoy = envoy_factory(DEBUG_MODEL="gpt-5.2")
     post(envoy.url + "/v1/chat/completions", chat_body(model="gpt-5.6-sol-high"))
     assert mock_codex.last_request.json["model"] == "gpt-5.2"

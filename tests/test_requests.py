@@ -25,20 +25,31 @@ def test_health_and_root_are_public(envoy):
 
 def test_models_list_is_gated_and_openai_shaped(envoy, openai_client):
     assert requests.get(envoy.url + "/v1/models", timeout=5).status_code == 401
-    ids = [m.id for m in openai_client.models.list()]
-    assert ids == ["gpt-5.6-sol", "gpt-5.6-terra", "gpt-5.6-luna", "gpt-5.5", "gpt-5.2"]
+    assert requests.get(envoy.url + "/v1/models?client_version=0.169.0", timeout=5).status_code == 401
     body = requests.get(envoy.url + "/v1/models", headers=AUTH, timeout=5).json()
     assert body["object"] == "list"
-    assert body["data"][0] == {"id": "gpt-5.6-sol", "object": "model", "created": body["data"][0]["created"], "owned_by": "openai-codex"}
+    first = body["data"][0]
+    assert first == {
+        "id": "gpt-6.1-sol",
+        "object": "model",
+        "created": first["created"],
+        "owned_by": "openai-codex",
+        "display_name": "GPT-6.1-Sol",
+        "description": "Latest workhorse model for coding and everyday work.",
+        "context_window": 272000,
+    }
     assert openai_client.models.retrieve("gpt-5.5").id == "gpt-5.5"
     with pytest.raises(openai.NotFoundError):
         openai_client.models.retrieve("gpt-0")
 
 
 def test_expose_models_replaces_the_list(envoy_factory):
-    envoy = envoy_factory(EXPOSE_MODELS='["a-model", "b-model"]')
+    envoy = envoy_factory(EXPOSE_MODELS='["a-model", "gpt-5.5"]')
     body = requests.get(envoy.url + "/v1/models", headers=AUTH, timeout=5).json()
-    assert [m["id"] for m in body["data"]] == ["a-model", "b-model"]
+    assert [m["id"] for m in body["data"]] == ["a-model", "gpt-5.5"]
+    assert "context_window" not in body["data"][0] and body["data"][1]["context_window"] == 272000
+    codex = requests.get(envoy.url + "/v1/models?client_version=0.169.0", headers=AUTH, timeout=5).json()
+    assert [(m["slug"], m["priority"]) for m in codex["models"]] == [("a-model", 1), ("gpt-5.5", 2)]
 
 
 @pytest.mark.parametrize(

@@ -443,3 +443,18 @@ def test_usage_and_rate_limits_are_read_on_the_way(envoy_factory, mock_codex):
     assert stat("codex_requests_responses_2xx") == 1
     assert (stat("codex_tokens_prompt"), stat("codex_tokens_completion")) == (7, 3)
     assert stat("codex_rate_limit_primary_used_percent") == 42
+
+
+def test_the_catalogue_rules_apply(envoy, mock_codex, openai_client):
+    mock_codex.enqueue(as_backend(), as_backend())
+    openai_client.responses.create(model="gpt-6.1-sol", input="hi", reasoning={"effort": "ultra"}, service_tier="fast", parallel_tool_calls=True)
+    seen = mock_codex.last_request.json
+    # `ultra` goes on the wire as `max`, `fast` is the priority tier, a lite model makes no
+    # parallel tool calls; the public shape stays the public shape (the backend takes both).
+    assert (seen["model"], seen["reasoning"]["effort"], seen["service_tier"]) == ("gpt-6.1-sol", "max", "priority")
+    assert seen["parallel_tool_calls"] is False
+    assert seen["instructions"] == "You are a helpful assistant."
+    assert mock_codex.last_request.header("x-openai-internal-codex-responses-lite") is None
+    openai_client.responses.create(input="hi")
+    seen = mock_codex.last_request.json
+    assert seen["model"] == "gpt-6.1-sol"  # the catalogue's default model

@@ -3,7 +3,8 @@
 
 Input: a `GET .../codex/models` answer, or the `models.json` a Codex CLI release bundles
 (the same schema). Output: the same `{"models": [...]}` shape with only the fields the filter
-reads, so the module carries a few kilobytes instead of every model's prompt texts.
+reads or passes on to a Codex CLI (`CODEX_FIELDS` in src/core/catalogue/entry.rs, kept equal
+by a unit test), so the module carries a few kilobytes instead of every model's prompt texts.
 
     python3 tools/slim_catalogue.py models.json > src/core/catalogue/builtin.json
 """
@@ -33,6 +34,13 @@ KEPT = (
     "default_service_tier",
     "service_tiers",
     "additional_speed_tiers",
+    "shell_type",
+    "supported_in_api",
+    "truncation_policy",
+    "apply_patch_tool_type",
+    "web_search_tool_type",
+    "supports_search_tool",
+    "supports_image_detail_original",
 )
 
 

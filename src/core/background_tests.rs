@@ -186,7 +186,10 @@ fn start_up_errors_are_one_line_naming_the_problem() {
 fn the_plugin_configuration_wins_over_the_environment() {
     let plugin = br#"{"REASONING_EFFORT": "high"}"#;
     let s = started(Some(plugin), &[("REASONING_EFFORT", "low")]).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(s.vm.config.default_effort, crate::core::reasoning::Effort::High);
+    assert_eq!(
+        s.vm.config.default_effort,
+        Some(crate::core::reasoning::Effort::High)
+    );
     assert!(
         started(Some(b"  "), &[]).is_ok(),
         "an empty configuration is no configuration"

@@ -9,7 +9,6 @@ pub mod error;
 pub mod flow;
 pub mod instructions;
 pub mod metrics;
-pub mod models;
 pub mod port;
 pub mod reasoning;
 pub mod reply;

@@ -125,9 +125,12 @@ pub struct ReasoningParam {
     pub effort: Effort,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub summary: Option<Summary>,
+    /// `all_turns` in the lite request shape: the backend keeps every turn's reasoning.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<&'static str>,
 }
 
-/// The per-request reasoning inputs, in precedence order.
+/// The reasoning fields of a request body.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ReasoningRequest<'a> {
     /// `reasoning.effort`
@@ -136,22 +139,24 @@ pub struct ReasoningRequest<'a> {
     pub object_summary: Option<&'a str>,
     /// top-level `reasoning_effort`
     pub reasoning_effort: Option<&'a str>,
-    /// effort suffix of the model name (`gpt-5.5-high`)
-    pub model_suffix: Option<Effort>,
 }
 
-/// Precedence: `reasoning.effort` > `reasoning_effort` > model suffix > `REASONING_EFFORT`.
-pub fn resolve(
-    request: &ReasoningRequest<'_>,
-    default_effort: Effort,
-    default_summary: Summary,
-) -> Result<ReasoningParam, ApiError> {
-    let explicit = match (request.object_effort, request.reasoning_effort) {
+/// The effort the body names: `reasoning.effort` > `reasoning_effort`; an unknown value is a
+/// 400 naming its parameter. Then come the model suffix and `REASONING_EFFORT`, and the
+/// catalogue fits the result to the model (`catalogue::rules::for_request`).
+pub fn explicit_effort(request: &ReasoningRequest<'_>) -> Result<Option<Effort>, ApiError> {
+    Ok(match (request.object_effort, request.reasoning_effort) {
         (Some(raw), _) => Some(parse_effort(raw, "reasoning.effort")?),
         (None, Some(raw)) => Some(parse_effort(raw, "reasoning_effort")?),
         (None, None) => None,
-    };
-    let effort = explicit.or(request.model_suffix).unwrap_or(default_effort);
+    })
+}
+
+/// `reasoning.summary`, else `REASONING_SUMMARY`; `None` leaves it out of the request.
+pub fn summary(
+    request: &ReasoningRequest<'_>,
+    default_summary: Summary,
+) -> Result<Option<Summary>, ApiError> {
     let summary = match request.object_summary {
         Some(raw) => Summary::parse(raw).ok_or_else(|| {
             ApiError::invalid_param(
@@ -164,10 +169,7 @@ pub fn resolve(
         })?,
         None => default_summary,
     };
-    Ok(ReasoningParam {
-        effort,
-        summary: (summary != Summary::None).then_some(summary),
-    })
+    Ok((summary != Summary::None).then_some(summary))
 }
 
 fn parse_effort(raw: &str, param: &str) -> Result<Effort, ApiError> {
@@ -187,23 +189,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn precedence_is_object_then_top_level_then_suffix_then_default() {
-        let cases: &[(ReasoningRequest, Effort)] = &[
-            (ReasoningRequest::default(), Effort::Low),
-            (
-                ReasoningRequest {
-                    model_suffix: Some(Effort::High),
-                    ..Default::default()
-                },
-                Effort::High,
-            ),
+    fn the_object_effort_beats_the_top_level_one() {
+        let cases: &[(ReasoningRequest, Option<Effort>)] = &[
+            (ReasoningRequest::default(), None),
             (
                 ReasoningRequest {
                     reasoning_effort: Some("minimal"),
-                    model_suffix: Some(Effort::High),
                     ..Default::default()
                 },
-                Effort::Minimal,
+                Some(Effort::Minimal),
             ),
             (
                 ReasoningRequest {
@@ -211,61 +205,44 @@ mod tests {
                     reasoning_effort: Some("minimal"),
                     ..Default::default()
                 },
-                Effort::Xhigh,
+                Some(Effort::Xhigh),
             ),
-            // A reasoning object without effort no longer hides the suffix.
             (
                 ReasoningRequest {
                     object_summary: Some("concise"),
-                    model_suffix: Some(Effort::Medium),
                     ..Default::default()
                 },
-                Effort::Medium,
+                None,
             ),
         ];
         for (request, expected) in cases {
-            let got = resolve(request, Effort::Low, Summary::Auto).map(|r| r.effort);
-            assert_eq!(got, Ok(*expected), "{request:?}");
+            assert_eq!(explicit_effort(request), Ok(*expected), "{request:?}");
         }
     }
 
     #[test]
     fn summary_none_is_omitted_and_invalid_values_are_400() {
-        let r = resolve(
-            &ReasoningRequest {
-                object_summary: Some("none"),
-                ..Default::default()
-            },
-            Effort::Low,
-            Summary::Auto,
-        );
+        let none = ReasoningRequest {
+            object_summary: Some("none"),
+            ..Default::default()
+        };
+        assert_eq!(summary(&none, Summary::Auto), Ok(None));
         assert_eq!(
-            r,
-            Ok(ReasoningParam {
-                effort: Effort::Low,
-                summary: None
-            })
+            summary(&ReasoningRequest::default(), Summary::Concise),
+            Ok(Some(Summary::Concise))
         );
-        let err = resolve(
-            &ReasoningRequest {
-                reasoning_effort: Some("extreme"),
-                ..Default::default()
-            },
-            Effort::Low,
-            Summary::Auto,
-        )
+        let err = explicit_effort(&ReasoningRequest {
+            reasoning_effort: Some("extreme"),
+            ..Default::default()
+        })
         .err()
         .map(|e| (e.status, e.param));
         assert_eq!(err, Some((400, Some("reasoning_effort".to_string()))));
-        let err = resolve(
-            &ReasoningRequest {
-                object_summary: Some("loud"),
-                ..Default::default()
-            },
-            Effort::Low,
-            Summary::Auto,
-        );
-        assert!(err.is_err());
+        let loud = ReasoningRequest {
+            object_summary: Some("loud"),
+            ..Default::default()
+        };
+        assert!(summary(&loud, Summary::Auto).is_err());
     }
 
     #[test]

@@ -1,8 +1,43 @@
 //! Test data shared by the core's unit tests: the canonical upstream streams kept as files in
 //! `tests/fixtures/streams/` (the end-to-end mock, the fuzz corpus and the benchmark play the
-//! same files), and one builder for the odd streams a test needs beyond them.
+//! same files), one builder for the odd streams a test needs beyond them, and the model
+//! catalogues the request rules are tested against.
+
+use std::sync::OnceLock;
 
 use serde_json::Value;
+
+use crate::core::catalogue::Catalogue;
+use crate::core::catalogue::settings::ModelSettings;
+
+/// The built-in catalogue (slimmed from the one Codex CLI 0.169.0 bundles), parsed once.
+pub fn catalogue() -> &'static Catalogue {
+    static CATALOGUE: OnceLock<Catalogue> = OnceLock::new();
+    CATALOGUE.get_or_init(|| {
+        let cat = Catalogue::builtin();
+        assert!(!cat.entries.is_empty(), "the built-in catalogue did not parse");
+        cat
+    })
+}
+
+/// No `EXPOSE_MODELS`, no `DEBUG_MODEL`.
+pub fn settings() -> &'static ModelSettings {
+    static SETTINGS: OnceLock<ModelSettings> = OnceLock::new();
+    SETTINGS.get_or_init(ModelSettings::default)
+}
+
+/// A catalogue of odd entries the real one does not have (yet): gaps between efforts, no
+/// effort list, no parallel tool calls, a catalogue default tier, no verbosity.
+pub fn odd_catalogue() -> Catalogue {
+    let body = br#"{"models":[
+      {"slug":"gapped","visibility":"list","priority":1,"use_responses_lite":false,
+       "supported_reasoning_levels":[{"effort":"low"},{"effort":"high"}],
+       "supports_parallel_tool_calls":false,"support_verbosity":false,"default_verbosity":"high",
+       "service_tiers":[{"id":"priority"},{"id":"flex"}],"default_service_tier":"flex"},
+      {"slug":"bare","visibility":"hide","priority":2}
+    ]}"#;
+    Catalogue::parse(body).unwrap_or_else(|e| panic!("{e}"))
+}
 
 /// One recorded upstream body, exactly as the backend sends it.
 pub struct Fixture {

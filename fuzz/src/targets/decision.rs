@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use codex_openai_wrapper::core::auth::auth_json::ChatgptTokens;
+use codex_openai_wrapper::core::catalogue::Catalogue;
 use codex_openai_wrapper::core::config::Config;
 use codex_openai_wrapper::core::flow::headers::{HeaderView, READ_REQUEST_HEADERS};
 use codex_openai_wrapper::core::routing::decision::{
@@ -54,6 +55,9 @@ const DICTIONARY: &[&str] = &[
     "/v1/completions",
     "/v1/models",
     "/v1/models/gpt-5.5",
+    "/v1/models/codex-auto-review",
+    "?client_version=0.169.0",
+    "&client_version",
     "/health",
     "/api/tags",
     "/tagged/v1/",
@@ -82,6 +86,11 @@ const DICTIONARY: &[&str] = &[
     "\noriginator: codex_vscode",
     "\nsec-ch-ua-platform: \"Linux\"",
 ];
+
+fn catalogue() -> &'static Catalogue {
+    static CATALOGUE: OnceLock<Catalogue> = OnceLock::new();
+    CATALOGUE.get_or_init(Catalogue::builtin)
+}
 
 fn configs() -> &'static [(&'static str, Config)] {
     static CONFIGS: OnceLock<Vec<(&'static str, Config)>> = OnceLock::new();
@@ -214,7 +223,7 @@ pub fn check(data: &[u8]) -> u64 {
             path: &path,
             headers: &headers,
         };
-        let decision = decide(cfg, &head, 1_766_361_600);
+        let decision = decide(cfg, catalogue(), &head, 1_766_361_600);
         let gated = cfg.client_key.is_some() && !health;
         match &decision {
             Decision::Reply(reply) => {
@@ -253,9 +262,21 @@ pub fn check(data: &[u8]) -> u64 {
                         "{name}: {status} for {method} {path} without the key"
                     );
                 }
+                // A model list is one of the two shapes, each entry naming its model.
+                if status == 200 && route.ends_with("/models") {
+                    let (entries, id) = match body.get("models") {
+                        Some(models) => (models, "slug"),
+                        None => (&body["data"], "id"),
+                    };
+                    let entries = entries
+                        .as_array()
+                        .unwrap_or_else(|| panic!("{name}: a model list without entries: {body}"));
+                    assert!(entries.iter().all(|m| m[id].is_string()), "{name}: {body}");
+                }
                 signature.push(mix(&[
                     u64::from(status),
                     fnv(body["error"]["code"].to_string().as_bytes()),
+                    u64::from(body.get("models").is_some()),
                 ]));
             }
             Decision::PassThrough => {

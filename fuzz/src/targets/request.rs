@@ -4,15 +4,17 @@
 //! * never a panic;
 //! * `Ok`: a JSON object with the backend's fixed fields (`stream: true`, `store: false`,
 //!   the `include` list), the resolved model, a message `input`, the session id as
-//!   `prompt_cache_key`, and no field outside the Responses request; the same body always
-//!   translates to the same bytes;
+//!   `prompt_cache_key`, and no field outside the Responses request; the lite shape (no
+//!   `instructions` or `tools`, the tools as the first input item, no parallel tool calls)
+//!   exactly when the translation says so; the same body always translates to the same bytes;
 //! * `Err`: status 400–499 and an OpenAI error body.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use codex_openai_wrapper::core::catalogue::Catalogue;
+use codex_openai_wrapper::core::catalogue::settings::ModelSettings;
 use codex_openai_wrapper::core::error::ApiError;
-use codex_openai_wrapper::core::models::ModelCatalog;
 use codex_openai_wrapper::core::reasoning::{Effort, Summary};
 use codex_openai_wrapper::core::translate::request::common::{ToolsFormat, TranslateContext, Translated};
 use codex_openai_wrapper::core::translate::request::{chat, completions};
@@ -83,6 +85,11 @@ const DICTIONARY: &[&str] = &[
     "gpt-5.5-high",
     "gpt-5-codex",
     "gpt-5.6-sol-minimal",
+    "gpt-6.1-sol",
+    "gpt-6-sol-fast",
+    "gpt-5.4-mini",
+    "ultra",
+    "fast",
     "data:image/png;base64,AAA-_w",
     "data:;base64,",
     "https://example.com/a.png",
@@ -105,19 +112,30 @@ const RESPONSES_FIELDS: &[&str] = &[
     "service_tier",
 ];
 
-fn models() -> &'static ModelCatalog {
-    static MODELS: OnceLock<ModelCatalog> = OnceLock::new();
-    MODELS.get_or_init(|| ModelCatalog::new(None, None).unwrap_or_else(|e| panic!("{e:?}")))
+fn models() -> &'static ModelSettings {
+    static MODELS: OnceLock<ModelSettings> = OnceLock::new();
+    MODELS.get_or_init(ModelSettings::default)
+}
+
+fn catalogue() -> &'static Catalogue {
+    static CATALOGUE: OnceLock<Catalogue> = OnceLock::new();
+    CATALOGUE.get_or_init(Catalogue::builtin)
 }
 
 /// The default settings, and a variant picked by the input (tool format, session header,
-/// configured instructions, defaults).
+/// configured instructions, defaults, the lite shape allowed).
 fn contexts(hash: u64) -> [TranslateContext<'static>; 2] {
-    let base = TranslateContext::defaults(models());
+    let base = TranslateContext::defaults(catalogue(), models());
     let bit = |n: u32| hash >> n & 1 == 1;
     let variant = TranslateContext {
+        catalogue: catalogue(),
         models: models(),
-        default_effort: if bit(0) { Effort::High } else { Effort::Minimal },
+        lite_shape: bit(6),
+        default_effort: if bit(0) {
+            Some(Effort::High)
+        } else {
+            Some(Effort::Minimal)
+        },
         default_summary: if bit(1) { Summary::None } else { Summary::Detailed },
         tools_format: if bit(2) {
             ToolsFormat::Nested
@@ -197,13 +215,26 @@ fn accepted(t: &Translated) -> u64 {
         t.model
     );
     assert_eq!(field("prompt_cache_key"), t.session_id.as_str());
-    assert!(field("instructions").is_string());
     assert!(field("parallel_tool_calls").is_boolean());
-    let tools: Vec<Box<RawValue>> =
-        serde_json::from_str(fields["tools"].get()).unwrap_or_else(|e| panic!("tools: {e}"));
-    let input: Vec<BTreeMap<String, Box<RawValue>>> =
+    let mut input: Vec<BTreeMap<String, Box<RawValue>>> =
         serde_json::from_str(fields["input"].get()).unwrap_or_else(|e| panic!("input: {e}"));
+    let tools_raw = if t.lite {
+        assert!(!fields.contains_key("instructions") && !fields.contains_key("tools"));
+        assert_eq!(field("parallel_tool_calls"), false);
+        assert!(!input.is_empty(), "a lite body without its tools item");
+        let first = input.remove(0);
+        assert_eq!(first.get("type").map(|t| t.get()), Some(r#""additional_tools""#));
+        first
+            .get("tools")
+            .map(|t| t.get().to_string())
+            .unwrap_or_else(|| panic!("an additional_tools item without tools"))
+    } else {
+        assert!(field("instructions").is_string());
+        fields["tools"].get().to_string()
+    };
+    let tools: Vec<Box<RawValue>> = serde_json::from_str(&tools_raw).unwrap_or_else(|e| panic!("tools: {e}"));
     let mut keys: Vec<u64> = fields.keys().map(|k| fnv(k.as_bytes())).collect();
+    keys.push(u64::from(t.lite) << 2);
     for item in &input {
         let kind = item
             .get("type")

@@ -18,8 +18,9 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
+use codex_openai_wrapper::core::catalogue::Catalogue;
+use codex_openai_wrapper::core::catalogue::settings::ModelSettings;
 use codex_openai_wrapper::core::error::ApiError;
-use codex_openai_wrapper::core::models::ModelCatalog;
 use codex_openai_wrapper::core::reasoning::{Effort, Summary};
 use codex_openai_wrapper::core::translate::request::common::{ToolsFormat, TranslateContext};
 use codex_openai_wrapper::core::translate::request::responses::{DROPPED, Upstream, translate};
@@ -79,21 +80,26 @@ const REQUEST_DICTIONARY: &[&str] = &[
     "none",
 ];
 
-fn models() -> &'static ModelCatalog {
-    static MODELS: OnceLock<ModelCatalog> = OnceLock::new();
-    MODELS.get_or_init(|| ModelCatalog::new(None, None).unwrap_or_else(|e| panic!("{e:?}")))
+fn models() -> &'static ModelSettings {
+    static MODELS: OnceLock<ModelSettings> = OnceLock::new();
+    MODELS.get_or_init(ModelSettings::default)
+}
+
+fn catalogue() -> &'static Catalogue {
+    static CATALOGUE: OnceLock<Catalogue> = OnceLock::new();
+    CATALOGUE.get_or_init(Catalogue::builtin)
 }
 
 fn context(hash: u64) -> TranslateContext<'static> {
     let bit = |n: u32| hash >> n & 1 == 1;
     TranslateContext {
-        models: models(),
-        default_effort: if bit(0) { Effort::High } else { Effort::Low },
+        default_effort: bit(0).then_some(Effort::High),
         default_summary: if bit(1) { Summary::None } else { Summary::Auto },
         tools_format: ToolsFormat::Flat,
         session_hint: bit(2).then_some("session-from-header"),
         base_instructions: bit(3).then_some("Base instructions."),
         codex_instructions: None,
+        ..TranslateContext::defaults(catalogue(), models())
     }
 }
 

@@ -111,7 +111,10 @@ pub const VARIABLES: &[Variable] = &[
     v("CODEX_REFRESH_TOKEN_URL", Filter, Text(DEFAULT_REFRESH_TOKEN_URL)),
     v("EXPOSE_MODELS", Filter, Note("the built-in catalogue")),
     v("DEBUG_MODEL", Filter, Unset),
-    one_of("REASONING_EFFORT", Filter, "low", Effort::VALUES),
+    Variable {
+        default: Note("the model's catalogue default (low for a model the catalogue does not know)"),
+        ..one_of("REASONING_EFFORT", Filter, "low", Effort::VALUES)
+    },
     one_of("REASONING_SUMMARY", Filter, "auto", Summary::SETTING_VALUES),
     one_of(
         "REASONING_OUTPUT_MODE",

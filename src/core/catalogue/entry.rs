@@ -1,7 +1,8 @@
 //! One catalogue entry: the fields of the backend's model object that the filter reads. The
-//! rest (prompt texts, tool settings, plans) stays with the backend's own clients.
+//! rest (prompt texts, plans) stays with the backend's own clients.
 
 use serde::Deserialize;
+use serde_json::{Map, Value};
 
 use crate::core::reasoning::Effort;
 
@@ -37,7 +38,45 @@ pub struct ModelEntry {
     pub default_service_tier: Option<String>,
     /// Client-facing names of speed tiers (`fast`).
     pub speed_tiers: Vec<String>,
+    /// The entry's [`CODEX_FIELDS`] as the catalogue gave them, for the Codex-shaped
+    /// `/v1/models` answer (see `listing`).
+    pub codex_fields: Map<String, Value>,
 }
+
+/// The fields of a catalogue entry the filter keeps: what the request rules read plus what a
+/// Codex CLI needs to accept the entry from `/v1/models?client_version=`. The prompt texts
+/// (`model_messages`, tens of kilobytes per model) are left out. `tools/slim_catalogue.py`
+/// keeps the same list (a unit test compares them).
+pub const CODEX_FIELDS: &[&str] = &[
+    "slug",
+    "display_name",
+    "description",
+    "visibility",
+    "priority",
+    "default_reasoning_level",
+    "supported_reasoning_levels",
+    "default_reasoning_summary",
+    "supports_reasoning_summaries",
+    "supports_reasoning_summary_parameter",
+    "context_window",
+    "max_context_window",
+    "minimal_client_version",
+    "use_responses_lite",
+    "support_verbosity",
+    "default_verbosity",
+    "supports_parallel_tool_calls",
+    "input_modalities",
+    "default_service_tier",
+    "service_tiers",
+    "additional_speed_tiers",
+    "shell_type",
+    "supported_in_api",
+    "truncation_policy",
+    "apply_patch_tool_type",
+    "web_search_tool_type",
+    "supports_search_tool",
+    "supports_image_detail_original",
+];
 
 #[derive(Deserialize)]
 struct Raw {
@@ -90,6 +129,8 @@ impl ModelEntry {
     /// `None` when the entry has no slug or a field of the wrong type.
     pub fn parse(json: &str) -> Option<Self> {
         let raw: Raw = serde_json::from_str(json).ok()?;
+        let mut codex_fields: Map<String, Value> = serde_json::from_str(json).ok()?;
+        codex_fields.retain(|key, _| CODEX_FIELDS.contains(&key.as_str()));
         let slug = raw.slug.trim().to_string();
         if slug.is_empty() {
             return None;
@@ -125,6 +166,7 @@ impl ModelEntry {
                 .collect(),
             default_service_tier: raw.default_service_tier,
             speed_tiers: raw.additional_speed_tiers.unwrap_or_default(),
+            codex_fields,
         })
     }
 }
@@ -154,7 +196,25 @@ mod tests {
             (bare.visibility, bare.priority, bare.lite),
             (Visibility::Hide, i64::MAX, false)
         );
+        assert!(bare.codex_fields.contains_key("slug"));
+        assert!(!entry.codex_fields.contains_key("future_field"));
         assert!(ModelEntry::parse(r#"{"slug":"  "}"#).is_none());
         assert!(ModelEntry::parse(r#"{"slug":"m","priority":"high"}"#).is_none());
+    }
+
+    #[test]
+    fn the_slimming_script_keeps_the_same_fields() {
+        let script = include_str!("../../../tools/slim_catalogue.py");
+        let kept = script
+            .split("KEPT = (")
+            .nth(1)
+            .and_then(|rest| rest.split(')').next())
+            .unwrap_or_else(|| panic!("no KEPT list in the script"));
+        let names: Vec<&str> = kept
+            .split(',')
+            .map(|n| n.trim().trim_matches('"'))
+            .filter(|n| !n.is_empty())
+            .collect();
+        assert_eq!(names, CODEX_FIELDS);
     }
 }

@@ -4,9 +4,13 @@
 //! built-in copy (`builtin.json`, written by `tools/slim_catalogue.py` from a Codex CLI
 //! release's bundled list) before that, when the fetch fails, and in API-key modes.
 
+pub mod aliases;
 pub mod entry;
+pub mod listing;
 pub mod record;
 pub mod refresh;
+pub mod rules;
+pub mod settings;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -63,12 +67,19 @@ impl Catalogue {
         }
         let document: Document =
             serde_json::from_slice(body).map_err(|e| CatalogueError::NotACatalogue(e.to_string()))?;
-        let mut entries: Vec<ModelEntry> = document
+        let mut entries: Vec<ModelEntry> = Vec::new();
+        for entry in document
             .models
             .iter()
             .take(MAX_ENTRIES)
             .filter_map(|raw| ModelEntry::parse(raw.get()))
-            .collect();
+        {
+            // A slug names one model: a second entry for it would make `find` and the listing
+            // disagree about which one serves, so the backend's first stands.
+            if !entries.iter().any(|e| e.slug == entry.slug) {
+                entries.push(entry);
+            }
+        }
         if entries.is_empty() {
             return Err(CatalogueError::Empty);
         }
@@ -141,7 +152,7 @@ mod tests {
 
     #[test]
     fn odd_entries_are_skipped_and_bad_documents_refused() {
-        let body = br#"{"models":[{"slug":"b","priority":2},{"priority":"x"},{"slug":"a","priority":2,"visibility":"list"},7]}"#;
+        let body = br#"{"models":[{"slug":"b","priority":2},{"priority":"x"},{"slug":"a","priority":2,"visibility":"list"},7,{"slug":"a","priority":1}]}"#;
         let cat = Catalogue::parse(body).unwrap_or_else(|e| panic!("{e}"));
         let slugs: Vec<&str> = cat.entries.iter().map(|e| e.slug.as_str()).collect();
         assert_eq!(slugs, ["a", "b"]);

@@ -32,31 +32,9 @@ pub const MAX_ETAG_BYTES: usize = 512;
 /// Writers retry this often when another VM wrote in between; more would mean a bug.
 const CAS_ATTEMPTS: usize = 8;
 
-/// The fields of a catalogue entry the filter keeps (the same list as
-/// `tools/slim_catalogue.py`, which writes the built-in copy; a unit test keeps them equal).
-pub const KEPT_FIELDS: &[&str] = &[
-    "slug",
-    "display_name",
-    "description",
-    "visibility",
-    "priority",
-    "default_reasoning_level",
-    "supported_reasoning_levels",
-    "default_reasoning_summary",
-    "supports_reasoning_summaries",
-    "supports_reasoning_summary_parameter",
-    "context_window",
-    "max_context_window",
-    "minimal_client_version",
-    "use_responses_lite",
-    "support_verbosity",
-    "default_verbosity",
-    "supports_parallel_tool_calls",
-    "input_modalities",
-    "default_service_tier",
-    "service_tiers",
-    "additional_speed_tiers",
-];
+/// The fields of a catalogue entry the stored copy keeps: what the filter reads and what a
+/// Codex CLI needs from `/v1/models?client_version=`.
+pub use crate::core::catalogue::entry::CODEX_FIELDS as KEPT_FIELDS;
 
 /// The schedule and outcome of the catalogue fetch, shared by every VM.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -254,23 +232,6 @@ pub fn slim(body: &[u8]) -> Result<Vec<u8>, CatalogueError> {
 mod tests {
     use super::*;
     use crate::core::port::{MemoryPort, SharedMemory};
-
-    #[test]
-    fn the_kept_fields_are_the_slimming_scripts() {
-        let script = include_str!("../../../tools/slim_catalogue.py");
-        let (_, rest) = script
-            .split_once("KEPT = (")
-            .unwrap_or_else(|| panic!("no KEPT in the script"));
-        let (list, _) = rest
-            .split_once(')')
-            .unwrap_or_else(|| panic!("KEPT does not end"));
-        let names: Vec<&str> = list
-            .split(',')
-            .map(|n| n.trim().trim_matches('"'))
-            .filter(|n| !n.is_empty())
-            .collect();
-        assert_eq!(names, KEPT_FIELDS);
-    }
 
     #[test]
     fn slimming_keeps_what_the_filter_reads() {

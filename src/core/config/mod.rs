@@ -14,12 +14,12 @@ use std::collections::HashMap;
 use crate::core::auth::auth_json::ChatgptTokens;
 pub use crate::core::auth::etcd::DEFAULT_KEY as DEFAULT_ETCD_KEY;
 pub use crate::core::auth::token::DEFAULT_CLIENT_ID;
+use crate::core::catalogue::settings::ModelSettings;
 use crate::core::config::header_forwarding::ForwardMode;
 use crate::core::config::identity::Identity;
 use crate::core::config::upstream::{UpstreamAuth, responses_url};
 use crate::core::config::upstream_url::UpstreamUrl;
 use crate::core::config::values::{ConfigError, allowed, flag, positive};
-use crate::core::models::ModelCatalog;
 use crate::core::reasoning::{Effort, OutputMode, Summary};
 use crate::core::translate::request::common::ToolsFormat;
 
@@ -59,8 +59,9 @@ pub struct Config {
     /// The raw auth.json document (never logged).
     pub codex_auth: Option<String>,
     pub upstream: UpstreamUrl,
-    pub models: ModelCatalog,
-    pub default_effort: Effort,
+    pub models: ModelSettings,
+    /// `REASONING_EFFORT`; `None`: the model's catalogue default.
+    pub default_effort: Option<Effort>,
     pub default_summary: Summary,
     pub output_mode: OutputMode,
     /// `REASONING_OUTPUT_MODE=all`: the prefixed route families exist.
@@ -136,9 +137,9 @@ impl Config {
         };
         let default_effort = match var("REASONING_EFFORT") {
             Some(raw) => {
-                Effort::parse(&raw).ok_or_else(|| allowed("REASONING_EFFORT", &raw, Effort::VALUES))?
+                Some(Effort::parse(&raw).ok_or_else(|| allowed("REASONING_EFFORT", &raw, Effort::VALUES))?)
             }
-            None => Effort::Low,
+            None => None,
         };
         let default_summary = match var("REASONING_SUMMARY") {
             Some(raw) => Summary::parse_setting(&raw)
@@ -146,7 +147,7 @@ impl Config {
             None => Summary::Auto,
         };
         let upstream = responses_url(&var)?;
-        let models = ModelCatalog::new(var("EXPOSE_MODELS").as_deref(), var("DEBUG_MODEL"))?;
+        let models = ModelSettings::new(var("EXPOSE_MODELS").as_deref(), var("DEBUG_MODEL"))?;
         let tools_format = match var("UPSTREAM_TOOLS_FORMAT")
             .map(|v| v.trim().to_ascii_lowercase())
             .as_deref()
@@ -293,7 +294,7 @@ mod tests {
     fn defaults_match_the_original() {
         let cfg = load(&[]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cfg.client_key, None);
-        assert_eq!(cfg.default_effort, Effort::Low);
+        assert_eq!(cfg.default_effort, None);
         assert_eq!(cfg.default_summary, Summary::Auto);
         assert_eq!(cfg.output_mode, OutputMode::OpenAi);
         assert!(!cfg.prefixed_modes);
@@ -375,7 +376,7 @@ mod tests {
         let cfg =
             load(&[("OPENAI_API_KEY", "  "), ("REASONING_EFFORT", "")]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cfg.client_key, None);
-        assert_eq!(cfg.default_effort, Effort::Low);
+        assert_eq!(cfg.default_effort, None);
     }
 
     #[test]

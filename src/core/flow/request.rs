@@ -147,7 +147,8 @@ impl RequestFlow {
             path: &path,
             headers: &view.text,
         };
-        let forward = match decision::decide(cfg, &head, now) {
+        let catalogue = vm.catalogue.borrow().clone();
+        let forward = match decision::decide(cfg, &catalogue, &head, now) {
             Decision::Reply(reply) => return self.refuse(hold, reply, end_of_stream),
             Decision::PassThrough => {
                 self.route = RouteKind::Ollama;
@@ -187,7 +188,7 @@ impl RequestFlow {
         } else {
             // Portable mode: headers leave now, so the session id is the client's, if any.
             let session = forward.session_hint.as_deref();
-            let upstream = decision::upstream_headers_for(
+            let mut upstream = decision::upstream_headers_for(
                 cfg,
                 forward.endpoint,
                 tokens.as_ref(),
@@ -195,6 +196,9 @@ impl RequestFlow {
                 session,
                 None,
             );
+            // The body is not read yet, so a chat body goes in the classic shape (see
+            // TranslateContext); a Responses body is the client's, in the shape its header says.
+            decision::mark_lite(&mut upstream, forward.lite_shape);
             let writes = vec![Step::ReplaceRequestHeaders(decision::final_request_headers(
                 &headers, upstream,
             ))];
@@ -255,7 +259,12 @@ impl RequestFlow {
             Err(error) => return self.reply(error),
         };
         self.sent_ms = port.now_ms();
-        let Translated { body, session_id, .. } = translated;
+        let Translated {
+            body,
+            session_id,
+            lite,
+            ..
+        } = translated;
         let length = body.len();
         let mut writes = vec![Step::ReplaceRequestBody(body)];
         if !held {
@@ -271,7 +280,7 @@ impl RequestFlow {
             },
         };
         let session = Some(session_id.as_str()).filter(|s| !s.is_empty());
-        let upstream = decision::upstream_headers_for(
+        let mut upstream = decision::upstream_headers_for(
             cfg,
             forward.endpoint,
             tokens.as_ref(),
@@ -279,6 +288,7 @@ impl RequestFlow {
             session,
             Some(length),
         );
+        decision::mark_lite(&mut upstream, lite);
         writes.push(Step::ReplaceRequestHeaders(decision::final_request_headers(
             &headers, upstream,
         )));
@@ -525,8 +535,12 @@ impl RequestFlow {
     ) -> Result<Translated, ApiError> {
         let cfg = &vm.config;
         let texts = vm.instructions.borrow();
+        let catalogue = vm.catalogue.borrow().clone();
         let ctx = TranslateContext {
+            catalogue: &catalogue,
             models: &cfg.models,
+            // The lite header must go with a lite body, so only held headers allow the shape.
+            lite_shape: cfg.hold_headers && cfg.auth.is_chatgpt(),
             default_effort: cfg.default_effort,
             default_summary: cfg.default_summary,
             tools_format: cfg.tools_format,
@@ -546,7 +560,7 @@ impl RequestFlow {
                 };
                 responses_request::translate(body, &ctx, upstream)?
             }
-            Endpoint::ResponsesCompact => responses_request::compact(body, &ctx)?,
+            Endpoint::ResponsesCompact => responses_request::compact(body, &ctx, forward.lite_shape)?,
         };
         self.client = Some(ClientRequest {
             endpoint: forward.endpoint,

@@ -7,6 +7,7 @@ use super::*;
 use crate::core::auth::auth_json::tests::auth_json;
 use crate::core::auth::token::{Grant, TokenRecord};
 use crate::core::auth::waiters::WaitList;
+use crate::core::catalogue::Catalogue;
 use crate::core::config::Config;
 use crate::core::port::{MemoryPort, SharedMemory};
 use crate::core::test_support::text_stream;
@@ -339,6 +340,93 @@ fn portable_headers_leave_at_header_time_with_the_client_session() {
     let steps = drive.body(&chat(false));
     assert_eq!(steps.next, Next::Continue);
     assert!(matches!(steps.writes.as_slice(), [Step::ReplaceRequestBody(_)]));
+}
+
+fn chat_for(model: &str) -> Vec<u8> {
+    json!({"model": model, "messages": [{"role": "user", "content": "hello"}]})
+        .to_string()
+        .into_bytes()
+}
+
+#[test]
+fn a_lite_model_goes_out_in_the_lite_shape_with_its_header() {
+    let vm = vm_with(&[]);
+    let (mut lite, mut classic) = (Drive::new(&vm, 1), Drive::new(&vm, 2));
+    // A client's copy of the header never decides the shape.
+    let spoofed = post("/v1/chat/completions", &[(decision::LITE_HEADER, b"true")]);
+    lite.headers(&spoofed, false);
+    classic.headers(&spoofed, false);
+    let steps = lite.body(&chat_for("gpt-6.1-sol"));
+    let headers = upstream_headers(&steps).unwrap();
+    assert_eq!(header(headers, decision::LITE_HEADER), Some("true"));
+    assert_eq!(
+        headers.iter().filter(|(n, _)| n == decision::LITE_HEADER).count(),
+        1
+    );
+    let Some(Step::ReplaceRequestBody(body)) = steps.writes.first() else {
+        panic!("{steps:?}")
+    };
+    let body: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(body["input"][0]["type"], "additional_tools");
+    assert!(body.get("instructions").is_none());
+
+    let steps = classic.body(&chat_for("gpt-5.5"));
+    let headers = upstream_headers(&steps).unwrap();
+    assert_eq!(header(headers, decision::LITE_HEADER), None);
+}
+
+#[test]
+fn portable_mode_sends_every_model_in_the_classic_shape() {
+    let vm = vm_with(&[("ENVOY_HOLD_HEADERS", "")]);
+    let mut drive = Drive::new(&vm, 1);
+    let steps = drive.headers(
+        &post("/v1/chat/completions", &[(decision::LITE_HEADER, b"true")]),
+        false,
+    );
+    assert_eq!(
+        header(upstream_headers(&steps).unwrap(), decision::LITE_HEADER),
+        None
+    );
+    let steps = drive.body(&chat_for("gpt-6.1-sol"));
+    let Some(Step::ReplaceRequestBody(body)) = steps.writes.first() else {
+        panic!("{steps:?}")
+    };
+    let body: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(body["model"], "gpt-6.1-sol");
+    assert!(body["instructions"].is_string() && body["tools"].is_array());
+    assert_eq!(body["parallel_tool_calls"], false);
+}
+
+#[test]
+fn requests_use_the_catalogue_the_vm_holds_now() {
+    let vm = vm_with(&[]);
+    let fetched = Catalogue::parse(
+        br#"{"models":[{"slug":"gpt-7","visibility":"list","priority":1,"use_responses_lite":true}]}"#,
+    )
+    .unwrap();
+    *vm.vm.catalogue.borrow_mut() = Rc::new(fetched);
+    let mut drive = Drive::new(&vm, 1);
+    drive.headers(&post("/v1/chat/completions", &[]), false);
+    let steps = drive.body(br#"{"messages":[{"role":"user","content":"x"}]}"#);
+    let Some(Step::ReplaceRequestBody(body)) = steps.writes.first() else {
+        panic!("{steps:?}")
+    };
+    let body: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(body["model"], "gpt-7");
+    assert_eq!(
+        header(upstream_headers(&steps).unwrap(), decision::LITE_HEADER),
+        Some("true")
+    );
+    let mut models = Drive::new(&vm, 2);
+    let bearer = format!("Bearer {CLIENT_KEY}");
+    let get = map(&[
+        (":method", b"GET"),
+        (":path", b"/v1/models"),
+        ("authorization", bearer.as_bytes()),
+    ]);
+    let listed: Value = serde_json::from_slice(&reply_of(&models.headers(&get, true)).unwrap().body).unwrap();
+    assert_eq!(listed["data"][0]["id"], "gpt-7");
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(1));
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! headers alone, so it works on every Envoy (portable mode, see the README).
 
 use crate::core::auth::auth_json::ChatgptTokens;
+use crate::core::catalogue::{Catalogue, listing};
 use crate::core::config::Config;
 use crate::core::config::header_forwarding::ForwardMode;
 use crate::core::error::{ApiError, Code};
@@ -78,9 +79,10 @@ pub enum Decision {
     PassThrough,
 }
 
-/// `/`, `/health`: public; everything else behind the key gate.
-pub fn decide(cfg: &Config, head: &RequestHead<'_>, created: u64) -> Decision {
-    match decide_inner(cfg, head, created) {
+/// `/`, `/health`: public; everything else behind the key gate. `catalogue` answers
+/// `/v1/models`.
+pub fn decide(cfg: &Config, catalogue: &Catalogue, head: &RequestHead<'_>, created: u64) -> Decision {
+    match decide_inner(cfg, catalogue, head, created) {
         Ok(decision) => decision,
         Err(error) => Decision::Reply(error.into()),
     }
@@ -88,17 +90,30 @@ pub fn decide(cfg: &Config, head: &RequestHead<'_>, created: u64) -> Decision {
 
 enum Route {
     Health,
-    Models,
+    /// `codex`: the Codex catalogue shape (`?client_version=`, Codex CLI's call).
+    Models {
+        codex: bool,
+    },
     Model(String),
     Api(Endpoint, OutputMode),
     Ollama,
 }
 
-fn decide_inner(cfg: &Config, head: &RequestHead<'_>, created: u64) -> Result<Decision, ApiError> {
+fn decide_inner(
+    cfg: &Config,
+    catalogue: &Catalogue,
+    head: &RequestHead<'_>,
+    created: u64,
+) -> Result<Decision, ApiError> {
     let path = head.path.split(['?', '#']).next().unwrap_or("");
-    let route = classify(cfg, path)?;
+    let route = match classify(cfg, path)? {
+        Route::Models { .. } => Route::Models {
+            codex: query_has(head.path, "client_version"),
+        },
+        route => route,
+    };
     let (allowed, readable) = match route {
-        Route::Health | Route::Models | Route::Model(_) => (["GET", "HEAD"].as_slice(), "GET"),
+        Route::Health | Route::Models { .. } | Route::Model(_) => (["GET", "HEAD"].as_slice(), "GET"),
         // A WebSocket handshake is a GET; it gets the 426 that sends the client to HTTP.
         Route::Api(endpoint, _) if endpoint.is_responses() && is_websocket_upgrade(head) => {
             (["GET", "POST"].as_slice(), "POST")
@@ -123,8 +138,15 @@ fn decide_inner(cfg: &Config, head: &RequestHead<'_>, created: u64) -> Result<De
     }
     match route {
         Route::Health => Ok(health()),
-        Route::Models => Ok(Decision::Reply(Reply::json(200, cfg.models.list_body(created)))),
-        Route::Model(id) => match cfg.models.model_body(&id, created) {
+        Route::Models { codex: true } => Ok(Decision::Reply(Reply::json(
+            200,
+            listing::codex_body(catalogue, &cfg.models),
+        ))),
+        Route::Models { codex: false } => Ok(Decision::Reply(Reply::json(
+            200,
+            listing::list_body(catalogue, &cfg.models, created),
+        ))),
+        Route::Model(id) => match listing::model_body(catalogue, &cfg.models, &id, created) {
             Some(body) => Ok(Decision::Reply(Reply::json(200, body))),
             None => Err(ApiError::of(
                 Code::ModelNotFound,
@@ -152,9 +174,6 @@ fn decide_inner(cfg: &Config, head: &RequestHead<'_>, created: u64) -> Result<De
         }
     }
 }
-
-/// Codex CLI marks a body in the lite shape with this header; the backend reads it too.
-pub const LITE_HEADER: &str = "x-openai-internal-codex-responses-lite";
 
 /// `Upgrade: websocket` (any case, possibly in a list). Envoy lets the handshake reach the
 /// filter only because the rendered configuration enables the upgrade type.
@@ -205,12 +224,23 @@ fn classify(cfg: &Config, path: &str) -> Result<Route, ApiError> {
         "completions" => Ok(Route::Api(Endpoint::Completions, mode)),
         "responses" => Ok(Route::Api(Endpoint::Responses, mode)),
         "responses/compact" => Ok(Route::Api(Endpoint::ResponsesCompact, mode)),
-        "models" => Ok(Route::Models),
+        "models" => Ok(Route::Models { codex: false }),
         _ => match rest.strip_prefix("models/") {
             Some(id) if !id.is_empty() && !id.contains('/') => Ok(Route::Model(id.to_string())),
             _ => Err(ApiError::not_found(path)),
         },
     }
+}
+
+/// The query string of `path` has parameter `name` (any value).
+fn query_has(path: &str, name: &str) -> bool {
+    let query = path
+        .split('#')
+        .next()
+        .unwrap_or("")
+        .split_once('?')
+        .map_or("", |(_, q)| q);
+    query.split('&').any(|pair| pair.split('=').next() == Some(name))
 }
 
 fn check_body_headers(cfg: &Config, head: &RequestHead<'_>) -> Result<BodyLimit, ApiError> {
@@ -318,12 +348,8 @@ pub fn upstream_headers(
 
 /// Codex CLI's own per-turn headers, kept on the Responses routes so its prompt cache, turn
 /// state and sticky routing work through the wrapper (`x-codex-*` as a prefix).
-const CODEX_TURN_HEADERS: &[&str] = &[
-    "thread-id",
-    "x-client-request-id",
-    "x-openai-subagent",
-    LITE_HEADER,
-];
+/// The lite header is not among them: the flow sets it from the body it sends (`mark_lite`).
+const CODEX_TURN_HEADERS: &[&str] = &["thread-id", "x-client-request-id", "x-openai-subagent"];
 
 fn is_codex_turn_header(name: &str) -> bool {
     CODEX_TURN_HEADERS.contains(&name) || name.starts_with("x-codex-")
@@ -391,6 +417,19 @@ pub fn upstream_headers_for(
         }
     }
     headers
+}
+
+/// The header that tells the backend the body is in the lite shape (Codex CLI sends it for
+/// every `use_responses_lite` model).
+pub const LITE_HEADER: &str = "x-openai-internal-codex-responses-lite";
+
+/// Sets the lite header for a lite body, and makes sure a classic body never carries one (a
+/// client's copy could arrive through `FORWARD_CLIENT_HEADERS_MODE`).
+pub fn mark_lite(upstream: &mut Vec<(String, String)>, lite: bool) {
+    upstream.retain(|(name, _)| name != LITE_HEADER);
+    if lite {
+        upstream.push((LITE_HEADER.to_string(), "true".to_string()));
+    }
 }
 
 /// `originator`, `user-agent` and `version` for the Codex backend: the configured identity

@@ -26,6 +26,7 @@ fn decide_for(cfg: &Config, method: &str, path: &str, pairs: &[(&str, &str)]) ->
     let h = headers(pairs);
     decide(
         cfg,
+        crate::core::test_support::catalogue(),
         &RequestHead {
             method,
             path,
@@ -58,6 +59,9 @@ fn routes_methods_and_the_gate() {
         ("GET", "/v1/models?x=1", &[auth], 200),
         ("GET", "/v1/models/gpt-5.5", &[auth], 200),
         ("GET", "/v1/models/nope", &[auth], 404),
+        ("GET", "/v1/models/codex-auto-review", &[auth], 200),
+        ("GET", "/v1/models?client_version=0.169.0", &[auth], 200),
+        ("GET", "/v1/models?client_version=0.169.0", &[], 401),
         ("POST", "/v1/models", &[auth], 405),
         ("GET", "/v1/chat/completions", &[auth], 405),
         ("POST", "/v1/chat/completions", &[], 401),
@@ -298,7 +302,10 @@ fn api_key_upstreams_get_no_chatgpt_headers_and_need_no_login() {
         path: "/v1/chat/completions",
         headers: &h,
     };
-    assert!(matches!(decide(&cfg, &head, 0), Decision::Forward(_)));
+    assert!(matches!(
+        decide(&cfg, crate::core::test_support::catalogue(), &head, 0),
+        Decision::Forward(_)
+    ));
     let up = upstream_headers(&cfg, None, &[], Some("s"), None);
     let names: Vec<&str> = up.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
@@ -454,7 +461,6 @@ fn responses_routes_keep_the_codex_turn_headers_and_compaction_has_its_path() {
         ("x-codex-window-id", "w:0"),
         ("x-codex-turn-metadata", "{}"),
         ("x-codex-turn-state", "ts"),
-        (LITE_HEADER, "true"),
         ("x-api-key", "secret"),
         ("authorization", "Bearer client"),
         ("x-codex-empty", " "),
@@ -482,7 +488,6 @@ fn responses_routes_keep_the_codex_turn_headers_and_compaction_has_its_path() {
         "x-codex-window-id",
         "x-codex-turn-metadata",
         "x-codex-turn-state",
-        LITE_HEADER,
     ];
     let (names, path, accept) = kept(Endpoint::Responses);
     assert_eq!(names, turn);
@@ -520,4 +525,38 @@ fn the_lite_header_marks_a_responses_forward() {
     assert!(lite("/v1/responses", " TRUE "));
     assert!(!lite("/v1/responses", "false"));
     assert!(!lite("/v1/chat/completions", "true"));
+}
+
+#[test]
+fn models_answers_come_from_the_catalogue() {
+    let cfg = config(&[]);
+    let body = |path: &str| match decide_for(&cfg, "GET", path, &[]) {
+        Decision::Reply(reply) => serde_json::from_slice::<serde_json::Value>(&reply.body).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    let list = body("/v1/models");
+    assert_eq!(list["object"], "list");
+    assert_eq!(list["data"][0]["id"], "gpt-6.1-sol");
+    let codex = body("/v1/models?client_version=0.169.0");
+    assert_eq!(codex["models"][0]["slug"], "gpt-6.1-sol");
+    assert!(codex.get("data").is_none());
+    // Only the parameter's name counts, not a value that looks like it.
+    assert_eq!(body("/v1/models?x=client_version")["object"], "list");
+    assert_eq!(
+        body("/v1/models?a=1&client_version")["models"][0]["slug"],
+        "gpt-6.1-sol"
+    );
+}
+
+#[test]
+fn the_lite_header_follows_the_body_shape() {
+    let mut up = headers(&[(LITE_HEADER, "true"), ("accept", "text/event-stream")]);
+    mark_lite(&mut up, false);
+    assert_eq!(up, headers(&[("accept", "text/event-stream")]));
+    mark_lite(&mut up, true);
+    mark_lite(&mut up, true);
+    assert_eq!(
+        up,
+        headers(&[("accept", "text/event-stream"), (LITE_HEADER, "true")])
+    );
 }

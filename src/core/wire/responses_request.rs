@@ -12,13 +12,18 @@ use crate::core::reasoning::ReasoningParam;
 const INCLUDE: &[&str] = &["reasoning.encrypted_content"];
 
 /// The body the filter sends upstream; borrows from the client's body where it can, so a
-/// large conversation is not copied.
+/// large conversation is not copied. Classic shape as built; [`ResponsesRequest::into_lite`]
+/// turns it into the lite shape.
 #[derive(Debug, Serialize)]
 pub struct ResponsesRequest<'a> {
     pub model: &'a str,
-    pub instructions: Cow<'a, str>,
+    /// `None` in the lite shape (the text goes first in `input`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<Cow<'a, str>>,
     pub input: Vec<InputItem<'a>>,
-    pub tools: Vec<FunctionTool<'a>>,
+    /// `None` in the lite shape (the tools are an `additional_tools` input item).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<FunctionTool<'a>>>,
     pub tool_choice: ToolChoice<'a>,
     pub parallel_tool_calls: bool,
     pub reasoning: ReasoningParam,
@@ -43,9 +48,9 @@ impl<'a> ResponsesRequest<'a> {
     ) -> Self {
         Self {
             model,
-            instructions,
+            instructions: Some(instructions),
             input,
-            tools: Vec::new(),
+            tools: Some(Vec::new()),
             tool_choice: ToolChoice::Mode("auto"),
             parallel_tool_calls: true,
             reasoning,
@@ -57,12 +62,43 @@ impl<'a> ResponsesRequest<'a> {
             service_tier: None,
         }
     }
+
+    /// The lite shape the backend expects for `use_responses_lite` models: the instructions
+    /// as a leading developer message, the tools as one leading `additional_tools` item (sent
+    /// even when empty, as the official client does), no parallel tool calls, and the
+    /// reasoning of every turn kept.
+    pub fn into_lite(mut self) -> Self {
+        let mut leading = Vec::with_capacity(2);
+        leading.push(InputItem::AdditionalTools {
+            role: "developer",
+            tools: self.tools.take().unwrap_or_default(),
+        });
+        if let Some(text) = self.instructions.take().filter(|t| !t.is_empty()) {
+            leading.push(InputItem::Message {
+                role: "developer",
+                content: vec![ContentPart::InputText { text }],
+            });
+        }
+        leading.append(&mut self.input);
+        self.input = leading;
+        self.parallel_tool_calls = false;
+        self.reasoning.context = Some(LITE_REASONING_CONTEXT);
+        self
+    }
 }
 
-/// One item of `input`: a message, an assistant's earlier tool call, or that call's result.
-#[derive(Debug, Serialize, PartialEq)]
+/// `reasoning.context` of the lite shape.
+pub const LITE_REASONING_CONTEXT: &str = "all_turns";
+
+/// One item of `input`: a message, an assistant's earlier tool call, that call's result, or
+/// (lite shape) the tool definitions.
+#[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum InputItem<'a> {
+    AdditionalTools {
+        role: &'static str,
+        tools: Vec<FunctionTool<'a>>,
+    },
     Message {
         role: &'static str,
         content: Vec<ContentPart<'a>>,

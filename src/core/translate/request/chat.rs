@@ -39,19 +39,21 @@ pub fn translate(body: &[u8], ctx: &TranslateContext<'_>) -> Result<Translated, 
     );
 
     let mut request = ResponsesRequest::new(
-        &common.model.id,
+        &common.rules.slug,
         instructions,
         conversation.input,
         common.reasoning,
         &session_id,
     );
     let tool_defs: Option<Vec<ToolDef>> = fields.get("tools")?;
-    request.tools = tool_defs
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-        .map(|(index, tool)| convert_tool(index, tool, ctx.tools_format))
-        .collect::<Result<_, _>>()?;
+    request.tools = Some(
+        tool_defs
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(index, tool)| convert_tool(index, tool, ctx.tools_format))
+            .collect::<Result<_, _>>()?,
+    );
     if let Some(choice) = fields.get::<&RawValue>("tool_choice")? {
         request.tool_choice = convert_tool_choice(choice, ctx.tools_format)?;
     }

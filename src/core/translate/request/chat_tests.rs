@@ -1,16 +1,20 @@
 use super::*;
-use crate::core::models::ModelCatalog;
+use crate::core::test_support::{catalogue, settings};
 use crate::core::translate::request::common::DEFAULT_INSTRUCTIONS;
 use serde_json::{Value, json};
 
-fn ctx(models: &ModelCatalog) -> TranslateContext<'_> {
-    TranslateContext::defaults(models)
+/// The classic shape: most tests here are about the conversation, not the model's shape
+/// (`lite_tests` below has those).
+fn ctx() -> TranslateContext<'static> {
+    TranslateContext {
+        lite_shape: false,
+        ..TranslateContext::defaults(catalogue(), settings())
+    }
 }
 
 fn run(body: Value) -> Result<(Value, Translated), ApiError> {
-    let models = ModelCatalog::new(None, None).unwrap();
     let bytes = body.to_string().into_bytes();
-    let out = translate(&bytes, &ctx(&models))?;
+    let out = translate(&bytes, &ctx())?;
     let upstream: Value = serde_json::from_slice(&out.body).unwrap();
     Ok((upstream, out))
 }
@@ -32,14 +36,16 @@ fn minimal_request_has_every_required_field() {
             "tools": [],
             "tool_choice": "auto",
             "parallel_tool_calls": true,
-            "reasoning": {"effort": "low", "summary": "auto"},
+            // No effort anywhere: the model's catalogue default.
+            "reasoning": {"effort": "medium", "summary": "auto"},
             "store": false,
             "stream": true,
             "include": ["reasoning.encrypted_content"],
             "prompt_cache_key": out.session_id,
+            "text": {"verbosity": "low"},
         })
     );
-    assert!(!out.stream && !out.include_usage);
+    assert!(!out.stream && !out.include_usage && !out.lite);
     assert_eq!(out.model, "gpt-5.5");
 }
 
@@ -139,9 +145,12 @@ fn tools_choice_and_formats_map_to_the_responses_shape() {
     let up = upstream(
         json!({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}),
     );
-    assert_eq!(up["text"], json!({"format": {"type": "json_object"}}));
+    assert_eq!(
+        up["text"],
+        json!({"format": {"type": "json_object"}, "verbosity": "low"})
+    );
     let up = upstream(
-        json!({"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "text"}}),
+        json!({"model": "my-model", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "text"}}),
     );
     assert!(up.get("text").is_none());
 }
@@ -180,10 +189,15 @@ fn model_suffix_and_reasoning_settings() {
     let up = upstream(json!({"model": "gpt-5-high", "messages": [{"role": "user", "content": "x"}]}));
     assert_eq!(
         (up["model"].clone(), up["reasoning"].clone()),
-        (json!("gpt-5.5"), json!({"effort": "high", "summary": "auto"}))
+        (json!("gpt-6.1-sol"), json!({"effort": "high", "summary": "auto"}))
     );
+    // The body's effort beats the suffix, then the model's efforts bound it.
     let up = upstream(
         json!({"model": "gpt-5.5-high", "reasoning_effort": "minimal", "messages": [{"role": "user", "content": "x"}]}),
+    );
+    assert_eq!(up["reasoning"]["effort"], "low");
+    let up = upstream(
+        json!({"model": "my-model-high", "reasoning_effort": "minimal", "messages": [{"role": "user", "content": "x"}]}),
     );
     assert_eq!(up["reasoning"]["effort"], "minimal");
     let up = upstream(
@@ -218,10 +232,9 @@ fn stream_flags_and_cache_keys() {
         .session_id;
     assert_eq!(turn1, turn2);
     assert_ne!(turn1, other);
-    let models = ModelCatalog::new(None, None).unwrap();
     let hinted = TranslateContext {
         session_hint: Some("from-header"),
-        ..ctx(&models)
+        ..ctx()
     };
     let out = translate(br#"{"messages":[{"role":"user","content":"x"}]}"#, &hinted).unwrap();
     assert_eq!(out.session_id, "from-header");
@@ -353,10 +366,9 @@ fn bad_input_names_the_problem() {
 
 #[test]
 fn nested_tools_format_keeps_the_chat_shape() {
-    let models = ModelCatalog::new(None, None).unwrap();
     let nested = TranslateContext {
         tools_format: ToolsFormat::Nested,
-        ..ctx(&models)
+        ..ctx()
     };
     let body = json!({
         "messages": [{"role": "user", "content": "x"}],
@@ -373,4 +385,89 @@ fn nested_tools_format_keeps_the_chat_shape() {
         up["tool_choice"],
         json!({"type": "function", "function": {"name": "a"}})
     );
+}
+
+// ------------------------------------------------------------------------------------------
+// The lite shape (`use_responses_lite` entries, held headers).
+
+fn lite(body: Value) -> (Value, Translated) {
+    let bytes = body.to_string().into_bytes();
+    let out = translate(&bytes, &TranslateContext::defaults(catalogue(), settings()))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    (serde_json::from_slice(&out.body).unwrap(), out)
+}
+
+#[test]
+fn a_lite_model_gets_instructions_and_tools_as_leading_input_items() {
+    let (up, out) = lite(json!({
+        "model": "gpt-6.1-sol",
+        "messages": [
+            {"role": "system", "content": "Be terse."},
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+        ],
+        "tools": [{"type": "function", "function": {"name": "get", "parameters": {"type": "object"}}}],
+        "parallel_tool_calls": true,
+        "reasoning_effort": "ultra",
+        "service_tier": "fast",
+    }));
+    assert_eq!(
+        up,
+        json!({
+            "model": "gpt-6.1-sol",
+            "input": [
+                {"type": "additional_tools", "role": "developer",
+                 "tools": [{"type": "function", "name": "get", "parameters": {"type": "object"}}]},
+                {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "Be terse."}]},
+                {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "weather?"}]},
+                {"type": "function_call", "call_id": "c1", "name": "get", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
+            ],
+            "tool_choice": "auto",
+            "parallel_tool_calls": false,
+            "reasoning": {"effort": "max", "summary": "auto", "context": "all_turns"},
+            "store": false,
+            "stream": true,
+            "include": ["reasoning.encrypted_content"],
+            "prompt_cache_key": out.session_id,
+            "text": {"verbosity": "low"},
+            "service_tier": "priority",
+        })
+    );
+    assert!(out.lite);
+    // The session key is the classic one: the same conversation keeps its key across shapes.
+    let classic = translate(
+        &json!({"model": "gpt-6.1-sol", "messages": [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "weather?"}]})
+            .to_string()
+            .into_bytes(),
+        &ctx(),
+    )
+    .unwrap();
+    assert_eq!(classic.session_id, out.session_id);
+    assert!(!classic.lite);
+}
+
+#[test]
+fn the_default_model_is_lite_and_classic_models_keep_their_shape() {
+    let (up, out) = lite(json!({"messages": [{"role": "user", "content": "x"}], "verbosity": "high"}));
+    assert_eq!(out.model, "gpt-6.1-sol");
+    assert!(up.get("instructions").is_none() && up.get("tools").is_none());
+    assert_eq!(
+        up["input"][0],
+        json!({"type": "additional_tools", "role": "developer", "tools": []})
+    );
+    assert_eq!(up["text"], json!({"verbosity": "high"}));
+
+    let (up, out) = lite(
+        json!({"model": "gpt-5.5", "messages": [{"role": "user", "content": "x"}],
+                                 "reasoning": {"effort": "ultra"}, "service_tier": "default"}),
+    );
+    assert!(!out.lite);
+    assert_eq!(up["instructions"], DEFAULT_INSTRUCTIONS);
+    assert_eq!(up["tools"], json!([]));
+    assert_eq!(up["parallel_tool_calls"], true);
+    assert_eq!(up["reasoning"], json!({"effort": "xhigh", "summary": "auto"}));
+    assert!(up.get("service_tier").is_none());
+    assert_eq!(up["input"][0]["role"], "user");
 }

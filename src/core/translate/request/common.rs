@@ -5,8 +5,10 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
+use crate::core::catalogue::Catalogue;
+use crate::core::catalogue::rules::{self, ModelRequest, ModelRules};
+use crate::core::catalogue::settings::ModelSettings;
 use crate::core::error::ApiError;
-use crate::core::models::{ModelCatalog, ResolvedModel};
 use crate::core::reasoning::{self, Effort, ReasoningParam, ReasoningRequest, Summary};
 use crate::core::translate::request::conversation_key;
 use crate::core::translate::request::json_fields::Fields;
@@ -26,8 +28,15 @@ pub enum ToolsFormat {
 
 /// What a translation needs besides the body.
 pub struct TranslateContext<'c> {
-    pub models: &'c ModelCatalog,
-    pub default_effort: Effort,
+    /// The catalogue this request is checked against (the VM's current one).
+    pub catalogue: &'c Catalogue,
+    /// `EXPOSE_MODELS`, `DEBUG_MODEL`.
+    pub models: &'c ModelSettings,
+    /// The lite shape may be sent: its header must go with it, so the upstream headers have
+    /// to wait for the body (held headers), and only the Codex backend speaks it.
+    pub lite_shape: bool,
+    /// `REASONING_EFFORT`; `None` leaves the effort to the model's catalogue default.
+    pub default_effort: Option<Effort>,
     pub default_summary: Summary,
     pub tools_format: ToolsFormat,
     /// A conversation id the client sent as a header (`session_id`, `x-session-id`).
@@ -39,12 +48,14 @@ pub struct TranslateContext<'c> {
 }
 
 impl<'c> TranslateContext<'c> {
-    /// The defaults of an unconfigured filter, before any instruction text arrived (tests and
-    /// the fuzz targets start from it).
-    pub fn defaults(models: &'c ModelCatalog) -> Self {
+    /// The defaults of an unconfigured filter (ChatGPT login, held headers), before any
+    /// instruction text arrived (tests and the fuzz targets start from it).
+    pub fn defaults(catalogue: &'c Catalogue, models: &'c ModelSettings) -> Self {
         Self {
+            catalogue,
             models,
-            default_effort: Effort::Low,
+            lite_shape: true,
+            default_effort: None,
             default_summary: Summary::Auto,
             tools_format: ToolsFormat::Flat,
             session_hint: None,
@@ -62,16 +73,20 @@ pub struct Translated {
     pub include_usage: bool,
     pub model: String,
     pub session_id: String,
+    /// The body is in the lite shape: the lite header goes with it.
+    pub lite: bool,
 }
 
 /// The options both endpoints read from the body.
 pub struct Common<'a> {
-    pub model: ResolvedModel,
+    /// The catalogue's decisions for the requested model.
+    pub rules: ModelRules,
     pub reasoning: ReasoningParam,
     pub stream: bool,
     pub include_usage: bool,
+    /// The lite shape goes out (the model is lite and the context allows it).
+    pub lite: bool,
     client_cache_key: Option<Cow<'a, str>>,
-    service_tier: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -101,21 +116,32 @@ impl<'a> Common<'a> {
             }
         }
         let model_name: Option<Cow<str>> = fields.get("model")?;
-        let model = ctx.models.resolve(model_name.as_deref());
         let object: Option<ReasoningObject> = fields.get("reasoning")?;
         let reasoning_effort: Option<Cow<str>> = fields.get("reasoning_effort")?;
-        let reasoning = reasoning::resolve(
-            &ReasoningRequest {
-                object_effort: object.as_ref().and_then(|r| r.effort.as_deref()),
-                object_summary: object.as_ref().and_then(|r| r.summary.as_deref()),
-                reasoning_effort: reasoning_effort.as_deref(),
-                model_suffix: model.suffix_effort,
+        let asked = ReasoningRequest {
+            object_effort: object.as_ref().and_then(|r| r.effort.as_deref()),
+            object_summary: object.as_ref().and_then(|r| r.summary.as_deref()),
+            reasoning_effort: reasoning_effort.as_deref(),
+        };
+        let service_tier: Option<Cow<str>> = fields.get("service_tier")?;
+        let rules = rules::for_request(
+            ctx.catalogue,
+            ctx.models,
+            &ModelRequest {
+                model: model_name.as_deref(),
+                effort: reasoning::explicit_effort(&asked)?,
+                default_effort: ctx.default_effort,
+                service_tier: service_tier.as_deref(),
             },
-            ctx.default_effort,
-            ctx.default_summary,
-        )?;
+        );
+        let reasoning = ReasoningParam {
+            effort: rules.effort,
+            summary: reasoning::summary(&asked, ctx.default_summary)?,
+            context: None,
+        };
         Ok(Self {
-            model,
+            lite: rules.lite && ctx.lite_shape,
+            rules,
             reasoning,
             stream: fields.get("stream")?.unwrap_or(false),
             include_usage: fields
@@ -123,13 +149,12 @@ impl<'a> Common<'a> {
                 .and_then(|o| o.include_usage)
                 .unwrap_or(false),
             client_cache_key: client_cache_key(fields.get("prompt_cache_key")?)?,
-            service_tier: fields.get("service_tier")?,
         })
     }
 
     /// The base text for this model's family, then the client's own instructions.
     pub fn instructions(&self, ctx: &TranslateContext<'_>, client: Option<Cow<'a, str>>) -> Cow<'a, str> {
-        instructions_for(&self.model.id, ctx, client)
+        instructions_for(&self.rules.slug, ctx, client)
     }
 
     /// The client's key, else its session header, else one derived from the conversation.
@@ -145,9 +170,20 @@ impl<'a> Common<'a> {
         }
     }
 
-    /// Fills the request fields both endpoints share and encodes the body.
+    /// Applies the model's rules to the request (tier, verbosity default, parallel tool calls,
+    /// the lite shape) and encodes the body.
     pub fn finish<'r>(&'r self, mut request: ResponsesRequest<'r>) -> Result<Translated, ApiError> {
-        request.service_tier = self.service_tier.clone();
+        request.service_tier = self.rules.service_tier.as_deref().map(Cow::Borrowed);
+        if request.text.verbosity.is_none() {
+            request.text.verbosity = self.rules.default_verbosity;
+        }
+        request.parallel_tool_calls = self
+            .rules
+            .parallel_tool_calls
+            .apply(Some(request.parallel_tool_calls));
+        if self.lite {
+            request = request.into_lite();
+        }
         let body = serde_json::to_vec(&request)
             .map_err(|e| ApiError::invalid_request(format!("Cannot encode the request: {e}")))?;
         let session_id = request.prompt_cache_key.to_string();
@@ -155,8 +191,9 @@ impl<'a> Common<'a> {
             body,
             stream: self.stream,
             include_usage: self.include_usage,
-            model: self.model.id.clone(),
+            model: self.rules.slug.clone(),
             session_id,
+            lite: self.lite,
         })
     }
 }
@@ -199,14 +236,12 @@ pub fn client_cache_key(key: Option<Cow<'_, str>>) -> Result<Option<Cow<'_, str>
 mod tests {
     use super::*;
 
-    fn ctx<'c>(
-        models: &'c ModelCatalog,
-        base: Option<&'c str>,
-        codex: Option<&'c str>,
-    ) -> TranslateContext<'c> {
+    fn ctx<'c>(base: Option<&'c str>, codex: Option<&'c str>) -> TranslateContext<'c> {
         TranslateContext {
-            models,
-            default_effort: Effort::Low,
+            catalogue: crate::core::test_support::catalogue(),
+            models: crate::core::test_support::settings(),
+            lite_shape: true,
+            default_effort: None,
             default_summary: Summary::Auto,
             tools_format: ToolsFormat::Flat,
             session_hint: None,
@@ -218,7 +253,6 @@ mod tests {
     #[test]
     #[allow(clippy::type_complexity)] // a table of cases reads best as tuples
     fn instructions_combine_the_family_base_and_the_client_text() {
-        let models = ModelCatalog::new(None, None).unwrap();
         let cases: &[(&str, Option<&str>, Option<&str>, Option<&str>, &str)] = &[
             (r#"{"model":"gpt-5.5"}"#, None, None, None, DEFAULT_INSTRUCTIONS),
             (
@@ -259,7 +293,7 @@ mod tests {
         ];
         for (body, base, codex, client, expected) in cases {
             let fields = Fields::parse(body.as_bytes()).unwrap();
-            let context = ctx(&models, *base, *codex);
+            let context = ctx(*base, *codex);
             let common = Common::read(&fields, &context).unwrap();
             assert_eq!(
                 common.instructions(&context, client.map(Cow::Borrowed)),

@@ -42,7 +42,7 @@ pub fn translate(body: &[u8], ctx: &TranslateContext<'_>) -> Result<Translated, 
     }];
     let session_id = common.session_id(ctx, &instructions, input.first());
     let request = ResponsesRequest::new(
-        &common.model.id,
+        &common.rules.slug,
         instructions,
         input,
         common.reasoning,
@@ -54,13 +54,12 @@ pub fn translate(body: &[u8], ctx: &TranslateContext<'_>) -> Result<Translated, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::models::ModelCatalog;
+    use crate::core::test_support::{catalogue, settings};
     use crate::core::translate::request::common::DEFAULT_INSTRUCTIONS;
     use serde_json::{Value, json};
 
     fn run(body: Value) -> Result<(Value, Translated), ApiError> {
-        let models = ModelCatalog::new(None, None).unwrap();
-        let ctx = TranslateContext::defaults(&models);
+        let ctx = TranslateContext::defaults(catalogue(), settings());
         let out = translate(body.to_string().as_bytes(), &ctx)?;
         Ok((serde_json::from_slice(&out.body).unwrap(), out))
     }
@@ -79,11 +78,35 @@ mod tests {
                 "tools": [], "tool_choice": "auto", "parallel_tool_calls": true,
                 "reasoning": {"effort": "high", "summary": "auto"}, "store": false, "stream": true,
                 "include": ["reasoning.encrypted_content"], "prompt_cache_key": out.session_id,
+                "text": {"verbosity": "low"},
             })
         );
-        assert!(out.stream);
-        let (up, _) = run(json!({"prompt": ["a", "b"]})).unwrap();
+        assert!(out.stream && !out.lite);
+        let (up, _) = run(json!({"model": "gpt-5.5", "prompt": ["a", "b"]})).unwrap();
         assert_eq!(up["input"][0]["content"][0]["text"], "ab");
+    }
+
+    #[test]
+    fn a_lite_model_gets_the_lite_shape() {
+        let (up, out) =
+            run(json!({"model": "gpt-6-sol-fast", "prompt": "Hi", "reasoning_effort": "ultra"})).unwrap();
+        assert_eq!(
+            up,
+            json!({
+                "model": "gpt-6-sol",
+                "input": [
+                    {"type": "additional_tools", "role": "developer", "tools": []},
+                    {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": DEFAULT_INSTRUCTIONS}]},
+                    {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hi"}]},
+                ],
+                "tool_choice": "auto", "parallel_tool_calls": false,
+                "reasoning": {"effort": "max", "summary": "auto", "context": "all_turns"},
+                "store": false, "stream": true, "include": ["reasoning.encrypted_content"],
+                "prompt_cache_key": out.session_id, "text": {"verbosity": "low"}, "service_tier": "priority",
+            })
+        );
+        assert!(out.lite);
+        assert_eq!(out.model, "gpt-6-sol");
     }
 
     #[test]

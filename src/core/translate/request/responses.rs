@@ -14,6 +14,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::core::catalogue::rules::{self, ModelRequest, ModelRules, ParallelToolCalls};
 use crate::core::error::{ApiError, Code};
 use crate::core::reasoning::{Effort, Summary};
 use crate::core::translate::request::common::{
@@ -65,28 +66,25 @@ pub enum Upstream {
     ApiKey,
 }
 
-/// The model and effort a Responses body goes up with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelChoice {
-    pub model: String,
-    pub effort: Effort,
-}
-
-/// The model and effort rules for a Responses body, in one place: today the wrapper's model
-/// resolution (retired ids, effort suffixes, `DEBUG_MODEL`) and `REASONING_EFFORT`; the model
-/// catalogue's rules (effort clamp, `ultra` → `max`, tiers) belong here too.
+/// The model rules for a Responses body, the same as for chat: the catalogue's resolution
+/// (aliases, effort suffixes, `DEBUG_MODEL`), its effort clamp and `ultra` → `max`, its
+/// service tiers, parallel tool calls and default verbosity.
 pub fn model_rules(
     ctx: &TranslateContext<'_>,
     requested_model: Option<&str>,
     requested_effort: Option<Effort>,
-) -> ModelChoice {
-    let resolved = ctx.models.resolve(requested_model);
-    ModelChoice {
-        effort: requested_effort
-            .or(resolved.suffix_effort)
-            .unwrap_or(ctx.default_effort),
-        model: resolved.id,
-    }
+    service_tier: Option<&str>,
+) -> ModelRules {
+    rules::for_request(
+        ctx.catalogue,
+        ctx.models,
+        &ModelRequest {
+            model: requested_model,
+            effort: requested_effort,
+            default_effort: ctx.default_effort,
+            service_tier,
+        },
+    )
 }
 
 /// A `POST /v1/responses` body → the body for the upstream's `/responses`; `Err` is the 4xx to
@@ -107,6 +105,7 @@ pub fn translate(
                 include_usage: false,
                 model: model_name.map(Cow::into_owned).unwrap_or_default(),
                 session_id: String::new(),
+                lite: false,
             });
         }
         Upstream::Chatgpt { lite_shape } => lite_shape,
@@ -140,14 +139,22 @@ pub fn translate(
     let include: Vec<Cow<str>> = fields.get("include")?.unwrap_or_default();
     let client_instructions: Option<Cow<str>> = fields.get("instructions")?;
     let cache_key = client_cache_key(fields.get("prompt_cache_key")?)?;
-    let choice = model_rules(ctx, model_name.as_deref(), requested_effort);
+    let service_tier: Option<Cow<str>> = fields.get("service_tier")?;
+    let parallel: Option<bool> = fields.get("parallel_tool_calls")?;
+    let text: Option<Ordered> = fields.get("text")?;
+    let choice = model_rules(
+        ctx,
+        model_name.as_deref(),
+        requested_effort,
+        service_tier.as_deref(),
+    );
 
     let given = client_instructions.filter(|c| !c.trim().is_empty());
     // The lite shape carries its instructions as developer items in `input`; a body that sent
     // some anyway keeps them, with the base text as for chat.
     let instructions = match (&given, lite_shape) {
         (None, true) => None,
-        _ => Some(instructions_for(&choice.model, ctx, given)),
+        _ => Some(instructions_for(&choice.slug, ctx, given)),
     };
     let session_id = match cache_key.as_deref().or(ctx.session_hint) {
         Some(key) => key.to_string(),
@@ -163,8 +170,17 @@ pub fn translate(
             continue;
         }
         match key {
-            "model" | "stream" | "store" | "include" | "input" | "instructions" | "reasoning"
-            | "prompt_cache_key" => {}
+            "model"
+            | "stream"
+            | "store"
+            | "include"
+            | "input"
+            | "instructions"
+            | "reasoning"
+            | "prompt_cache_key"
+            | "service_tier"
+            | "parallel_tool_calls"
+            | "text" => {}
             _ => {
                 write_key(&mut out, key);
                 out.extend_from_slice(raw.get().as_bytes());
@@ -173,7 +189,10 @@ pub fn translate(
         }
         written.push(key);
         match key {
-            "model" => write_string(&mut out, key, &choice.model),
+            "model" => write_string(&mut out, key, &choice.slug),
+            "service_tier" | "parallel_tool_calls" | "text" => {
+                write_model_settings(&mut out, key, &choice, parallel, text.as_ref());
+            }
             "stream" => write_raw(&mut out, key, "true"),
             "store" => write_raw(&mut out, key, "false"),
             "include" => write_include(&mut out, &include),
@@ -196,12 +215,18 @@ pub fn translate(
         "stream",
         "include",
         "prompt_cache_key",
+        "service_tier",
+        "parallel_tool_calls",
+        "text",
     ] {
         if written.contains(&key) {
             continue;
         }
         match key {
-            "model" => write_string(&mut out, key, &choice.model),
+            "model" => write_string(&mut out, key, &choice.slug),
+            "service_tier" | "parallel_tool_calls" | "text" => {
+                write_model_settings(&mut out, key, &choice, parallel, text.as_ref());
+            }
             "instructions" => {
                 if let Some(text) = &instructions {
                     write_string(&mut out, key, text);
@@ -220,14 +245,62 @@ pub fn translate(
         body: out,
         stream,
         include_usage: false,
-        model: choice.model,
+        model: choice.slug,
         session_id,
+        // The body keeps the shape the client gave it; its lite header says which.
+        lite: lite_shape,
     })
 }
 
+/// `service_tier`, `parallel_tool_calls` and `text.verbosity` as the model's rules have them:
+/// a tier the model offers (else none), no parallel calls where the model cannot make them,
+/// its default verbosity when the client sets none. Written only when there is something to
+/// say, so a body without them stays without them.
+fn write_model_settings(
+    out: &mut Vec<u8>,
+    key: &str,
+    choice: &ModelRules,
+    parallel: Option<bool>,
+    text: Option<&Ordered<'_>>,
+) {
+    match key {
+        "service_tier" => {
+            if let Some(tier) = &choice.service_tier {
+                write_string(out, key, tier);
+            }
+        }
+        "parallel_tool_calls" => {
+            let forced_off = choice.parallel_tool_calls == ParallelToolCalls::Off;
+            if let Some(value) = parallel.map(|p| p && !forced_off).or(forced_off.then_some(false)) {
+                write_raw(out, key, if value { "true" } else { "false" });
+            }
+        }
+        _ => {
+            let has_verbosity = text.is_some_and(|t| t.raw("verbosity").is_some_and(|v| v.get() != "null"));
+            let default = choice.default_verbosity.filter(|_| !has_verbosity);
+            if text.is_none() && default.is_none() {
+                return;
+            }
+            write_key(out, key);
+            out.push(b'{');
+            for (name, raw) in text.map(|t| t.members.as_slice()).unwrap_or_default() {
+                if name == "verbosity" && default.is_some() {
+                    continue;
+                }
+                write_key(out, name);
+                out.extend_from_slice(raw.get().as_bytes());
+            }
+            if let Some(verbosity) = default {
+                write_string(out, "verbosity", verbosity);
+            }
+            out.push(b'}');
+        }
+    }
+}
+
 /// A `POST /v1/responses/compact` body: passed on as it is (Codex CLI writes it for the
-/// backend), once it is known to be a JSON object.
-pub fn compact(body: &[u8], ctx: &TranslateContext<'_>) -> Result<Translated, ApiError> {
+/// backend), once it is known to be a JSON object; `lite_shape` is the client's lite header.
+pub fn compact(body: &[u8], ctx: &TranslateContext<'_>, lite_shape: bool) -> Result<Translated, ApiError> {
     let fields = Ordered::parse(body)?;
     let model: Option<Cow<str>> = fields.get("model")?;
     Ok(Translated {
@@ -236,6 +309,7 @@ pub fn compact(body: &[u8], ctx: &TranslateContext<'_>) -> Result<Translated, Ap
         include_usage: false,
         model: model.map(Cow::into_owned).unwrap_or_default(),
         session_id: ctx.session_hint.unwrap_or("").to_string(),
+        lite: lite_shape,
     })
 }
 
@@ -375,7 +449,7 @@ fn write_include(out: &mut Vec<u8>, include: &[Cow<'_, str>]) {
 
 /// The client's `reasoning` object with the chosen effort, its other members (`summary`,
 /// `context`, …) as given; without one, the configured effort and summary as for chat.
-fn write_reasoning(out: &mut Vec<u8>, given: Option<&Ordered<'_>>, choice: &ModelChoice, summary: Summary) {
+fn write_reasoning(out: &mut Vec<u8>, given: Option<&Ordered<'_>>, choice: &ModelRules, summary: Summary) {
     write_key(out, "reasoning");
     out.push(b'{');
     let effort = serde_json::to_string(&choice.effort).unwrap_or_default();

@@ -1,12 +1,11 @@
 use super::*;
-use crate::core::models::ModelCatalog;
+use crate::core::test_support::{catalogue, settings};
 use serde_json::{Value, json};
 
 const CHATGPT: Upstream = Upstream::Chatgpt { lite_shape: false };
 
 fn run(body: &str, upstream: Upstream) -> Result<(Value, Translated), ApiError> {
-    let models = ModelCatalog::new(None, None).unwrap();
-    let ctx = TranslateContext::defaults(&models);
+    let ctx = TranslateContext::defaults(catalogue(), settings());
     let translated = translate(body.as_bytes(), &ctx, upstream)?;
     let value = serde_json::from_slice(&translated.body).unwrap();
     Ok((value, translated))
@@ -25,8 +24,9 @@ fn the_chatgpt_normalisation_forces_drops_and_fills_in() {
         (
             r#"{"model":"gpt-5.5","input":"hi"}"#,
             json!({"model": "gpt-5.5", "input": user, "instructions": DEFAULT_INSTRUCTIONS,
-                   "reasoning": {"effort": "low", "summary": "auto"}, "store": false, "stream": true,
-                   "include": ["reasoning.encrypted_content"], "prompt_cache_key": "<derived>"}),
+                   "reasoning": {"effort": "medium", "summary": "auto"}, "store": false, "stream": true,
+                   "include": ["reasoning.encrypted_content"], "prompt_cache_key": "<derived>",
+                   "text": {"verbosity": "low"}}),
         ),
         // Forced values win over the client's, each dropped parameter goes, the rest stays.
         (
@@ -43,29 +43,32 @@ fn the_chatgpt_normalisation_forces_drops_and_fills_in() {
                    "parallel_tool_calls": false, "text": {"verbosity": "low"}, "service_tier": "priority",
                    "client_metadata": {"x": "y"}, "instructions": "Be terse.", "prompt_cache_key": "conv-1",
                    "include": ["message.output_text.logprobs", "reasoning.encrypted_content"],
-                   "reasoning": {"effort": "low", "summary": "auto"}}),
+                   "reasoning": {"effort": "medium", "summary": "auto"}}),
         ),
         // Model resolution and the effort: the client's reasoning object wins over the suffix,
         // its other members stay, and no summary is added to it.
         (
-            r#"{"model":"gpt-5-codex-high","input":[],"reasoning":{"context":"all_turns"}}"#,
+            r#"{"model":"GPT-5.5_high","input":[],"reasoning":{"context":"all_turns"}}"#,
             json!({"model": "gpt-5.5", "input": [], "instructions": DEFAULT_INSTRUCTIONS,
                    "reasoning": {"context": "all_turns", "effort": "high"}, "store": false, "stream": true,
-                   "include": ["reasoning.encrypted_content"], "prompt_cache_key": "<derived>"}),
+                   "include": ["reasoning.encrypted_content"], "prompt_cache_key": "<derived>",
+                   "text": {"verbosity": "low"}}),
         ),
         (
             r#"{"model":"gpt-5.5-high","input":[],"reasoning":{"effort":"XHIGH","summary":"detailed"}}"#,
             json!({"model": "gpt-5.5", "input": [], "instructions": DEFAULT_INSTRUCTIONS,
                    "reasoning": {"effort": "xhigh", "summary": "detailed"}, "store": false, "stream": true,
-                   "include": ["reasoning.encrypted_content"], "prompt_cache_key": "<derived>"}),
+                   "include": ["reasoning.encrypted_content"], "prompt_cache_key": "<derived>",
+                   "text": {"verbosity": "low"}}),
         ),
         // null counts as absent everywhere it is read.
         (
             r#"{"model":null,"input":[],"instructions":null,"reasoning":null,"previous_response_id":null,"include":null}"#,
-            json!({"model": "gpt-5.5", "input": [], "instructions": DEFAULT_INSTRUCTIONS,
+            // No model: the catalogue's default, a lite model (no parallel tool calls).
+            json!({"model": "gpt-6.1-sol", "input": [], "instructions": DEFAULT_INSTRUCTIONS,
                    "reasoning": {"effort": "low", "summary": "auto"}, "store": false, "stream": true,
                    "include": ["reasoning.encrypted_content"], "prompt_cache_key": "<derived>",
-                   "previous_response_id": null}),
+                   "previous_response_id": null, "parallel_tool_calls": false, "text": {"verbosity": "low"}}),
         ),
     ];
     for (body, expected) in cases {
@@ -128,10 +131,9 @@ fn the_conversation_key_is_the_clients_or_stable_across_turns() {
         (value["prompt_cache_key"].as_str(), translated.session_id.as_str()),
         (Some("conv-9"), "conv-9")
     );
-    let models = ModelCatalog::new(None, None).unwrap();
     let ctx = TranslateContext {
         session_hint: Some("sess-h"),
-        ..TranslateContext::defaults(&models)
+        ..TranslateContext::defaults(catalogue(), settings())
     };
     let hinted = translate(br#"{"input":"x"}"#, &ctx, CHATGPT).unwrap();
     assert_eq!(hinted.session_id, "sess-h");
@@ -239,31 +241,121 @@ fn bad_bodies_are_4xx_naming_the_member() {
 
 #[test]
 fn compaction_bodies_pass_unchanged() {
-    let models = ModelCatalog::new(None, None).unwrap();
-    let ctx = TranslateContext::defaults(&models);
+    let ctx = TranslateContext::defaults(catalogue(), settings());
     let body =
         br#"{"model":"gpt-5.5","input":[{"type":"message","role":"user","content":"x"}],"instructions":"i"}"#;
-    let translated = compact(body, &ctx).unwrap();
+    let translated = compact(body, &ctx, true).unwrap();
     assert_eq!(
-        (translated.body.as_slice(), translated.model.as_str()),
-        (&body[..], "gpt-5.5")
+        (
+            translated.body.as_slice(),
+            translated.model.as_str(),
+            translated.lite
+        ),
+        (&body[..], "gpt-5.5", true)
     );
-    assert!(compact(b"null", &ctx).is_err());
+    assert!(compact(b"null", &ctx, false).is_err());
 }
 
 #[test]
-fn the_model_rules_seam_resolves_like_chat() {
-    let models = ModelCatalog::new(None, Some("gpt-5.2".into())).unwrap();
-    let ctx = TranslateContext::defaults(&models);
-    assert_eq!(
-        model_rules(&ctx, Some("gpt-5.5-xhigh"), None),
-        ModelChoice {
-            model: "gpt-5.2".into(),
-            effort: Effort::Xhigh
-        }
-    );
-    assert_eq!(
-        model_rules(&ctx, None, Some(Effort::Medium)).effort,
-        Effort::Medium
-    );
+#[allow(clippy::type_complexity)] // a table of cases reads best as tuples
+fn the_catalogue_rules_apply_as_for_chat() {
+    // (body, model, effort, service tier, parallel tool calls, verbosity: both models default
+    // to `low`)
+    let cases: &[(&str, &str, &str, Option<&str>, Option<bool>, Option<&str>)] = &[
+        // No model: the catalogue's default, its default effort.
+        (
+            r#"{"input":[]}"#,
+            "gpt-6.1-sol",
+            "low",
+            None,
+            Some(false),
+            Some("low"),
+        ),
+        // A retired id through the alias table; an effort suffix; an effort clamped to the model's.
+        (
+            r#"{"input":[],"model":"gpt-5-codex"}"#,
+            "gpt-6.1-sol",
+            "low",
+            None,
+            Some(false),
+            Some("low"),
+        ),
+        (
+            r#"{"input":[],"model":"gpt-5.5-high"}"#,
+            "gpt-5.5",
+            "high",
+            None,
+            None,
+            Some("low"),
+        ),
+        (
+            r#"{"input":[],"model":"gpt-5.5","reasoning":{"effort":"max"}}"#,
+            "gpt-5.5",
+            "xhigh",
+            None,
+            None,
+            Some("low"),
+        ),
+        // The client's verbosity stays; other `text` members too.
+        (
+            r#"{"input":[],"model":"gpt-5.5","text":{"verbosity":"high","format":{"type":"text"}}}"#,
+            "gpt-5.5",
+            "medium",
+            None,
+            None,
+            Some("high"),
+        ),
+        // `ultra` goes on the wire as `max`.
+        (
+            r#"{"input":[],"model":"gpt-6.1-sol","reasoning":{"effort":"ultra"}}"#,
+            "gpt-6.1-sol",
+            "max",
+            None,
+            Some(false),
+            Some("low"),
+        ),
+        // A tier the model offers (`fast` is `priority`); one it does not is left out.
+        (
+            r#"{"input":[],"model":"gpt-5.5","service_tier":"fast"}"#,
+            "gpt-5.5",
+            "medium",
+            Some("priority"),
+            None,
+            Some("low"),
+        ),
+        (
+            r#"{"input":[],"model":"gpt-5.5","service_tier":"flex"}"#,
+            "gpt-5.5",
+            "medium",
+            None,
+            None,
+            Some("low"),
+        ),
+        // A lite model takes no parallel tool calls; a classic one keeps the client's.
+        (
+            r#"{"input":[],"model":"gpt-6.1-sol","parallel_tool_calls":true}"#,
+            "gpt-6.1-sol",
+            "low",
+            None,
+            Some(false),
+            Some("low"),
+        ),
+        (
+            r#"{"input":[],"model":"gpt-5.5","parallel_tool_calls":true}"#,
+            "gpt-5.5",
+            "medium",
+            None,
+            Some(true),
+            Some("low"),
+        ),
+    ];
+    for (body, model, effort, tier, parallel, verbosity) in cases {
+        let (value, translated) = run(body, CHATGPT).unwrap_or_else(|e| panic!("{body}: {e:?}"));
+        assert_eq!(value["model"], *model, "{body}");
+        assert_eq!(translated.model, *model, "{body}");
+        assert_eq!(value["reasoning"]["effort"], *effort, "{body}");
+        assert_eq!(value["service_tier"].as_str(), *tier, "{body}");
+        assert_eq!(value["parallel_tool_calls"].as_bool(), *parallel, "{body}");
+        assert_eq!(value["text"]["verbosity"].as_str(), *verbosity, "{body}");
+    }
 }
