@@ -192,7 +192,7 @@ clean:
 
 # Gateway overhead benchmark (bench/README.md; never part of `make test` or CI): the core's
 # native micro-benchmarks (`cargo bench --bench core`), then plain Envoy vs Envoy + the filter
-# on a native mock backend (arms a-d, wrk, time to first content token, memory per VM over
+# on a native mock backend (arms a-f, wrk, time to first content token, memory per VM over
 # 100k requests). Installs wrk with apt-get when missing. Writes bench/results/<timestamp>/ and
 # rewrites bench/RESULTS.md and bench/chart.svg. ENVOY_CONCURRENCY sets Envoy's worker count
 # (default 1); `make bench BENCH_ARGS="--reps 1 --duration 3"` for a quick look.
