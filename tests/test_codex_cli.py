@@ -1,7 +1,7 @@
 """Codex CLI (npm `@openai/codex`, tests/node) as a client of the wrapper's `/v1/responses`.
 
 `codex exec` runs one non-interactive turn with a custom provider pointing at Envoy + the
-module, exactly the `config.toml` block the README shows; the mock backend plays the model.
+module, with the `config.toml` block of the README's Codex CLI section; the mock backend plays the model.
 The CLI starts in about a second, so these tests stay few.
 """
 
@@ -16,6 +16,7 @@ from typing import List
 from conftest import TEST_API_KEY
 from harness import sse, tokens
 from harness.mock_codex import CODEX_PATH, RecordedRequest, Script
+from harness.repo import REPO_ROOT
 from node_clients import codex_binary
 
 MODEL = "gpt-6.1-sol"
@@ -23,17 +24,19 @@ CLIENT_KEY_ENV = "CODEX_WRAPPER_API_KEY"
 # The CLI's own turn headers: the backend keys its prompt cache and turn state on them.
 CODEX_TURN_HEADERS = ("session-id", "thread-id", "x-client-request-id", "x-codex-window-id", "x-codex-turn-metadata")
 
-CONFIG_TOML = """\
-model = "{model}"
-model_provider = "codex-wrapper"
+README_BASE_URL = "http://localhost:8787/v1"
 
-[model_providers.codex-wrapper]
-name = "codex-openai-wrapper"
-base_url = "{base_url}"
-wire_api = "responses"
-env_key = "{env_key}"
-supports_websockets = false
-"""
+
+def readme_config_toml() -> str:
+    """The `config.toml` of the README's Codex CLI section: the tests run exactly that."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    assert "\n### Codex CLI\n" in readme, "the README lost its Codex CLI section"
+    match = re.search(r"```toml\n(.*?)```", readme.split("\n### Codex CLI\n", 1)[1], re.S)
+    assert match, "no config.toml block in the README's Codex CLI section"
+    config = match.group(1)
+    assert f'base_url = "{README_BASE_URL}"' in config and f'env_key = "{CLIENT_KEY_ENV}"' in config, config
+    assert f'model = "{MODEL}"' in config, config
+    return config
 
 
 def codex_exec(envoy, tmp_path: Path, prompt: str, key: str = TEST_API_KEY, extra_config: str = "") -> subprocess.CompletedProcess:
@@ -43,7 +46,7 @@ def codex_exec(envoy, tmp_path: Path, prompt: str, key: str = TEST_API_KEY, extr
     workdir = tmp_path / "work"
     home.mkdir()
     workdir.mkdir()
-    config = CONFIG_TOML.format(model=MODEL, base_url=envoy.url + "/v1", env_key=CLIENT_KEY_ENV) + extra_config
+    config = readme_config_toml().replace(README_BASE_URL, envoy.url + "/v1") + extra_config
     (home / "config.toml").write_text(config, encoding="utf-8")
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "CODEX_HOME": str(home), CLIENT_KEY_ENV: key}
     return subprocess.run(
