@@ -771,7 +771,7 @@ def local_reply_config(opts: Options) -> dict:
                 _flags(["NR"]),
                 "invalid_request_error",
                 "unknown_url",
-                "Unknown route %REQ(:PATH)%. This server answers /v1/chat/completions, /v1/completions and /v1/models.",
+                "Unknown route %REQ(:PATH)%. This server answers /v1/chat/completions, /v1/completions, /v1/responses and /v1/models.",
                 status=404,
             ),
             _error_mapper(

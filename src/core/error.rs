@@ -71,13 +71,17 @@ catalogue! {
     InvalidApiKey = "invalid_api_key", 401, InvalidRequest,
         "The client key is missing or wrong: send `Authorization: Bearer <OPENAI_API_KEY>`.";
     UnknownUrl = "unknown_url", 404, InvalidRequest,
-        "No such route: use `/v1/chat/completions`, `/v1/completions` or `/v1/models`.";
+        "No such route: use `/v1/chat/completions`, `/v1/completions`, `/v1/responses` or `/v1/models`.";
     MethodNotAllowed = "method_not_allowed", 405, InvalidRequest,
         "The route exists with another method; the message names it.";
     UnsupportedMediaType = "unsupported_media_type", 415, InvalidRequest,
         "Send the body as `content-type: application/json`.";
     InvalidHeader = "invalid_header", 400, InvalidRequest,
         "`authorization`, `content-type`, `content-length`, a session header or a pseudo-header is not UTF-8 text: send it as plain ASCII.";
+    PreviousResponseUnsupported = "previous_response_unsupported", 400, InvalidRequest,
+        "`previous_response_id` or `conversation` on `/v1/responses`: the backend stores no responses (`store: false`), so send the whole conversation in `input`.";
+    WebsocketUnsupported = "websocket_unsupported", 426, InvalidRequest,
+        "A WebSocket upgrade on `/v1/responses`: not offered; send the same request as HTTP `POST` (Codex CLI falls back by itself on this status).";
     InvalidPromptCacheKey = "invalid_prompt_cache_key", 400, InvalidRequest,
         "The `prompt_cache_key` has a control byte, a space at either end or more than 256 characters (it also becomes the `session-id` header): send printable ASCII, such as a UUID.";
     RequestTooLarge = "request_too_large", 413, InvalidRequest,
@@ -211,7 +215,7 @@ impl ApiError {
         Self::of(
             Code::UnknownUrl,
             format!(
-                "Unknown route {path}. This server answers /v1/chat/completions, /v1/completions and /v1/models."
+                "Unknown route {path}. This server answers /v1/chat/completions, /v1/completions, /v1/responses and /v1/models."
             ),
         )
     }

@@ -12,6 +12,7 @@ pub enum RouteKind {
     Completions,
     Local,
     Ollama,
+    Responses,
 }
 
 impl From<Endpoint> for RouteKind {
@@ -19,6 +20,7 @@ impl From<Endpoint> for RouteKind {
         match endpoint {
             Endpoint::ChatCompletions => Self::Chat,
             Endpoint::Completions => Self::Completions,
+            Endpoint::Responses | Endpoint::ResponsesCompact => Self::Responses,
         }
     }
 }

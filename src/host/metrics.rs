@@ -10,7 +10,7 @@ use crate::core::translate::response::usage::Usage;
 
 #[derive(Default, Clone, Copy)]
 pub struct Metrics {
-    requests: [[Option<u32>; 4]; 4],
+    requests: [[Option<u32>; 4]; 5],
     upstream_errors: Option<u32>,
     tokens_prompt: Option<u32>,
     tokens_completion: Option<u32>,
@@ -27,7 +27,7 @@ pub struct Metrics {
     token_age: Option<u32>,
 }
 
-const ROUTES: [&str; 4] = ["chat", "completions", "local", "ollama"];
+const ROUTES: [&str; 5] = ["chat", "completions", "local", "ollama", "responses"];
 const CLASSES: [&str; 4] = ["2xx", "4xx", "5xx", "other"];
 
 impl Metrics {

@@ -26,6 +26,7 @@ use crate::core::port::Port;
 use crate::core::reply::Reply;
 use crate::core::routing::decision::{self, Decision, Endpoint, Forward, RequestHead};
 use crate::core::translate::request::common::{TranslateContext, Translated};
+use crate::core::translate::request::responses::{self as responses_request, Upstream};
 use crate::core::translate::request::{chat as chat_request, completions as completion_request};
 use crate::core::translate::response::upstream_error::LimitHeaders;
 use crate::core::translate::response::usage::Usage;
@@ -179,7 +180,14 @@ impl RequestFlow {
         } else {
             // Portable mode: headers leave now, so the session id is the client's, if any.
             let session = forward.session_hint.as_deref();
-            let upstream = decision::upstream_headers(cfg, tokens.as_ref(), &headers, session, None);
+            let upstream = decision::upstream_headers_for(
+                cfg,
+                forward.endpoint,
+                tokens.as_ref(),
+                &headers,
+                session,
+                None,
+            );
             let writes = vec![Step::ReplaceRequestHeaders(decision::final_request_headers(
                 &headers, upstream,
             ))];
@@ -255,8 +263,15 @@ impl RequestFlow {
                 Err(error) => return self.reply(error),
             },
         };
-        let upstream =
-            decision::upstream_headers(cfg, tokens.as_ref(), &headers, Some(&session_id), Some(length));
+        let session = Some(session_id.as_str()).filter(|s| !s.is_empty());
+        let upstream = decision::upstream_headers_for(
+            cfg,
+            forward.endpoint,
+            tokens.as_ref(),
+            &headers,
+            session,
+            Some(length),
+        );
         writes.push(Step::ReplaceRequestHeaders(decision::final_request_headers(
             &headers, upstream,
         )));
@@ -304,7 +319,7 @@ impl RequestFlow {
             port.metric(Metric::RateLimits(head.limits.windows(now)));
         }
         let (mut handler, plan) = Handler::new(&client, &head, cfg.hold_headers, now);
-        if !matches!(handler, Handler::Translate { .. }) {
+        if !matches!(handler, Handler::Translate { .. } | Handler::Relay) {
             port.metric(Metric::UpstreamError);
         }
         if end_of_stream {
@@ -347,6 +362,7 @@ impl RequestFlow {
             return Steps::go_on();
         };
         let chunk = if body_size > 0 { chunk() } else { Vec::new() };
+        let relays = handler.relays();
         let mut out = handler.push(&chunk, now).to_vec();
         let mut writes = Vec::with_capacity(1);
         let mut final_headers = Vec::new();
@@ -365,7 +381,14 @@ impl RequestFlow {
                 header_writes(done.status.or(plan.status), &set, &mut final_headers);
             }
         }
-        writes.push(Step::ReplaceResponseBody(out));
+        if !relays {
+            writes.push(Step::ReplaceResponseBody(out));
+        } else if !out.is_empty() {
+            // The chunk stays as it came; what the end adds goes after it.
+            let mut whole = chunk;
+            whole.extend_from_slice(&out);
+            writes.push(Step::ReplaceResponseBody(whole));
+        }
         writes.append(&mut final_headers);
         let next = if plan.hold && !end_of_stream {
             Next::Pause
@@ -488,6 +511,16 @@ impl RequestFlow {
         let translated = match forward.endpoint {
             Endpoint::ChatCompletions => chat_request::translate(body, &ctx)?,
             Endpoint::Completions => completion_request::translate(body, &ctx)?,
+            Endpoint::Responses => {
+                let upstream = match cfg.auth.is_chatgpt() {
+                    true => Upstream::Chatgpt {
+                        lite_shape: forward.lite_shape,
+                    },
+                    false => Upstream::ApiKey,
+                };
+                responses_request::translate(body, &ctx, upstream)?
+            }
+            Endpoint::ResponsesCompact => responses_request::compact(body, &ctx)?,
         };
         self.client = Some(ClientRequest {
             endpoint: forward.endpoint,

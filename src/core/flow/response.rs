@@ -11,6 +11,7 @@ use crate::core::translate::response::chat_stream::ChatStreamWriter;
 use crate::core::translate::response::completions::{CompletionAggregator, CompletionStreamWriter};
 use crate::core::translate::response::events::FinishReason;
 use crate::core::translate::response::presenter::{ChatSink, Piece};
+use crate::core::translate::response::responses::{ResponsesAggregator, ResponsesStream};
 use crate::core::translate::response::translator::{End, Output, Pipeline, Translator};
 use crate::core::translate::response::upstream_error::{self, LimitHeaders};
 use crate::core::translate::response::usage::Usage;
@@ -83,6 +84,9 @@ pub enum Handler {
     /// Envoy answered by itself and its reply is already OpenAI-shaped JSON (the shipped
     /// configuration's `local_reply_config` words it, status included): passed on unchanged.
     ProxyReply { out: Vec<u8> },
+    /// A Responses-route answer that is already what the client asked for (compaction's JSON,
+    /// an API-key upstream's non-streamed response): left in place, not even copied.
+    Relay,
 }
 
 const SSE_HEADERS: [(&str, &str); 2] = [
@@ -110,6 +114,8 @@ fn pipeline(client: &ClientRequest, now: u64) -> Box<dyn Pipeline> {
             OutputMode::Hidden,
             Capped::new(CompletionAggregator::new(model, now), limit),
         )),
+        (Endpoint::Responses, false) => Box::new(ResponsesAggregator::new(limit)),
+        (Endpoint::Responses | Endpoint::ResponsesCompact, _) => Box::new(ResponsesStream::new()),
     }
 }
 
@@ -137,15 +143,7 @@ impl<S> Capped<S> {
     }
 }
 
-/// The 502 `upstream_response_too_large` for a non-streaming answer over `limit` bytes.
-pub fn answer_too_large(limit: usize) -> ApiError {
-    ApiError::of(
-        Code::UpstreamResponseTooLarge,
-        format!(
-            "The answer is larger than the {limit}-byte limit for non-streaming responses (MAX_REQUEST_BODY_BYTES); send the request with \"stream\": true, or raise MAX_REQUEST_BODY_BYTES."
-        ),
-    )
-}
+pub use crate::core::translate::response::translator::answer_too_large;
 
 fn piece_len(piece: &Piece<'_>) -> usize {
     match piece {
@@ -245,7 +243,19 @@ impl Handler {
                 .to_ascii_lowercase()
                 .starts_with("text/event-stream")
         });
-        if (200..300).contains(&head.status) && is_sse {
+        let success = (200..300).contains(&head.status);
+        if success
+            && client.endpoint.is_responses()
+            && (client.endpoint == Endpoint::ResponsesCompact || !is_sse)
+        {
+            let plan = HeaderPlan {
+                hold: false,
+                status: None,
+                set: Vec::new(),
+            };
+            return (Self::Relay, plan);
+        }
+        if success && is_sse {
             let plan = if client.stream {
                 let set = SSE_HEADERS.iter().map(|(k, v)| (*k, v.to_string())).collect();
                 HeaderPlan {
@@ -305,6 +315,16 @@ impl Handler {
                 out.extend_from_slice(chunk);
                 out
             }
+            Self::Relay => &[],
+        }
+    }
+
+    /// The upstream's body goes on as it came, plus what [`Handler::finish`] adds at its end.
+    pub fn relays(&self) -> bool {
+        match self {
+            Self::Translate { pipeline, .. } => pipeline.relays(),
+            Self::Relay => true,
+            _ => false,
         }
     }
 
@@ -333,7 +353,7 @@ impl Handler {
                 out,
             } => render_error(upstream_error::from_http(*status, body, limits, now), out),
             Self::ProxyError { error, out } => render_error(error.clone(), out),
-            Self::ProxyReply { .. } => Final {
+            Self::ProxyReply { .. } | Self::Relay => Final {
                 body: &[],
                 status: None,
                 set: Vec::new(),

@@ -43,6 +43,17 @@ impl RequestHead<'_> {
 pub enum Endpoint {
     ChatCompletions,
     Completions,
+    /// `/v1/responses`: the client already speaks the backend's API; normalised, not translated.
+    Responses,
+    /// `/v1/responses/compact`: Codex CLI's history compaction, a unary JSON call.
+    ResponsesCompact,
+}
+
+impl Endpoint {
+    /// The Responses routes, whose bodies and answers pass through nearly as they are.
+    pub fn is_responses(self) -> bool {
+        matches!(self, Self::Responses | Self::ResponsesCompact)
+    }
 }
 
 /// A request that goes upstream once its body is translated.
@@ -52,6 +63,8 @@ pub struct Forward {
     pub mode: OutputMode,
     /// A conversation id the client sent as a header.
     pub session_hint: Option<String>,
+    /// The client marked its Responses body as the lite shape (instructions in the input).
+    pub lite_shape: bool,
     /// `MAX_REQUEST_BODY_BYTES`, applied as the body arrives.
     pub body: BodyLimit,
 }
@@ -86,6 +99,10 @@ fn decide_inner(cfg: &Config, head: &RequestHead<'_>, created: u64) -> Result<De
     let route = classify(cfg, path)?;
     let (allowed, readable) = match route {
         Route::Health | Route::Models | Route::Model(_) => (["GET", "HEAD"].as_slice(), "GET"),
+        // A WebSocket handshake is a GET; it gets the 426 that sends the client to HTTP.
+        Route::Api(endpoint, _) if endpoint.is_responses() && is_websocket_upgrade(head) => {
+            (["GET", "POST"].as_slice(), "POST")
+        }
         Route::Api(..) => (["POST"].as_slice(), "POST"),
         Route::Ollama => (
             ["GET", "HEAD", "POST", "PUT", "DELETE"].as_slice(),
@@ -101,6 +118,9 @@ fn decide_inner(cfg: &Config, head: &RequestHead<'_>, created: u64) -> Result<De
         return Ok(health());
     }
     key_gate::check(cfg.client_key.as_deref(), &head.all("authorization"))?;
+    if is_websocket_upgrade(head) {
+        return Err(websocket_refused(path));
+    }
     match route {
         Route::Health => Ok(health()),
         Route::Models => Ok(Decision::Reply(Reply::json(200, cfg.models.list_body(created)))),
@@ -123,10 +143,38 @@ fn decide_inner(cfg: &Config, head: &RequestHead<'_>, created: u64) -> Result<De
                 endpoint,
                 mode,
                 session_hint: session_hint(head),
+                lite_shape: endpoint.is_responses()
+                    && head
+                        .header(LITE_HEADER)
+                        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
                 body,
             }))
         }
     }
+}
+
+/// Codex CLI marks a body in the lite shape with this header; the backend reads it too.
+pub const LITE_HEADER: &str = "x-openai-internal-codex-responses-lite";
+
+/// `Upgrade: websocket` (any case, possibly in a list). Envoy lets the handshake reach the
+/// filter only because the rendered configuration enables the upgrade type.
+fn is_websocket_upgrade(head: &RequestHead<'_>) -> bool {
+    head.all("upgrade")
+        .iter()
+        .flat_map(|v| v.split(','))
+        .any(|v| v.trim().eq_ignore_ascii_case("websocket"))
+}
+
+/// The wrapper cannot carry a WebSocket to the backend (a Wasm filter cannot originate one).
+/// 426 is the status Codex CLI reads as "no WebSocket here" and falls back to HTTP at once;
+/// any other refusal it retries as a failed connection.
+fn websocket_refused(path: &str) -> ApiError {
+    ApiError::of(
+        Code::WebsocketUnsupported,
+        format!(
+            "WebSocket is not offered on {path}: send the request as HTTP POST {path} (the answer streams as server-sent events)."
+        ),
+    )
 }
 
 fn health() -> Decision {
@@ -155,6 +203,8 @@ fn classify(cfg: &Config, path: &str) -> Result<Route, ApiError> {
     match rest {
         "chat/completions" => Ok(Route::Api(Endpoint::ChatCompletions, mode)),
         "completions" => Ok(Route::Api(Endpoint::Completions, mode)),
+        "responses" => Ok(Route::Api(Endpoint::Responses, mode)),
+        "responses/compact" => Ok(Route::Api(Endpoint::ResponsesCompact, mode)),
         "models" => Ok(Route::Models),
         _ => match rest.strip_prefix("models/") {
             Some(id) if !id.is_empty() && !id.contains('/') => Ok(Route::Model(id.to_string())),
@@ -242,11 +292,55 @@ pub fn upstream_headers(
     session_id: Option<&str>,
     content_length: Option<usize>,
 ) -> Vec<(String, String)> {
+    upstream_headers_for(
+        cfg,
+        Endpoint::ChatCompletions,
+        tokens,
+        client,
+        session_id,
+        content_length,
+    )
+}
+
+/// Codex CLI's own per-turn headers, kept on the Responses routes so its prompt cache, turn
+/// state and sticky routing work through the wrapper (`x-codex-*` as a prefix).
+const CODEX_TURN_HEADERS: &[&str] = &[
+    "thread-id",
+    "x-client-request-id",
+    "x-openai-subagent",
+    LITE_HEADER,
+];
+
+fn is_codex_turn_header(name: &str) -> bool {
+    CODEX_TURN_HEADERS.contains(&name) || name.starts_with("x-codex-")
+}
+
+/// [`upstream_headers`] for one endpoint: the Responses routes keep the client's Codex turn
+/// headers (ChatGPT upstream only), and compaction goes to `<responses path>/compact` and
+/// answers JSON.
+pub fn upstream_headers_for(
+    cfg: &Config,
+    endpoint: Endpoint,
+    tokens: Option<&ChatgptTokens>,
+    client: &[(String, String)],
+    session_id: Option<&str>,
+    content_length: Option<usize>,
+) -> Vec<(String, String)> {
     let mut headers: Vec<(String, String)> = Vec::with_capacity(12);
-    headers.push((":path".to_string(), cfg.upstream.path.clone()));
+    let path = match endpoint {
+        Endpoint::ResponsesCompact => format!("{}/compact", cfg.upstream.path.trim_end_matches('/')),
+        _ => cfg.upstream.path.clone(),
+    };
+    headers.push((":path".to_string(), path));
     headers.extend(cfg.auth.credential_headers(tokens));
     let mut own = |name: &str, value: String| headers.push((name.to_string(), value));
-    own("accept", "text/event-stream".to_string());
+    let accept = match endpoint {
+        Endpoint::ResponsesCompact => "application/json",
+        // An API-key upstream answers a client's `stream: false` with JSON.
+        Endpoint::Responses if !cfg.auth.is_chatgpt() => "text/event-stream, application/json",
+        _ => "text/event-stream",
+    };
+    own("accept", accept.to_string());
     own("content-type", "application/json".to_string());
     if let Some(length) = content_length {
         own("content-length", length.to_string());
@@ -255,6 +349,14 @@ pub fn upstream_headers(
     if cfg.auth.is_chatgpt() {
         if let Some(session) = session_id {
             own("session-id", session.to_string());
+        }
+        if endpoint.is_responses() {
+            headers.extend(
+                client
+                    .iter()
+                    .filter(|(name, value)| is_codex_turn_header(name) && !value.trim().is_empty())
+                    .cloned(),
+            );
         }
         let (user_agent, originator) = codex_identity(cfg, client);
         defaults.push(("originator", originator));

@@ -91,6 +91,32 @@ fn routes_methods_and_the_gate() {
         ("GET", "/nope", &[], 404),
         ("GET", "/v1/models/", &[auth], 404),
         ("POST", "/tagged/v1/chat/completions", &[auth], 404),
+        ("POST", "/v1/responses", &[], 401),
+        ("POST", "/v1/responses", &[auth], 0),
+        ("POST", "/v1/responses/compact", &[auth], 0),
+        ("GET", "/v1/responses", &[auth], 405),
+        ("POST", "/v1/responses/other", &[auth], 404),
+        // A WebSocket handshake is told at once to use HTTP (behind the gate like the rest).
+        ("GET", "/v1/responses", &[auth, ("upgrade", "websocket")], 426),
+        (
+            "GET",
+            "/v1/responses",
+            &[auth, ("upgrade", "h2c, WebSocket")],
+            426,
+        ),
+        ("GET", "/v1/responses", &[("upgrade", "websocket")], 401),
+        (
+            "POST",
+            "/v1/chat/completions",
+            &[auth, ("upgrade", "websocket")],
+            426,
+        ),
+        (
+            "GET",
+            "/v1/chat/completions",
+            &[auth, ("upgrade", "websocket")],
+            405,
+        ),
     ];
     for (method, path, hs, expected) in cases {
         assert_eq!(
@@ -394,4 +420,85 @@ fn a_declared_oversize_body_is_refused_at_once_only_when_the_headers_cannot_wait
         panic!()
     };
     assert_eq!(forward.body.step(4096, true), BodyStep::Complete);
+}
+
+#[test]
+fn responses_routes_keep_the_codex_turn_headers_and_compaction_has_its_path() {
+    let cfg = config(&[(
+        "CHATGPT_RESPONSES_URL",
+        "http://127.0.0.1:9/backend-api/codex/responses",
+    )]);
+    let t = tokens();
+    let client = headers(&[
+        ("thread-id", "th-1"),
+        ("x-client-request-id", "th-1"),
+        ("x-codex-window-id", "w:0"),
+        ("x-codex-turn-metadata", "{}"),
+        ("x-codex-turn-state", "ts"),
+        (LITE_HEADER, "true"),
+        ("x-api-key", "secret"),
+        ("authorization", "Bearer client"),
+        ("x-codex-empty", " "),
+    ]);
+    let kept = |endpoint: Endpoint| {
+        let up = upstream_headers_for(&cfg, endpoint, Some(&t), &client, Some("s"), None);
+        let names: Vec<String> = up
+            .iter()
+            .map(|(n, _)| n.clone())
+            .filter(|n| n != "authorization" && client.iter().any(|(c, _)| c == n))
+            .collect();
+        let path = up.iter().find(|(n, _)| n == ":path").map(|(_, v)| v.clone());
+        let accept = up.iter().find(|(n, _)| n == "accept").map(|(_, v)| v.clone());
+        let authorization: Vec<String> = up
+            .iter()
+            .filter(|(n, _)| n == "authorization")
+            .map(|(_, v)| v.clone())
+            .collect();
+        assert_eq!(authorization, [format!("Bearer {}", t.access_token)]);
+        (names, path, accept)
+    };
+    let turn = [
+        "thread-id",
+        "x-client-request-id",
+        "x-codex-window-id",
+        "x-codex-turn-metadata",
+        "x-codex-turn-state",
+        LITE_HEADER,
+    ];
+    let (names, path, accept) = kept(Endpoint::Responses);
+    assert_eq!(names, turn);
+    assert_eq!(path.as_deref(), Some("/backend-api/codex/responses"));
+    assert_eq!(accept.as_deref(), Some("text/event-stream"));
+    let (names, path, accept) = kept(Endpoint::ResponsesCompact);
+    assert_eq!(names, turn);
+    assert_eq!(path.as_deref(), Some("/backend-api/codex/responses/compact"));
+    assert_eq!(accept.as_deref(), Some("application/json"));
+    let (names, _, _) = kept(Endpoint::ChatCompletions);
+    assert!(names.is_empty(), "{names:?}");
+    // An API-key upstream gets none of them.
+    let keyed = config(&[
+        ("UPSTREAM_AUTH_MODE", "apikey_env"),
+        ("UPSTREAM_API_KEY", "sk-up"),
+        ("UPSTREAM_BASE_URL", "http://127.0.0.1:9/v1"),
+    ]);
+    let up = upstream_headers_for(&keyed, Endpoint::Responses, None, &client, Some("s"), None);
+    assert!(
+        !up.iter()
+            .any(|(n, _)| n.starts_with("x-codex-") || n == "thread-id"),
+        "{up:?}"
+    );
+    assert!(up.contains(&(":path".to_string(), "/v1/responses".to_string())));
+}
+
+#[test]
+fn the_lite_header_marks_a_responses_forward() {
+    let cfg = config(&[]);
+    let lite = |path: &str, value: &str| match decide_for(&cfg, "POST", path, &[(LITE_HEADER, value)]) {
+        Decision::Forward(forward) => forward.lite_shape,
+        _ => panic!("{path}"),
+    };
+    assert!(lite("/v1/responses", "true"));
+    assert!(lite("/v1/responses", " TRUE "));
+    assert!(!lite("/v1/responses", "false"));
+    assert!(!lite("/v1/chat/completions", "true"));
 }

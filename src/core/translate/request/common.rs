@@ -129,18 +129,7 @@ impl<'a> Common<'a> {
 
     /// The base text for this model's family, then the client's own instructions.
     pub fn instructions(&self, ctx: &TranslateContext<'_>, client: Option<Cow<'a, str>>) -> Cow<'a, str> {
-        let base = if self.model.id.contains("codex") {
-            ctx.codex_instructions
-        } else {
-            ctx.base_instructions
-        };
-        let client = client.filter(|c| !c.trim().is_empty());
-        match (base.map(str::trim).filter(|b| !b.is_empty()), client) {
-            (None, None) => Cow::Borrowed(DEFAULT_INSTRUCTIONS),
-            (None, Some(client)) => client,
-            (Some(base), None) => Cow::Owned(base.to_string()),
-            (Some(base), Some(client)) => Cow::Owned(format!("{base}\n\n{client}")),
-        }
+        instructions_for(&self.model.id, ctx, client)
     }
 
     /// The client's key, else its session header, else one derived from the conversation.
@@ -172,9 +161,31 @@ impl<'a> Common<'a> {
     }
 }
 
+/// The base text for `model`'s family (`INSTRUCTIONS_CODEX_URL` for `*codex*` models, else
+/// `INSTRUCTIONS_BASE_URL`), then the client's own instructions; the short default without
+/// either.
+pub fn instructions_for<'a>(
+    model: &str,
+    ctx: &TranslateContext<'_>,
+    client: Option<Cow<'a, str>>,
+) -> Cow<'a, str> {
+    let base = if model.contains("codex") {
+        ctx.codex_instructions
+    } else {
+        ctx.base_instructions
+    };
+    let client = client.filter(|c| !c.trim().is_empty());
+    match (base.map(str::trim).filter(|b| !b.is_empty()), client) {
+        (None, None) => Cow::Borrowed(DEFAULT_INSTRUCTIONS),
+        (None, Some(client)) => client,
+        (Some(base), None) => Cow::Owned(base.to_string()),
+        (Some(base), Some(client)) => Cow::Owned(format!("{base}\n\n{client}")),
+    }
+}
+
 /// The client's `prompt_cache_key`, checked before it can become the `session-id` header; an
 /// empty one counts as absent (the key is derived instead).
-fn client_cache_key(key: Option<Cow<'_, str>>) -> Result<Option<Cow<'_, str>>, ApiError> {
+pub fn client_cache_key(key: Option<Cow<'_, str>>) -> Result<Option<Cow<'_, str>>, ApiError> {
     match key {
         Some(key) if key.is_empty() => Ok(None),
         Some(key) if !conversation_key::is_valid_client_key(&key) => {

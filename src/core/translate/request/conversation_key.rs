@@ -37,14 +37,21 @@ pub fn invalid_client_key() -> ApiError {
 /// The UUID-shaped key of the conversation these instructions and first user message open;
 /// used when the client gave no `prompt_cache_key` or session header.
 pub fn conversation_key(instructions: &str, first_user: Option<&InputItem<'_>>) -> String {
+    let item = first_user
+        .map(|item| serde_json::to_vec(item).unwrap_or_default())
+        .unwrap_or_default();
+    conversation_key_of(instructions, &item)
+}
+
+/// [`conversation_key`] from the first user item's JSON as the client wrote it (the Responses
+/// route, which does not decode `input`); empty when there is none.
+pub fn conversation_key_of(instructions: &str, first_user: &[u8]) -> String {
     let mut first = Fnv::new(0xcbf2_9ce4_8422_2325);
     let mut second = Fnv::new(0x6c62_272e_07bb_0142);
     for hasher in [&mut first, &mut second] {
         hasher.write(instructions.as_bytes());
         hasher.write(&[0]);
-        if let Some(item) = first_user {
-            hasher.write(&serde_json::to_vec(item).unwrap_or_default());
-        }
+        hasher.write(first_user);
     }
     let (a, b) = (first.finish(), second.finish());
     // UUID-shaped (version 8, "custom") so it looks like the ids the official client sends.

@@ -17,21 +17,7 @@ pub struct Fields<'a> {
 impl<'a> Fields<'a> {
     /// The body must be one JSON object.
     pub fn parse(body: &'a [u8]) -> Result<Self, ApiError> {
-        let first = body.iter().find(|b| !b.is_ascii_whitespace());
-        match first {
-            None => {
-                return Err(ApiError::invalid_request(
-                    "The request body is empty; send a JSON object.",
-                ));
-            }
-            Some(b'{') => {}
-            Some(_) if serde_json::from_slice::<&RawValue>(body).is_ok() => {
-                return Err(ApiError::invalid_request(
-                    "The request body must be a JSON object.",
-                ));
-            }
-            Some(_) => {}
-        }
+        check_object(body)?;
         serde_json::from_slice(body)
             .map(|map| Self { map })
             .map_err(|e| ApiError::invalid_request(format!("Invalid JSON body: {e}")))
@@ -44,6 +30,89 @@ impl<'a> Fields<'a> {
             Some(raw) => parse_raw(raw, name),
         }
     }
+}
+
+/// An empty body, or valid JSON that is not an object, named as such (anything else is left
+/// to the parser's own message).
+fn check_object(body: &[u8]) -> Result<(), ApiError> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => Err(ApiError::invalid_request(
+            "The request body is empty; send a JSON object.",
+        )),
+        Some(b'{') => Ok(()),
+        Some(_) if serde_json::from_slice::<&RawValue>(body).is_ok() => Err(ApiError::invalid_request(
+            "The request body must be a JSON object.",
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// A JSON object's members in the order the client wrote them, values kept as borrowed raw
+/// JSON: a body can be edited at the top level and written back without decoding, or
+/// re-encoding, what it does not change.
+pub struct Ordered<'a> {
+    pub members: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+#[derive(Deserialize)]
+struct Key<'a>(#[serde(borrow)] Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Ordered<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Members<'a> {
+            type Value = Ordered<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut members = Vec::with_capacity(map.size_hint().unwrap_or(16).min(64));
+                while let Some(Key(key)) = map.next_key()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    members.push((key, value));
+                }
+                Ok(Ordered { members })
+            }
+        }
+        deserializer.deserialize_map(Members(std::marker::PhantomData))
+    }
+}
+
+impl<'a> Ordered<'a> {
+    /// The body as an object; the same errors as [`Fields::parse`].
+    pub fn parse(body: &'a [u8]) -> Result<Self, ApiError> {
+        check_object(body)?;
+        serde_json::from_slice(body).map_err(|e| ApiError::invalid_request(format!("Invalid JSON body: {e}")))
+    }
+
+    /// The last member named `name` (as JSON objects read), `None` when absent or `null`.
+    pub fn get<T: Deserialize<'a>>(&self, name: &str) -> Result<Option<T>, ApiError> {
+        match self.raw(name) {
+            None => Ok(None),
+            Some(raw) => parse_raw(raw, name),
+        }
+    }
+
+    /// The raw value of member `name`, `null` included.
+    pub fn raw(&self, name: &str) -> Option<&'a RawValue> {
+        self.members
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| *v)
+    }
+}
+
+/// Writes `"key":` (escaped as JSON) to `out`, after a comma unless it is the first member.
+pub fn write_key(out: &mut Vec<u8>, key: &str) {
+    if out.last().is_some_and(|b| *b != b'{') {
+        out.push(b',');
+    }
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, key);
+    out.push(b':');
 }
 
 /// Deserializes one raw value; `null` counts as absent. Errors name `param`.

@@ -1,4 +1,5 @@
-//! Client request bodies (Chat Completions, Completions) → the Codex Responses request.
+//! Client request bodies (Chat Completions, Completions) → the Codex Responses request, and
+//! the Responses pass-through's normalisation.
 
 pub mod chat;
 pub mod common;
@@ -6,3 +7,4 @@ pub mod completions;
 pub mod conversation_key;
 pub mod data_url;
 pub mod json_fields;
+pub mod responses;

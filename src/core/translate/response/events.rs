@@ -337,7 +337,7 @@ const IGNORED: &[&str] = &[
 ];
 
 /// The event type when the payload starts with it, else `None` (then the full parse decides).
-fn leading_type(data: &[u8]) -> Option<&[u8]> {
+pub(crate) fn leading_type(data: &[u8]) -> Option<&[u8]> {
     let rest = data.trim_ascii_start().strip_prefix(b"{\"type\":\"")?;
     let end = rest.iter().position(|b| *b == b'"' || *b == b'\\')?;
     (rest.get(end) == Some(&b'"')).then(|| rest.get(..end)).flatten()

@@ -7,6 +7,7 @@ pub mod completions;
 pub mod envelope;
 pub mod events;
 pub mod presenter;
+pub mod responses;
 pub mod translator;
 pub mod upstream_error;
 pub mod usage;

@@ -1,7 +1,7 @@
 //! The response side of one request: upstream SSE bytes in, client bytes out. The framer,
 //! the turn interpreter and a presenter are wired here once for every output format.
 
-use crate::core::error::ApiError;
+use crate::core::error::{ApiError, Code};
 use crate::core::reasoning::OutputMode;
 use crate::core::translate::response::chat_aggregate::ChatAggregator;
 use crate::core::translate::response::chat_stream::ChatStreamWriter;
@@ -13,6 +13,16 @@ use crate::core::wire::sse::SseFramer;
 
 /// Carry-over cap for one incomplete upstream event.
 pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
+
+/// The 502 `upstream_response_too_large` for a non-streaming answer over `limit` bytes.
+pub fn answer_too_large(limit: usize) -> ApiError {
+    ApiError::of(
+        Code::UpstreamResponseTooLarge,
+        format!(
+            "The answer is larger than the {limit}-byte limit for non-streaming responses (MAX_REQUEST_BODY_BYTES); send the request with \"stream\": true, or raise MAX_REQUEST_BODY_BYTES."
+        ),
+    )
+}
 
 /// What the client receives once the upstream stream has ended.
 #[derive(Debug, PartialEq)]
@@ -104,6 +114,11 @@ pub trait Pipeline {
     fn finish(&mut self, now: u64) -> End<'_>;
     /// Token usage reported by the terminal event, if any.
     fn usage(&self) -> Option<Usage>;
+    /// The upstream body goes on as it came (`push` returns nothing for it): the host leaves
+    /// each chunk in place, and adds only what `finish` returns.
+    fn relays(&self) -> bool {
+        false
+    }
 }
 
 /// Framer → turn interpreter → presenter → sink `S`, for one response; the sink decides the
