@@ -22,7 +22,14 @@ from node_clients import codex_binary
 MODEL = "gpt-6.1-sol"
 CLIENT_KEY_ENV = "CODEX_WRAPPER_API_KEY"
 # The CLI's own turn headers: the backend keys its prompt cache and turn state on them.
-CODEX_TURN_HEADERS = ("session-id", "thread-id", "x-client-request-id", "x-codex-window-id", "x-codex-turn-metadata")
+CODEX_TURN_HEADERS = (
+    "session-id",
+    "thread-id",
+    "x-client-request-id",
+    "x-codex-window-id",
+    "x-codex-turn-metadata",
+    "x-codex-beta-features",
+)
 
 README_BASE_URL = "http://localhost:8787/v1"
 
