@@ -632,6 +632,7 @@ def virtual_clusters(opts: Options) -> List[dict]:
     return [
         {"name": "chat", "headers": [_path_matcher(f"^{mode_prefix}/v1/chat/completions(\\?.*)?$")]},
         {"name": "completions", "headers": [_path_matcher(f"^{mode_prefix}/v1/completions(\\?.*)?$")]},
+        {"name": "responses", "headers": [_path_matcher(f"^{mode_prefix}/v1/responses(/compact)?(\\?.*)?$")]},
         {"name": "ollama", "headers": [_path_matcher("^/api/.*$")]},
     ]
 
@@ -814,6 +815,9 @@ def http_connection_manager(opts: Options) -> dict:
             "request_timeout": "0s",
             # Reasoning models can be silent for minutes before the first token.
             "stream_idle_timeout": opts.stream_idle_timeout,
+            # Lets a WebSocket handshake reach the filter, which refuses it with 426 (Codex CLI
+            # then uses HTTP at once); without it Envoy answers 403 itself and the client retries.
+            "upgrade_configs": [{"upgrade_type": "websocket"}],
             "route_config": route_config(opts),
             "local_reply_config": local_reply_config(opts),
             # CORS first: Envoy answers preflights itself (no key needed) and adds the CORS
@@ -933,6 +937,10 @@ EXAMPLE_COMMENTS: Dict[Tuple[str, ...], str] = {
         "CORS_ALLOW_ORIGINS: `*` without credentials, or a list of exact origins with\n"
         "them. Envoy sends allow_headers verbatim and browsers do not expand patterns,\n"
         "so the OpenAI SDK's headers are listed one by one."
+    ),
+    _HCM + ("upgrade_configs",): (
+        "WebSocket handshakes reach the filter, which answers them 426 (no WebSocket\n"
+        "here): Codex CLI then falls back to HTTP at once instead of retrying."
     ),
     _HCM + ("local_reply_config",): (
         "Envoy's own replies (an upstream reset or silence, an oversize body, a malformed\n"

@@ -1,4 +1,5 @@
-"""A scripted mock of the Codex Responses backend (`POST /backend-api/codex/responses`).
+"""A scripted mock of the Codex Responses backend (`POST /backend-api/codex/responses`, and
+its `/compact`).
 
 Tests enqueue `Script`s; each request to the path takes the next one (or a default short
 text stream when the queue is empty) and every request is recorded. The HTTP framing is
@@ -77,9 +78,58 @@ class Script:
         return cls(body=sse.fixture_records(name), **kwargs)
 
 
+COMPACT_SUFFIX = "/compact"
+# What the backend's compaction answers: the conversation, shortened to these items.
+COMPACTED_OUTPUT = [
+    {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Summary of the earlier turns."}]}
+]
+
+
 def default_script(request: Optional["RecordedRequest"] = None) -> Script:
-    """The `text` fixture: "Hello world", usage 12 + 5."""
+    """The `text` fixture: "Hello world", usage 12 + 5; a compaction gets COMPACTED_OUTPUT."""
+    if request is not None and urlsplit(request.path).path.endswith(COMPACT_SUFFIX):
+        return Script.json(200, {"output": COMPACTED_OUTPUT})
     return Script.fixture("text")
+
+
+# The backend's rules for a turn body (its 400 `{"detail": ...}` answers): parameters it
+# rejects, and the members it requires.
+REJECTED_PARAMETERS = (
+    "max_output_tokens", "max_tokens", "max_completion_tokens", "max_tool_calls", "temperature", "top_p",
+    "top_logprobs", "logprobs", "truncation", "user", "safety_identifier", "metadata", "background",
+    "prompt_cache_retention", "stream_options", "previous_response_id", "conversation",
+)
+
+
+def backend_refusal(body: Any) -> Optional[str]:
+    """Why the backend would answer 400 to this turn body, or None when it takes it."""
+    if not isinstance(body, dict):
+        return "Request body must be a JSON object"
+    if body.get("stream") is not True:
+        return "Stream must be set to true"
+    if body.get("store") is not False:
+        return "Store must be set to false"
+    for name in REJECTED_PARAMETERS:
+        if name in body:
+            return f"Unsupported parameter: {name}"
+    if not isinstance(body.get("input"), list):
+        return "Input must be a list"
+    if "reasoning.encrypted_content" not in (body.get("include") or []):
+        return "include must list reasoning.encrypted_content with store=false"
+    return None
+
+
+def as_backend(script: Optional[Script] = None) -> Callable[["RecordedRequest"], Script]:
+    """A script that first checks the body as the backend does: a body it would refuse gets
+    its 400, anything else `script` (default: the `text` fixture)."""
+
+    def answer(request: "RecordedRequest") -> Script:
+        refusal = backend_refusal(request.json)
+        if refusal is not None:
+            return Script.json(400, {"detail": refusal})
+        return script if script is not None else default_script(request)
+
+    return answer
 
 
 @dataclass(frozen=True)
@@ -164,7 +214,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         mock = self.server.mock
         mock._record(request)
-        if self.command == "POST" and urlsplit(self.path).path == mock.path:
+        if self.command == "POST" and urlsplit(self.path).path in (mock.path, mock.path + COMPACT_SUFFIX):
             script = mock._next_script(request)
         else:
             script = Script.json(404, {"error": {"message": f"mock: no route for {self.command} {self.path}"}})

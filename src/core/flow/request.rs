@@ -132,8 +132,10 @@ impl RequestFlow {
         if cfg.verbose {
             self.log_line = Some(format!("{method} {}", path.split('?').next().unwrap_or("")));
         }
+        // A protocol upgrade has no request body to wait for: its refusal goes out at once.
+        let hold = cfg.hold_headers && view.get("upgrade").is_none();
         if let Err(error) = view.check_request() {
-            return self.refuse(cfg.hold_headers, error, end_of_stream);
+            return self.refuse(hold, error, end_of_stream);
         }
         let head = RequestHead {
             method: &method,
@@ -141,7 +143,7 @@ impl RequestFlow {
             headers: &view.text,
         };
         let forward = match decision::decide(cfg, &head, now) {
-            Decision::Reply(reply) => return self.refuse(cfg.hold_headers, reply, end_of_stream),
+            Decision::Reply(reply) => return self.refuse(hold, reply, end_of_stream),
             Decision::PassThrough => {
                 self.route = RouteKind::Ollama;
                 let writes = PASS_THROUGH_REMOVED

@@ -115,7 +115,7 @@ fn pipeline(client: &ClientRequest, now: u64) -> Box<dyn Pipeline> {
             Capped::new(CompletionAggregator::new(model, now), limit),
         )),
         (Endpoint::Responses, false) => Box::new(ResponsesAggregator::new(limit)),
-        (Endpoint::Responses | Endpoint::ResponsesCompact, _) => Box::new(ResponsesStream::new()),
+        (Endpoint::Responses | Endpoint::ResponsesCompact, _) => Box::new(ResponsesStream::new(limit)),
     }
 }
 

@@ -1,6 +1,12 @@
 //! The answer to `/v1/responses`: the backend's event stream is what the client asked for, so
-//! a streaming client gets it byte for byte while the filter only watches it (usage, the
-//! terminal event); a non-streaming client gets the final `response` object as JSON.
+//! a streaming client gets its events as they come, each payload copied as the backend wrote
+//! it, while the filter reads the usage and the terminal event; a non-streaming client gets
+//! the final `response` object as JSON.
+//!
+//! One thing is mended on the way: the backend's `response.completed` often carries an empty
+//! `output` although items were streamed, and clients that take the final object from that
+//! event (the SDKs' stream helpers, the Agents SDK) would see an answer without text or tool
+//! calls. So the finished items of `response.output_item.done` are kept and fill it in.
 
 use std::borrow::Cow;
 
@@ -23,7 +29,12 @@ const TERMINAL: &[&[u8]] = &[
     b"error",
 ];
 
-/// Only what the filter reads of a terminal event.
+/// The terminal events whose `response.output` the kept items fill in when it is empty.
+const WITH_OUTPUT: &[&[u8]] = &[b"response.completed", b"response.incomplete"];
+
+const ITEM_DONE: &[u8] = b"response.output_item.done";
+
+/// Only what the filter reads of an event it looks into.
 #[derive(Deserialize)]
 struct Terminal<'a> {
     #[serde(borrow, rename = "type")]
@@ -48,58 +59,21 @@ struct ResponseHead<'a> {
     output: Option<&'a RawValue>,
 }
 
-/// A streaming client's answer: the upstream bytes go on untouched (the host does not even
-/// replace them, see [`Pipeline::relays`]); the framer runs alongside to read the usage and
-/// notice a stream that ends without its terminal event, which the client then learns about
-/// as one more `error` event.
-pub struct ResponsesStream {
-    framer: SseFramer,
-    events: u64,
-    terminal: bool,
-    /// An event outgrew the framer: the stream still goes on whole, the filter stops reading it.
-    blind: bool,
-    usage: Option<Usage>,
-    tail: Vec<u8>,
+#[derive(Deserialize)]
+struct ItemDone<'a> {
+    #[serde(default)]
+    output_index: Option<u64>,
+    #[serde(borrow)]
+    item: &'a RawValue,
 }
 
-impl Default for ResponsesStream {
-    fn default() -> Self {
-        Self::new()
+/// The event's type: from the leading `{"type":"…"` the backend writes, else a full parse.
+fn kind_of(data: &[u8]) -> Option<Cow<'_, [u8]>> {
+    if let Some(kind) = leading_type(data) {
+        return Some(Cow::Borrowed(kind));
     }
-}
-
-impl ResponsesStream {
-    pub fn new() -> Self {
-        Self {
-            framer: SseFramer::new(MAX_EVENT_BYTES),
-            events: 0,
-            terminal: false,
-            blind: false,
-            usage: None,
-            tail: Vec::new(),
-        }
-    }
-
-    fn observe(events: &mut u64, terminal: &mut bool, usage: &mut Option<Usage>, data: &[u8]) {
-        *events = events.saturating_add(1);
-        let Some(kind) = leading_type(data) else {
-            // Not in the backend's usual layout: the full parse decides.
-            if let Ok(event) = serde_json::from_slice::<Terminal>(data) {
-                if TERMINAL.contains(&event.kind.as_bytes()) {
-                    *terminal = true;
-                    *usage = usage_of(event.response).or(*usage);
-                }
-            }
-            return;
-        };
-        if !TERMINAL.contains(&kind) {
-            return;
-        }
-        *terminal = true;
-        if let Ok(event) = serde_json::from_slice::<Terminal>(data) {
-            *usage = usage_of(event.response).or(*usage);
-        }
-    }
+    let event = serde_json::from_slice::<Terminal>(data).ok()?;
+    Some(Cow::Owned(event.kind.as_bytes().to_vec()))
 }
 
 fn usage_of(response: Option<&RawValue>) -> Option<Usage> {
@@ -107,53 +81,229 @@ fn usage_of(response: Option<&RawValue>) -> Option<Usage> {
     head.usage.map(Usage::from)
 }
 
+/// The finished output items of a turn, in output order, up to `limit` bytes in all.
+struct OutputItems {
+    items: Vec<(u64, Vec<u8>)>,
+    held: usize,
+    limit: usize,
+    over: bool,
+}
+
+impl OutputItems {
+    fn new(limit: usize) -> Self {
+        Self {
+            items: Vec::new(),
+            held: 0,
+            limit,
+            over: false,
+        }
+    }
+
+    fn keep(&mut self, data: &[u8]) {
+        if self.over {
+            return;
+        }
+        let Ok(done) = serde_json::from_slice::<ItemDone>(data) else {
+            return;
+        };
+        let item = done.item.get().as_bytes();
+        self.held = self.held.saturating_add(item.len());
+        if self.held > self.limit {
+            self.over = true;
+            self.items = Vec::new();
+            return;
+        }
+        self.items
+            .push((done.output_index.unwrap_or(u64::MAX), item.to_vec()));
+    }
+
+    /// `response` with its `output` made of the kept items, when the backend left it empty
+    /// and there are any; `None` leaves the object as it is.
+    fn fill(&mut self, response: &RawValue) -> Option<Vec<u8>> {
+        if self.items.is_empty() || self.over {
+            return None;
+        }
+        let head = serde_json::from_str::<ResponseHead>(response.get()).ok()?;
+        let empty = head.output.is_none_or(|o| {
+            let text = o.get();
+            text == "null"
+                || text
+                    .strip_prefix('[')
+                    .is_some_and(|rest| rest.trim_start().starts_with(']'))
+        });
+        if !empty {
+            return None;
+        }
+        let fields = serde_json::from_str::<Ordered>(response.get()).ok()?;
+        self.items.sort_by_key(|(index, _)| *index);
+        let mut out = Vec::with_capacity(response.get().len().saturating_add(self.held).saturating_add(16));
+        out.push(b'{');
+        let mut written = false;
+        for (key, raw) in &fields.members {
+            if key == "output" {
+                if !written {
+                    written = true;
+                    self.write_items(&mut out);
+                }
+                continue;
+            }
+            write_key(&mut out, key);
+            out.extend_from_slice(raw.get().as_bytes());
+        }
+        if !written {
+            self.write_items(&mut out);
+        }
+        out.push(b'}');
+        Some(out)
+    }
+
+    fn write_items(&self, out: &mut Vec<u8>) {
+        write_key(out, "output");
+        out.push(b'[');
+        for (i, (_, item)) in self.items.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(item);
+        }
+        out.push(b']');
+    }
+}
+
+/// An event whose `response` member is replaced by `response`, the rest as it came.
+fn with_response(data: &[u8], response: &[u8]) -> Option<Vec<u8>> {
+    let fields = serde_json::from_slice::<Ordered>(data).ok()?;
+    let mut out = Vec::with_capacity(data.len().saturating_add(response.len()));
+    out.push(b'{');
+    for (key, raw) in &fields.members {
+        write_key(&mut out, key);
+        match key.as_ref() {
+            "response" => out.extend_from_slice(response),
+            _ => out.extend_from_slice(raw.get().as_bytes()),
+        }
+    }
+    out.push(b'}');
+    Some(out)
+}
+
+/// A streaming client's answer: every event framed as the backend frames them (`event:` line,
+/// `data:` line, blank line) around its payload as it came, the one mended terminal event
+/// aside; a stream that ends without its terminal event gets one more `error` event.
+pub struct ResponsesStream {
+    framer: SseFramer,
+    state: StreamState,
+}
+
+struct StreamState {
+    out: Vec<u8>,
+    events: u64,
+    terminal: bool,
+    usage: Option<Usage>,
+    items: OutputItems,
+}
+
+impl ResponsesStream {
+    /// `limit` bounds one event and the items kept (`MAX_REQUEST_BODY_BYTES`).
+    pub fn new(limit: usize) -> Self {
+        Self {
+            // An event can be as large as a whole answer (`response.completed` repeats it).
+            framer: SseFramer::new(limit.max(MAX_EVENT_BYTES)),
+            state: StreamState {
+                out: Vec::new(),
+                events: 0,
+                terminal: false,
+                usage: None,
+                items: OutputItems::new(limit),
+            },
+        }
+    }
+}
+
+impl StreamState {
+    fn event(&mut self, data: &[u8]) {
+        let kind = kind_of(data);
+        let kind = kind.as_deref();
+        if self.terminal {
+            // The turn is over; what follows (nothing, from the backend) still goes on.
+            self.frame(kind, data);
+            return;
+        }
+        self.events = self.events.saturating_add(1);
+        match kind {
+            Some(ITEM_DONE) => self.items.keep(data),
+            Some(kind) if TERMINAL.contains(&kind) => {
+                self.terminal = true;
+                let event = serde_json::from_slice::<Terminal>(data).ok();
+                let response = event.as_ref().and_then(|e| e.response);
+                self.usage = usage_of(response).or(self.usage);
+                if WITH_OUTPUT.contains(&kind) {
+                    if let Some(mended) = response
+                        .and_then(|r| self.items.fill(r))
+                        .and_then(|filled| with_response(data, &filled))
+                    {
+                        self.frame(Some(kind), &mended);
+                        return;
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.frame(kind, data);
+    }
+
+    fn frame(&mut self, kind: Option<&[u8]>, data: &[u8]) {
+        if let Some(kind) = kind {
+            self.out.extend_from_slice(b"event: ");
+            self.out.extend_from_slice(kind);
+            self.out.push(b'\n');
+        }
+        // A payload the backend spread over several `data:` lines keeps them.
+        for line in data.split(|b| *b == b'\n') {
+            self.out.extend_from_slice(b"data: ");
+            self.out.extend_from_slice(line);
+            self.out.push(b'\n');
+        }
+        self.out.push(b'\n');
+    }
+
+    fn fail(&mut self, error: &ApiError) {
+        self.terminal = true;
+        let event = error_event(error, self.events);
+        self.out.extend_from_slice(&event);
+    }
+}
+
 impl Pipeline for ResponsesStream {
     fn push(&mut self, chunk: &[u8], _now: u64) -> &[u8] {
-        if !self.blind {
-            let Self {
-                framer,
-                events,
-                terminal,
-                usage,
-                ..
-            } = self;
-            if framer
-                .push(chunk, |data| Self::observe(events, terminal, usage, data))
-                .is_err()
-            {
-                self.blind = true;
-            }
+        let Self { framer, state } = self;
+        state.out.clear();
+        if framer.push(chunk, |data| state.event(data)).is_err() && !state.terminal {
+            state.fail(&ApiError::of(
+                Code::UpstreamEventTooLarge,
+                "The ChatGPT backend sent an event larger than the limit for one event (MAX_REQUEST_BODY_BYTES); retry, and report it if it persists.",
+            ));
         }
-        &[]
+        &state.out
     }
 
     fn finish(&mut self, _now: u64) -> End<'_> {
-        if !self.blind {
-            let Self {
-                framer,
-                events,
-                terminal,
-                usage,
-                ..
-            } = self;
-            framer.finish(|data| Self::observe(events, terminal, usage, data));
+        let Self { framer, state } = self;
+        state.out.clear();
+        // An event the connection cut short is not valid JSON; the client gets the error
+        // event below instead of a payload it cannot parse.
+        framer.finish(|data| {
+            if serde_json::from_slice::<&RawValue>(data).is_ok() {
+                state.event(data);
+            }
+        });
+        if !state.terminal {
+            state.fail(&incomplete());
         }
-        if !self.terminal && !self.blind {
-            let error = ApiError::of(
-                Code::StreamIncomplete,
-                "The ChatGPT backend closed the stream before the response was complete; retry the request.",
-            );
-            self.tail = error_event(&error, self.events);
-        }
-        End::Tail(&self.tail)
+        End::Tail(&state.out)
     }
 
     fn usage(&self) -> Option<Usage> {
-        self.usage
-    }
-
-    fn relays(&self) -> bool {
-        true
+        self.state.usage
     }
 }
 
@@ -202,40 +352,27 @@ pub fn error_event(error: &ApiError, sequence_number: u64) -> Vec<u8> {
 }
 
 /// A non-streaming client's answer: the final `response` object of `response.completed` (or
-/// `response.incomplete`, which says why in `incomplete_details`), as JSON. Its `output` can
-/// be empty although items were streamed, so the finished items of `response.output_item.done`
-/// are kept and fill it in then. An upstream failure is the OpenAI-shaped error with its status.
+/// `response.incomplete`, which says why in `incomplete_details`), its empty `output` filled
+/// in as for a stream, as JSON. An upstream failure is the OpenAI-shaped error with its status.
 pub struct ResponsesAggregator {
     framer: SseFramer,
     state: Aggregate,
 }
 
 struct Aggregate {
-    /// `(output_index, item JSON)` of every finished item.
-    items: Vec<(u64, Vec<u8>)>,
-    held: usize,
+    items: OutputItems,
     limit: usize,
     result: Option<Result<Vec<u8>, ApiError>>,
     usage: Option<Usage>,
-}
-
-#[derive(Deserialize)]
-struct ItemDone<'a> {
-    #[serde(default)]
-    output_index: Option<u64>,
-    #[serde(borrow)]
-    item: &'a RawValue,
 }
 
 impl ResponsesAggregator {
     /// `limit` caps the answer (`MAX_REQUEST_BODY_BYTES`); past it the answer is a 502.
     pub fn new(limit: usize) -> Self {
         Self {
-            // The terminal event repeats the whole answer, so one event may be as large as it.
             framer: SseFramer::new(limit.max(MAX_EVENT_BYTES)),
             state: Aggregate {
-                items: Vec::new(),
-                held: 0,
+                items: OutputItems::new(limit),
                 limit,
                 result: None,
                 usage: None,
@@ -249,25 +386,22 @@ impl Aggregate {
         if self.result.is_some() {
             return;
         }
-        match leading_type(data) {
-            Some(b"response.output_item.done") => {
-                if let Ok(done) = serde_json::from_slice::<ItemDone>(data) {
-                    self.keep_item(done);
+        let kind = kind_of(data);
+        match kind.as_deref() {
+            Some(ITEM_DONE) => {
+                self.items.keep(data);
+                if self.items.over {
+                    self.result = Some(Err(answer_too_large(self.limit)));
                 }
                 return;
             }
-            Some(kind) if !TERMINAL.contains(&kind) => return,
-            _ => {}
+            Some(kind) if TERMINAL.contains(&kind) => {}
+            _ => return,
         }
         let Ok(event) = serde_json::from_slice::<Terminal>(data) else {
             return;
         };
         match event.kind.as_ref() {
-            "response.output_item.done" => {
-                if let Ok(done) = serde_json::from_slice::<ItemDone>(data) {
-                    self.keep_item(done);
-                }
-            }
             "response.completed" | "response.incomplete" => self.complete(event.response),
             "response.failed" => {
                 let error = event
@@ -276,20 +410,8 @@ impl Aggregate {
                     .and_then(|r| r.error);
                 self.fail(error, None, None, now);
             }
-            "error" => self.fail(event.error, event.code, event.message, now),
-            _ => {}
+            _ => self.fail(event.error, event.code, event.message, now),
         }
-    }
-
-    fn keep_item(&mut self, done: ItemDone<'_>) {
-        let item = done.item.get().as_bytes();
-        self.held = self.held.saturating_add(item.len());
-        if self.held > self.limit {
-            self.result = Some(Err(answer_too_large(self.limit)));
-            return;
-        }
-        self.items
-            .push((done.output_index.unwrap_or(u64::MAX), item.to_vec()));
     }
 
     fn complete(&mut self, response: Option<&RawValue>) {
@@ -297,61 +419,15 @@ impl Aggregate {
             self.result = Some(Err(incomplete()));
             return;
         };
-        let head = serde_json::from_str::<ResponseHead>(response.get()).ok();
-        self.usage = head.as_ref().and_then(|h| h.usage).map(Usage::from);
-        let empty_output = head.as_ref().and_then(|h| h.output).is_none_or(|o| {
-            let text = o.get();
-            text == "null"
-                || text
-                    .strip_prefix('[')
-                    .is_some_and(|rest| rest.trim_start().starts_with(']'))
-        });
-        let body = if empty_output && !self.items.is_empty() {
-            self.with_items(response)
-        } else {
-            response.get().as_bytes().to_vec()
-        };
+        self.usage = usage_of(Some(response));
+        let body = self
+            .items
+            .fill(response)
+            .unwrap_or_else(|| response.get().as_bytes().to_vec());
         self.result = Some(match body.len() > self.limit {
             true => Err(answer_too_large(self.limit)),
             false => Ok(body),
         });
-    }
-
-    /// The response object with `output` made of the items seen, in output order.
-    fn with_items(&mut self, response: &RawValue) -> Vec<u8> {
-        let Ok(fields) = serde_json::from_str::<Ordered>(response.get()) else {
-            return response.get().as_bytes().to_vec();
-        };
-        self.items.sort_by_key(|(index, _)| *index);
-        let mut out = Vec::with_capacity(response.get().len().saturating_add(self.held).saturating_add(16));
-        out.push(b'{');
-        let mut output_written = false;
-        for (key, raw) in &fields.members {
-            write_key(&mut out, key);
-            if key == "output" && !output_written {
-                output_written = true;
-                self.write_items(&mut out);
-            } else {
-                out.extend_from_slice(raw.get().as_bytes());
-            }
-        }
-        if !output_written {
-            write_key(&mut out, "output");
-            self.write_items(&mut out);
-        }
-        out.push(b'}');
-        out
-    }
-
-    fn write_items(&self, out: &mut Vec<u8>) {
-        out.push(b'[');
-        for (i, (_, item)) in self.items.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(item);
-        }
-        out.push(b']');
     }
 
     fn fail(

@@ -2,21 +2,15 @@ use super::*;
 use crate::core::test_support::{FIXTURES, completed, created, fixture, sse, text_delta};
 use serde_json::{Value, json};
 
-/// What a client sees of one upstream body pushed in `chunks`: the bytes it gets (the chunks
-/// themselves when the pipeline relays), the end, and the usage.
+/// What a client sees of one upstream body pushed in `chunks`: the bytes it gets, the end,
+/// and the usage.
 fn play(
     pipeline: &mut dyn Pipeline,
     chunks: &[&[u8]],
 ) -> (Vec<u8>, Result<Vec<u8>, ApiError>, Option<Usage>) {
     let mut client = Vec::new();
     for chunk in chunks {
-        let out = pipeline.push(chunk, 1_000).to_vec();
-        if pipeline.relays() {
-            assert!(out.is_empty());
-            client.extend_from_slice(chunk);
-        } else {
-            client.extend_from_slice(&out);
-        }
+        client.extend_from_slice(pipeline.push(chunk, 1_000));
     }
     let end = match pipeline.finish(1_000) {
         End::Tail(tail) => {
@@ -37,60 +31,135 @@ fn tokens(usage: Option<Usage>) -> Option<(u64, u64)> {
     usage.map(|u| (u.prompt_tokens, u.completion_tokens))
 }
 
+const LIMIT: usize = 1 << 20;
+
+/// The stream's records (`event:` + `data:` lines), a last unterminated one included.
+fn records(stream: &[u8]) -> Vec<&[u8]> {
+    let text = stream;
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.windows(2).position(|w| w == b"\n\n") {
+        out.push(&rest[..at + 2]);
+        rest = &rest[at + 2..];
+    }
+    if !rest.is_empty() {
+        out.push(rest);
+    }
+    out
+}
+
+fn data_of(record: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(record);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap_or_default();
+    serde_json::from_str(line).unwrap()
+}
+
 #[test]
 #[allow(clippy::type_complexity)] // a table of cases reads best as tuples
-fn a_streaming_client_gets_the_upstream_bytes_and_the_filter_reads_the_usage() {
-    let cases: &[(&str, Option<(u64, u64)>, Option<&str>)] = &[
-        ("text", Some((12, 5)), None),
-        ("reasoning", Some((10, 5)), None),
-        ("parallel_tools", Some((42, 18)), None),
-        ("incomplete", Some((12, 3)), None),
-        ("failed", None, None),
-        ("usage_limit", None, None),
-        // Cut short: one more event tells the client, numbered after the last one it got.
-        ("dropped", None, Some("stream_incomplete")),
+fn a_streaming_client_gets_the_backend_events_and_the_filter_reads_the_usage() {
+    // (fixture, usage, the final output's item types, the error event added)
+    let cases: &[(&str, Option<(u64, u64)>, Option<&[&str]>, Option<&str>)] = &[
+        ("text", Some((12, 5)), Some(&["message"]), None),
+        ("reasoning", Some((10, 5)), Some(&["reasoning", "message"]), None),
+        (
+            "parallel_tools",
+            Some((42, 18)),
+            Some(&["function_call", "function_call"]),
+            None,
+        ),
+        ("incomplete", Some((12, 3)), None, None),
+        ("failed", None, None, None),
+        ("usage_limit", None, None, None),
+        // Cut short: the broken record is dropped and one more event tells the client,
+        // numbered after the last one it got.
+        ("dropped", None, None, Some("stream_incomplete")),
     ];
     assert_eq!(cases.len(), FIXTURES.len());
-    for (name, usage, added) in cases {
+    for (name, usage, output, added) in cases {
         let stream = fixture(name);
-        let (client, _, got) = whole(&mut ResponsesStream::new(), stream);
+        let (client, _, got) = whole(&mut ResponsesStream::new(LIMIT), stream);
         assert_eq!(tokens(got), *usage, "{name}");
-        let extra = client.get(stream.len()..).unwrap_or_default();
-        assert_eq!(&client[..stream.len()], stream, "{name}");
+        let upstream = records(stream);
+        let sent = records(&client);
+        let complete = upstream.iter().filter(|r| r.ends_with(b"\n\n")).count();
+        // Every complete record is the backend's, byte for byte, but a mended `output`.
+        for (i, record) in upstream.iter().take(complete).enumerate() {
+            let last = i + 1 == complete;
+            match (last, output) {
+                (true, Some(kinds)) => {
+                    let mended = data_of(sent[i]);
+                    let mut original = data_of(record);
+                    let types: Vec<&str> = mended["response"]["output"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|item| item["type"].as_str().unwrap())
+                        .collect();
+                    assert_eq!(types, *kinds, "{name}");
+                    original["response"]["output"] = mended["response"]["output"].clone();
+                    assert_eq!(mended, original, "{name}");
+                    assert!(sent[i].starts_with(b"event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":"));
+                }
+                _ => assert_eq!(
+                    String::from_utf8_lossy(sent[i]),
+                    String::from_utf8_lossy(record),
+                    "{name} record {i}"
+                ),
+            }
+        }
         match added {
-            None => assert!(extra.is_empty(), "{name}: {}", String::from_utf8_lossy(extra)),
+            None => assert_eq!(sent.len(), complete, "{name}"),
             Some(code) => {
-                let text = String::from_utf8_lossy(extra);
-                let data = text.strip_prefix("event: error\ndata: ").unwrap_or_default();
-                let event: Value = serde_json::from_str(data.trim_end()).unwrap();
+                assert_eq!(sent.len(), complete + 1, "{name}");
+                let event = data_of(sent[complete]);
+                assert!(sent[complete].starts_with(b"event: error\n"));
                 assert_eq!(event["type"], "error");
                 assert_eq!(event["code"], *code);
                 assert_eq!(event["error"]["code"], *code);
                 assert_eq!(event["error"]["type"], "upstream_error");
-                assert_eq!(event["sequence_number"], 7, "{name}");
-                assert!(text.ends_with("\n\n"));
+                assert_eq!(event["sequence_number"], 6, "{name}");
             }
         }
     }
 }
 
 #[test]
-fn an_event_too_large_to_read_still_reaches_the_client_whole() {
-    let big = "x".repeat(2 * MAX_EVENT_BYTES);
+fn an_event_over_the_limit_ends_the_stream_with_an_error_event() {
+    let big = "x".repeat(2 * LIMIT);
     let stream = sse(&[
         created(),
         text_delta(&big),
         completed(json!({"input_tokens": 1, "output_tokens": 1})),
     ]);
     let chunks: Vec<&[u8]> = stream.chunks(64 * 1024).collect();
-    let (client, _, usage) = play(&mut ResponsesStream::new(), &chunks);
-    // The filter stopped reading at the big event, so it neither counts nor complains.
-    assert!(client == stream, "the client's bytes differ from the upstream's");
+    let (client, _, usage) = play(&mut ResponsesStream::new(LIMIT), &chunks);
+    let sent = records(&client);
+    assert_eq!(sent.len(), 2);
+    assert_eq!(data_of(sent[1])["code"], "upstream_event_too_large");
     assert_eq!(usage, None);
 }
 
+#[test]
+fn multi_line_payloads_keep_their_lines_and_an_output_already_there_stays() {
+    let stream = b"event: response.in_progress\ndata: {\"type\":\"response.in_progress\",\ndata: \"sequence_number\":1}\n\n";
+    let (client, _, _) = whole(&mut ResponsesStream::new(LIMIT), stream);
+    assert!(client.starts_with(stream), "{}", String::from_utf8_lossy(&client));
+    let mut done = completed(json!({"input_tokens": 1, "output_tokens": 1}));
+    done["response"]["output"] = json!([{"type": "message", "id": "m", "content": []}]);
+    let stream = sse(&[
+        created(),
+        json!({"type": "response.output_item.done", "output_index": 0, "item": {"type": "other"}}),
+        done,
+    ]);
+    let (client, _, _) = whole(&mut ResponsesStream::new(LIMIT), &stream);
+    assert_eq!(client, stream);
+}
+
 fn aggregate(stream: &[u8]) -> Result<Value, ApiError> {
-    let (client, end, _) = whole(&mut ResponsesAggregator::new(1 << 20), stream);
+    let (client, end, _) = whole(&mut ResponsesAggregator::new(LIMIT), stream);
     assert!(client.is_empty());
     end.map(|body| serde_json::from_slice(&body).unwrap())
 }
@@ -156,7 +225,7 @@ fn an_output_the_backend_filled_in_is_kept_as_it_is() {
         json!([{"type": "message", "id": "m", "content": []}])
     );
     // The rebuilt object keeps every other member, in order.
-    let text = whole(&mut ResponsesAggregator::new(1 << 20), fixture("text"))
+    let text = whole(&mut ResponsesAggregator::new(LIMIT), fixture("text"))
         .1
         .unwrap();
     assert!(
@@ -181,18 +250,18 @@ fn an_answer_over_the_limit_is_a_502() {
 fn every_split_of_every_fixture_gives_the_same_answer() {
     for f in FIXTURES {
         let stream = f.bytes;
-        let expected_stream = whole(&mut ResponsesStream::new(), stream);
-        let expected_body = whole(&mut ResponsesAggregator::new(1 << 20), stream);
+        let expected_stream = whole(&mut ResponsesStream::new(LIMIT), stream);
+        let expected_body = whole(&mut ResponsesAggregator::new(LIMIT), stream);
         for at in 0..=stream.len() {
             let (a, b) = stream.split_at(at);
-            let got = play(&mut ResponsesStream::new(), &[a, b]);
+            let got = play(&mut ResponsesStream::new(LIMIT), &[a, b]);
             assert_eq!(
                 (&got.0, tokens(got.2)),
                 (&expected_stream.0, tokens(expected_stream.2)),
                 "{} at {at}",
                 f.name
             );
-            let got = play(&mut ResponsesAggregator::new(1 << 20), &[a, b]);
+            let got = play(&mut ResponsesAggregator::new(LIMIT), &[a, b]);
             assert_eq!(
                 (&got.1, tokens(got.2)),
                 (&expected_body.1, tokens(expected_body.2)),
