@@ -1,13 +1,14 @@
 """Codex CLI (npm `@openai/codex`, tests/node) as a client of the wrapper's `/v1/responses`.
 
 `codex exec` runs one non-interactive turn with a custom provider pointing at Envoy + the
-module, with the `config.toml` block of the README's Codex CLI section; the mock backend plays the model.
-The CLI starts in about a second, so these tests stay few.
+module, with the `config.toml` block of the README's Codex CLI section; the mock backend
+plays the model. Each run of the CLI costs about a second, so these tests stay few.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -55,7 +56,8 @@ def codex_exec(envoy, tmp_path: Path, prompt: str, key: str = TEST_API_KEY, extr
     workdir.mkdir()
     config = readme_config_toml().replace(README_BASE_URL, envoy.url + "/v1") + extra_config
     (home / "config.toml").write_text(config, encoding="utf-8")
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "CODEX_HOME": str(home), CLIENT_KEY_ENV: key}
+    # PATH as given: the `codex` launcher is a Node script.
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "CODEX_HOME": str(home), CLIENT_KEY_ENV: key}
     return subprocess.run(
         [str(codex_binary()), "exec", "--skip-git-repo-check", "--ephemeral", "--sandbox", "read-only",
          "--color", "never", "--cd", str(workdir), prompt],
