@@ -324,6 +324,8 @@ def _vcluster_regex(config: dict, name: str) -> str:
         ("completions", ["/v1/completions", "/r1/v1/completions", "/o3/v1/completions?a"],
          ["/v1/chat/completions", "/v1/completions2"]),
         ("ollama", ["/api/tags", "/api/show"], ["/api", "/v1/models"]),
+        ("responses", ["/v1/responses", "/v1/responses/compact", "/tagged/v1/responses?x=1"],
+         ["/v1/responses/other", "/v1/responsesx", "/v1/chat/completions"]),
     ],
 )  # fmt: skip
 def test_virtual_clusters_match_the_client_paths(name: str, matching: List[str], other: List[str]) -> None:
@@ -696,3 +698,9 @@ def test_make_run_reads_codex_home_auth_json_before_validating(tmp_path: Path, m
     assert config["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] == 9123
     assert "sk-from-auth-json" not in json.dumps(config)
     assert settings["FORWARD_CLIENT_HEADERS_CODEX_OS_TYPE"], "make run describes this host"
+
+
+def test_websocket_handshakes_reach_the_filter() -> None:
+    # Without the upgrade type Envoy answers a handshake 403 itself, which Codex CLI retries;
+    # the filter answers 426, which sends it to HTTP at once (tests/test_responses.py).
+    assert hcm(render.render_config({}))["upgrade_configs"] == [{"upgrade_type": "websocket"}]

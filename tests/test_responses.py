@@ -418,3 +418,28 @@ def test_a_non_post_gets_405(envoy):
     resp = requests.get(envoy.url + "/v1/responses", headers=AUTH, timeout=10)
     assert resp.status_code == 405
     assert resp.headers["allow"] == "POST"
+
+
+def test_usage_and_rate_limits_are_read_on_the_way(envoy_factory, mock_codex):
+    envoy = envoy_factory()
+    limits = {"x-codex-primary-used-percent": "42", "x-codex-primary-window-minutes": "300", "x-codex-primary-reset-at": "1767225600"}
+    stream = sse.text_events(["hi"], usage=sse.usage(7, 3, reasoning_tokens=1))
+    mock_codex.enqueue(Script.events(stream, headers={"content-type": "text/event-stream", **limits}))
+    resp = post(envoy.url + "/v1/responses", {"model": "gpt-5.5", "input": "hi", "stream": True})
+    assert resp.status_code == 200
+    for name, value in limits.items():
+        assert resp.headers[name] == value, name
+    values = {}
+    for line in requests.get(envoy.admin_url + "/stats/prometheus", timeout=5).text.splitlines():
+        if not line.startswith("#") and "codex" in line:
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+
+    def stat(fragment: str) -> float:
+        matches = [v for k, v in values.items() if fragment in k]
+        assert matches, f"no stat containing {fragment!r} in {sorted(values)}"
+        return sum(matches)
+
+    assert stat("codex_requests_responses_2xx") == 1
+    assert (stat("codex_tokens_prompt"), stat("codex_tokens_completion")) == (7, 3)
+    assert stat("codex_rate_limit_primary_used_percent") == 42

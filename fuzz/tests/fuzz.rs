@@ -2,7 +2,9 @@
 //! runs one and libtest runs the others side by side.
 
 use codex_openai_wrapper_fuzz::engine::run;
-use codex_openai_wrapper_fuzz::targets::{auth, decision, etcd, request, sse_stream, upstream_error};
+use codex_openai_wrapper_fuzz::targets::{
+    auth, decision, etcd, request, responses, sse_stream, upstream_error,
+};
 
 #[test]
 fn sse_stream() {
@@ -22,6 +24,16 @@ fn chat_request() {
 #[test]
 fn completions_request() {
     run(&request::COMPLETIONS);
+}
+
+#[test]
+fn responses_request() {
+    run(&responses::REQUEST);
+}
+
+#[test]
+fn responses_stream() {
+    run(&responses::STREAM);
 }
 
 #[test]

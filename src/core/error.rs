@@ -75,7 +75,7 @@ catalogue! {
     MethodNotAllowed = "method_not_allowed", 405, InvalidRequest,
         "The route exists with another method; the message names it.";
     UnsupportedMediaType = "unsupported_media_type", 415, InvalidRequest,
-        "Send the body as `content-type: application/json`.";
+        "Send the body as `content-type: application/json`, uncompressed (no `content-encoding`).";
     InvalidHeader = "invalid_header", 400, InvalidRequest,
         "`authorization`, `content-type`, `content-length`, a session header or a pseudo-header is not UTF-8 text: send it as plain ASCII.";
     PreviousResponseUnsupported = "previous_response_unsupported", 400, InvalidRequest,

@@ -4,5 +4,6 @@ pub mod auth;
 pub mod decision;
 pub mod etcd;
 pub mod request;
+pub mod responses;
 pub mod sse_stream;
 pub mod upstream_error;

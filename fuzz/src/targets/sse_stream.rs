@@ -41,7 +41,7 @@ const MODES: [OutputMode; 5] = [
 const MODEL: &str = "gpt-5.5";
 const NOW: u64 = 1_766_361_600;
 
-const DICTIONARY: &[&str] = &[
+pub(crate) const DICTIONARY: &[&str] = &[
     "event: ",
     "data: ",
     "data:",
@@ -187,7 +187,7 @@ fn client(format: Format, mode: OutputMode, usage: bool, chunks: &[&[u8]]) -> Cl
 }
 
 /// Chunk boundaries derived from the input itself, so a saved input replays the same cuts.
-fn split_plans(len: usize, hash: u64) -> Vec<Vec<usize>> {
+pub(crate) fn split_plans(len: usize, hash: u64) -> Vec<Vec<usize>> {
     let mut rng = Rng::new(hash);
     let two = vec![rng.below(len + 1)];
     let mut three = vec![rng.below(len + 1), rng.below(len + 1)];
@@ -204,7 +204,7 @@ fn split_plans(len: usize, hash: u64) -> Vec<Vec<usize>> {
     vec![two, three, fixed, random]
 }
 
-fn cut<'a>(data: &'a [u8], plan: &[usize]) -> Vec<&'a [u8]> {
+pub(crate) fn cut<'a>(data: &'a [u8], plan: &[usize]) -> Vec<&'a [u8]> {
     let mut chunks = Vec::with_capacity(plan.len() + 1);
     let mut from = 0;
     for &to in plan {
@@ -581,7 +581,12 @@ fn payload(record: &[u8]) -> Option<Value> {
     serde_json::from_str(line).ok()
 }
 
-fn mutate_events(rng: &mut Rng, data: &[u8], corpus: &[Vec<u8>], dictionary: &[&str]) -> Option<Vec<u8>> {
+pub(crate) fn mutate_events(
+    rng: &mut Rng,
+    data: &[u8],
+    corpus: &[Vec<u8>],
+    dictionary: &[&str],
+) -> Option<Vec<u8>> {
     let mut events = records(data);
     if events.is_empty() {
         return None;
@@ -617,7 +622,10 @@ fn mutate_events(rng: &mut Rng, data: &[u8], corpus: &[Vec<u8>], dictionary: &[&
             // Another event type with the same fields.
             let mut value = payload(&events[i])?;
             let kind = rng.pick(EVENT_TYPES).to_string();
-            value["type"] = Value::String(kind);
+            // A payload that is not an object (a mutated one) has no type to change.
+            value
+                .as_object_mut()?
+                .insert("type".to_string(), Value::String(kind));
             events[i] = record(&value);
         }
         8 => {

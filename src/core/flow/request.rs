@@ -132,8 +132,11 @@ impl RequestFlow {
         if cfg.verbose {
             self.log_line = Some(format!("{method} {}", path.split('?').next().unwrap_or("")));
         }
-        // A protocol upgrade has no request body to wait for: its refusal goes out at once.
-        let hold = cfg.hold_headers && view.get("upgrade").is_none();
+        // A WebSocket handshake has no request body to wait for: its refusal goes out at once.
+        let websocket = view
+            .get("upgrade")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("websocket"));
+        let hold = cfg.hold_headers && !websocket;
         if let Err(error) = view.check_request() {
             return self.refuse(hold, error, end_of_stream);
         }

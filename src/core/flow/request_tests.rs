@@ -799,3 +799,91 @@ fn the_verbose_line_names_the_request_and_never_a_credential() {
     assert_eq!(drive.log(200), None);
     assert_eq!(vm.port.metrics.borrow().len(), 1);
 }
+
+#[test]
+fn a_responses_request_goes_up_normalised_and_its_stream_comes_back_event_for_event() {
+    let vm = vm_with(&[]);
+    let mut drive = Drive::new(&vm, 1);
+    let turn: &[(&str, &[u8])] = &[("thread-id", b"th-1"), ("x-codex-window-id", b"w:0")];
+    assert_eq!(drive.headers(&post("/v1/responses", turn), false), Steps::pause());
+    let steps = drive.body(br#"{"model":"gpt-5.5","input":"hi","stream":true,"temperature":1}"#);
+    let Some(Step::ReplaceRequestBody(body)) = steps.writes.first() else {
+        panic!("{steps:?}")
+    };
+    let body: Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(
+        (body["store"].as_bool(), body["stream"].as_bool()),
+        (Some(false), Some(true))
+    );
+    assert!(body.get("temperature").is_none());
+    let headers = upstream_headers(&steps).unwrap();
+    assert_eq!(header(headers, ":path"), Some("/backend-api/codex/responses"));
+    assert_eq!(header(headers, "thread-id"), Some("th-1"));
+    assert_eq!(header(headers, "x-codex-window-id"), Some("w:0"));
+    assert_eq!(header(headers, "session-id"), body["prompt_cache_key"].as_str());
+    drive.response(&upstream_head("200", b"text/event-stream"), "via_upstream");
+    let stream = text_stream(&["Hel", "lo"]);
+    let steps = drive.response_end(&stream);
+    let out = String::from_utf8(response_body(&steps).unwrap().to_vec()).unwrap();
+    assert!(
+        out.starts_with("event: response.created\ndata: {\"type\":\"response.created\""),
+        "{out}"
+    );
+    assert!(out.contains(r#""delta":"Hel""#));
+    drive.log(200);
+    let metrics = vm.port.metrics.borrow();
+    assert!(
+        metrics
+            .iter()
+            .any(|m| matches!(m, Metric::Tokens(u) if u.prompt_tokens == 7))
+    );
+    assert!(metrics.iter().any(|m| matches!(
+        m,
+        Metric::Request {
+            route: RouteKind::Responses,
+            status: 200
+        }
+    )));
+}
+
+#[test]
+fn compaction_goes_to_its_path_and_its_answer_is_left_in_place() {
+    let vm = vm_with(&[]);
+    let mut drive = Drive::new(&vm, 1);
+    drive.headers(&post("/v1/responses/compact", &[]), false);
+    let request = br#"{"model":"gpt-5.5","input":[]}"#;
+    let steps = drive.body(request);
+    assert_eq!(
+        steps.writes.first(),
+        Some(&Step::ReplaceRequestBody(request.to_vec()))
+    );
+    let headers = upstream_headers(&steps).unwrap();
+    assert_eq!(
+        header(headers, ":path"),
+        Some("/backend-api/codex/responses/compact")
+    );
+    assert_eq!(header(headers, "accept"), Some("application/json"));
+    assert_eq!(header(headers, "session-id"), None);
+    let steps = drive.response(&upstream_head("200", b"application/json"), "via_upstream");
+    assert!(response_sets(&steps).is_empty(), "{steps:?}");
+    // The body is not replaced, not even by a copy of itself.
+    let steps = drive.response_end(br#"{"output":[]}"#);
+    assert_eq!(response_body(&steps), None);
+    assert_eq!(steps.next, Next::Continue);
+    assert!(!vm.port.metrics.borrow().contains(&Metric::UpstreamError));
+}
+
+#[test]
+fn a_websocket_handshake_is_answered_at_once_even_with_held_headers() {
+    let vm = vm_with(&[]);
+    let bearer = format!("Bearer {CLIENT_KEY}");
+    let handshake = map(&[
+        (":method", b"GET"),
+        (":path", b"/v1/responses"),
+        ("authorization", bearer.as_bytes()),
+        ("upgrade", b"websocket"),
+        ("connection", b"Upgrade"),
+    ]);
+    let steps = Drive::new(&vm, 1).headers(&handshake, false);
+    assert_eq!(error_code(&steps), Some((426, "websocket_unsupported".into())));
+}

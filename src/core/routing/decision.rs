@@ -228,6 +228,20 @@ fn check_body_headers(cfg: &Config, head: &RequestHead<'_>) -> Result<BodyLimit,
             ));
         }
     }
+    // The body is read as JSON; a compressed one (Codex CLI can send zstd) would only fail
+    // as "invalid JSON".
+    if let Some(encoding) = head
+        .header("content-encoding")
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("identity"))
+    {
+        return Err(ApiError::of(
+            Code::UnsupportedMediaType,
+            format!(
+                "Compressed request bodies (content-encoding: {encoding}) are not supported; send the body as plain JSON."
+            ),
+        ));
+    }
     let length = head
         .header("content-length")
         .and_then(|l| l.trim().parse::<usize>().ok());

@@ -92,6 +92,18 @@ fn routes_methods_and_the_gate() {
         ("GET", "/v1/models/", &[auth], 404),
         ("POST", "/tagged/v1/chat/completions", &[auth], 404),
         ("POST", "/v1/responses", &[], 401),
+        (
+            "POST",
+            "/v1/responses",
+            &[auth, ("content-encoding", "zstd")],
+            415,
+        ),
+        (
+            "POST",
+            "/v1/responses",
+            &[auth, ("content-encoding", "identity")],
+            0,
+        ),
         ("POST", "/v1/responses", &[auth], 0),
         ("POST", "/v1/responses/compact", &[auth], 0),
         ("GET", "/v1/responses", &[auth], 405),

@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::core::error::{ApiError, Code};
+use crate::core::error::{ApiError, Code, ErrorType};
 use crate::core::translate::request::json_fields::{Ordered, write_key};
 use crate::core::translate::response::events::leading_type;
 use crate::core::translate::response::translator::{End, MAX_EVENT_BYTES, Pipeline, answer_too_large};
@@ -252,7 +252,8 @@ impl StreamState {
     }
 
     fn frame(&mut self, kind: Option<&[u8]>, data: &[u8]) {
-        if let Some(kind) = kind {
+        // A type spelled with escapes can decode to a line break, which would end the line.
+        if let Some(kind) = kind.filter(|k| !k.iter().any(u8::is_ascii_control)) {
             self.out.extend_from_slice(b"event: ");
             self.out.extend_from_slice(kind);
             self.out.push(b'\n');
@@ -415,8 +416,12 @@ impl Aggregate {
     }
 
     fn complete(&mut self, response: Option<&RawValue>) {
-        let Some(response) = response else {
-            self.result = Some(Err(incomplete()));
+        let Some(response) = response.filter(|r| r.get().starts_with('{')) else {
+            self.result = Some(Err(ApiError::new(
+                502,
+                ErrorType::Upstream,
+                "The ChatGPT backend ended the turn without a response object; retry the request.",
+            )));
             return;
         };
         self.usage = usage_of(Some(response));

@@ -156,6 +156,10 @@ fn multi_line_payloads_keep_their_lines_and_an_output_already_there_stays() {
     ]);
     let (client, _, _) = whole(&mut ResponsesStream::new(LIMIT), &stream);
     assert_eq!(client, stream);
+    // A type that decodes to a line break cannot be an `event:` line.
+    let odd = b"data: {\"type\":\"a\\nb\"}\n\n";
+    let (client, _, _) = whole(&mut ResponsesStream::new(LIMIT), odd);
+    assert!(client.starts_with(odd), "{}", String::from_utf8_lossy(&client));
 }
 
 fn aggregate(stream: &[u8]) -> Result<Value, ApiError> {
@@ -233,6 +237,19 @@ fn an_output_the_backend_filled_in_is_kept_as_it_is() {
             .unwrap()
             .starts_with(r#"{"id":"resp_0a1b","object":"response""#)
     );
+}
+
+#[test]
+fn a_terminal_event_without_a_response_object_is_a_502() {
+    for response in [json!("text"), json!(null), json!([1])] {
+        let mut done = completed(json!({}));
+        done["response"] = response;
+        let error = aggregate(&sse(&[created(), done])).err().unwrap();
+        assert_eq!(
+            (error.status, error.kind),
+            (502, crate::core::error::ErrorType::Upstream)
+        );
+    }
 }
 
 #[test]
