@@ -23,6 +23,9 @@ VENV_PY      := $(VENV)/bin/python
 VENV_ENVOY   := $(VENV)/bin/envoy
 VENV_STAMP   := $(VENV)/.requirements.stamp
 REQUIREMENTS := tests/requirements.txt
+# The Node clients the end-to-end tests drive (Codex CLI, the AI SDK), pinned by the lock file.
+NODE_CLIENTS := tests/node
+NODE_STAMP   := $(NODE_CLIENTS)/node_modules/.install.stamp
 SYSTEM_CA    := /etc/ssl/certs/ca-certificates.crt
 # The Rust release rust-toolchain.toml pins.
 RUST_TOOLCHAIN := $(shell sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
@@ -44,7 +47,7 @@ VALIDATE_ALL_UPSTREAMS := \
   TOKEN_STORE=etcd ETCD_ENDPOINT=http://127.0.0.1:2379 \
   CORS_ALLOW_ORIGINS=https://app.example.com,http://localhost:3000
 
-.PHONY: all venv toolchain wasm-target test-services build lint deny unit fuzz-short fuzz e2e validate test run \
+.PHONY: all venv node-clients toolchain wasm-target test-services build lint deny unit fuzz-short fuzz e2e validate test run \
   compose-config envoy-example clean
 
 all: build
@@ -55,6 +58,15 @@ venv: $(VENV_STAMP)
 $(VENV_STAMP): $(REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV_PY) -m pip install --quiet -r $(REQUIREMENTS)
+	touch $@
+
+# npm ci only when package.json or the lock file change; a machine without npm fails here,
+# not in the tests.
+node-clients: $(NODE_STAMP)
+
+$(NODE_STAMP): $(NODE_CLIENTS)/package.json $(NODE_CLIENTS)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: the end-to-end tests need Node.js 20 or newer with npm" >&2; exit 1; }
+	cd $(NODE_CLIENTS) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 # rust-toolchain.toml names a release; rustup refuses to run a toolchain file's toolchain that
@@ -156,10 +168,10 @@ test-services:
 	  sudo=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
 	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq etcd-server >/dev/null; }
 
-e2e: build venv test-services
+e2e: build venv node-clients test-services
 	$(VENV_PY) -m pytest -q tests
 
-test: toolchain venv wasm-target test-services lint deny unit fuzz-short build validate e2e
+test: toolchain venv node-clients wasm-target test-services lint deny unit fuzz-short build validate e2e
 
 run: venv build
 	$(VENV_PY) envoy/run.py
@@ -180,7 +192,7 @@ clean:
 
 # Gateway overhead benchmark (bench/README.md; never part of `make test` or CI): the core's
 # native micro-benchmarks (`cargo bench --bench core`), then plain Envoy vs Envoy + the filter
-# on a native mock backend (arms a-d, wrk, time to first content token, memory per VM over
+# on a native mock backend (arms a-f, wrk, time to first content token, memory per VM over
 # 100k requests). Installs wrk with apt-get when missing. Writes bench/results/<timestamp>/ and
 # rewrites bench/RESULTS.md and bench/chart.svg. ENVOY_CONCURRENCY sets Envoy's worker count
 # (default 1); `make bench BENCH_ARGS="--reps 1 --duration 3"` for a quick look.

@@ -15,6 +15,8 @@ One command (`make bench`, or `python3 bench/run.py --reps 3 --duration 10`):
     (c)  filter, streaming chat (every SSE frame translated),
     (d)  filter, Ollama pass-through (gate only) — skipped with a message while the rendered
          configuration has no `/api/` route; its floor is (a_tags), plain Envoy on the same GET,
+    (e)  filter, `POST /v1/responses`, `stream: false` (body normalised, final response object),
+    (f)  filter, `POST /v1/responses`, `stream: true` (the upstream SSE passed on),
   throughput and latency with wrk (closed loop, `--latency`), time to the first content token
   with a raw-socket client (c=1), and memory per Wasm VM over 100k requests,
 * writes bench/results/<timestamp>/ (raw wrk output, summary.json, chart.svg) and publishes
@@ -65,6 +67,7 @@ NOTES_MARKER = "<!-- Hand-written notes below this line are kept when run.py rew
 CODEX_PATH = "/backend-api/codex/responses"
 CHAT_PATH = "/v1/chat/completions"
 TAGS_PATH = "/api/tags"
+RESPONSES_PATH = "/v1/responses"
 API_KEY = "bench-key-0123456789"
 
 ARM_TITLES = {
@@ -73,16 +76,22 @@ ARM_TITLES = {
     "c": "(c) filter, streaming chat",
     "a_tags": "(a) plain Envoy, GET /api/tags (floor for d)",
     "d": "(d) filter, Ollama pass-through",
+    "e": "(e) filter, Responses, non-streaming",
+    "f": "(f) filter, Responses, streaming",
 }
-ARM_FLOOR = {"b": "a", "c": "a", "d": "a_tags"}
-ARM_COLOURS = {"a": "#7f8c8d", "b": "#2e86de", "c": "#e67e22", "a_tags": "#95a5a6", "d": "#27ae60"}
+ARM_FLOOR = {"b": "a", "c": "a", "d": "a_tags", "e": "a", "f": "a"}
+ARM_COLOURS = {"a": "#7f8c8d", "b": "#2e86de", "c": "#e67e22", "a_tags": "#95a5a6", "d": "#27ae60", "e": "#8e44ad",
+               "f": "#c0392b"}
+ARM_ORDER = ("a", "b", "c", "e", "f", "a_tags", "d")
+ARM_PATH = {"a": CODEX_PATH, "b": CHAT_PATH, "c": CHAT_PATH, "a_tags": TAGS_PATH, "d": TAGS_PATH,
+            "e": RESPONSES_PATH, "f": RESPONSES_PATH}
 
 # Throughput scenarios: (name, mock profile, connections, arms, what it shows).
 SCENARIOS = [
-    ("short_c16", "short", 16, ["a", "b", "c", "a_tags", "d"], "12-delta answer, 16 connections (saturation)"),
-    ("long_c16", "long", 16, ["a", "b", "c"], "2,000-delta answer (~400 KB of SSE), 16 connections"),
-    ("tools_c16", "tools", 16, ["a", "b", "c"], "two streamed function calls, 16 connections"),
-    ("short_c1", "short", 1, ["a", "b", "c", "a_tags", "d"], "12-delta answer, 1 connection (unloaded latency)"),
+    ("short_c16", "short", 16, ["a", "b", "c", "e", "f", "a_tags", "d"], "12-delta answer, 16 connections (saturation)"),
+    ("long_c16", "long", 16, ["a", "b", "c", "e", "f"], "2,000-delta answer (~400 KB of SSE), 16 connections"),
+    ("tools_c16", "tools", 16, ["a", "b", "c", "e", "f"], "two streamed function calls, 16 connections"),
+    ("short_c1", "short", 1, ["a", "b", "c", "e", "f", "a_tags", "d"], "12-delta answer, 1 connection (unloaded latency)"),
 ]
 
 # A chat request with a system prompt, a tool round trip and two tools (~1.5 KB).
@@ -141,6 +150,25 @@ CHAT_BODY = {
     ],
     "tool_choice": "auto",
     "temperature": 0.2,
+}
+
+# The same conversation as a Responses API client sends it (arms e and f).
+RESPONSES_BODY = {
+    "model": CHAT_BODY["model"],
+    "instructions": CHAT_BODY["messages"][0]["content"],
+    "input": [
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": CHAT_BODY["messages"][1]["content"]}]},
+        {
+            "type": "function_call",
+            "call_id": "call_prev_1",
+            "name": "get_weather",
+            "arguments": CHAT_BODY["messages"][2]["tool_calls"][0]["function"]["arguments"],
+        },
+        {"type": "function_call_output", "call_id": "call_prev_1", "output": CHAT_BODY["messages"][3]["content"]},
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": CHAT_BODY["messages"][4]["content"]}]},
+    ],
+    "tools": [{"type": "function", **tool["function"]} for tool in CHAT_BODY["tools"]],
+    "tool_choice": "auto",
 }
 
 CHAT_CONTENT_RE = re.compile(rb'"content":"[^"]')
@@ -545,7 +573,7 @@ def run_wrk(bench: "Bench", arm: str, connections: int, duration: float, out_fil
             stop_after: int = 0) -> dict:
     envoy = bench.plain if arm in ("a", "a_tags") else bench.filter
     script = bench.scripts[(arm, stop_after)] if stop_after else bench.scripts[(arm, 0)]
-    path = {"a": CODEX_PATH, "b": CHAT_PATH, "c": CHAT_PATH, "a_tags": TAGS_PATH, "d": TAGS_PATH}[arm]
+    path = ARM_PATH[arm]
     cmd = pinned(
         [bench.wrk, "-t1", f"-c{connections}", f"-d{max(1, int(round(duration)))}s", "--latency", "--timeout", "10s",
          "-s", str(script), f"http://127.0.0.1:{envoy.port}{path}"],
@@ -880,6 +908,8 @@ class Bench:
         self.bodies["b"] = json.dumps({**CHAT_BODY, "stream": False}, separators=(",", ":")).encode()
         self.bodies["c"] = json.dumps({**CHAT_BODY, "stream": True, "stream_options": {"include_usage": True}},
                                       separators=(",", ":")).encode()
+        self.bodies["e"] = json.dumps({**RESPONSES_BODY, "stream": False}, separators=(",", ":")).encode()
+        self.bodies["f"] = json.dumps({**RESPONSES_BODY, "stream": True}, separators=(",", ":")).encode()
         self.mock.record(True)
         client = RawClient(self.filter.port)
         try:
@@ -904,11 +934,11 @@ class Bench:
         for profile in ("short", "long", "tools"):
             info = self.mock.configure(profile=profile, ttft_ms=0, gap_ms=0)
             answers = {}
-            for arm in ("a", "b", "c"):
+            for arm in ("a", "b", "c", "e", "f"):
                 envoy = self.plain if arm == "a" else self.filter
                 client = RawClient(envoy.port)
                 try:
-                    r = client.request("POST", CODEX_PATH if arm == "a" else CHAT_PATH, self.bodies[arm], None)
+                    r = client.request("POST", ARM_PATH[arm], self.bodies[arm], None)
                 finally:
                     client.close()
                 if r["status"] != 200:
@@ -917,15 +947,20 @@ class Bench:
             expected_text = _floor_text(answers["a"])
             got_b = json.loads(answers["b"])["choices"][0]["message"]
             got_c_text, got_c_tools, done = _chat_stream_text(answers["c"])
+            got_e_text, got_e_tools = _responses_json_text(answers["e"])
+            got_f_text, got_f_tools, completed = _responses_stream_text(answers["f"])
             if profile != "tools":
-                if got_b.get("content") != expected_text or got_c_text != expected_text:
+                if got_b.get("content") != expected_text or {got_c_text, got_e_text, got_f_text} != {expected_text}:
                     raise BenchError(f"sanity {profile}: the filter's text differs from the floor's")
             else:
-                if len(got_b.get("tool_calls") or []) != 2 or got_c_tools != 2:
-                    raise BenchError(f"sanity tools: expected two tool calls, got {got_b} / {got_c_tools}")
+                if len(got_b.get("tool_calls") or []) != 2 or (got_c_tools, got_e_tools, got_f_tools) != (2, 2, 2):
+                    raise BenchError(f"sanity tools: expected two tool calls, got {got_b} / {got_c_tools} / "
+                                     f"{got_e_tools} / {got_f_tools}")
             if not done:
                 raise BenchError(f"sanity {profile}: the stream did not end with [DONE]")
-            log(f"sanity {profile}: {info['events']} events, {info['sse_bytes']} B of SSE; a/b/c agree")
+            if not completed:
+                raise BenchError(f"sanity {profile}: the Responses stream did not end with response.completed")
+            log(f"sanity {profile}: {info['events']} events, {info['sse_bytes']} B of SSE; a/b/c/e/f agree")
         if self.has_api_route:
             for arm, envoy in (("a_tags", self.plain), ("d", self.filter)):
                 client = RawClient(envoy.port)
@@ -946,6 +981,8 @@ class Bench:
             "c": ("POST", self.bodies["c"], json_headers),
             "a_tags": ("GET", None, {}),
             "d": ("GET", None, auth),
+            "e": ("POST", self.bodies["e"], json_headers),
+            "f": ("POST", self.bodies["f"], json_headers),
         }
         scripts_dir = self.out_dir / "lua"
         scripts_dir.mkdir(exist_ok=True)
@@ -1140,6 +1177,31 @@ def _floor_text(body: bytes) -> str:
     return "".join(text)
 
 
+def _responses_json_text(body: bytes) -> Tuple[str, int]:
+    """(text, function calls) of a final `response` object."""
+    output = json.loads(body).get("output") or []
+    text = "".join(part.get("text", "") for item in output if item.get("type") == "message"
+                   for part in item.get("content") or [] if part.get("type") == "output_text")
+    return text, sum(1 for item in output if item.get("type") == "function_call")
+
+
+def _responses_stream_text(body: bytes) -> Tuple[str, int, bool]:
+    """(text, function calls, ended with response.completed) of a Responses event stream."""
+    text, calls, completed = [], 0, False
+    for frame in body.split(b"\n\n"):
+        for line in frame.split(b"\n"):
+            if not line.startswith(b"data: "):
+                continue
+            event = json.loads(line[6:])
+            kind = event.get("type")
+            if kind == "response.output_text.delta":
+                text.append(event["delta"])
+            elif kind == "response.output_item.done" and event.get("item", {}).get("type") == "function_call":
+                calls += 1
+            completed = kind == "response.completed"
+    return "".join(text), calls, completed
+
+
 def _chat_stream_text(body: bytes) -> Tuple[str, int, bool]:
     text, tools, done = [], set(), False
     for frame in body.split(b"\n\n"):
@@ -1236,7 +1298,7 @@ def svg_chart(summary: dict) -> str:
         'repetitions, log scale; for streams, the time to the end of the whole stream.</text>',
     ]
     legend_x, legend_y = left, 64
-    for arm in ("a", "b", "c", "a_tags", "d"):
+    for arm in ARM_ORDER:
         if any(arm in throughput[n]["arms"] for n in names):
             item_w = 14 + 6.0 * len(ARM_TITLES[arm]) + 16
             if legend_x + item_w > width - 10:
@@ -1257,7 +1319,7 @@ def svg_chart(summary: dict) -> str:
 
     for row, name in enumerate(names):
         entry = throughput[name]
-        arms = [a for a in ("a", "b", "c", "a_tags", "d") if a in entry["arms"]]
+        arms = [a for a in ARM_ORDER if a in entry["arms"]]
         y0 = top + row * row_h + 22
         parts.append(f'<text x="{left - 50}" y="{y0 - 10}" font-weight="bold" font-size="12">{_esc(name)}: '
                      f'{_esc(entry["description"])}</text>')
