@@ -22,9 +22,10 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use codex_openai_wrapper::core::auth::auth_json::ChatgptTokens;
-use codex_openai_wrapper::core::catalogue::Catalogue;
+use codex_openai_wrapper::core::catalogue::{Catalogue, listing};
 use codex_openai_wrapper::core::config::Config;
 use codex_openai_wrapper::core::flow::headers::{HeaderView, READ_REQUEST_HEADERS};
+use codex_openai_wrapper::core::reply::Reply;
 use codex_openai_wrapper::core::routing::decision::{
     Decision, RequestHead, decide, final_request_headers, upstream_headers,
 };
@@ -223,7 +224,15 @@ pub fn check(data: &[u8]) -> u64 {
             path: &path,
             headers: &headers,
         };
-        let decision = decide(cfg, catalogue(), &head, 1_766_361_600);
+        // Codex CLI's catalogue call is answered by the flow; without a stored backend answer
+        // it is the reply checked below like any other.
+        let decision = match decide(cfg, catalogue(), &head, 1_766_361_600) {
+            Decision::CodexCatalogue => Decision::Reply(Reply::json(
+                200,
+                listing::codex_answer(None, catalogue(), &cfg.models),
+            )),
+            decision => decision,
+        };
         let gated = cfg.client_key.is_some() && !health;
         match &decision {
             Decision::Reply(reply) => {
@@ -279,6 +288,7 @@ pub fn check(data: &[u8]) -> u64 {
                     u64::from(body.get("models").is_some()),
                 ]));
             }
+            Decision::CodexCatalogue => unreachable!("answered above"),
             Decision::PassThrough => {
                 assert!(
                     route.starts_with("/api/") && cfg.ollama,

@@ -80,7 +80,17 @@ pub fn model_body(
     serde_json::to_vec(&ModelObject::new(id, entry, created)).ok()
 }
 
-/// `GET /v1/models?client_version=…`: every entry in the Codex catalogue shape, each with the
+/// `GET /v1/models?client_version=…`: the account's catalogue exactly as the backend gave it
+/// (`raw`, prompt texts included, which Codex CLI takes instead of its bundled ones) when one
+/// was fetched and `EXPOSE_MODELS` does not narrow the list; else [`codex_body`].
+pub fn codex_answer(raw: Option<Vec<u8>>, catalogue: &Catalogue, settings: &ModelSettings) -> Vec<u8> {
+    match raw {
+        Some(raw) if settings.exposed.is_none() => raw,
+        _ => codex_body(catalogue, settings),
+    }
+}
+
+/// `GET /v1/models?client_version=…` without the backend's answer: every entry in the Codex catalogue shape, each with the
 /// fields Codex CLI requires (the catalogue's values, else neutral defaults). With
 /// `EXPOSE_MODELS`, the exposed ids in their order, all listed. The prompt texts are not
 /// kept, so Codex CLI uses its own.

@@ -160,6 +160,14 @@ impl RequestFlow {
                     .collect();
                 return Steps::then(writes, Next::Continue);
             }
+            Decision::CodexCatalogue => {
+                let body = catalogue::listing::codex_answer(
+                    catalogue::record::raw_catalogue(port),
+                    &catalogue,
+                    &cfg.models,
+                );
+                return self.refuse(cfg.hold_headers, Reply::json(200, body), end_of_stream);
+            }
             Decision::Forward(forward) => forward,
         };
         self.route = forward.endpoint.into();

@@ -430,6 +430,35 @@ fn requests_use_the_catalogue_the_vm_holds_now() {
 }
 
 #[test]
+fn codex_cli_gets_the_backends_own_catalogue_once_one_was_fetched() {
+    let bearer = format!("Bearer {CLIENT_KEY}");
+    let get = map(&[
+        (":method", b"GET"),
+        (":path", b"/v1/models?client_version=0.169.0"),
+        ("authorization", bearer.as_bytes()),
+    ]);
+    let answer = |vm: &Vm, id: u32| -> Value {
+        let mut drive = Drive::new(vm, id);
+        serde_json::from_slice(&reply_of(&drive.headers(&get, true)).unwrap().body).unwrap()
+    };
+    let raw =
+        br#"{"models":[{"slug":"gpt-7","base_instructions":"You are Codex.","model_messages":{"a":1}}]}"#;
+    let vm = vm_with(&[]);
+    // Before a fetch: the built-in entries, without prompt texts.
+    let built_in = answer(&vm, 1);
+    assert_eq!(built_in["models"][0]["slug"], "gpt-6.1-sol");
+    assert_eq!(built_in["models"][0]["base_instructions"], "");
+    vm.shared.poke(catalogue::record::RAW_KEY, raw);
+    assert_eq!(answer(&vm, 2), serde_json::from_slice::<Value>(raw).unwrap());
+    // EXPOSE_MODELS narrows the list, so the answer is built from the exposed ids.
+    let exposed = vm_with(&[("EXPOSE_MODELS", "gpt-5.5")]);
+    exposed.shared.poke(catalogue::record::RAW_KEY, raw);
+    let narrowed = answer(&exposed, 3);
+    assert_eq!(narrowed["models"].as_array().map(Vec::len), Some(1));
+    assert_eq!(narrowed["models"][0]["slug"], "gpt-5.5");
+}
+
+#[test]
 fn bodies_over_the_limit_empty_bodies_and_bad_json_never_go_upstream() {
     let vm = vm_with(&[("MAX_REQUEST_BODY_BYTES", "100")]);
     let mut drive = Drive::new(&vm, 1);

@@ -77,6 +77,9 @@ pub enum Decision {
     Forward(Forward),
     /// An Ollama route: passed through untouched once the key gate let it in.
     PassThrough,
+    /// `GET /v1/models?client_version=…` let in by the key gate: answered with
+    /// [`listing::codex_answer`], which may need the stored backend answer (read only then).
+    CodexCatalogue,
 }
 
 /// `/`, `/health`: public; everything else behind the key gate. `catalogue` answers
@@ -138,10 +141,7 @@ fn decide_inner(
     }
     match route {
         Route::Health => Ok(health()),
-        Route::Models { codex: true } => Ok(Decision::Reply(Reply::json(
-            200,
-            listing::codex_body(catalogue, &cfg.models),
-        ))),
+        Route::Models { codex: true } => Ok(Decision::CodexCatalogue),
         Route::Models { codex: false } => Ok(Decision::Reply(Reply::json(
             200,
             listing::list_body(catalogue, &cfg.models, created),

@@ -41,6 +41,7 @@ fn status(d: &Decision) -> u16 {
         Decision::Reply(r) => r.status,
         Decision::Forward(_) => 0,
         Decision::PassThrough => 1,
+        Decision::CodexCatalogue => 200,
     }
 }
 
@@ -532,6 +533,12 @@ fn models_answers_come_from_the_catalogue() {
     let cfg = config(&[]);
     let body = |path: &str| match decide_for(&cfg, "GET", path, &[]) {
         Decision::Reply(reply) => serde_json::from_slice::<serde_json::Value>(&reply.body).unwrap(),
+        Decision::CodexCatalogue => serde_json::from_slice::<serde_json::Value>(&listing::codex_answer(
+            None,
+            crate::core::test_support::catalogue(),
+            &cfg.models,
+        ))
+        .unwrap(),
         other => panic!("{other:?}"),
     };
     let list = body("/v1/models");
