@@ -3,50 +3,33 @@
 
 Input: a `GET .../codex/models` answer, or the `models.json` a Codex CLI release bundles
 (the same schema). Output: the same `{"models": [...]}` shape with only the fields the filter
-reads or passes on to a Codex CLI (`CODEX_FIELDS` in src/core/catalogue/entry.rs, kept equal
-by a unit test), so the module carries a few kilobytes instead of every model's prompt texts.
+reads or passes on to a Codex CLI (`CODEX_FIELDS` in src/core/catalogue/entry.rs, read from
+there), so the module carries a few kilobytes instead of every model's prompt texts.
 
     python3 tools/slim_catalogue.py models.json > src/core/catalogue/builtin.json
 """
 
 import json
+import pathlib
+import re
 import sys
 
-KEPT = (
-    "slug",
-    "display_name",
-    "description",
-    "visibility",
-    "priority",
-    "default_reasoning_level",
-    "supported_reasoning_levels",
-    "default_reasoning_summary",
-    "supports_reasoning_summaries",
-    "supports_reasoning_summary_parameter",
-    "context_window",
-    "max_context_window",
-    "minimal_client_version",
-    "use_responses_lite",
-    "support_verbosity",
-    "default_verbosity",
-    "supports_parallel_tool_calls",
-    "input_modalities",
-    "default_service_tier",
-    "service_tiers",
-    "additional_speed_tiers",
-    "shell_type",
-    "supported_in_api",
-    "truncation_policy",
-    "apply_patch_tool_type",
-    "web_search_tool_type",
-    "supports_search_tool",
-    "supports_image_detail_original",
-)
+ENTRY_RS = pathlib.Path(__file__).resolve().parent.parent / "src/core/catalogue/entry.rs"
+
+
+def kept_fields() -> list:
+    """The field names of `CODEX_FIELDS` in entry.rs: the one list of what the filter keeps."""
+    source = ENTRY_RS.read_text(encoding="utf-8")
+    block = re.search(r"pub const CODEX_FIELDS: &\[&str\] = &\[(.*?)\];", source, re.S)
+    if block is None:
+        raise SystemExit(f"no CODEX_FIELDS list in {ENTRY_RS}")
+    return re.findall(r'"([^"]+)"', block.group(1))
 
 
 def slim(catalogue: dict) -> dict:
+    kept = kept_fields()
     models = sorted(catalogue["models"], key=lambda m: (m.get("priority", 0), m["slug"]))
-    return {"models": [{k: m[k] for k in KEPT if k in m} for m in models]}
+    return {"models": [{k: m[k] for k in kept if k in m} for m in models]}
 
 
 def main() -> None:
