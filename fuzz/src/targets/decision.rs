@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use codex_openai_wrapper::core::auth::auth_json::ChatgptTokens;
-use codex_openai_wrapper::core::catalogue::{Catalogue, listing};
+use codex_openai_wrapper::core::catalogue::listing;
 use codex_openai_wrapper::core::config::Config;
 use codex_openai_wrapper::core::flow::headers::{HeaderView, READ_REQUEST_HEADERS};
 use codex_openai_wrapper::core::reply::Reply;
@@ -34,6 +34,7 @@ use codex_openai_wrapper::core::wire::header_map;
 use serde_json::Value;
 
 use crate::engine::{Target, fnv, mix};
+use crate::targets::catalogue;
 
 pub const TARGET: Target = Target {
     name: "header_decision",
@@ -87,11 +88,6 @@ const DICTIONARY: &[&str] = &[
     "\noriginator: codex_vscode",
     "\nsec-ch-ua-platform: \"Linux\"",
 ];
-
-fn catalogue() -> &'static Catalogue {
-    static CATALOGUE: OnceLock<Catalogue> = OnceLock::new();
-    CATALOGUE.get_or_init(Catalogue::builtin)
-}
 
 fn configs() -> &'static [(&'static str, Config)] {
     static CONFIGS: OnceLock<Vec<(&'static str, Config)>> = OnceLock::new();

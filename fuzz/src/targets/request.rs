@@ -10,10 +10,7 @@
 //! * `Err`: status 400–499 and an OpenAI error body.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
-use codex_openai_wrapper::core::catalogue::Catalogue;
-use codex_openai_wrapper::core::catalogue::settings::ModelSettings;
 use codex_openai_wrapper::core::error::ApiError;
 use codex_openai_wrapper::core::reasoning::{Effort, Summary};
 use codex_openai_wrapper::core::translate::request::common::{ToolsFormat, TranslateContext, Translated};
@@ -22,6 +19,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::engine::{Target, fnv, mix};
+use crate::targets::{catalogue, models};
 
 pub const CHAT: Target = Target {
     name: "chat_request",
@@ -111,16 +109,6 @@ const RESPONSES_FIELDS: &[&str] = &[
     "text",
     "service_tier",
 ];
-
-fn models() -> &'static ModelSettings {
-    static MODELS: OnceLock<ModelSettings> = OnceLock::new();
-    MODELS.get_or_init(ModelSettings::default)
-}
-
-fn catalogue() -> &'static Catalogue {
-    static CATALOGUE: OnceLock<Catalogue> = OnceLock::new();
-    CATALOGUE.get_or_init(Catalogue::builtin)
-}
 
 /// The default settings, and a variant picked by the input (tool format, session header,
 /// configured instructions, defaults, the lite shape allowed).

@@ -16,10 +16,7 @@
 //! * the aggregated answer is a JSON object, or an OpenAI error with a 4xx/5xx status.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
-use codex_openai_wrapper::core::catalogue::Catalogue;
-use codex_openai_wrapper::core::catalogue::settings::ModelSettings;
 use codex_openai_wrapper::core::error::ApiError;
 use codex_openai_wrapper::core::reasoning::{Effort, Summary};
 use codex_openai_wrapper::core::translate::request::common::{ToolsFormat, TranslateContext};
@@ -31,6 +28,7 @@ use serde_json::value::RawValue;
 
 use crate::engine::{Target, files_in, fnv, mix, repo_root};
 use crate::targets::sse_stream;
+use crate::targets::{catalogue, models};
 
 pub const REQUEST: Target = Target {
     name: "responses_request",
@@ -79,16 +77,6 @@ const REQUEST_DICTIONARY: &[&str] = &[
     "ultra",
     "none",
 ];
-
-fn models() -> &'static ModelSettings {
-    static MODELS: OnceLock<ModelSettings> = OnceLock::new();
-    MODELS.get_or_init(ModelSettings::default)
-}
-
-fn catalogue() -> &'static Catalogue {
-    static CATALOGUE: OnceLock<Catalogue> = OnceLock::new();
-    CATALOGUE.get_or_init(Catalogue::builtin)
-}
 
 fn context(hash: u64) -> TranslateContext<'static> {
     let bit = |n: u32| hash >> n & 1 == 1;
