@@ -118,18 +118,23 @@ def test_a_turn_announcing_a_new_etag_brings_the_changed_catalogue(envoy_factory
         lambda: len(threads_logging(envoy, "model catalogue version 2") | threads_logging(envoy, "fetched the model catalogue (version 2")) >= WORKERS,
         "every worker VM adopted the changed catalogue",
     )
-    # What clients see follows on every worker: the OpenAI list and the default model, and
-    # Codex CLI's own call gets the backend's answer as it came (prompt texts included).
-    for _ in range(2 * WORKERS):
-        listed = requests.get(envoy.url + "/v1/models", headers=AUTH, timeout=10).json()
-        assert listed["data"][0]["id"] == "gpt-7-nova", listed
-        codex = requests.get(envoy.url + "/v1/models?client_version=0.169.0", headers=AUTH, timeout=10)
-        assert codex.json() == changed_catalogue()
-    mock_codex.enqueue(Script.fixture("text"))
+    # What clients see follows on every worker (each VM takes the stored catalogue up on its
+    # next tick; the log above may come from the main thread's VM, so ask until a run of
+    # requests, spread over the workers' connections, all see it): the OpenAI list and the
+    # default model, and Codex CLI's own call gets the backend's answer as it came (prompt
+    # texts included).
+    def listed_first() -> str:
+        return requests.get(envoy.url + "/v1/models", headers=AUTH, timeout=10).json()["data"][0]["id"]
+
+    wait_until(lambda: all(listed_first() == "gpt-7-nova" for _ in range(8 * WORKERS)), "every worker lists the new catalogue")
+    codex = requests.get(envoy.url + "/v1/models?client_version=0.169.0", headers=AUTH, timeout=10)
+    assert codex.json() == changed_catalogue()
     body = chat_body()
     body.pop("model", None)
-    assert post(envoy.url + "/v1/chat/completions", body).status_code == 200
-    assert mock_codex.requests[-1].json["model"] == "gpt-7-nova"
+    for _ in range(2 * WORKERS):
+        mock_codex.enqueue(Script.fixture("text"))
+        assert post(envoy.url + "/v1/chat/completions", body).status_code == 200
+        assert mock_codex.requests[-1].json["model"] == "gpt-7-nova"
     # Turns announcing the catalogue in use ask for nothing more; the interval is 300 s.
     for _ in range(3):
         mock_codex.enqueue(Script.fixture("text", headers={"content-type": "text/event-stream", "x-models-etag": '"cat-2"'}))
