@@ -241,7 +241,8 @@ fn accepted(t: &Translated) -> u64 {
     mix(&keys)
 }
 
-fn rejected(error: &ApiError) -> u64 {
+/// Checks a refusal of a client's body: a 4xx OpenAI error with every field and a message.
+pub(crate) fn rejected(error: &ApiError) -> u64 {
     assert!(
         (400..500).contains(&error.status),
         "a client's body got status {}: {}",

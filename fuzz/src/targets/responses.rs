@@ -17,7 +17,6 @@
 
 use std::collections::BTreeMap;
 
-use codex_openai_wrapper::core::error::ApiError;
 use codex_openai_wrapper::core::reasoning::{Effort, Summary};
 use codex_openai_wrapper::core::translate::request::common::{ToolsFormat, TranslateContext};
 use codex_openai_wrapper::core::translate::request::responses::{DROPPED, Upstream, translate};
@@ -27,6 +26,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::engine::{Target, files_in, fnv, mix, repo_root};
+use crate::targets::request::rejected;
 use crate::targets::sse_stream;
 use crate::targets::{catalogue, models};
 
@@ -164,24 +164,6 @@ fn normalised(client: &[u8], body: &[u8], session: &str, model: &str) -> u64 {
     let mut keys: Vec<u64> = fields.keys().map(|k| fnv(k.as_bytes())).collect();
     keys.sort_unstable();
     mix(&keys)
-}
-
-fn rejected(error: &ApiError) -> u64 {
-    assert!(
-        (400..500).contains(&error.status),
-        "a client's body got status {}: {}",
-        error.status,
-        error.message
-    );
-    let body: Value = serde_json::from_slice(&error.body()).unwrap_or_else(|e| panic!("error body: {e}"));
-    for field in ["message", "type", "param", "code"] {
-        assert!(body["error"].get(field).is_some(), "no {field:?} in {body}");
-    }
-    mix(&[
-        u64::from(error.status),
-        fnv(body["error"]["param"].to_string().as_bytes()),
-        fnv(body["error"]["code"].to_string().as_bytes()),
-    ])
 }
 
 // ------------------------------------------------------------------------------------------
