@@ -1,6 +1,7 @@
 //! The pure core: everything the filter decides, with no dependency on the proxy-wasm host.
 //! ARCHITECTURE.md walks a request through these modules.
 
+pub mod accounts;
 pub mod auth;
 pub mod background;
 pub mod catalogue;

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 use crate::core::auth::auth_json::ChatgptTokens;
 pub use crate::core::auth::etcd::DEFAULT_KEY as DEFAULT_ETCD_KEY;
+use crate::core::accounts::login::{self, Login};
 pub use crate::core::auth::token::DEFAULT_CLIENT_ID;
 use crate::core::catalogue::settings::ModelSettings;
 use crate::core::config::header_forwarding::ForwardMode;
@@ -249,11 +250,20 @@ impl Config {
     /// upstream, `OPENAI_CODEX_AUTH` must be an auth.json document the filter can read (the
     /// problem never quotes the document). `None` without it, or with an API-key upstream.
     pub fn chatgpt_login(&self) -> Result<Option<ChatgptTokens>, ConfigError> {
+        Ok(self.chatgpt_logins()?.into_iter().next().map(|login| login.tokens))
+    }
+}
+
+impl Config {
+    /// Every configured ChatGPT login: `OPENAI_CODEX_AUTH` as one auth.json document or a
+    /// JSON array of them (a pool), each with its label. Empty without it, or with an API-key
+    /// upstream.
+    pub fn chatgpt_logins(&self) -> Result<Vec<Login>, ConfigError> {
         match self.codex_auth.as_deref() {
-            Some(document) if self.auth.is_chatgpt() => ChatgptTokens::from_auth_json(document)
-                .map(Some)
-                .map_err(|problem| ConfigError::new("OPENAI_CODEX_AUTH", format!("the document {problem}"))),
-            _ => Ok(None),
+            Some(document) if self.auth.is_chatgpt() => {
+                login::parse(document).map_err(|problem| ConfigError::new("OPENAI_CODEX_AUTH", problem))
+            }
+            _ => Ok(Vec::new()),
         }
     }
 }
