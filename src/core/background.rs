@@ -54,7 +54,9 @@ pub fn start(
         .unwrap_or_default();
     let source = |name: &str| plugin.get(name).cloned().or_else(|| env(name));
     let config = Config::load(&source).map_err(|e| format!("codex filter: {e}"))?;
-    let logins = config.chatgpt_logins().map_err(|e| format!("codex filter: {e}"))?;
+    let logins = config
+        .chatgpt_logins()
+        .map_err(|e| format!("codex filter: {e}"))?;
     let vm = VmState::new(config);
     for (login, account) in logins.into_iter().zip(vm.accounts()) {
         let tokens = login.tokens;
@@ -73,7 +75,10 @@ pub fn start(
         Vec::new()
     };
     let refreshers: Vec<Refresher> = match vm.config.auth.is_chatgpt() {
-        true => vm.accounts().map(|a| Refresher::for_account(me, a.index)).collect(),
+        true => vm
+            .accounts()
+            .map(|a| Refresher::for_account(me, a.index))
+            .collect(),
         false => Vec::new(),
     };
     let catalogue = CatalogueRefresh::for_config(&vm.config, me);

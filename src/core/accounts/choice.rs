@@ -17,7 +17,9 @@ use crate::core::auth::token::{Availability, TokenRecord};
 pub enum Status {
     Ready,
     /// A usage limit until then (Unix seconds).
-    Exhausted { until: u64 },
+    Exhausted {
+        until: u64,
+    },
     /// No valid token, a refresh is due or running.
     Refreshing,
     /// No token will come without a new login.
@@ -67,7 +69,9 @@ pub enum Choice {
     Use(usize),
     Wait(usize),
     /// Every account that could serve is exhausted; the earliest comes back then.
-    AllExhausted { retry_at: u64 },
+    AllExhausted {
+        retry_at: u64,
+    },
     AllFailed,
 }
 
@@ -93,7 +97,10 @@ pub fn decide(candidates: &[Candidate], sticky: Option<usize>, turn: u64) -> Cho
         }
     }
     let refreshing = |i: &usize| candidates.get(*i).is_some_and(|c| c.status == Status::Refreshing);
-    if let Some(index) = sticky.filter(refreshing).or_else(|| (0..candidates.len()).find(refreshing)) {
+    if let Some(index) = sticky
+        .filter(refreshing)
+        .or_else(|| (0..candidates.len()).find(refreshing))
+    {
         return Choice::Wait(index);
     }
     let earliest = candidates
@@ -127,23 +134,114 @@ mod tests {
     #[test]
     fn the_rule_table() {
         let ex = |until| Exhausted { until };
-        let cases: &[(&str, &[Candidate], Option<usize>, u64, Choice)] = &[
-            ("sticky and ready", &[c(Ready, 10), c(Ready, 90)], Some(1), 0, Choice::Use(1)),
-            ("sticky exhausted: most headroom", &[c(Ready, 50), c(ex(900), 0), c(Ready, 20)], Some(1), 0, Choice::Use(2)),
-            ("new conversation: most headroom", &[c(Ready, 50), c(Ready, 20), c(Ready, 70)], None, 0, Choice::Use(1)),
-            ("unknown counts as empty", &[c(Ready, 5), c(Ready, 0)], None, 0, Choice::Use(1)),
-            ("ties round-robin, turn 0", &[c(Ready, 0), c(Ready, 0), c(Ready, 0)], None, 0, Choice::Use(0)),
-            ("ties round-robin, turn 1", &[c(Ready, 0), c(Ready, 0), c(Ready, 0)], None, 1, Choice::Use(1)),
-            ("ties round-robin, turn 5", &[c(Ready, 0), c(Ready, 0), c(Ready, 0)], None, 5, Choice::Use(2)),
-            ("ties skip the fuller", &[c(Ready, 0), c(Ready, 30), c(Ready, 0)], None, 1, Choice::Use(2)),
-            ("sticky failed", &[c(Failed, 0), c(Ready, 60)], Some(0), 0, Choice::Use(1)),
+        type Case<'a> = (&'a str, &'a [Candidate], Option<usize>, u64, Choice);
+        let cases: &[Case] = &[
+            (
+                "sticky and ready",
+                &[c(Ready, 10), c(Ready, 90)],
+                Some(1),
+                0,
+                Choice::Use(1),
+            ),
+            (
+                "sticky exhausted: most headroom",
+                &[c(Ready, 50), c(ex(900), 0), c(Ready, 20)],
+                Some(1),
+                0,
+                Choice::Use(2),
+            ),
+            (
+                "new conversation: most headroom",
+                &[c(Ready, 50), c(Ready, 20), c(Ready, 70)],
+                None,
+                0,
+                Choice::Use(1),
+            ),
+            (
+                "unknown counts as empty",
+                &[c(Ready, 5), c(Ready, 0)],
+                None,
+                0,
+                Choice::Use(1),
+            ),
+            (
+                "ties round-robin, turn 0",
+                &[c(Ready, 0), c(Ready, 0), c(Ready, 0)],
+                None,
+                0,
+                Choice::Use(0),
+            ),
+            (
+                "ties round-robin, turn 1",
+                &[c(Ready, 0), c(Ready, 0), c(Ready, 0)],
+                None,
+                1,
+                Choice::Use(1),
+            ),
+            (
+                "ties round-robin, turn 5",
+                &[c(Ready, 0), c(Ready, 0), c(Ready, 0)],
+                None,
+                5,
+                Choice::Use(2),
+            ),
+            (
+                "ties skip the fuller",
+                &[c(Ready, 0), c(Ready, 30), c(Ready, 0)],
+                None,
+                1,
+                Choice::Use(2),
+            ),
+            (
+                "sticky failed",
+                &[c(Failed, 0), c(Ready, 60)],
+                Some(0),
+                0,
+                Choice::Use(1),
+            ),
             ("sticky out of range", &[c(Ready, 0)], Some(7), 0, Choice::Use(0)),
-            ("refreshing is not usable", &[c(Refreshing, 0), c(Ready, 99)], None, 0, Choice::Use(1)),
-            ("only refreshing: wait", &[c(ex(900), 0), c(Refreshing, 0)], None, 0, Choice::Wait(1)),
-            ("wait for the sticky one first", &[c(Refreshing, 0), c(Refreshing, 0)], Some(1), 0, Choice::Wait(1)),
-            ("all exhausted: earliest reset", &[c(ex(900), 0), c(ex(600), 0), c(ex(700), 0)], None, 0, Choice::AllExhausted { retry_at: 600 }),
-            ("exhausted and failed", &[c(Failed, 0), c(ex(800), 0)], Some(0), 0, Choice::AllExhausted { retry_at: 800 }),
-            ("all failed", &[c(Failed, 0), c(Failed, 0)], None, 0, Choice::AllFailed),
+            (
+                "refreshing is not usable",
+                &[c(Refreshing, 0), c(Ready, 99)],
+                None,
+                0,
+                Choice::Use(1),
+            ),
+            (
+                "only refreshing: wait",
+                &[c(ex(900), 0), c(Refreshing, 0)],
+                None,
+                0,
+                Choice::Wait(1),
+            ),
+            (
+                "wait for the sticky one first",
+                &[c(Refreshing, 0), c(Refreshing, 0)],
+                Some(1),
+                0,
+                Choice::Wait(1),
+            ),
+            (
+                "all exhausted: earliest reset",
+                &[c(ex(900), 0), c(ex(600), 0), c(ex(700), 0)],
+                None,
+                0,
+                Choice::AllExhausted { retry_at: 600 },
+            ),
+            (
+                "exhausted and failed",
+                &[c(Failed, 0), c(ex(800), 0)],
+                Some(0),
+                0,
+                Choice::AllExhausted { retry_at: 800 },
+            ),
+            (
+                "all failed",
+                &[c(Failed, 0), c(Failed, 0)],
+                None,
+                0,
+                Choice::AllFailed,
+            ),
             ("no accounts", &[], None, 0, Choice::AllFailed),
         ];
         for (name, candidates, sticky, turn, expected) in cases {
@@ -182,12 +280,41 @@ mod tests {
             },
             ..AccountState::default()
         };
-        let cases: &[(&str, Option<TokenRecord>, &AccountState, u64, Status, u64)] = &[
+        type Case<'a> = (&'a str, Option<TokenRecord>, &'a AccountState, u64, Status, u64);
+        let cases: &[Case] = &[
             ("valid token", Some(record(9_000, false)), &fresh, now, Ready, 42),
-            ("expired token: refreshing", Some(record(500, false)), &fresh, now, Refreshing, 42),
-            ("marked exhausted", Some(record(9_000, false)), &marked, now, Exhausted { until: 1_300 }, 0),
-            ("after the reset", Some(record(9_000, false)), &marked, 1_300, Ready, 0),
-            ("window past its reset is empty", Some(record(9_000, false)), &fresh, 5_000, Ready, 0),
+            (
+                "expired token: refreshing",
+                Some(record(500, false)),
+                &fresh,
+                now,
+                Refreshing,
+                42,
+            ),
+            (
+                "marked exhausted",
+                Some(record(9_000, false)),
+                &marked,
+                now,
+                Exhausted { until: 1_300 },
+                0,
+            ),
+            (
+                "after the reset",
+                Some(record(9_000, false)),
+                &marked,
+                1_300,
+                Ready,
+                0,
+            ),
+            (
+                "window past its reset is empty",
+                Some(record(9_000, false)),
+                &fresh,
+                5_000,
+                Ready,
+                0,
+            ),
             ("login needed", Some(record(9_000, true)), &marked, now, Failed, 0),
             ("no record", None, &fresh, now, Failed, 42),
         ];

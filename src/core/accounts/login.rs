@@ -23,8 +23,8 @@ pub fn parse(document: &str) -> Result<Vec<Login>, String> {
         let label = label_member(document).unwrap_or_else(|| derived_label(&tokens));
         return Ok(vec![Login { label, tokens }]);
     }
-    let elements: Vec<serde_json::Value> =
-        serde_json::from_str(trimmed).map_err(|_| "is not a valid JSON array of auth.json documents".to_string())?;
+    let elements: Vec<serde_json::Value> = serde_json::from_str(trimmed)
+        .map_err(|_| "is not a valid JSON array of auth.json documents".to_string())?;
     if elements.is_empty() {
         return Err("is an empty array: give at least one auth.json document".to_string());
     }
@@ -48,7 +48,10 @@ fn label_member(document: &str) -> Option<String> {
 
 /// `acct-` and eight hex digits of the account id (of the access token when there is none).
 fn derived_label(tokens: &ChatgptTokens) -> String {
-    let basis = tokens.account_id.as_deref().unwrap_or(tokens.access_token.as_str());
+    let basis = tokens
+        .account_id
+        .as_deref()
+        .unwrap_or(tokens.access_token.as_str());
     let hash = fingerprint(basis.as_bytes());
     format!("acct-{}", hash.get(..8).unwrap_or(hash.as_str()))
 }

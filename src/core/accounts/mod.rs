@@ -72,7 +72,11 @@ pub fn sanitize_label(raw: &str) -> String {
             _ => '_',
         })
         .collect();
-    if cleaned.is_empty() { "_".to_string() } else { cleaned }
+    if cleaned.is_empty() {
+        "_".to_string()
+    } else {
+        cleaned
+    }
 }
 
 #[cfg(test)]

@@ -117,7 +117,13 @@ pub fn switched() -> ApiError {
 
 /// A usage-limit answer (or a 429 in a pool) on the account at `index`: out until its reset.
 /// Returns true when another account can serve right now.
-pub fn limited(vm: &VmState, port: &dyn Port, index: usize, limits: &LimitHeaders, body_resets_at: Option<u64>) -> bool {
+pub fn limited(
+    vm: &VmState,
+    port: &dyn Port,
+    index: usize,
+    limits: &LimitHeaders,
+    body_resets_at: Option<u64>,
+) -> bool {
     let now = port.now();
     let windows = limits.windows(now);
     let until = state::exhausted_until(body_resets_at, &windows, limits.retry_after(now), now);
@@ -190,7 +196,14 @@ pub fn observed(vm: &VmState, port: &dyn Port, index: usize, windows: &[Window; 
 }
 
 /// A request the account at `index` served ended: its counts.
-pub fn served(vm: &VmState, port: &dyn Port, index: usize, route: RouteKind, status: u16, usage: Option<&Usage>) {
+pub fn served(
+    vm: &VmState,
+    port: &dyn Port,
+    index: usize,
+    route: RouteKind,
+    status: u16,
+    usage: Option<&Usage>,
+) {
     let Some(account) = vm.account(index) else {
         return;
     };
@@ -220,6 +233,10 @@ pub fn index_named(vm: &VmState, label: Option<&str>) -> Option<usize> {
 pub fn log_pool(vm: &VmState) {
     if vm.is_pool() {
         let labels: Vec<&str> = vm.accounts().map(|a| a.label).collect();
-        info!("codex filter: {} ChatGPT accounts in the pool: {}", labels.len(), labels.join(", "));
+        info!(
+            "codex filter: {} ChatGPT accounts in the pool: {}",
+            labels.len(),
+            labels.join(", ")
+        );
     }
 }

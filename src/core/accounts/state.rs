@@ -139,7 +139,11 @@ impl StateStore {
 
     /// Applies `change` with compare-and-swap; `change` returns false to leave it alone.
     /// Returns the state written.
-    pub fn update(&self, port: &dyn Port, mut change: impl FnMut(&mut AccountState) -> bool) -> Option<AccountState> {
+    pub fn update(
+        &self,
+        port: &dyn Port,
+        mut change: impl FnMut(&mut AccountState) -> bool,
+    ) -> Option<AccountState> {
         for _ in 0..CAS_ATTEMPTS {
             let current = self.read_with_cas(port);
             let mut next = current.as_ref().map(|(s, _)| s.clone()).unwrap_or_default();
@@ -174,12 +178,19 @@ mod tests {
     fn the_reset_comes_from_the_body_then_a_full_window_then_retry_after() {
         let windows = [window(100, 1_300), window(40, 9_000)];
         assert_eq!(exhausted_until(Some(1_200), &windows, Some(5), NOW), 1_200);
-        assert_eq!(exhausted_until(Some(10), &windows, Some(5), NOW), 1_300, "a past body reset");
+        assert_eq!(
+            exhausted_until(Some(10), &windows, Some(5), NOW),
+            1_300,
+            "a past body reset"
+        );
         let both_full = [window(100, 1_300), window(100, 9_000)];
         assert_eq!(exhausted_until(None, &both_full, None, NOW), 9_000);
         let none_full = [window(80, 1_300), Window::default()];
         assert_eq!(exhausted_until(None, &none_full, Some(30), NOW), 1_030);
-        assert_eq!(exhausted_until(None, &none_full, None, NOW), NOW + DEFAULT_EXHAUSTION_SECONDS);
+        assert_eq!(
+            exhausted_until(None, &none_full, None, NOW),
+            NOW + DEFAULT_EXHAUSTION_SECONDS
+        );
     }
 
     #[test]

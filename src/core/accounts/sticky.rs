@@ -44,7 +44,11 @@ fn entries(port: &dyn Port, key: &str) -> (Vec<Entry>, Option<u32>) {
 /// The label the conversation last used, if it is remembered.
 pub fn lookup(port: &dyn Port, conversation: &str) -> Option<String> {
     let (key, hash) = place(conversation);
-    entries(port, &key).0.into_iter().find(|e| e.c == hash).map(|e| e.a)
+    entries(port, &key)
+        .0
+        .into_iter()
+        .find(|e| e.c == hash)
+        .map(|e| e.a)
 }
 
 /// Remembers that the conversation uses `label` (a write only when that is news or the

@@ -22,13 +22,13 @@
 use log::{error, info, warn};
 
 use crate::core::auth::etcd::{self, Stored, TxnOutcome};
+use crate::core::auth::shared_record::TokenStore;
 use crate::core::auth::token::{
     self, Grant, LEASE_SECONDS, Lease, OUTCOME_UNKNOWN, REFRESH_CALL_TIMEOUT_SECONDS, RefreshError,
     TokenRecord,
 };
 use crate::core::auth::waiters::WaitList;
 use crate::core::config::upstream_url::UpstreamUrl;
-use crate::core::auth::shared_record::TokenStore;
 use crate::core::metrics::{Metric, Owner};
 use crate::core::port::{Dispatch, Port};
 use crate::core::vm::VmState;

@@ -11,9 +11,9 @@ pub mod values;
 
 use std::collections::HashMap;
 
+use crate::core::accounts::login::{self, Login};
 use crate::core::auth::auth_json::ChatgptTokens;
 pub use crate::core::auth::etcd::DEFAULT_KEY as DEFAULT_ETCD_KEY;
-use crate::core::accounts::login::{self, Login};
 pub use crate::core::auth::token::DEFAULT_CLIENT_ID;
 use crate::core::catalogue::settings::ModelSettings;
 use crate::core::config::header_forwarding::ForwardMode;
@@ -250,7 +250,11 @@ impl Config {
     /// upstream, `OPENAI_CODEX_AUTH` must be an auth.json document the filter can read (the
     /// problem never quotes the document). `None` without it, or with an API-key upstream.
     pub fn chatgpt_login(&self) -> Result<Option<ChatgptTokens>, ConfigError> {
-        Ok(self.chatgpt_logins()?.into_iter().next().map(|login| login.tokens))
+        Ok(self
+            .chatgpt_logins()?
+            .into_iter()
+            .next()
+            .map(|login| login.tokens))
     }
 }
 
