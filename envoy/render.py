@@ -238,6 +238,8 @@ class Options:
     credentials_plugin_configuration: Dict[str, Any]
     host_env_keys: List[str]
     reasoning_output_prefixes: List[str]
+    # ChatGPT accounts in OPENAI_CODEX_AUTH (a pool when more than one).
+    accounts: int = 1
 
     @property
     def buffer_limit_bytes(self) -> int:
@@ -296,6 +298,7 @@ def options_from(
         credentials_plugin_configuration=resolved["plugin_configuration"]["credentials"],
         host_env_keys=resolved["host_env_keys"],
         reasoning_output_prefixes=resolved["reasoning_output_prefixes"],
+        accounts=resolved.get("accounts", 1),
     )
 
 
@@ -541,6 +544,18 @@ TOKEN_RETRY_POLICY = {
 }
 
 
+# The response header the credentials instance marks its own "every account is spent" 429
+# with, so that Envoy does not retry that answer; the client never sees it.
+NO_RETRY_HEADER = "x-envoy-ratelimited"
+
+
+def pool_retry_policy(accounts: int) -> dict:
+    """Several accounts: a 429 is retried too. The credentials instance has marked the
+    account exhausted by then and sends the retry on another one; one retry per account
+    covers every account failing in turn (and the 401 retry)."""
+    return {**TOKEN_RETRY_POLICY, "retriable_status_codes": [401, 429], "num_retries": accounts}
+
+
 def wasm_filter(opts: Options) -> dict:
     config = _wasm_plugin(PLUGIN_NAME, plugin_configuration(opts), opts)
     if not opts.portable:
@@ -610,7 +625,9 @@ def routes(opts: Options) -> List[dict]:
     codex = upstream_route(opts.codex.cluster, {"prefix": "/"}, opts.codex.cluster, opts.codex, opts)
     codex["request_body_buffer_limit"] = opts.request_buffer_limit_bytes
     if opts.credentials_upstream:
-        codex["route"]["retry_policy"] = TOKEN_RETRY_POLICY
+        codex["route"]["retry_policy"] = TOKEN_RETRY_POLICY if opts.accounts <= 1 else pool_retry_policy(opts.accounts)
+        if opts.accounts > 1:
+            codex["response_headers_to_remove"] = [NO_RETRY_HEADER]
     found.append(codex)
     return found
 
@@ -846,10 +863,23 @@ def admin(opts: Options) -> dict:
     return {"address": {"socket_address": {"address": "127.0.0.1", "port_value": opts.admin_port}}}
 
 
+def stats_config() -> dict:
+    """The label of a client key's or ChatGPT account's own stats
+    (`codex_openai_wrapper.key.<name>.<stat>`, `codex_openai_wrapper.account.<label>.<stat>`)
+    becomes a tag: Prometheus sees `envoy_codex_openai_wrapper_account_<stat>{codex_account="<label>"}`."""
+    return {
+        "stats_tags": [
+            {"tag_name": "codex_key", "regex": r"^codex_openai_wrapper\.key\.(([A-Za-z0-9_-]+)\.)"},
+            {"tag_name": "codex_account", "regex": r"^codex_openai_wrapper\.account\.(([A-Za-z0-9_-]+)\.)"},
+        ]
+    }
+
+
 def build_config(opts: Options) -> dict:
     """The Envoy bootstrap as a dict."""
     return {
         "admin": admin(opts),
+        "stats_config": stats_config(),
         "static_resources": {
             "listeners": [listener(opts)],
             "clusters": clusters(opts),

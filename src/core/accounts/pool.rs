@@ -48,18 +48,23 @@ pub fn pick(vm: &VmState, port: &dyn Port, conversation: Option<&str>) -> Pick {
             Err(error) => Pick::Refuse(error),
         };
     }
+    let conversation = conversation.filter(|c| !c.is_empty());
+    let turn = vm.turn.get();
+    vm.turn.set(turn.wrapping_add(1));
+    pick_among(vm, port, conversation, turn)
+}
+
+fn pick_among(vm: &VmState, port: &dyn Port, conversation: Option<&str>, turn: u64) -> Pick {
+    let now = port.now();
     let records: Vec<_> = vm.accounts().map(|a| a.tokens.read(port)).collect();
     let candidates: Vec<Candidate> = records
         .iter()
         .zip(&vm.states)
         .map(|(record, state)| Candidate::of(record.as_ref(), &state.read(port), now))
         .collect();
-    let conversation = conversation.filter(|c| !c.is_empty());
     let remembered = conversation
         .and_then(|c| sticky::lookup(port, c))
         .and_then(|label| vm.index_of(&label));
-    let turn = vm.turn.get();
-    vm.turn.set(turn.wrapping_add(1));
     match choice::decide(&candidates, remembered, turn) {
         Choice::Use(index) => {
             let Some(record) = records.get(index).and_then(Option::as_ref) else {
@@ -89,6 +94,19 @@ pub fn pick(vm: &VmState, port: &dyn Port, conversation: Option<&str>) -> Pick {
                 })
                 .unwrap_or_else(missing_credentials),
         ),
+    }
+}
+
+/// Whether some account can serve (now, or after a refresh), without choosing one: what the
+/// main instance checks when the credentials instance upstream picks the account per attempt.
+pub fn check(vm: &VmState, port: &dyn Port) -> Result<(), ApiError> {
+    if !vm.is_pool() {
+        let record = vm.tokens.read(port);
+        return token::for_request(record.as_ref(), port.now()).map(|_| ());
+    }
+    match pick_among(vm, port, None, vm.turn.get()) {
+        Pick::Refuse(error) => Err(error),
+        _ => Ok(()),
     }
 }
 

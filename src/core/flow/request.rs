@@ -542,9 +542,10 @@ impl RequestFlow {
         if !vm.config.auth.is_chatgpt() {
             return Ok(None);
         }
-        let upstream = vm.config.credentials_upstream;
-        match pool::pick(vm, port, conversation.filter(|_| !upstream)) {
-            Pick::Use { .. } | Pick::Wait(_) if upstream => Ok(None),
+        if vm.config.credentials_upstream {
+            return pool::check(vm, port).map(|()| None);
+        }
+        match pool::pick(vm, port, conversation) {
             Pick::Use {
                 index,
                 tokens,
