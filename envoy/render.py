@@ -544,11 +544,6 @@ TOKEN_RETRY_POLICY = {
 }
 
 
-# The response header the credentials instance marks its own "every account is spent" 429
-# with, so that Envoy does not retry that answer; the client never sees it.
-NO_RETRY_HEADER = "x-envoy-ratelimited"
-
-
 def pool_retry_policy(accounts: int) -> dict:
     """Several accounts: a 429 is retried too. The credentials instance has marked the
     account exhausted by then and sends the retry on another one; one retry per account
@@ -626,8 +621,6 @@ def routes(opts: Options) -> List[dict]:
     codex["request_body_buffer_limit"] = opts.request_buffer_limit_bytes
     if opts.credentials_upstream:
         codex["route"]["retry_policy"] = TOKEN_RETRY_POLICY if opts.accounts <= 1 else pool_retry_policy(opts.accounts)
-        if opts.accounts > 1:
-            codex["response_headers_to_remove"] = [NO_RETRY_HEADER]
     found.append(codex)
     return found
 
@@ -866,11 +859,12 @@ def admin(opts: Options) -> dict:
 def stats_config() -> dict:
     """The label of a client key's or ChatGPT account's own stats
     (`codex_openai_wrapper.key.<name>.<stat>`, `codex_openai_wrapper.account.<label>.<stat>`)
-    becomes a tag: Prometheus sees `envoy_codex_openai_wrapper_account_<stat>{codex_account="<label>"}`."""
+    becomes a tag: Prometheus sees `codex_openai_wrapper_account_<stat>{codex_account="<label>"}`."""
     return {
         "stats_tags": [
-            {"tag_name": "codex_key", "regex": r"^codex_openai_wrapper\.key\.(([A-Za-z0-9_-]+)\.)"},
-            {"tag_name": "codex_account", "regex": r"^codex_openai_wrapper\.account\.(([A-Za-z0-9_-]+)\.)"},
+            # Envoy names a module's stats `wasmcustom.<name>`.
+            {"tag_name": "codex_key", "regex": r"^wasmcustom\.codex_openai_wrapper\.key\.(([A-Za-z0-9_-]+)\.)"},
+            {"tag_name": "codex_account", "regex": r"^wasmcustom\.codex_openai_wrapper\.account\.(([A-Za-z0-9_-]+)\.)"},
         ]
     }
 

@@ -17,5 +17,6 @@ pub mod routing;
 #[cfg(test)]
 pub(crate) mod test_support;
 pub mod translate;
+pub mod usage;
 pub mod vm;
 pub mod wire;

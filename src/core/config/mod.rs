@@ -68,6 +68,8 @@ pub struct Config {
     /// `REASONING_OUTPUT_MODE=all`: the prefixed route families exist.
     pub prefixed_modes: bool,
     pub verbose: bool,
+    /// `USAGE_ENDPOINT`: `GET /v1/usage` answers (default); false hides the route.
+    pub usage_endpoint: bool,
     pub auth: UpstreamAuth,
     pub identity: Identity,
     pub forward: ForwardMode,
@@ -175,6 +177,10 @@ impl Config {
             output_mode,
             prefixed_modes,
             verbose: flag(var("VERBOSE"), "VERBOSE")?,
+            usage_endpoint: match var("USAGE_ENDPOINT") {
+                None => true,
+                set => flag(set, "USAGE_ENDPOINT")?,
+            },
             auth: UpstreamAuth::from_settings(&var)?,
             identity: Identity::from_settings(&var),
             forward: ForwardMode::from_settings(&var)?,

@@ -19,6 +19,7 @@ use crate::core::auth::auth_json::ChatgptTokens;
 use crate::core::auth::token::{self, Availability};
 use crate::core::catalogue;
 use crate::core::error::ApiError;
+use crate::core::flow::credentials::NO_RETRY_HEADER;
 use crate::core::flow::headers::HeaderView;
 use crate::core::flow::response::{
     ClientRequest, Handler, HeaderPlan, REMOVED_RESPONSE_HEADERS, ResponseHead,
@@ -176,6 +177,10 @@ impl RequestFlow {
                 );
                 return self.refuse(cfg.hold_headers, Reply::json(200, body), end_of_stream);
             }
+            Decision::Usage => {
+                let body = crate::core::usage::body(vm, port, now);
+                return self.refuse(cfg.hold_headers, Reply::json(200, body), end_of_stream);
+            }
             Decision::Forward(forward) => forward,
         };
         self.route = forward.endpoint.into();
@@ -323,11 +328,19 @@ impl RequestFlow {
     ) -> Steps {
         let cfg = &vm.config;
         self.answered_ms = port.now_ms();
+        // What the credentials instance tells this one about a pool's attempt, not for clients.
+        let internal: Vec<Step> = match vm.is_pool() && cfg.credentials_upstream {
+            true => vec![
+                Step::RemoveResponseHeader(NO_RETRY_HEADER),
+                Step::RemoveResponseHeader(ACCOUNT_HEADER),
+            ],
+            false => Vec::new(),
+        };
         if self.replied || details == LOCAL_REPLY_DETAILS.as_bytes() {
-            return Steps::go_on();
+            return Steps::then(internal, Next::Continue);
         }
         let Some(client) = self.client.clone() else {
-            return Steps::go_on();
+            return Steps::then(internal, Next::Continue);
         };
         let view = HeaderView::parse(&map()).unwrap_or_default();
         let status = view.get(":status").and_then(|s| s.parse().ok()).unwrap_or(502);
@@ -416,7 +429,7 @@ impl RequestFlow {
         }
         let mut writes: Vec<Step> = REMOVED_RESPONSE_HEADERS
             .iter()
-            .chain(&[ACCOUNT_HEADER])
+            .chain(&[ACCOUNT_HEADER, NO_RETRY_HEADER])
             .copied()
             .filter(|removed| view.names().any(|name| name == *removed))
             .map(Step::RemoveResponseHeader)
