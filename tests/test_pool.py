@@ -228,3 +228,39 @@ def test_portable_mode_tells_the_client_to_retry_at_once_and_the_retry_goes_else
     answer = client.chat.completions.create(model="gpt-5.5", messages=[{"role": "user", "content": "conversation 1"}])
     assert answer.choices[0].message.content == "Hello world"
     assert served(mock_codex)[-1] != first
+
+
+def test_two_replicas_with_etcd_see_each_others_exhaustion_marks(envoy_factory, mock_codex):
+    from harness.etcd import EtcdServer
+
+    etcd = EtcdServer()
+    try:
+        env = {"OPENAI_CODEX_AUTH": pool_auth(), "TOKEN_STORE": "etcd", "ETCD_ENDPOINT": etcd.url}
+        first, second = envoy_factory(**env), envoy_factory(**env)
+        resets_at = mock_codex.exhaust(ACCOUNT_IDS["alpha"], resets_in=600)
+        # Until the first replica has met alpha's 429 (new conversations visit every account).
+        n = 0
+        while "alpha" not in served(mock_codex):
+            assert post(first.url + CHAT, conversation(n)).status_code == 200
+            n += 1
+        assert n <= 3
+        key = "/codex-openai-wrapper/chatgpt-tokens/accounts/alpha/state"
+        deadline = time.monotonic() + 15
+        while (etcd.get(key) or {}).get("exhausted_until") != resets_at and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert etcd.get(key)["exhausted_until"] == resets_at
+        # The second replica never sent alpha anything, and knows it is spent.
+        deadline = time.monotonic() + 15
+        while usage(second)["pool"]["exhausted"] != 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        states = {a["label"]: a["state"] for a in usage(second)["accounts"]}
+        assert states == {"alpha": "exhausted", "beta": "ready", "gamma": "ready"}
+        before = len(mock_codex.requests)
+        for m in range(100, 106):
+            assert post(second.url + CHAT, conversation(m)).status_code == 200
+        assert "alpha" not in served(mock_codex)[before:]
+        # Each account's token record is in etcd under its label.
+        for label in LABELS:
+            assert etcd.get(f"/codex-openai-wrapper/chatgpt-tokens/accounts/{label}") is not None
+    finally:
+        etcd.stop()

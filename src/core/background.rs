@@ -11,6 +11,7 @@ use std::time::Duration;
 use log::{info, warn};
 
 use crate::core::accounts::pool;
+use crate::core::accounts::replicas::StateSync;
 use crate::core::auth::refresher::{Refresher, serve_waiters};
 use crate::core::auth::token::TokenRecord;
 use crate::core::catalogue::refresh::CatalogueRefresh;
@@ -83,8 +84,10 @@ pub fn start(
     };
     let catalogue = CatalogueRefresh::for_config(&vm.config, me);
     let tick = (!fetches.is_empty() || !refreshers.is_empty()).then_some(IDLE_TICK);
+    let state_sync = StateSync::for_vm(&vm);
     let background = Background {
         refreshers,
+        state_sync,
         catalogue,
         fetches,
         fetch_calls: Vec::new(),
@@ -114,6 +117,8 @@ pub fn status_code(raw: &[u8]) -> Option<u16> {
 pub struct Background {
     /// One per account (none with an API-key upstream).
     refreshers: Vec<Refresher>,
+    /// A pool with etcd: the accounts' marks shared with other replicas.
+    state_sync: Option<StateSync>,
     catalogue: Option<CatalogueRefresh>,
     fetches: Vec<Fetch>,
     /// Instruction fetches that are out: call token, index into `fetches`.
@@ -132,6 +137,9 @@ impl Background {
         }
         if let Some(catalogue) = self.catalogue.as_mut() {
             catalogue.tick(vm, port);
+        }
+        if let Some(sync) = self.state_sync.as_mut() {
+            sync.tick(vm, port);
         }
         serve_waiters(vm, port);
         let busy = vm.accounts().any(|a| !a.waiters.borrow().is_empty())
@@ -161,6 +169,11 @@ impl Background {
         }
         if let Some(catalogue) = self.catalogue.as_mut() {
             if catalogue.answered(vm, port, token, status, header, body) {
+                return;
+            }
+        }
+        if let Some(sync) = self.state_sync.as_mut() {
+            if sync.answered(vm, port, token, status, body) {
                 return;
             }
         }

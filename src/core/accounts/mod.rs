@@ -18,6 +18,7 @@
 pub mod choice;
 pub mod login;
 pub mod pool;
+pub mod replicas;
 pub mod report;
 pub mod state;
 pub mod sticky;

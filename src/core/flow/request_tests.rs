@@ -44,8 +44,13 @@ pub(crate) fn vm_with(pairs: &[(&str, &str)]) -> Vm {
     let port = MemoryPort::new(&shared);
     let vm = VmState::new(config);
     if let (true, Some(doc)) = (vm.config.auth.is_chatgpt(), vm.config.codex_auth.as_deref()) {
-        let tokens = ChatgptTokens::from_auth_json(doc).unwrap();
-        vm.tokens.seed(&port, TokenRecord::new(tokens, "login".into()));
+        // One document, or a pool's array: every account seeded.
+        let logins = crate::core::accounts::login::parse(doc).unwrap();
+        for (login, account) in logins.into_iter().zip(vm.accounts()) {
+            account
+                .tokens
+                .seed(&port, TokenRecord::new(login.tokens, "login".into()));
+        }
     }
     Vm { vm, port, shared }
 }
