@@ -71,7 +71,7 @@ def test_conversations_stick_and_new_ones_go_where_the_headroom_is(envoy_factory
     mock_codex.set_windows(ACCOUNT_IDS["beta"], primary=10, secondary=5)
     mock_codex.set_windows(ACCOUNT_IDS["gamma"], primary=30)
     # Three conversations, three turns each: every turn goes where its first one went.
-    for turn in range(3):
+    for _turn in range(3):
         for n in range(3):
             resp = post(envoy.url + CHAT, conversation(n))
             assert resp.status_code == 200, resp.text

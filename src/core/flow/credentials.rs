@@ -207,4 +207,73 @@ mod tests {
             Some(503)
         );
     }
+
+    fn limited(resets_at: u64) -> Vec<u8> {
+        let reset = resets_at.to_string();
+        crate::core::wire::header_map::serialize(&[
+            (":status", "429"),
+            ("x-codex-primary-used-percent", "100"),
+            ("x-codex-primary-reset-at", reset.as_str()),
+        ])
+    }
+
+    fn account_of(steps: &Steps) -> Option<String> {
+        steps.writes.iter().find_map(|step| match step {
+            Step::SetRequestHeader(name, value) if name == "chatgpt-account-id" => Some(value.clone()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn in_a_pool_each_attempt_picks_an_account_and_a_429_moves_the_retry() {
+        let auth = crate::core::flow::request::tests::pool_auth();
+        let Vm { vm, port, .. } = vm_with(&[
+            ("FILTER_ROLE", "credentials"),
+            ("OPENAI_CODEX_AUTH", auth.as_str()),
+        ]);
+        let now = port.now();
+        let mut attempt = CredentialsFlow::new(1);
+        let first = account_of(&attempt.request_headers(&vm, &port, Some(b"conv"))).unwrap();
+        // The attempt's answer names its account for the main instance.
+        let steps = attempt.response_headers(&vm, &port, &limited(now + 300));
+        let label = first.trim_start_matches("acct-").to_string();
+        assert_eq!(steps.writes, [Step::SetResponseHeader(ACCOUNT_HEADER, label)]);
+        // Envoy's retry of the same request: another account, then the conversation stays there.
+        let mut retry = CredentialsFlow::new(2);
+        let second = account_of(&retry.request_headers(&vm, &port, Some(b"conv"))).unwrap();
+        assert_ne!(second, first);
+        assert_eq!(
+            account_of(&CredentialsFlow::new(3).request_headers(&vm, &port, Some(b"conv"))),
+            Some(second.clone())
+        );
+        retry.response_headers(&vm, &port, &limited(now + 200));
+        let mut third = CredentialsFlow::new(4);
+        let last = account_of(&third.request_headers(&vm, &port, Some(b"conv"))).unwrap();
+        assert!(last != first && last != second);
+        third.response_headers(&vm, &port, &limited(now + 900));
+        // Spent: answered here, with the earliest reset, and not retried by Envoy.
+        let steps = CredentialsFlow::new(5).request_headers(&vm, &port, Some(b"conv"));
+        let Some(Step::Reply(reply)) = steps.writes.first() else {
+            panic!("{steps:?}")
+        };
+        assert_eq!(reply.status, 429);
+        assert!(
+            reply.headers.contains(&("retry-after", "200".to_string())),
+            "{:?}",
+            reply.headers
+        );
+        assert!(reply.headers.contains(&(NO_RETRY_HEADER, "true".to_string())));
+    }
+
+    #[test]
+    fn with_one_account_a_429_changes_nothing() {
+        let Vm { vm, port, .. } = vm_with(&[("FILTER_ROLE", "credentials")]);
+        let mut attempt = CredentialsFlow::new(1);
+        attempt.request_headers(&vm, &port, None);
+        assert_eq!(
+            attempt.response_headers(&vm, &port, &limited(port.now() + 300)),
+            Steps::go_on()
+        );
+        assert!(account_of(&CredentialsFlow::new(2).request_headers(&vm, &port, None)).is_some());
+    }
 }
