@@ -7,8 +7,9 @@ use std::rc::Rc;
 
 use log::warn;
 
+use crate::core::accounts::account::{Account, AccountRef};
+use crate::core::accounts::login;
 use crate::core::accounts::state::StateStore;
-use crate::core::accounts::{Account, AccountRef, login};
 use crate::core::auth::shared_record::TokenStore;
 use crate::core::auth::waiters::WaitList;
 use crate::core::catalogue::Catalogue;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use proxy_wasm::hostcalls::{define_metric, increment_metric, record_metric};
 use proxy_wasm::types::MetricType;
 
-use crate::core::accounts::sanitize_label;
+use crate::core::accounts::login::sanitize_label;
 use crate::core::metrics::{CatalogueOutcome, Metric, Owner, RouteKind};
 use crate::core::translate::response::upstream_error::Window;
 use crate::core::translate::response::usage::Usage;

@@ -4,9 +4,30 @@
 //! member; without one the label is a short hash of the ChatGPT account id, never a token or
 //! an e-mail address.
 
-use crate::core::accounts::{MAX_ACCOUNTS, sanitize_label};
 use crate::core::auth::auth_json::ChatgptTokens;
 use crate::core::translate::request::conversation_key::fingerprint;
+
+/// At most this many accounts are used; a longer list is cut.
+pub const MAX_ACCOUNTS: usize = 64;
+
+/// A label as logs and stat names carry it: `[A-Za-z0-9_-]`, anything else becomes `_`, at
+/// most 64 characters; empty becomes `_`.
+pub fn sanitize_label(raw: &str) -> String {
+    let cleaned: String = raw
+        .trim()
+        .chars()
+        .take(64)
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '_' | '-' => c,
+            _ => '_',
+        })
+        .collect();
+    if cleaned.is_empty() {
+        "_".to_string()
+    } else {
+        cleaned
+    }
+}
 
 /// One configured login.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,5 +121,14 @@ mod tests {
         let err = parse(r#"[{"tokens": {"refresh_token": "secret"}}]"#).unwrap_err();
         assert!(err.starts_with("element 1 of the array"), "{err}");
         assert!(!err.contains("secret"));
+    }
+
+    #[test]
+    fn labels_keep_only_safe_characters() {
+        assert_eq!(sanitize_label("work"), "work");
+        assert_eq!(sanitize_label(" me@example.com "), "me_example_com");
+        assert_eq!(sanitize_label("a.b/c d"), "a_b_c_d");
+        assert_eq!(sanitize_label(""), "_");
+        assert_eq!(sanitize_label(&"x".repeat(100)).len(), 64);
     }
 }

@@ -11,6 +11,7 @@ use crate::core::auth::etcd;
 use crate::core::port::{Dispatch, Port};
 use crate::core::vm::VmState;
 
+/// How often each VM exchanges the accounts' state with etcd.
 pub const SYNC_SECONDS: u64 = 2;
 const CALL_TIMEOUT_MS: u64 = 5_000;
 /// An answer this much past its call's timeout will not come.
@@ -39,6 +40,7 @@ impl StateSync {
         (vm.is_pool() && vm.config.etcd.is_some()).then(Self::default)
     }
 
+    /// Reads every account's entry once per period (one exchange at a time).
     pub fn tick(&mut self, vm: &VmState, port: &dyn Port) {
         let now = port.now();
         self.calls.retain(|(_, _, give_up)| *give_up > now);

@@ -65,6 +65,7 @@ pub struct AccountState {
 }
 
 impl AccountState {
+    /// Out for its usage limit at `now`.
     pub fn exhausted(&self, now: u64) -> bool {
         self.exhausted_until > now
     }
@@ -113,6 +114,7 @@ pub struct StateStore {
 }
 
 impl StateStore {
+    /// The state of the account labelled `label`.
     pub fn new(label: &str) -> Self {
         Self {
             key: format!("{STATE_KEY}/{label}"),
@@ -120,6 +122,7 @@ impl StateStore {
         }
     }
 
+    /// The current state (the default when none was written yet).
     pub fn read(&self, port: &dyn Port) -> AccountState {
         self.read_with_cas(port).map(|(s, _)| s).unwrap_or_default()
     }

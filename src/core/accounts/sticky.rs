@@ -9,7 +9,9 @@ use crate::core::port::Port;
 use crate::core::translate::request::conversation_key::fingerprint;
 
 const STICKY_KEY: &str = "codex_openai_wrapper.sticky.v1";
+/// Shared-data keys the table is spread over.
 pub const BUCKETS: u64 = 32;
+/// Conversations per key (4096 in all).
 pub const PER_BUCKET: usize = 128;
 /// A conversation's entry is refreshed at most this often (its time orders evictions).
 const TOUCH_SECONDS: u64 = 60;

@@ -9,7 +9,7 @@
 //! can serve, the attempt is answered here with the 429 (`Retry-After`: the earliest reset),
 //! marked `x-envoy-ratelimited` so that Envoy does not retry that answer.
 
-use crate::core::accounts::ACCOUNT_HEADER;
+use crate::core::accounts::account::ACCOUNT_HEADER;
 use crate::core::accounts::pool::{self, Pick};
 use crate::core::flow::headers::HeaderView;
 use crate::core::flow::step::{Next, Step, Steps};

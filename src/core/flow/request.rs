@@ -13,7 +13,7 @@
 //!   503 "retry" while a refresh can still fix the login).
 //! - log: the metrics and the `VERBOSE` line.
 
-use crate::core::accounts::ACCOUNT_HEADER;
+use crate::core::accounts::account::ACCOUNT_HEADER;
 use crate::core::accounts::pool::{self, Pick};
 use crate::core::auth::auth_json::ChatgptTokens;
 use crate::core::auth::token::{self, Availability};
