@@ -551,10 +551,11 @@ def test_api_route_holds_before_any_filter_edits_headers(monkeypatch, tmp_path: 
 
     original = render.http_connection_manager
 
-    def without_wasm(opts):
-        manager = original(opts)
+    def without_wasm(opts, *args):
+        manager = original(opts, *args)
         filters = manager["typed_config"]["http_filters"]
-        manager["typed_config"]["http_filters"] = [f for f in filters if f["name"] != "envoy.filters.http.wasm"]
+        wasm = ("envoy.filters.http.wasm", render.FILTER_CONFIG_NAME)
+        manager["typed_config"]["http_filters"] = [f for f in filters if f["name"] not in wasm]
         return manager
 
     monkeypatch.setattr(render, "http_connection_manager", without_wasm)
