@@ -198,3 +198,18 @@ def test_make_run_picks_up_a_replaced_auth_json_and_ignores_a_broken_one(wasm_mo
     # The ECDS file with the login is its owner's only.
     (filter_file,) = (REPO_ROOT / "target" / "envoy").glob(f"filter-{port}/filter.json")
     assert filter_file.stat().st_mode & 0o077 == 0
+
+
+def test_a_configuration_the_filter_refuses_leaves_the_running_one_in_place(envoy_factory, mock_codex):
+    # Where no supervisor checks the values first (a hand-written file, a control plane),
+    # Envoy itself must keep the last configuration the filter accepted.
+    from harness.repo import load_render
+
+    render = load_render()
+    envoy = envoy_factory()
+    bad = {**render.reloadable_values(envoy.settings), "OPENAI_API_KEY": "other-key", "REASONING_EFFORT": "extreme"}
+    render.write_filter_config(render.filter_config_resource(envoy.opts, bad), envoy.filter_config)
+    poll(lambda: "invalid REASONING_EFFORT" in envoy.log_text(), "the filter refuses the configuration")
+    assert chat_status(envoy.url, "test-key") == 200
+    assert chat_status(envoy.url, "other-key") == 401
+    assert envoy.alive

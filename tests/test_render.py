@@ -719,3 +719,50 @@ def test_websocket_handshakes_reach_the_filter() -> None:
     # Without the upgrade type Envoy answers a handshake 403 itself, which Codex CLI retries;
     # the filter answers 426, which sends it to HTTP at once (tests/test_responses.py).
     assert hcm(render.render_config({}))["upgrade_configs"] == [{"upgrade_type": "websocket"}]
+
+
+def test_reloadable_values_carry_the_secrets_but_nothing_the_bootstrap_depends_on() -> None:
+    settings = {
+        "OPENAI_API_KEY": "sk-client",
+        "OPENAI_CODEX_AUTH": '{"tokens": {}}',
+        "REASONING_EFFORT": "high",
+        "CHATGPT_RESPONSES_URL": "http://127.0.0.1:1/x",
+        "PORT": "9000",
+        "MAX_REQUEST_BODY_BYTES": "1000",
+    }
+    assert render.reloadable_values(settings) == {
+        "OPENAI_API_KEY": "sk-client",
+        "OPENAI_CODEX_AUTH": '{"tokens": {}}',
+        "REASONING_EFFORT": "high",
+    }
+    # Every variable that needs a restart is one the filter reads (a renamed one would fall out).
+    assert render.RESTART_VARIABLES <= set(render.filter_variables())
+    assert set(render.reloadable_variables()) | render.RESTART_VARIABLES == set(render.filter_variables())
+
+
+def test_the_filter_config_file_holds_the_secrets_and_the_bootstrap_none(tmp_path: Path) -> None:
+    settings = {"OPENAI_API_KEY": "sk-client", "CHATGPT_RESPONSES_URL": "http://127.0.0.1:1/x"}
+    opts = render.options_from(render.resolve(settings))
+    filter_file = tmp_path / "filter" / "filter.json"
+    render.write_filter_config(render.filter_config_resource(opts, render.reloadable_values(settings)), filter_file)
+    assert filter_file.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in filter_file.parent.iterdir()] == ["filter.json"], "no temporary file is left behind"
+    (resource,) = json.loads(filter_file.read_text())["resources"]
+    assert resource["name"] == render.FILTER_CONFIG_NAME
+    plugin = resource["typed_config"]["config"]
+    assert json.loads(plugin["configuration"]["value"])["OPENAI_API_KEY"] == "sk-client"
+    inline = render.build_config(opts)
+    # The same VM as the inline filter and the credentials instance: shared data survives a reload.
+    assert plugin["vm_config"] == wasm_plugin(inline)["vm_config"]
+
+    bootstrap = render.build_config(opts, filter_file, admin_socket=tmp_path / "admin.sock")
+    assert "sk-client" not in json.dumps(bootstrap)
+    (wasm,) = [f for f in hcm(bootstrap)["http_filters"] if f["name"] == render.FILTER_CONFIG_NAME]
+    source = wasm["config_discovery"]["config_source"]["path_config_source"]
+    assert source == {"path": str(filter_file), "watched_directory": {"path": str(filter_file.parent)}}
+    assert bootstrap["admin"]["address"] == {"pipe": {"path": str(tmp_path / "admin.sock"), "mode": 0o600}}
+
+
+def wasm_plugin(config: dict) -> dict:
+    (wasm,) = [f for f in hcm(config)["http_filters"] if f["name"] == "envoy.filters.http.wasm"]
+    return wasm["typed_config"]["config"]
