@@ -151,6 +151,9 @@ def envoy_environment(settings: Mapping[str, str]) -> Dict[str, str]:
 # Watching the files that hold settings, logins and keys
 
 POLL_SECONDS = 1.0
+# What this program and Envoy's command line read: a change needs a new Envoy. (What else
+# shapes the bootstrap is found by rendering it again.)
+RUN_VARIABLES = frozenset({"PORT", "LISTEN_ADDRESS", "ENVOY_ADMIN_PORT", "ENVOY_LOG_LEVEL", "ENVOY_CONCURRENCY", "ENVOY_BIN"})
 
 
 def watched_files(env_file: Optional[Path], settings: Mapping[str, str], codex_home: str) -> List[Path]:
@@ -228,10 +231,11 @@ class Supervisor:
             print(f"run.py: error: {exc}; the running configuration stays", file=sys.stderr, flush=True)
             return False
         self.settings = settings
+        self.codex_home = resolved["run"]["codex_home"]
         opts = render.options_from(resolved, self.launch.wasm_path)
         restart = sorted(
             name
-            for name in render.RESTART_VARIABLES | {"PORT", "LISTEN_ADDRESS", "ENVOY_ADMIN_PORT"}
+            for name in render.RESTART_VARIABLES | RUN_VARIABLES
             if settings.get(name) != self.launch.settings.get(name)
         )
         if restart or self._bootstrap(opts) != self.bootstrap:

@@ -191,6 +191,15 @@ def test_make_run_picks_up_a_replaced_auth_json_and_ignores_a_broken_one(wasm_mo
         poll(lambda: chat_status(url, "key-2") == 200, "the key from the changed .dev.vars is accepted")
         assert chat_status(url, "test-key") == 401
         assert "key-2" not in run.output() and "rt-new" not in run.output()
+        assert "restart `make run`" not in run.output()
+
+        # A new upstream URL needs a new Envoy: said, not applied; the rest still is.
+        env_file.write_text(
+            env_file.read_text(encoding="utf-8").replace("OPENAI_API_KEY=key-2", "OPENAI_API_KEY=key-3")
+            + "CHATGPT_RESPONSES_URL=http://127.0.0.1:1/elsewhere\n"
+        )
+        poll(lambda: chat_status(url, "key-3") == 200, "the key is applied beside the restart-only change")
+        assert "CHATGPT_RESPONSES_URL changed: restart `make run` to apply it" in run.output()
     finally:
         code = run.stop()
     assert code == 0, run.output()[-3000:]
