@@ -27,6 +27,7 @@ import os
 import platform
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -99,8 +100,8 @@ def filter_config_path(port: int) -> Path:
 
 
 class Launch:
-    """What start-up worked out: the rendered options, the ECDS file, Envoy's argv and
-    environment."""
+    """What start-up worked out: the settings, the rendered options, the ECDS file and the
+    admin socket."""
 
     def __init__(self, settings: Dict[str, str], wasm_path: Optional[Path]) -> None:
         self.wasm_path = wasm_path
@@ -120,6 +121,7 @@ def prepare_launch(settings: Dict[str, str], wasm_path: Optional[Path] = None) -
     if not opts.wasm_path.is_file():
         print(f"warning: {opts.wasm_path} does not exist; build it with `make build`", file=sys.stderr)
     render.write_filter_config(render.filter_config_resource(opts, launch.values), launch.filter_config)
+    remove_stale_socket(launch.admin_socket)
     config = render.build_config(opts, filter_config=launch.filter_config, admin_socket=launch.admin_socket)
     render.write_config(config, CONFIG_PATH)
     args = envoy_args(envoy_binary(launch.resolved["run"], settings), launch.resolved, CONFIG_PATH)
@@ -129,6 +131,26 @@ def prepare_launch(settings: Dict[str, str], wasm_path: Optional[Path] = None) -
         flush=True,
     )
     return launch, args
+
+
+def remove_stale_socket(path: Path) -> None:
+    """Envoy leaves its admin socket behind when it is killed, and will not bind over it; one
+    that nobody answers on is removed (a live one is left to the Envoy that owns it)."""
+    if not path.is_socket():
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        path.unlink(missing_ok=True)
+    finally:
+        probe.close()
+
+
+def clean_up(launch: Launch) -> None:
+    """After Envoy: the ECDS file holds the keys and the login, so it goes, with the socket."""
+    shutil.rmtree(launch.filter_config.parent, ignore_errors=True)
+    launch.admin_socket.unlink(missing_ok=True)
 
 
 def prepare(settings: Dict[str, str], wasm_path: Optional[Path] = None) -> List[str]:
@@ -307,7 +329,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     supervisor = Supervisor(launch, cli.env_file)
     sys.stdout.flush()
     sys.stderr.flush()
-    return supervise(args, envoy_environment(settings), supervisor)
+    try:
+        return supervise(args, envoy_environment(settings), supervisor)
+    finally:
+        clean_up(launch)
 
 
 if __name__ == "__main__":

@@ -200,13 +200,16 @@ def test_make_run_picks_up_a_replaced_auth_json_and_ignores_a_broken_one(wasm_mo
         )
         poll(lambda: chat_status(url, "key-3") == 200, "the key is applied beside the restart-only change")
         assert "CHATGPT_RESPONSES_URL changed: restart `make run` to apply it" in run.output()
+        # The ECDS file with the login, and the admin socket, are their owner's only.
+        run_dir = REPO_ROOT / "target" / "envoy"
+        assert (run_dir / f"filter-{port}" / "filter.json").stat().st_mode & 0o777 == 0o600
+        assert (run_dir / f"admin-{port}.sock").stat().st_mode & 0o077 == 0
+        assert f"admin-{port}.sock" in run.output()
     finally:
         code = run.stop()
     assert code == 0, run.output()[-3000:]
     assert not _accepts(port), "Ctrl-C stops Envoy too"
-    # The ECDS file with the login is its owner's only.
-    (filter_file,) = (REPO_ROOT / "target" / "envoy").glob(f"filter-{port}/filter.json")
-    assert filter_file.stat().st_mode & 0o077 == 0
+    assert not (run_dir / f"filter-{port}").exists(), "the file with the login is removed at exit"
 
 
 def test_a_configuration_the_filter_refuses_leaves_the_running_one_in_place(envoy_factory, mock_codex):
