@@ -209,9 +209,11 @@ def reloadable_values(settings: Mapping[str, str]) -> Dict[str, str]:
 # Envoy's log level
 
 # At debug and trace these Envoy components print whole header maps: the client's
-# Authorization and cookies, and (portable mode, API-key upstreams) the upstream credential.
-# They stay at info whatever ENVOY_LOG_LEVEL says; nothing else Envoy logs carries a secret.
-HEADER_LOGGING_COMPONENTS = ("http", "http2", "router")
+# Authorization and cookies, and (portable mode, API-key upstreams) the upstream credential;
+# `config` prints every configuration update in full, the filter's reloadable one (keys and
+# login) included. They stay at info whatever ENVOY_LOG_LEVEL says; nothing else Envoy logs
+# carries a secret.
+HEADER_LOGGING_COMPONENTS = ("http", "http2", "router", "config")
 
 
 def envoy_log_args(level: str) -> List[str]:

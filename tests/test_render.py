@@ -706,7 +706,7 @@ def test_make_run_reads_codex_home_auth_json_before_validating(tmp_path: Path, m
     args = run.prepare(settings, Path("module.wasm"))
     assert args[:5] == ["/opt/envoy", "-c", str(tmp_path / "run" / "envoy.yaml"), "--log-level", "debug"]
     # Debug, but without the components that print every header (credentials included).
-    assert args[5:7] == ["--component-log-level", "http:info,http2:info,router:info"]
+    assert args[5:7] == ["--component-log-level", "http:info,http2:info,router:info,config:info"]
     assert args[7:9] == ["--concurrency", "3"]
     assert args[-1] == str(tmp_path / "run" / "base-id-9123")
     config = json.loads((tmp_path / "run" / "envoy.yaml").read_text())
