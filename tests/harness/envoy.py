@@ -9,6 +9,7 @@ replaces it in a running Envoy); `inline_filter=True` renders it into the bootst
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import signal
 import socket
@@ -123,8 +124,11 @@ class EnvoyHandle:
         for name in [k for k, v in changes.items() if v is None]:
             settings.pop(name, None)
         render.resolve(settings)
-        before = self.filter_config_reloads()
         resource = render.filter_config_resource(self.opts, render.reloadable_values(settings))
+        if json.loads(self.filter_config.read_text(encoding="utf-8")) == resource:
+            self.settings = settings
+            return settings  # nothing new for Envoy to take
+        before = self.filter_config_reloads()
         render.write_filter_config(resource, self.filter_config)
         deadline = time.monotonic() + RELOAD_TIMEOUT_SECONDS
         while self.filter_config_reloads() <= before:
