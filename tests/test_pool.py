@@ -264,3 +264,21 @@ def test_two_replicas_with_etcd_see_each_others_exhaustion_marks(envoy_factory, 
             assert etcd.get(f"/codex-openai-wrapper/chatgpt-tokens/accounts/{label}") is not None
     finally:
         etcd.stop()
+
+
+def test_accounts_added_by_a_reload_serve_and_a_refreshed_login_keeps_its_tokens(envoy_factory, mock_codex, mock_oauth):
+    # Portable mode: the reload reaches the main instance, which picks the account itself (in
+    # full mode the credentials instance's own configuration is only read at start-up).
+    documents = json.loads(pool_auth(expired={"alpha": True}))
+    mock_oauth.add_account("rt_alpha", ACCOUNT_IDS["alpha"])
+    envoy = envoy_factory(OPENAI_CODEX_AUTH=json.dumps(documents[0]), portable=True)
+    assert post(envoy.url + CHAT, conversation(0)).status_code == 200
+    assert mock_oauth.calls == 1, "alpha was refreshed; its first refresh token is spent"
+    # The same alpha document, now with two more accounts (as CODEX_AUTH_DIR gains files).
+    envoy.reload(OPENAI_CODEX_AUTH=json.dumps(documents))
+    for n in range(1, 7):
+        resp = post(envoy.url + CHAT, conversation(n))
+        assert resp.status_code == 200, resp.text
+    assert set(served(mock_codex)[1:]) == set(LABELS)
+    assert mock_oauth.calls == 1, "alpha kept its refreshed tokens instead of spending the old refresh token again"
+    assert {a["label"] for a in usage(envoy)["accounts"]} == set(LABELS)

@@ -13,6 +13,7 @@ use log::{info, warn};
 use crate::core::accounts::pool;
 use crate::core::accounts::replicas::StateSync;
 use crate::core::auth::refresher::{Refresher, serve_waiters};
+use crate::core::auth::shared_record::TokenStore;
 use crate::core::auth::token::TokenRecord;
 use crate::core::catalogue::refresh::CatalogueRefresh;
 use crate::core::config::{Config, FilterRole, plugin_values};
@@ -62,7 +63,14 @@ pub fn start(
     for (login, account) in logins.into_iter().zip(vm.accounts()) {
         let tokens = login.tokens;
         let source = fingerprint(format!("{}\n{:?}", tokens.access_token, tokens.refresh_token).as_bytes());
-        account.tokens.seed(port, TokenRecord::new(tokens, source));
+        // Where the same login's record was kept before a reload changed the accounts.
+        let earlier = match vm.is_pool() {
+            true => TokenStore::default(),
+            false => TokenStore::labelled(account.label),
+        };
+        account
+            .tokens
+            .seed_from(port, TokenRecord::new(tokens, source), &earlier);
         account.tokens.init_lease(port);
     }
     let main = vm.config.role == FilterRole::Main;

@@ -66,9 +66,15 @@ impl VmState {
             .chain(more.iter().map(|a| a.label.as_str()))
             .map(StateStore::new)
             .collect();
+        // In a pool every account's record is keyed by its label, so a reload that adds or
+        // reorders accounts never puts another login under the same key.
+        let tokens = match more.is_empty() {
+            true => TokenStore::default(),
+            false => TokenStore::labelled(&first_label),
+        };
         Self {
             config,
-            tokens: TokenStore::default(),
+            tokens,
             instructions: RefCell::new(Instructions::default()),
             waiters: RefCell::new(WaitList::default()),
             first_label,

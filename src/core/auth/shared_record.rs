@@ -67,6 +67,25 @@ impl TokenStore {
         });
     }
 
+    /// [`TokenStore::seed`], but when this store does not hold the login yet and `earlier`
+    /// does (the login was the single one, or a pool's, before a reload changed the accounts),
+    /// its record is carried over: it may hold a rotated refresh token the configured
+    /// document no longer has.
+    pub fn seed_from(&self, port: &dyn Port, initial: TokenRecord, earlier: &TokenStore) {
+        let carried = earlier
+            .read(port)
+            .filter(|r| r.source == initial.source)
+            .map(|r| TokenRecord {
+                // Its place in an external store changes too: reconcile again.
+                store_synced: false,
+                ..r
+            });
+        self.update(port, |current| match current {
+            Some(existing) if existing.source == initial.source => None,
+            _ => Some(carried.clone().unwrap_or_else(|| initial.clone())),
+        });
+    }
+
     /// Applies `change` with compare-and-swap, retrying when another VM wrote in between.
     /// `change` returns `None` to leave the record as it is. Returns the record written.
     pub fn update(
@@ -218,6 +237,29 @@ mod tests {
         assert!(store.token_rejected(&port, 2));
         assert!(!store.token_rejected(&port, 2), "already stale");
         assert_eq!(store.read(&port).map(|r| r.stale), Some(true));
+    }
+
+    #[test]
+    fn a_login_moving_between_single_and_pool_keeps_its_refreshed_record() {
+        let shared = SharedMemory::at(1_000);
+        let port = MemoryPort::new(&shared);
+        let (single, labelled) = (TokenStore::default(), TokenStore::labelled("work"));
+        single.seed(&port, record("login"));
+        single.update(&port, |r| {
+            r.map(|r| TokenRecord {
+                generation: 4,
+                ..r.clone()
+            })
+        });
+        labelled.seed_from(&port, record("login"), &single);
+        assert_eq!(labelled.read(&port).map(|r| r.generation), Some(4));
+        let other = TokenStore::labelled("home");
+        other.seed_from(&port, record("another login"), &single);
+        assert_eq!(
+            other.read(&port).map(|r| r.generation),
+            Some(0),
+            "another login starts afresh"
+        );
     }
 
     #[test]

@@ -100,18 +100,25 @@ impl CredentialsFlow {
                 vm.account_token_rejected(port, self.account, generation);
             }
         }
+        // A 429 is retried only when another account can take the request: with one login
+        // (the route may retry 429s because accounts can be added while Envoy runs), or when
+        // the last usable account just ran out, the answer goes to the client as it is.
+        let no_retry = Step::SetResponseHeader(NO_RETRY_HEADER, "true".to_string());
         if !vm.is_pool() {
-            return Steps::go_on();
-        }
-        if status == "429" {
-            let limits = LimitHeaders::from_pairs(view.text.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-            pool::limited(vm, port, self.account, &limits, None);
+            return match status {
+                "429" => Steps::then(vec![no_retry], Next::Continue),
+                _ => Steps::go_on(),
+            };
         }
         let label = vm.account(self.account).map_or("", |a| a.label).to_string();
-        Steps::then(
-            vec![Step::SetResponseHeader(ACCOUNT_HEADER, label)],
-            Next::Continue,
-        )
+        let mut writes = vec![Step::SetResponseHeader(ACCOUNT_HEADER, label)];
+        if status == "429" {
+            let limits = LimitHeaders::from_pairs(view.text.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            if !pool::limited(vm, port, self.account, &limits, None) {
+                writes.push(no_retry);
+            }
+        }
+        Steps::then(writes, Next::Continue)
     }
 
     /// The attempt ended (the host's log callback): drops it from the wait list, so a later
@@ -237,7 +244,11 @@ mod tests {
         // The attempt's answer names its account for the main instance.
         let steps = attempt.response_headers(&vm, &port, &limited(now + 300));
         let label = first.trim_start_matches("acct-").to_string();
-        assert_eq!(steps.writes, [Step::SetResponseHeader(ACCOUNT_HEADER, label)]);
+        assert_eq!(
+            steps.writes,
+            [Step::SetResponseHeader(ACCOUNT_HEADER, label)],
+            "retried: another account can serve"
+        );
         // Envoy's retry of the same request: another account, then the conversation stays there.
         let mut retry = CredentialsFlow::new(2);
         let second = account_of(&retry.request_headers(&vm, &port, Some(b"conv"))).unwrap();
@@ -250,7 +261,13 @@ mod tests {
         let mut third = CredentialsFlow::new(4);
         let last = account_of(&third.request_headers(&vm, &port, Some(b"conv"))).unwrap();
         assert!(last != first && last != second);
-        third.response_headers(&vm, &port, &limited(now + 900));
+        let steps = third.response_headers(&vm, &port, &limited(now + 900));
+        assert!(
+            steps
+                .writes
+                .contains(&Step::SetResponseHeader(NO_RETRY_HEADER, "true".into())),
+            "the last account ran out: not retried"
+        );
         // Spent: answered here, with the earliest reset, and not retried by Envoy.
         let steps = CredentialsFlow::new(5).request_headers(&vm, &port, Some(b"conv"));
         let Some(Step::Reply(reply)) = steps.writes.first() else {
@@ -272,7 +289,11 @@ mod tests {
         attempt.request_headers(&vm, &port, None);
         assert_eq!(
             attempt.response_headers(&vm, &port, &limited(port.now() + 300)),
-            Steps::go_on()
+            Steps::then(
+                vec![Step::SetResponseHeader(NO_RETRY_HEADER, "true".into())],
+                Next::Continue
+            ),
+            "never retried with one login"
         );
         assert!(account_of(&CredentialsFlow::new(2).request_headers(&vm, &port, None)).is_some());
     }
