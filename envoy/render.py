@@ -288,8 +288,6 @@ class Options:
     reasoning_output_prefixes: List[str]
     # ChatGPT accounts in OPENAI_CODEX_AUTH (a pool when more than one).
     accounts: int = 1
-    # CODEX_AUTH_DIR is set: the pool may grow while Envoy runs.
-    accounts_dir: bool = False
 
     @property
     def buffer_limit_bytes(self) -> int:
@@ -349,7 +347,6 @@ def options_from(
         host_env_keys=resolved["host_env_keys"],
         reasoning_output_prefixes=resolved["reasoning_output_prefixes"],
         accounts=resolved.get("accounts", 1),
-        accounts_dir=resolved.get("accounts_dir", False),
     )
 
 
@@ -595,11 +592,6 @@ TOKEN_RETRY_POLICY = {
 }
 
 
-# With CODEX_AUTH_DIR the pool can grow while Envoy runs, but the route is fixed at start-up:
-# at least this many retries then.
-DIR_POOL_RETRIES = 4
-
-
 def pool_retry_policy(accounts: int) -> dict:
     """Several accounts: a 429 is retried too. The credentials instance has marked the
     account exhausted by then and sends the retry on another one (it marks a 429 that no
@@ -733,11 +725,7 @@ def routes(opts: Options) -> List[dict]:
     codex = upstream_route(opts.codex.cluster, {"prefix": "/"}, opts.codex.cluster, opts.codex, opts)
     codex["request_body_buffer_limit"] = opts.request_buffer_limit_bytes
     if opts.credentials_upstream:
-        if opts.accounts > 1 or opts.accounts_dir:
-            retries = max(opts.accounts, DIR_POOL_RETRIES) if opts.accounts_dir else opts.accounts
-            codex["route"]["retry_policy"] = pool_retry_policy(retries)
-        else:
-            codex["route"]["retry_policy"] = TOKEN_RETRY_POLICY
+        codex["route"]["retry_policy"] = TOKEN_RETRY_POLICY if opts.accounts <= 1 else pool_retry_policy(opts.accounts)
     found.append(codex)
     return found
 

@@ -36,9 +36,6 @@ pub struct Resolved {
     /// How many ChatGPT accounts `OPENAI_CODEX_AUTH` holds (0 without a login): with more
     /// than one, the Codex route retries a 429 on the next account.
     pub accounts: usize,
-    /// `CODEX_AUTH_DIR` is set (`make run`): accounts can be added while Envoy runs, so the
-    /// route retries a 429 even while the directory holds one.
-    pub accounts_dir: bool,
     pub plugin_configuration: PluginConfigurations,
     pub host_env_keys: Vec<&'static str>,
     /// `REASONING_OUTPUT_MODE=all` serves `/<prefix>/v1/...` for each of these.
@@ -182,7 +179,6 @@ pub fn resolve(settings: &Settings) -> Result<Resolved, ConfigError> {
         },
         credentials_upstream,
         accounts,
-        accounts_dir: settings.var("CODEX_AUTH_DIR").is_some(),
         plugin_configuration: PluginConfigurations { main, credentials },
         host_env_keys: host_env_keys(),
         reasoning_output_prefixes: OutputMode::PREFIXES.iter().map(|(prefix, _)| *prefix).collect(),

@@ -100,16 +100,12 @@ impl CredentialsFlow {
                 vm.account_token_rejected(port, self.account, generation);
             }
         }
-        // A 429 is retried only when another account can take the request: with one login
-        // (the route may retry 429s because accounts can be added while Envoy runs), or when
-        // the last usable account just ran out, the answer goes to the client as it is.
-        let no_retry = Step::SetResponseHeader(NO_RETRY_HEADER, "true".to_string());
         if !vm.is_pool() {
-            return match status {
-                "429" => Steps::then(vec![no_retry], Next::Continue),
-                _ => Steps::go_on(),
-            };
+            return Steps::go_on();
         }
+        // A 429 is retried only when another account can take the request: when the last
+        // usable account just ran out, the answer goes on to the main instance as it is.
+        let no_retry = Step::SetResponseHeader(NO_RETRY_HEADER, "true".to_string());
         let label = vm.account(self.account).map_or("", |a| a.label).to_string();
         let mut writes = vec![Step::SetResponseHeader(ACCOUNT_HEADER, label)];
         if status == "429" {
@@ -289,11 +285,8 @@ mod tests {
         attempt.request_headers(&vm, &port, None);
         assert_eq!(
             attempt.response_headers(&vm, &port, &limited(port.now() + 300)),
-            Steps::then(
-                vec![Step::SetResponseHeader(NO_RETRY_HEADER, "true".into())],
-                Next::Continue
-            ),
-            "never retried with one login"
+            Steps::go_on(),
+            "one login: the 429 goes on as it is (the route does not retry it)"
         );
         assert!(account_of(&CredentialsFlow::new(2).request_headers(&vm, &port, None)).is_some());
     }
