@@ -218,8 +218,13 @@ impl Background {
 }
 
 fn log_start_up(config: &Config, record: Option<&TokenRecord>) {
-    if config.client_key.is_none() {
-        warn!("codex filter: OPENAI_API_KEY is not set; every client is let through without a key");
+    if config.keys.is_empty() {
+        warn!(
+            "codex filter: neither OPENAI_API_KEY nor a keys file is set; every client is let through without a key"
+        );
+    } else {
+        let names: Vec<&str> = config.keys.entries.iter().map(|e| e.name.as_str()).collect();
+        info!("codex filter: {} client keys: {}", names.len(), names.join(", "));
     }
     if !config.auth.is_chatgpt() {
         info!(

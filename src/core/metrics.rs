@@ -42,6 +42,8 @@ pub enum Metric {
     },
     LeaseTaken,
     UsageLimitHit,
+    /// A client key's request was refused for one of its limits.
+    KeyLimitReached,
     /// The usage windows the backend reported with its last response.
     RateLimits([Window; 2]),
     /// The model catalogue call's outcome.
@@ -62,4 +64,29 @@ pub enum CatalogueOutcome {
     NotModified,
     /// Anything else: the current catalogue keeps serving.
     Failed,
+}
+
+/// Whose labelled stats [`crate::core::port::Port::metric_for`] moves: a client key's (by its
+/// name) or a ChatGPT account's (by its label). Never a key, digest or token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner<'a> {
+    Key(&'a str),
+    Account(&'a str),
+}
+
+impl Owner<'_> {
+    /// The label as a stat name segment: `[A-Za-z0-9_-]`, anything else becomes `_`.
+    pub fn label(&self) -> String {
+        let (Self::Key(label) | Self::Account(label)) = self;
+        label
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    }
 }

@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod flow;
 pub mod instructions;
+pub mod keys;
 pub mod metrics;
 pub mod port;
 pub mod reasoning;
@@ -16,5 +17,6 @@ pub mod routing;
 #[cfg(test)]
 pub(crate) mod test_support;
 pub mod translate;
+pub mod usage;
 pub mod vm;
 pub mod wire;

@@ -1,0 +1,166 @@
+//! `GET /v1/usage`: the calling key's own counts and what its limits have left, and for an
+//! admin key every key's. Answered locally from the counters in shared data.
+
+use serde::Serialize;
+
+use crate::core::config::Config;
+use crate::core::keys::counters::{self, WindowUsage};
+use crate::core::keys::{KeyEntry, KeyId};
+use crate::core::port::Port;
+
+/// The answer's body.
+#[derive(Debug, Serialize)]
+pub struct UsageBody {
+    pub object: &'static str,
+    /// The calling key; `null` while the key gate is open.
+    pub key: Option<KeyUsage>,
+    /// Every key, for an admin key only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keys: Option<Vec<KeyUsage>>,
+}
+
+/// One key's counters. Totals count since the counters began (Envoy's start, or the etcd
+/// record with `TOKEN_STORE=etcd`).
+#[derive(Debug, Serialize)]
+pub struct KeyUsage {
+    pub name: String,
+    pub admin: bool,
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Requests refused for a limit.
+    pub rejected: u64,
+    pub limits: Limits,
+    pub models: Option<Vec<String>>,
+    pub routes: Option<Vec<String>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Limits {
+    pub requests_per_minute: LimitUsage,
+    pub tokens_per_hour: LimitUsage,
+    pub tokens_per_day: LimitUsage,
+}
+
+/// One rolling window: `limit` and `remaining` are `null` for a window without a limit.
+#[derive(Debug, Serialize)]
+pub struct LimitUsage {
+    pub limit: Option<u64>,
+    pub used: u64,
+    pub remaining: Option<u64>,
+    /// Unix seconds: when the window is free again (at its limit), else when its oldest
+    /// counted part leaves it; `null` when it holds nothing.
+    pub resets_at: Option<u64>,
+}
+
+impl From<&WindowUsage> for LimitUsage {
+    fn from(w: &WindowUsage) -> Self {
+        Self {
+            limit: w.limit,
+            used: w.used,
+            remaining: w.remaining,
+            resets_at: w.resets_at,
+        }
+    }
+}
+
+/// The usage of `entry` now.
+pub fn key_usage(port: &dyn Port, entry: &KeyEntry, now: u64) -> KeyUsage {
+    let tally = counters::read(port, &entry.name);
+    let windows = tally.windows(&entry.limits, now);
+    let window = |name: &str| {
+        windows.iter().find(|w| w.name == name).map_or(
+            LimitUsage {
+                limit: None,
+                used: 0,
+                remaining: None,
+                resets_at: None,
+            },
+            LimitUsage::from,
+        )
+    };
+    KeyUsage {
+        name: entry.name.clone(),
+        admin: entry.admin,
+        requests: tally.requests,
+        input_tokens: tally.input_tokens,
+        output_tokens: tally.output_tokens,
+        rejected: tally.rejected,
+        limits: Limits {
+            requests_per_minute: window("requests_per_minute"),
+            tokens_per_hour: window("tokens_per_hour"),
+            tokens_per_day: window("tokens_per_day"),
+        },
+        models: entry.models.clone(),
+        routes: entry.routes.clone(),
+    }
+}
+
+/// The body for the request that presented `key`.
+pub fn body(cfg: &Config, port: &dyn Port, key: Option<KeyId>, now: u64) -> UsageBody {
+    let entry = key.and_then(|id| cfg.keys.get(id));
+    UsageBody {
+        object: "usage",
+        key: entry.map(|e| key_usage(port, e, now)),
+        keys: entry
+            .filter(|e| e.admin)
+            .map(|_| cfg.keys.entries.iter().map(|e| key_usage(port, e, now)).collect()),
+    }
+}
+
+/// [`body`] as JSON bytes.
+pub fn answer(cfg: &Config, port: &dyn Port, key: Option<KeyId>, now: u64) -> Vec<u8> {
+    serde_json::to_vec(&body(cfg, port, key, now))
+        .unwrap_or_else(|_| br#"{"object":"usage","key":null}"#.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::keys::counters::{add_tokens, admit};
+    use crate::core::port::{MemoryPort, SharedMemory};
+    use serde_json::{Value, json};
+
+    fn config(keys: &str) -> Config {
+        let keys = keys.to_string();
+        Config::load(&move |name: &str| (name == "CLIENT_KEYS").then(|| keys.clone())).unwrap()
+    }
+
+    #[test]
+    fn own_counts_and_every_key_for_an_admin() {
+        let cfg = config(
+            r#"[{"name": "ops", "key": "sk-ops", "admin": true},
+                {"name": "ci", "key": "sk-ci", "requests_per_minute": 5, "tokens_per_day": 100, "routes": ["/v1/responses"]}]"#,
+        );
+        let shared = SharedMemory::at(7200);
+        let port = MemoryPort::new(&shared);
+        let ci = &cfg.keys.entries[1];
+        admit(&port, ci, 7200).unwrap();
+        admit(&port, ci, 7201).unwrap();
+        add_tokens(&port, "ci", 30, 12, 7201);
+        let mine: Value = serde_json::from_slice(&answer(&cfg, &port, Some(1), 7210)).unwrap();
+        assert_eq!(
+            mine,
+            json!({"object": "usage", "key": {
+            "name": "ci", "admin": false, "requests": 2, "input_tokens": 30, "output_tokens": 12,
+            "rejected": 0, "models": null, "routes": ["/v1/responses"],
+            "limits": {
+                "requests_per_minute": {"limit": 5, "used": 2, "remaining": 3, "resets_at": 7260},
+                "tokens_per_hour": {"limit": null, "used": 42, "remaining": null, "resets_at": 10800},
+                "tokens_per_day": {"limit": 100, "used": 42, "remaining": 58, "resets_at": 93600}
+            }}})
+        );
+        let admin: Value = serde_json::from_slice(&answer(&cfg, &port, Some(0), 7210)).unwrap();
+        assert_eq!(admin["key"]["name"], "ops");
+        let names: Vec<&str> = admin["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["ops", "ci"]);
+        assert_eq!(admin["keys"][1]["requests"], 2);
+        let open: Value = serde_json::from_slice(&answer(&config("[]"), &port, None, 0)).unwrap();
+        assert_eq!(open, json!({"object": "usage", "key": null}));
+    }
+}
