@@ -846,10 +846,24 @@ def admin(opts: Options) -> dict:
     return {"address": {"socket_address": {"address": "127.0.0.1", "port_value": opts.admin_port}}}
 
 
+def stats_config() -> dict:
+    """The filter's per-key and per-account stats (`codex_openai_wrapper.key.<name>.<stat>`)
+    carry the name as a tag, so Prometheus sees one metric per stat with a `codex_key` (or
+    `codex_account`) label rather than one metric per name. Envoy keeps a module's own stats
+    under `wasmcustom.`, which its Prometheus output leaves out."""
+    return {
+        "stats_tags": [
+            {"tag_name": f"codex_{kind}", "regex": rf"^(?:wasmcustom\.)?codex_openai_wrapper\.{kind}\.(([A-Za-z0-9_-]+)\.)"}
+            for kind in ("key", "account")
+        ]
+    }
+
+
 def build_config(opts: Options) -> dict:
     """The Envoy bootstrap as a dict."""
     return {
         "admin": admin(opts),
+        "stats_config": stats_config(),
         "static_resources": {
             "listeners": [listener(opts)],
             "clusters": clusters(opts),

@@ -1,10 +1,13 @@
 //! Filter counters, exported by Envoy with its own stats (`/stats/prometheus` on the admin
 //! endpoint, as `envoy_codex_*`). Metrics with the same name are shared by every worker VM.
 
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+
 use proxy_wasm::hostcalls::{define_metric, increment_metric, record_metric};
 use proxy_wasm::types::MetricType;
 
-use crate::core::metrics::{CatalogueOutcome, Metric, RouteKind};
+use crate::core::metrics::{CatalogueOutcome, Metric, Owner, RouteKind};
 use crate::core::translate::response::upstream_error::Window;
 use crate::core::translate::response::usage::Usage;
 
@@ -21,6 +24,7 @@ pub struct Metrics {
     refresh_permanent: Option<u32>,
     lease_taken: Option<u32>,
     usage_limit_hits: Option<u32>,
+    key_limit_reached: Option<u32>,
     /// primary/secondary × used percent/reset time
     windows: [[Option<u32>; 2]; 2],
     token_expires_in: Option<u32>,
@@ -53,6 +57,7 @@ impl Metrics {
         m.refresh_permanent = counter("codex.token_refresh.permanent_failure");
         m.lease_taken = counter("codex.token_refresh.lease_taken");
         m.usage_limit_hits = counter("codex.usage_limit_reached");
+        m.key_limit_reached = counter("codex.key_limit_reached");
         m.catalogue = [
             counter("codex.catalogue.fetched"),
             counter("codex.catalogue.not_modified"),
@@ -80,6 +85,7 @@ impl Metrics {
             Metric::Refresh { ok, permanent } => self.refresh(ok, permanent),
             Metric::LeaseTaken => bump(self.lease_taken, 1),
             Metric::UsageLimitHit => bump(self.usage_limit_hits, 1),
+            Metric::KeyLimitReached => bump(self.key_limit_reached, 1),
             Metric::RateLimits(windows) => self.rate_limits(&windows),
             Metric::Catalogue(outcome) => {
                 let [fetched, not_modified, failed] = self.catalogue;
@@ -100,12 +106,7 @@ impl Metrics {
     }
 
     fn request(&self, route: RouteKind, status: u16) {
-        let class = match status {
-            200..=299 => 0,
-            400..=499 => 1,
-            500..=599 => 2,
-            _ => 3,
-        };
+        let class = class_of(status);
         if let Some(id) = self.requests.get(route as usize).and_then(|row| row.get(class)) {
             bump(*id, 1);
         }
@@ -142,6 +143,16 @@ impl Metrics {
     }
 }
 
+/// The index into `CLASSES` of a status.
+fn class_of(status: u16) -> usize {
+    match status {
+        200..=299 => 0,
+        400..=499 => 1,
+        500..=599 => 2,
+        _ => 3,
+    }
+}
+
 fn set(id: Option<u32>, value: Option<u64>) {
     if let (Some(id), Some(value)) = (id, value) {
         let _ = record_metric(id, value);
@@ -151,5 +162,67 @@ fn set(id: Option<u32>, value: Option<u64>) {
 fn bump(id: Option<u32>, by: u64) {
     if let (Some(id), true) = (id, by > 0) {
         let _ = increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+    }
+}
+
+/// The most labels one owner kind gets stats of its own; later ones share `_other`, so a
+/// keys file cannot grow Envoy's stat table without bound.
+const MAX_LABELS: usize = 256;
+
+/// Stats per key name and per account label (`codex_openai_wrapper.<kind>.<label>.<stat>`,
+/// the label made a `codex_key` / `codex_account` tag by the rendered `stats_tags`), defined
+/// on first use and their ids cached.
+#[derive(Default)]
+pub struct OwnedMetrics {
+    ids: RefCell<HashMap<String, Option<u32>>>,
+    labels: RefCell<[HashSet<String>; 2]>,
+}
+
+impl OwnedMetrics {
+    pub fn record(&self, owner: Owner<'_>, metric: Metric) {
+        let (kind, slot) = match owner {
+            Owner::Key(_) => ("key", 0),
+            Owner::Account(_) => ("account", 1),
+        };
+        let label = self.label(slot, owner.label());
+        let stat = |name: &str| self.id(&format!("codex_openai_wrapper.{kind}.{label}.{name}"));
+        match metric {
+            Metric::Request { route, status } => {
+                let route = ROUTES.get(route as usize).copied().unwrap_or("local");
+                let class = CLASSES.get(class_of(status)).copied().unwrap_or("other");
+                bump(stat(&format!("requests.{route}.{class}")), 1);
+            }
+            Metric::Tokens(usage) => {
+                bump(stat("tokens.input"), usage.prompt_tokens);
+                bump(stat("tokens.output"), usage.completion_tokens);
+            }
+            Metric::KeyLimitReached => bump(stat("limit_rejected"), 1),
+            Metric::UsageLimitHit => bump(stat("usage_limit_reached"), 1),
+            _ => {}
+        }
+    }
+
+    fn label(&self, slot: usize, label: String) -> String {
+        let mut labels = self.labels.borrow_mut();
+        let Some(seen) = labels.get_mut(slot) else {
+            return "_other".to_string();
+        };
+        if seen.contains(&label) {
+            return label;
+        }
+        if seen.len() >= MAX_LABELS {
+            return "_other".to_string();
+        }
+        seen.insert(label.clone());
+        label
+    }
+
+    fn id(&self, name: &str) -> Option<u32> {
+        if let Some(id) = self.ids.borrow().get(name) {
+            return *id;
+        }
+        let id = define_metric(MetricType::Counter, name).ok();
+        self.ids.borrow_mut().insert(name.to_string(), id);
+        id
     }
 }

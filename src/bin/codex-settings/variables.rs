@@ -184,6 +184,7 @@ pub const VARIABLES: &[Variable] = &[
         Filter,
         Number(DEFAULT_CATALOGUE_REFRESH_SECONDS as u64),
     ),
+    one_of("USAGE_ENDPOINT", Filter, "true", FLAG_VALUES),
     // The body limit must match Envoy's buffer limits, so the renderer owns it.
     v(
         "MAX_REQUEST_BODY_BYTES",
@@ -201,6 +202,8 @@ pub const VARIABLES: &[Variable] = &[
     one_of("ENVOY_PORTABLE", Envoy, "false", FLAG_VALUES),
     v("ENVOY_CA_BUNDLE", Envoy, Text(DEFAULT_CA_BUNDLE)),
     v("CORS_ALLOW_ORIGINS", Envoy, Text(ANY_ORIGIN)),
+    // Read by the renderer, which hands the filter its normalised entries as CLIENT_KEYS.
+    v("CLIENT_KEYS_FILE", Envoy, Unset),
     v("CODEX_HOME", Run, Text(DEFAULT_CODEX_HOME)),
     v("ENVOY_BIN", Run, Note(".venv/bin/envoy, else envoy on PATH")),
     one_of("ENVOY_LOG_LEVEL", Run, DEFAULT_ENVOY_LOG_LEVEL, ENVOY_LOG_LEVELS),
@@ -208,6 +211,7 @@ pub const VARIABLES: &[Variable] = &[
     one_of("ENVOY_HOLD_HEADERS", Internal, "false", FLAG_VALUES),
     one_of("CREDENTIALS_UPSTREAM", Internal, "false", FLAG_VALUES),
     one_of("FILTER_ROLE", Internal, "main", FILTER_ROLES),
+    v("CLIENT_KEYS", Internal, Unset),
 ];
 
 /// `host_env_keys`: what the filter reads from Envoy's environment. A name absent from the

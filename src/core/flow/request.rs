@@ -155,7 +155,14 @@ impl RequestFlow {
         let catalogue = vm.catalogue.borrow().clone();
         let Decided { decision, key } = decision::decide_keyed(cfg, &catalogue, &head, now);
         self.key = key;
-        if matches!(decision, Decision::Forward(_) | Decision::PassThrough) {
+        let upstream_route = match &decision {
+            Decision::Forward(forward) => Some(forward.endpoint.into()),
+            Decision::PassThrough => Some(RouteKind::Ollama),
+            _ => None,
+        };
+        if let Some(route) = upstream_route {
+            // A refusal is counted under the route it asked for.
+            self.route = route;
             if let Err(error) = self.admit(vm, port, now) {
                 return self.refuse(hold, error, end_of_stream);
             }
