@@ -185,3 +185,32 @@ def test_a_malformed_entry_stops_the_renderer_naming_the_entry(tmp_path, mock_co
     assert caught.value.variable == "CLIENT_KEYS_FILE"
     assert 'line 3, entry "bob": unknown field "rpm"' in message, message
     assert "sk-bob-0002" not in message
+
+
+def test_replicas_share_a_keys_counters_through_etcd(envoy_factory, mock_codex, tmp_path):
+    from harness.etcd import EtcdServer
+
+    etcd = EtcdServer()
+    try:
+        env = {"TOKEN_STORE": "etcd", "ETCD_ENDPOINT": etcd.url, "CLIENT_KEYS_FILE": str(keys_file(tmp_path))}
+        first, second = envoy_factory(concurrency=2, **env), envoy_factory(concurrency=2, **env)
+        mock_codex.enqueue(Script.events(sse.text_events(["hi"], usage=sse.usage(12, 5))))
+        assert chat(first, "alice").status_code == 200
+        # The first replica's flush reaches etcd, and the second adopts it on its next read.
+        record = "/codex-openai-wrapper/chatgpt-tokens/keys/alice"
+        wait_until(lambda: (etcd.get(record) or {}).get("requests") == 1, "alice's count in etcd")
+        assert etcd.get(record)["input_tokens"] == 12
+        wait_until(lambda: usage(second, "alice")["key"]["requests"] == 1, "the second replica sees the first's request", 30)
+        assert usage(second, "alice")["key"]["input_tokens"] == 12
+        assert chat(second, "alice").status_code == 200
+        # Two of two requests per minute between the replicas: both now refuse alice.
+        wait_until(lambda: usage(first, "alice")["key"]["requests"] == 2, "the first replica sees the second's request", 30)
+        sent = len(mock_codex.requests)
+        assert error_of(chat(first, "alice"))[1]["code"] == "key_limit_reached"
+        assert error_of(chat(second, "alice"))[1]["code"] == "key_limit_reached"
+        assert len(mock_codex.requests) == sent
+        assert chat(first, "bob").status_code == 200
+        stored = json.dumps(etcd.get(record))
+        assert "pending" not in stored and KEYS["alice"] not in stored
+    finally:
+        etcd.stop()

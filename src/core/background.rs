@@ -15,6 +15,7 @@ use crate::core::auth::token::TokenRecord;
 use crate::core::catalogue::refresh::CatalogueRefresh;
 use crate::core::config::{Config, FilterRole, plugin_values};
 use crate::core::instructions::Fetch;
+use crate::core::keys::sync::KeysSync;
 use crate::core::port::{Dispatch, Port};
 use crate::core::translate::request::conversation_key::fingerprint;
 use crate::core::vm::VmState;
@@ -71,10 +72,12 @@ pub fn start(
     };
     let refresher = vm.config.auth.is_chatgpt().then(|| Refresher::new(me));
     let catalogue = CatalogueRefresh::for_config(&vm.config, me);
-    let tick = (!fetches.is_empty() || refresher.is_some()).then_some(IDLE_TICK);
+    let keys_sync = KeysSync::for_config(&vm.config, me);
+    let tick = (!fetches.is_empty() || refresher.is_some() || keys_sync.is_some()).then_some(IDLE_TICK);
     let background = Background {
         refresher,
         catalogue,
+        keys_sync,
         fetches,
         fetch_calls: Vec::new(),
         period: tick,
@@ -103,6 +106,8 @@ pub fn status_code(raw: &[u8]) -> Option<u16> {
 pub struct Background {
     refresher: Option<Refresher>,
     catalogue: Option<CatalogueRefresh>,
+    /// The client keys' counters shared through etcd (`TOKEN_STORE=etcd` only).
+    keys_sync: Option<KeysSync>,
     fetches: Vec<Fetch>,
     /// Instruction fetches that are out: call token, index into `fetches`.
     fetch_calls: Vec<(u32, usize)>,
@@ -120,6 +125,9 @@ impl Background {
         }
         if let Some(catalogue) = self.catalogue.as_mut() {
             catalogue.tick(vm, port);
+        }
+        if let Some(sync) = self.keys_sync.as_mut() {
+            sync.tick(port);
         }
         serve_waiters(vm, port);
         let busy = !vm.waiters.borrow().is_empty() || self.refresher.as_ref().is_some_and(Refresher::busy);
@@ -148,6 +156,11 @@ impl Background {
         }
         if let Some(catalogue) = self.catalogue.as_mut() {
             if catalogue.answered(vm, port, token, status, header, body) {
+                return;
+            }
+        }
+        if let Some(sync) = self.keys_sync.as_mut() {
+            if sync.answered(port, token, status, body) {
                 return;
             }
         }

@@ -135,9 +135,9 @@ mod tests {
         let shared = SharedMemory::at(7200);
         let port = MemoryPort::new(&shared);
         let ci = &cfg.keys.entries[1];
-        admit(&port, ci, 7200).unwrap();
-        admit(&port, ci, 7201).unwrap();
-        add_tokens(&port, "ci", 30, 12, 7201);
+        admit(&port, ci, 7200, false).unwrap();
+        admit(&port, ci, 7201, false).unwrap();
+        add_tokens(&port, "ci", 30, 12, 7201, false);
         let mine: Value = serde_json::from_slice(&answer(&cfg, &port, Some(1), 7210)).unwrap();
         assert_eq!(
             mine,

@@ -500,6 +500,7 @@ impl RequestFlow {
                     usage.prompt_tokens,
                     usage.completion_tokens,
                     port.now(),
+                    vm.config.etcd.is_some(),
                 );
             }
         }
@@ -523,7 +524,7 @@ impl RequestFlow {
         let Some(entry) = self.entry(vm) else {
             return Ok(());
         };
-        counters::admit(port, entry, now).inspect_err(|_| {
+        counters::admit(port, entry, now, vm.config.etcd.is_some()).inspect_err(|_| {
             port.metric(Metric::KeyLimitReached);
             port.metric_for(Owner::Key(&entry.name), Metric::KeyLimitReached);
             if vm.config.verbose {

@@ -35,9 +35,64 @@ pub struct Tally {
     /// Tokens per one-hour bucket.
     #[serde(default)]
     pub day: Buckets,
+    /// With `TOKEN_STORE=etcd`: what this replica counted since its last flush to etcd (already
+    /// included above). Never part of the value in etcd.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Box<Tally>>,
+}
+
+/// One change to a key's counters.
+#[derive(Debug, Clone, Copy, Default)]
+struct Delta {
+    requests: u64,
+    rejected: u64,
+    input: u64,
+    output: u64,
 }
 
 impl Tally {
+    fn apply(&mut self, delta: Delta, now: u64) {
+        self.requests = self.requests.saturating_add(delta.requests);
+        self.rejected = self.rejected.saturating_add(delta.rejected);
+        self.input_tokens = self.input_tokens.saturating_add(delta.input);
+        self.output_tokens = self.output_tokens.saturating_add(delta.output);
+        MINUTE.add(&mut self.minute, now, delta.requests);
+        let tokens = delta.input.saturating_add(delta.output);
+        HOUR.add(&mut self.hour, now, tokens);
+        DAY.add(&mut self.day, now, tokens);
+    }
+
+    /// Nothing counted (totals zero, no live bucket).
+    pub fn is_empty(&self) -> bool {
+        self.requests == 0
+            && self.rejected == 0
+            && self.input_tokens == 0
+            && self.output_tokens == 0
+            && self.minute.is_empty()
+            && self.hour.is_empty()
+            && self.day.is_empty()
+    }
+
+    /// Takes `other` out again (what a flush to etcd carried), never below zero.
+    pub fn subtract(&mut self, other: &Tally) {
+        self.requests = self.requests.saturating_sub(other.requests);
+        self.input_tokens = self.input_tokens.saturating_sub(other.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_sub(other.output_tokens);
+        self.rejected = self.rejected.saturating_sub(other.rejected);
+        for (mine, theirs) in [
+            (&mut self.minute, &other.minute),
+            (&mut self.hour, &other.hour),
+            (&mut self.day, &other.day),
+        ] {
+            for (bucket, count) in theirs {
+                if let Some((_, mine)) = mine.iter_mut().find(|(b, _)| b == bucket) {
+                    *mine = mine.saturating_sub(*count);
+                }
+            }
+            mine.retain(|(_, count)| *count > 0);
+        }
+    }
+
     /// Adds `other` in: totals and every bucket (the etcd merge of another replica's counts).
     pub fn absorb(&mut self, other: &Tally) {
         self.requests = self.requests.saturating_add(other.requests);
@@ -53,7 +108,7 @@ impl Tally {
         }
     }
 
-    fn prune(&mut self, now: u64) {
+    pub fn prune(&mut self, now: u64) {
         MINUTE.prune(&mut self.minute, now);
         HOUR.prune(&mut self.hour, now);
         DAY.prune(&mut self.day, now);
@@ -146,6 +201,33 @@ pub fn read(port: &dyn Port, name: &str) -> Tally {
     read_with_cas(port, name).0
 }
 
+/// Applies `delta` to the view and, with `replicas` (etcd), to what the next flush carries.
+fn record(tally: &mut Tally, delta: Delta, now: u64, replicas: bool) {
+    tally.apply(delta, now);
+    if replicas {
+        let pending = tally.pending.get_or_insert_with(Box::default);
+        pending.prune(now);
+        pending.apply(delta, now);
+    }
+}
+
+/// After a flush to etcd, or a read of it: `merged` is what etcd holds now, `flushed` what this
+/// replica's flush carried. The view becomes etcd's counts plus what is still unflushed.
+pub fn settle(port: &dyn Port, name: &str, flushed: &Tally, merged: &Tally, now: u64) {
+    update(port, name, |tally| {
+        let mut pending = tally.pending.take().map(|p| *p).unwrap_or_default();
+        pending.subtract(flushed);
+        pending.prune(now);
+        let mut view = merged.clone();
+        view.pending = None;
+        view.absorb(&pending);
+        view.prune(now);
+        view.pending = (!pending.is_empty()).then(|| Box::new(pending));
+        *tally = view;
+        (true, ())
+    });
+}
+
 fn read_with_cas(port: &dyn Port, name: &str) -> (Tally, Option<u32>) {
     match port.shared_get(&shared_key(name)) {
         Some((bytes, cas)) => (serde_json::from_slice(&bytes).unwrap_or_default(), Some(cas)),
@@ -178,20 +260,23 @@ pub fn update<T>(port: &dyn Port, name: &str, mut change: impl FnMut(&mut Tally)
 
 /// A request of `entry` at header time: refused with 429 `key_limit_reached` while a limit is
 /// reached (counted as a rejection), else counted in its requests-per-minute window.
-pub fn admit(port: &dyn Port, entry: &KeyEntry, now: u64) -> Result<(), ApiError> {
+/// `replicas`: the counters are shared with other replicas through etcd.
+pub fn admit(port: &dyn Port, entry: &KeyEntry, now: u64, replicas: bool) -> Result<(), ApiError> {
     let refusal = update(port, &entry.name, |tally| {
         tally.prune(now);
-        match tally.over(&entry.limits, now) {
-            Some(reached) => {
-                tally.rejected = tally.rejected.saturating_add(1);
-                (true, Some(reached))
-            }
-            None => {
-                tally.requests = tally.requests.saturating_add(1);
-                MINUTE.add(&mut tally.minute, now, 1);
-                (true, None)
-            }
-        }
+        let reached = tally.over(&entry.limits, now);
+        let delta = match reached {
+            Some(_) => Delta {
+                rejected: 1,
+                ..Delta::default()
+            },
+            None => Delta {
+                requests: 1,
+                ..Delta::default()
+            },
+        };
+        record(tally, delta, now, replicas);
+        (true, reached)
     })
     .flatten();
     match refusal {
@@ -208,17 +293,18 @@ pub fn admit(port: &dyn Port, entry: &KeyEntry, now: u64) -> Result<(), ApiError
 }
 
 /// The tokens a finished request of key `name` used, counted against its token windows.
-pub fn add_tokens(port: &dyn Port, name: &str, input: u64, output: u64, now: u64) {
-    let total = input.saturating_add(output);
-    if total == 0 {
+pub fn add_tokens(port: &dyn Port, name: &str, input: u64, output: u64, now: u64, replicas: bool) {
+    if input.saturating_add(output) == 0 {
         return;
     }
     update(port, name, |tally| {
-        tally.input_tokens = tally.input_tokens.saturating_add(input);
-        tally.output_tokens = tally.output_tokens.saturating_add(output);
-        HOUR.add(&mut tally.hour, now, total);
-        DAY.add(&mut tally.day, now, total);
-        MINUTE.prune(&mut tally.minute, now);
+        tally.prune(now);
+        let delta = Delta {
+            input,
+            output,
+            ..Delta::default()
+        };
+        record(tally, delta, now, replicas);
         (true, ())
     });
 }
@@ -242,10 +328,10 @@ mod tests {
         let shared = SharedMemory::at(10_000);
         let (a, b) = (MemoryPort::new(&shared), MemoryPort::new(&shared));
         let key = entry(r#", "requests_per_minute": 3"#);
-        assert!(admit(&a, &key, 10_000).is_ok());
-        assert!(admit(&b, &key, 10_001).is_ok());
-        assert!(admit(&a, &key, 10_002).is_ok());
-        let refused = admit(&b, &key, 10_010).unwrap_err();
+        assert!(admit(&a, &key, 10_000, false).is_ok());
+        assert!(admit(&b, &key, 10_001, false).is_ok());
+        assert!(admit(&a, &key, 10_002, false).is_ok());
+        let refused = admit(&b, &key, 10_010, false).unwrap_err();
         assert_eq!(
             (refused.status, refused.code_str()),
             (429, Some("key_limit_reached"))
@@ -256,8 +342,8 @@ mod tests {
         assert!(!refused.message.contains("sk-ci"));
         let tally = read(&a, "ci");
         assert_eq!((tally.requests, tally.rejected), (3, 1));
-        assert!(admit(&b, &key, 10_059).is_err());
-        assert!(admit(&b, &key, 10_060).is_ok());
+        assert!(admit(&b, &key, 10_059, false).is_err());
+        assert!(admit(&b, &key, 10_060, false).is_ok());
     }
 
     #[test]
@@ -265,18 +351,18 @@ mod tests {
         let shared = SharedMemory::at(0);
         let port = MemoryPort::new(&shared);
         let key = entry(r#", "tokens_per_hour": 100, "tokens_per_day": 150"#);
-        assert!(admit(&port, &key, 0).is_ok());
-        add_tokens(&port, "ci", 60, 30, 0);
+        assert!(admit(&port, &key, 0, false).is_ok());
+        add_tokens(&port, "ci", 60, 30, 0, false);
         // 90 of 100: still admitted; the request may go over, and the next is refused.
-        assert!(admit(&port, &key, 10).is_ok());
-        add_tokens(&port, "ci", 10, 5, 10);
-        let refused = admit(&port, &key, 20).unwrap_err();
+        assert!(admit(&port, &key, 10, false).is_ok());
+        add_tokens(&port, "ci", 10, 5, 10, false);
+        let refused = admit(&port, &key, 20, false).unwrap_err();
         assert_eq!(refused.retry_after, Some(3580), "{}", refused.message);
         assert!(refused.message.contains("100 tokens per hour"));
         // An hour on, the hour window is empty but the day holds 105; 45 more reach 150.
-        assert!(admit(&port, &key, 3600).is_ok());
-        add_tokens(&port, "ci", 45, 0, 3600);
-        let refused = admit(&port, &key, 3601).unwrap_err();
+        assert!(admit(&port, &key, 3600, false).is_ok());
+        add_tokens(&port, "ci", 45, 0, 3600, false);
+        let refused = admit(&port, &key, 3601, false).unwrap_err();
         assert!(
             refused.message.contains("150 tokens per day"),
             "{}",
@@ -301,7 +387,7 @@ mod tests {
         let port = MemoryPort::new(&shared);
         let key = entry("");
         for second in 0..200 {
-            assert!(admit(&port, &key, second).is_ok());
+            assert!(admit(&port, &key, second, false).is_ok());
         }
         assert_eq!(read(&port, "ci").requests, 200);
         assert!(read(&port, "ci").minute.len() <= 60, "old buckets are dropped");
@@ -312,7 +398,7 @@ mod tests {
         let shared = SharedMemory::at(0);
         let port = MemoryPort::new(&shared);
         shared.poke(&shared_key("ci"), b"not json");
-        assert!(admit(&port, &entry(r#", "requests_per_minute": 1"#), 0).is_ok());
+        assert!(admit(&port, &entry(r#", "requests_per_minute": 1"#), 0, false).is_ok());
         assert_eq!(read(&port, "ci").requests, 1);
     }
 

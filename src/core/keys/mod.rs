@@ -5,6 +5,7 @@
 pub mod counters;
 pub mod file;
 pub mod sha256;
+pub mod sync;
 pub mod window;
 
 use crate::core::config::values::ConfigError;
