@@ -66,7 +66,7 @@ pub enum CatalogueOutcome {
     Failed,
 }
 
-/// Whose labelled stats [`crate::core::port::Port::metric_for`] moves: a client key's (by its
+/// Whose labelled stats `Port::metric_for` moves: a client key's (by its
 /// name) or a ChatGPT account's (by its label). Never a key, digest or token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owner<'a> {

@@ -35,6 +35,7 @@ pub struct KeyUsage {
     pub routes: Option<Vec<String>>,
 }
 
+/// A key's three limit windows.
 #[derive(Debug, Serialize)]
 pub struct Limits {
     pub requests_per_minute: LimitUsage,

@@ -108,6 +108,7 @@ impl Tally {
         }
     }
 
+    /// Drops the buckets that left their windows.
     pub fn prune(&mut self, now: u64) {
         MINUTE.prune(&mut self.minute, now);
         HOUR.prune(&mut self.hour, now);

@@ -19,12 +19,6 @@ pub struct Limits {
     pub tokens_per_day: Option<u64>,
 }
 
-impl Limits {
-    pub fn any(&self) -> bool {
-        self.requests_per_minute.is_some() || self.tokens_per_hour.is_some() || self.tokens_per_day.is_some()
-    }
-}
-
 /// One client key. Only the digest is kept: the key itself never stays in memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyEntry {
@@ -54,6 +48,7 @@ impl KeyEntry {
         })
     }
 
+    /// The key may use `model` (the model the request resolves to).
     pub fn allows_model(&self, model: &str) -> bool {
         self.models
             .as_ref()
@@ -116,6 +111,7 @@ impl KeySet {
         Ok(Self { entries })
     }
 
+    /// No key is configured: the gate is open.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -125,6 +121,7 @@ impl KeySet {
         self.entries.iter().any(|e| e.admin)
     }
 
+    /// The entry of a key [`KeySet::identify`] found.
     pub fn get(&self, id: KeyId) -> Option<&KeyEntry> {
         self.entries.get(id)
     }
