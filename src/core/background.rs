@@ -231,10 +231,12 @@ impl Background {
 }
 
 fn log_start_up(config: &Config, record: Option<&TokenRecord>) {
-    if config.keys.is_empty() {
+    if config.keys.is_open() {
         warn!(
             "codex filter: neither OPENAI_API_KEY nor a keys file is set; every client is let through without a key"
         );
+    } else if config.keys.entries.is_empty() {
+        warn!("codex filter: the keys file has no keys; every request behind the key gate is refused");
     } else {
         let names: Vec<&str> = config.keys.entries.iter().map(|e| e.name.as_str()).collect();
         info!("codex filter: {} client keys: {}", names.len(), names.join(", "));

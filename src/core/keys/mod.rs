@@ -56,10 +56,13 @@ impl KeyEntry {
     }
 }
 
-/// Every configured key. Empty: the key gate is open.
+/// Every configured key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeySet {
     pub entries: Vec<KeyEntry>,
+    /// A keys file is in use: even with no entry left the gate stays shut, so emptying the
+    /// file cuts every caller off rather than letting everyone in.
+    pub file: bool,
 }
 
 /// Which configured key a request presented (an index into [`KeySet::entries`]).
@@ -72,6 +75,7 @@ impl KeySet {
         client_keys: Option<&str>,
         openai_api_key: Option<&str>,
     ) -> Result<Self, ConfigError> {
+        let file = client_keys.is_some();
         let mut entries = match client_keys {
             Some(text) => file::parse(text).map_err(|e| ConfigError::new("CLIENT_KEYS", e.to_string()))?,
             None => Vec::new(),
@@ -108,12 +112,12 @@ impl KeySet {
                 admin: false,
             });
         }
-        Ok(Self { entries })
+        Ok(Self { entries, file })
     }
 
-    /// No key is configured: the gate is open.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+    /// No key and no keys file is configured: the gate is open.
+    pub fn is_open(&self) -> bool {
+        self.entries.is_empty() && !self.file
     }
 
     /// A keys file with an admin key is in use.
@@ -216,7 +220,9 @@ mod tests {
         assert!(KeySet::from_settings(Some(named), Some("sk-b")).is_err());
         let bad = KeySet::from_settings(Some("[{\"name\": \"a\"}]"), None).unwrap_err();
         assert_eq!(bad.variable, "CLIENT_KEYS");
-        assert!(set(None, Some(" , ")).is_empty());
+        assert!(set(None, Some(" , ")).is_open());
+        let emptied = set(Some("[]"), None);
+        assert!(!emptied.is_open() && emptied.identify("anything").is_none());
     }
 
     #[test]

@@ -59,7 +59,7 @@ impl KeysSync {
     /// A machine for the main instance with etcd and at least one client key.
     pub fn for_config(config: &Config, me: u64) -> Option<Self> {
         let (endpoint, key) = config.etcd.as_ref()?;
-        if config.keys.is_empty() || config.role != FilterRole::Main {
+        if config.keys.entries.is_empty() || config.role != FilterRole::Main {
             return None;
         }
         Some(Self {

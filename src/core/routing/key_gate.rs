@@ -8,7 +8,7 @@ use crate::core::keys::{KeyId, KeySet};
 /// refused rather than trusting whichever copy a component happens to read). `Ok(None)`: no
 /// keys are configured, the gate is open; `Ok(Some(id))`: the key that was presented.
 pub fn check(keys: &KeySet, authorization: &[&str]) -> Result<Option<KeyId>, ApiError> {
-    if keys.is_empty() {
+    if keys.is_open() {
         return Ok(None);
     }
     let value = match authorization {
@@ -50,6 +50,7 @@ mod tests {
             (Some("k"), &["bearer k"], Ok(Some(0))),
             (Some("k"), &["BEARER   k  "], Ok(Some(0))),
             (Some("j,k"), &["Bearer k"], Ok(Some(1))),
+            (Some(""), &["Bearer k"], Err("Invalid API key")),
             (Some("k"), &[], Err("Missing Authorization header")),
             (
                 Some("k"),
@@ -71,7 +72,12 @@ mod tests {
             ),
         ];
         for (expected, headers, outcome) in cases {
-            let keys = KeySet::from_settings(None, *expected).unwrap();
+            // `Some("")`: an emptied keys file and no OPENAI_API_KEY, which lets nobody in.
+            let keys = match expected {
+                Some("") => KeySet::from_settings(Some("[]"), None),
+                _ => KeySet::from_settings(None, *expected),
+            }
+            .unwrap();
             let got = check(&keys, headers).map_err(|e| {
                 assert_eq!((e.status, e.code_str()), (401, Some("invalid_api_key")));
                 e.message
