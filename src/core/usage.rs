@@ -109,6 +109,12 @@ pub fn body(cfg: &Config, port: &dyn Port, key: Option<KeyId>, now: u64) -> Usag
     }
 }
 
+/// Whether the request that presented `key` may see the whole deployment's parts of the
+/// answer (the accounts): an admin key when the keys file has one, else any key the gate let in.
+pub fn sees_everything(cfg: &Config, key: Option<KeyId>) -> bool {
+    !cfg.keys.has_admin() || key.and_then(|id| cfg.keys.get(id)).is_some_and(|e| e.admin)
+}
+
 /// [`body`] as JSON bytes.
 pub fn answer(cfg: &Config, port: &dyn Port, key: Option<KeyId>, now: u64) -> Vec<u8> {
     serde_json::to_vec(&body(cfg, port, key, now))
@@ -161,6 +167,9 @@ mod tests {
             .collect();
         assert_eq!(names, ["ops", "ci"]);
         assert_eq!(admin["keys"][1]["requests"], 2);
+        assert!(sees_everything(&cfg, Some(0)) && !sees_everything(&cfg, Some(1)));
+        let no_admin = config(r#"[{"name": "ci", "key": "sk-ci"}]"#);
+        assert!(sees_everything(&no_admin, Some(0)));
         let open: Value = serde_json::from_slice(&answer(&config("[]"), &port, None, 0)).unwrap();
         assert_eq!(open, json!({"object": "usage", "key": null}));
     }
