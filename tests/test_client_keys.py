@@ -9,7 +9,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict
 
 import pytest
 import requests
