@@ -233,7 +233,7 @@ impl Background {
 fn log_start_up(config: &Config, record: Option<&TokenRecord>) {
     if config.keys.is_open() {
         warn!(
-            "codex filter: neither OPENAI_API_KEY nor a keys file is set; every client is let through without a key"
+            "codex filter: OPENAI_API_KEY is not set and there is no keys file (CLIENT_KEYS_FILE); every client is let through without a key"
         );
     } else if config.keys.entries.is_empty() {
         warn!("codex filter: the keys file has no keys; every request behind the key gate is refused");
