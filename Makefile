@@ -1,6 +1,7 @@
 # codex-openai-wrapper — build, test and run (GNU make).
 #
-#   make run    build the filter, render the Envoy config from .dev.vars + env, start Envoy
+#   make run    build the filter, render the Envoy config from .dev.vars + env, start Envoy and
+#               bring changed settings, logins and keys to it while it runs
 #   make test   lint, unit tests, a short fuzz run, build, config validation, end-to-end tests
 #               (what CI runs)
 #   make fuzz   the fuzz targets (fuzz/README.md), long: FUZZ_SECONDS per target, FUZZ_TARGET, FUZZ_SEED
