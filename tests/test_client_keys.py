@@ -214,3 +214,28 @@ def test_replicas_share_a_keys_counters_through_etcd(envoy_factory, mock_codex, 
         assert "pending" not in stored and KEYS["alice"] not in stored
     finally:
         etcd.stop()
+
+
+def test_a_revoked_key_stops_working_without_a_restart(envoy_factory, mock_codex, tmp_path):
+    path = keys_file(tmp_path)
+    envoy = envoy_factory(concurrency=2, CLIENT_KEYS_FILE=str(path))
+    assert chat(envoy, "alice").status_code == 200
+    assert chat(envoy, "bob").status_code == 200
+    entries = [entry for entry in json.loads(path.read_text(encoding="utf-8")) if entry["name"] != "alice"]
+    path.write_text(json.dumps(entries), encoding="utf-8")
+    envoy.reload()
+    wait_until(lambda: chat(envoy, "alice").status_code == 401, "alice's key is refused")
+    # The filter's configuration holds digests: carol's plain key from the file is not in it.
+    assert KEYS["carol"] not in envoy.filter_config.read_text(encoding="utf-8")
+    assert error_of(chat(envoy, "alice"))[1]["code"] == "invalid_api_key"
+    # The others keep working, and their counters (in shared data) survived the reload.
+    assert chat(envoy, "bob").status_code == 200
+    assert usage(envoy, "bob")["key"]["requests"] == 2
+    names = [k["name"] for k in usage(envoy, "ops")["keys"]]
+    assert "alice" not in names and names[:3] == ["bob", "carol", "ops"]
+    # Without the keys file only OPENAI_API_KEY is left.
+    envoy.reload(CLIENT_KEYS_FILE=None)
+    wait_until(lambda: chat(envoy, "bob").status_code == 401, "bob's key is refused")
+    resp = requests.post(envoy.url + CHAT, json=chat_body(), headers={"Authorization": f"Bearer {TEST_API_KEY}"}, timeout=20)
+    assert resp.status_code == 200, resp.text
+    assert envoy.alive
