@@ -136,7 +136,7 @@ fn attach_codex_auth(settings: &mut Settings) -> Result<(), Problem> {
     if !path.is_file() {
         note(&format!(
             "warning: OPENAI_CODEX_AUTH is not set and {} does not exist; chat requests will answer 401 \
-             until you run `codex login` (or set OPENAI_CODEX_AUTH) and restart.",
+             until you run `make login` (or `codex login`, or set OPENAI_CODEX_AUTH).",
             path.display()
         ));
         return Ok(());
