@@ -134,6 +134,27 @@ def test_device_login_writes_codex_clis_auth_json_with_mode_0600(login_bin, mock
     assert str(path) in result.stdout
 
 
+def test_make_login_runs_the_program_with_its_arguments(mock_oauth, home, login_bin):
+    # The test's HOME is not the developer's: rustup and cargo keep theirs.
+    toolchain = {
+        "RUSTUP_HOME": os.environ.get("RUSTUP_HOME") or str(Path.home() / ".rustup"),
+        "CARGO_HOME": os.environ.get("CARGO_HOME") or str(Path.home() / ".cargo"),
+    }
+    env = login_env(home, mock_oauth, CODEX_HOME=str(home / "via-make"), **toolchain)
+    result = subprocess.run(
+        ["make", "-s", "login", "ARGS=--env-file /dev/null --timeout 30"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "/codex/device" in result.stdout
+    document = json.loads((home / "via-make" / "auth.json").read_text())
+    assert document["tokens"]["refresh_token"] == mock_oauth.logins[0]["refresh_token"]
+
+
 def test_a_new_login_replaces_the_old_file_in_one_step(login_bin, mock_oauth, home):
     codex_home = home / "codex-home"
     codex_home.mkdir()
