@@ -345,6 +345,8 @@ def test_browser_login_with_pkce_and_a_checked_state(browser, mock_oauth, home):
 
     callback = login.authorize()
     assert callback.startswith(login.redirect_uri + "?")
+    # A connection the browser opened and never used (a preconnect) holds nothing up.
+    idle = socket.create_connection(("127.0.0.1", urlsplit(login.redirect_uri).port))
     # A callback with another state (a stale tab, a forged link) is refused, the login waits on.
     status, body = browser_get(with_state(callback, "forged"))
     assert status == 400 and "State mismatch" in body
@@ -353,6 +355,7 @@ def test_browser_login_with_pkce_and_a_checked_state(browser, mock_oauth, home):
     status, body = browser_get(callback)
     assert status == 200 and "Signed in" in body
     result = login.finish()
+    idle.close()
     assert result.returncode == 0, result.stderr
     assert "state is not this login's" in result.stderr
 
@@ -396,6 +399,13 @@ def test_a_denied_browser_sign_in_ends_the_login(browser, mock_oauth, home):
     result = login.finish()
     assert result.returncode == 5 and "no Codex access" in result.stderr, result.stderr
     assert not (home / ".codex").exists()
+
+
+def test_a_browser_login_nobody_completes_times_out(login_bin, mock_oauth, home):
+    result = run_login(login_bin, login_env(home, mock_oauth), "--browser", "--timeout", "1")
+    assert result.returncode == 4, result.stderr
+    assert "/oauth/authorize?" in result.stdout
+    assert "no sign-in came back to the callback within 1s" in result.stderr
 
 
 def test_a_browser_exchange_refused_by_the_issuer(browser, mock_oauth, home):

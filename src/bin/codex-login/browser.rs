@@ -6,7 +6,8 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -109,10 +110,14 @@ fn cancel_previous(address: SocketAddr) {
 }
 
 /// Runs the login on `listener`: `show` gets the authorize URL, then callbacks are served
-/// until one completes or ends the login.
+/// until one completes or ends the login, or `timeout` passes.
+///
+/// Each connection's request is read on a thread of its own: a browser may open a connection
+/// it never uses (a preconnect), which must not hold up the one that brings the code.
 pub fn login(
     issuer: &Issuer,
-    listener: &TcpListener,
+    listener: TcpListener,
+    timeout: Duration,
     show: impl FnOnce(&str),
 ) -> Result<ChatgptTokens, Failure> {
     let port = listener
@@ -122,11 +127,23 @@ pub fn login(
     let redirect_uri = format!("http://localhost:{port}/auth/callback");
     let pkce = pkce()?;
     let state = random_b64(32)?;
+    let (requests, arrived) = mpsc::channel::<(TcpStream, String)>();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let requests = requests.clone();
+            std::thread::spawn(move || {
+                if let Some(target) = request_target(&stream) {
+                    let _ = requests.send((stream, target));
+                }
+            });
+        }
+    });
     show(&authorize_url(issuer, &redirect_uri, &pkce, &state));
-    for stream in listener.incoming() {
-        let Ok(mut stream) = stream else { continue };
-        let Some(target) = request_target(&stream) else {
-            continue;
+    let deadline = Instant::now().checked_add(timeout);
+    loop {
+        let left = deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
+        let Ok((mut stream, target)) = arrived.recv_timeout(left) else {
+            return Err(Failure::SignInTimedOut(timeout.as_secs()));
         };
         match handle(issuer, &target, &redirect_uri, &pkce, &state) {
             Handled::Answer(status, body) => respond(&mut stream, status, body),
@@ -136,7 +153,6 @@ pub fn login(
             }
         }
     }
-    Err(Failure::Other("the callback server stopped".into()))
 }
 
 enum Handled {

@@ -29,7 +29,8 @@ Signs in to ChatGPT and writes the login as Codex CLI's auth.json (mode 0600).
   --out FILE        write the login to FILE instead of $CODEX_HOME/auth.json
   --label NAME      write it to $CODEX_AUTH_DIR/NAME.json (an account of the pool)
   --env-file PATH   settings file (default .dev.vars; the environment wins over it)
-  --timeout SECONDS give up waiting for the sign-in after this long (default 900)
+  --timeout SECONDS give up waiting for the sign-in after this long (default 900,
+                    the device code's lifetime)
   --status          list the logins found, their plan, account and expiry (never a token)
 
 Exit status: 0 done, 1 network or file problem, 2 bad arguments or settings,
@@ -114,19 +115,19 @@ fn run(args: &Args) -> Result<(), Failure> {
             .map_or_else(|| DEFAULT_CLIENT_ID.to_string(), |c| c.trim().to_string()),
         http: Client::new(),
     };
+    let timeout = args.timeout.unwrap_or(device::DEFAULT_TIMEOUT);
     let tokens = if args.browser {
         let listener = browser::bind(browser::CALLBACK_PORTS)?;
-        browser::login(&issuer, &listener, |url| {
+        let address = listener
+            .local_addr()
+            .map_or_else(|_| "the callback".into(), |a| a.to_string());
+        browser::login(&issuer, listener, timeout, |url| {
             say_out(&format!(
                 "Open this URL in a browser on this machine and sign in to ChatGPT:\n\n  {url}\n\n\
-                 Waiting for the sign-in to come back to {}…",
-                listener
-                    .local_addr()
-                    .map_or_else(|_| "the callback".into(), |a| a.to_string())
+                 Waiting for the sign-in to come back to {address}…"
             ));
         })?
     } else {
-        let timeout = args.timeout.unwrap_or(device::DEFAULT_TIMEOUT);
         device::login(&issuer, timeout, |prompt| {
             say_out(&format!(
                 "To sign in to ChatGPT, open this page on any device:\n\n  {}\n\nand enter this code \

@@ -10,6 +10,8 @@ pub enum Failure {
     DeviceLoginDisabled { issuer: String },
     /// The code was not entered in time (exit 4).
     CodeExpired,
+    /// No browser sign-in came back within this many seconds (exit 4).
+    SignInTimedOut(u64),
     /// The issuer refused to complete the login: the code exchange, the device
     /// authorization or the browser sign-in (exit 5).
     Refused(String),
@@ -25,7 +27,7 @@ impl Failure {
             Self::Other(_) => 1,
             Self::Usage(_) => 2,
             Self::DeviceLoginDisabled { .. } => 3,
-            Self::CodeExpired => 4,
+            Self::CodeExpired | Self::SignInTimedOut(_) => 4,
             Self::Refused(_) => 5,
             Self::PortBusy(_) => 6,
         }
@@ -44,6 +46,11 @@ impl fmt::Display for Failure {
             Self::CodeExpired => f.write_str(
                 "the code expired before the sign-in was completed: run `make login` again and \
                  enter the new code within 15 minutes",
+            ),
+            Self::SignInTimedOut(seconds) => write!(
+                f,
+                "no sign-in came back to the callback within {seconds}s: run `make login ARGS=--browser` \
+                 again and open the new URL (or use the device code: `make login`)"
             ),
             Self::Refused(why) => write!(f, "the issuer refused the login: {why}; run `make login` again"),
             Self::PortBusy(ports) => {
