@@ -441,6 +441,9 @@ def test_status_lists_every_login_and_never_a_token(login_bin, mock_oauth, home,
     assert re.search(r"token expiry: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(in (9d 23h|10d 0h)\)", result.stdout)
     assert "last refresh: 20" in result.stdout
     assert "unusable:     the document is not valid auth.json JSON" in result.stdout
+    assert result.stdout.count("in use:       no, `make run` passes another login (OPENAI_CODEX_AUTH is set and wins)") == 3
+    without = run_login(login_bin, env, "--status")
+    assert without.stdout.count("in use:       no") == 1 and "(CODEX_AUTH_DIR is set and wins)" in without.stdout
     shown = result.stdout + result.stderr
     for issued in [*mock_oauth.logins, json.loads(document)["tokens"]]:
         for secret in secrets_of(issued):

@@ -13,24 +13,30 @@ pub struct Login {
     pub label: String,
     pub source: String,
     pub found: Result<ChatgptTokens, String>,
+    /// Why `make run` does not pass this login to the wrapper, when it does not.
+    pub unused: Option<&'static str>,
 }
 
 /// The label the login in `$CODEX_HOME/auth.json` has beside the pool's files.
 pub const DEFAULT_LABEL: &str = "default";
 
+/// In `make run`'s order: `OPENAI_CODEX_AUTH` wins over `CODEX_AUTH_DIR`, which wins over
+/// `$CODEX_HOME/auth.json`.
 pub fn find(settings: &Settings) -> Vec<Login> {
     let mut logins = Vec::new();
-    if let Some(document) = settings.var("OPENAI_CODEX_AUTH") {
+    let from_environment = settings.var("OPENAI_CODEX_AUTH");
+    if let Some(document) = &from_environment {
         logins.push(Login {
             label: "OPENAI_CODEX_AUTH".into(),
-            source: "the environment or .dev.vars (the wrapper uses it before $CODEX_HOME/auth.json)".into(),
-            found: ChatgptTokens::from_auth_json(&document),
+            source: "the environment or .dev.vars".into(),
+            found: ChatgptTokens::from_auth_json(document),
+            unused: None,
         });
     }
-    let home = codex_home_auth(settings);
-    if home.is_file() {
-        logins.push(read(DEFAULT_LABEL.into(), &home));
-    }
+    let pool_unused = from_environment
+        .is_some()
+        .then_some("OPENAI_CODEX_AUTH is set and wins");
+    let mut pool = Vec::new();
     if let Some(dir) = auth_dir(settings) {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .map(|entries| {
@@ -47,9 +53,15 @@ pub fn find(settings: &Settings) -> Vec<Login> {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            logins.push(read(label, &file));
+            pool.push(read(label, &file, pool_unused));
         }
     }
+    let home = codex_home_auth(settings);
+    if home.is_file() {
+        let unused = pool_unused.or((!pool.is_empty()).then_some("CODEX_AUTH_DIR is set and wins"));
+        logins.push(read(DEFAULT_LABEL.into(), &home, unused));
+    }
+    logins.extend(pool);
     logins
 }
 
@@ -58,7 +70,7 @@ fn is_pool_file(path: &Path) -> bool {
     path.is_file() && name.ends_with(".json") && !name.starts_with('.')
 }
 
-fn read(label: String, path: &Path) -> Login {
+fn read(label: String, path: &Path, unused: Option<&'static str>) -> Login {
     let found = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot be read: {e}"))
         .and_then(|document| ChatgptTokens::from_auth_json(&document));
@@ -66,6 +78,7 @@ fn read(label: String, path: &Path) -> Login {
         label,
         source: path.display().to_string(),
         found,
+        unused,
     }
 }
 
@@ -105,6 +118,11 @@ pub fn render(logins: &[Login], now: u64) -> String {
     let mut out = String::new();
     for login in logins {
         out.push_str(&format!("{}\n  file:         {}\n", login.label, login.source));
+        if let Some(why) = login.unused {
+            out.push_str(&format!(
+                "  in use:       no, `make run` passes another login ({why})\n"
+            ));
+        }
         match &login.found {
             Ok(tokens) => {
                 let plan = tokens.plan_type().unwrap_or_else(|| "unknown".into());
