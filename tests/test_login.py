@@ -234,6 +234,11 @@ def test_a_refused_exchange_or_authorization_writes_nothing(login_bin, mock_oaut
     mock_oauth.device_outcome = "deny"
     result = run_login(login_bin, login_env(home, mock_oauth))
     assert result.returncode == 5 and "access_denied" in result.stderr, result.stderr
+    # A server error is no refusal: worth another try.
+    mock_oauth.device_outcome = "authorize"
+    mock_oauth.fail_next(Script.json(503, {"error": {"code": "unavailable"}}))
+    result = run_login(login_bin, login_env(home, mock_oauth))
+    assert result.returncode == 1 and "the code exchange failed" in result.stderr, result.stderr
     assert not (home / ".codex").exists()
 
 

@@ -34,10 +34,14 @@ impl Issuer {
             ],
         )?;
         let grant = parse_refresh_response(Some(answer.status), &answer.body).map_err(|e| {
-            if answer.status == 200 {
-                Failure::Other(format!("the code exchange failed: {}", e.message))
-            } else {
+            if (400..500).contains(&answer.status) {
                 Failure::Refused(format!("the code exchange was refused: {}", e.message))
+            } else {
+                // A server error or an unreadable answer: the same login may work in a moment.
+                Failure::Other(format!(
+                    "the code exchange failed: {}; run `make login` again",
+                    e.message
+                ))
             }
         })?;
         if grant.refresh_token.is_none() {
