@@ -1,7 +1,8 @@
 # codex-openai-wrapper — build, test and run (GNU make).
 #
 #   make login  sign in to ChatGPT without the Codex CLI (device code; ARGS=--browser, --status, ...)
-#   make run    build the filter, render the Envoy config from .dev.vars + env, start Envoy
+#   make run    build the filter, render the Envoy config from .dev.vars + env, start Envoy and
+#               bring changed settings, logins and keys to it while it runs
 #   make test   lint, unit tests, a short fuzz run, build, config validation, end-to-end tests
 #               (what CI runs)
 #   make fuzz   the fuzz targets (fuzz/README.md), long: FUZZ_SECONDS per target, FUZZ_TARGET, FUZZ_SEED

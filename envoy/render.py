@@ -12,9 +12,12 @@ and the upstream URL precedence live in Rust, and `codex-settings resolve`
 (src/bin/codex-settings, the filter's own configuration code) hands over the validated values.
 The output is JSON (valid YAML, so the file may be named `.yaml`), or commented YAML.
 
-Secrets (API keys, auth.json) never enter the rendered file: the filter reads them from
-Envoy's process environment through `host_env_keys`, because the plugin configuration is
-visible to anyone who can read `/config_dump` on the admin listener.
+Secrets (API keys, auth.json) never enter the rendered bootstrap. With `--filter-config FILE`
+the main filter's configuration is not in the bootstrap at all: Envoy loads it from FILE
+through file-based extension config discovery (ECDS) and reloads it when the file is replaced,
+so the values of `reloadable_values()` (secrets included) reach a running Envoy; that file is
+written with mode 0600 (`write_filter_config`). Without it, the filter reads every setting
+from Envoy's process environment through `host_env_keys`.
 
 Standard library only, Python >= 3.9: the run command uses it before any venv exists.
 """
@@ -159,13 +162,58 @@ def filter_variables() -> List[str]:
     return [v["name"] for v in variables() if v["reader"] == "filter"]
 
 
+# Filter variables a running Envoy cannot take from a new plugin configuration: they shape the
+# rendered bootstrap (clusters, routes, whether the Codex cluster carries the credentials
+# instance), or they are read by the credentials instance, whose configuration is part of the
+# bootstrap. A change to one of them needs a new Envoy (`make run` says so and keeps the value
+# it started with).
+RESTART_VARIABLES = frozenset(
+    {
+        "CHATGPT_RESPONSES_URL",
+        "CHATGPT_LOCAL_CLIENT_ID",
+        "CODEX_REFRESH_TOKEN_URL",
+        "UPSTREAM_AUTH_MODE",
+        "UPSTREAM_AUTH_ENV_KEY",
+        "UPSTREAM_RESPONSES_URL",
+        "UPSTREAM_BASE_URL",
+        "UPSTREAM_WIRE_API_PATH",
+        "OLLAMA_API_URL",
+        "INSTRUCTIONS_BASE_URL",
+        "INSTRUCTIONS_CODEX_URL",
+        "TOKEN_STORE",
+        "ETCD_ENDPOINT",
+        "ETCD_KEY",
+        "CATALOGUE_CLUSTER",
+        "OAUTH_CLUSTER",
+        "ETCD_CLUSTER",
+        "INSTRUCTIONS_BASE_CLUSTER",
+        "INSTRUCTIONS_CODEX_CLUSTER",
+    }
+)
+
+
+def reloadable_variables() -> List[str]:
+    """The filter variables a new plugin configuration changes in a running Envoy."""
+    return [name for name in filter_variables() if name not in RESTART_VARIABLES]
+
+
+def reloadable_values(settings: Mapping[str, str]) -> Dict[str, str]:
+    """The values that go into the main filter's plugin configuration (variable name -> string
+    value), so that a changed login, key or setting reaches a running Envoy without a restart.
+    Secrets included: the file they go to is mode 0600 and the admin interface that could dump
+    it is kept from other users (README, "Reloading")."""
+    return {name: settings[name] for name in reloadable_variables() if settings.get(name) is not None}
+
+
 # --------------------------------------------------------------------------------------
 # Envoy's log level
 
 # At debug and trace these Envoy components print whole header maps: the client's
-# Authorization and cookies, and (portable mode, API-key upstreams) the upstream credential.
-# They stay at info whatever ENVOY_LOG_LEVEL says; nothing else Envoy logs carries a secret.
-HEADER_LOGGING_COMPONENTS = ("http", "http2", "router")
+# Authorization and cookies, and (portable mode, API-key upstreams) the upstream credential;
+# `config` prints every configuration update in full, the filter's reloadable one (keys and
+# login) included. They stay at info whatever ENVOY_LOG_LEVEL says; nothing else Envoy logs
+# carries a secret.
+HEADER_LOGGING_COMPONENTS = ("http", "http2", "router", "config")
 
 
 def envoy_log_args(level: str) -> List[str]:
@@ -541,16 +589,72 @@ TOKEN_RETRY_POLICY = {
 }
 
 
-def wasm_filter(opts: Options) -> dict:
-    config = _wasm_plugin(PLUGIN_NAME, plugin_configuration(opts), opts)
+WASM_TYPE_URL = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+# The name of the main filter's extension config (ECDS resource), and so of its HTTP filter.
+FILTER_CONFIG_NAME = PLUGIN_NAME
+
+
+def main_plugin(opts: Options, values: Optional[Mapping[str, str]] = None) -> dict:
+    """The main instance's PluginConfig; `values` (reloadable_values) join the plugin
+    configuration, where they win over Envoy's environment."""
+    config = _wasm_plugin(PLUGIN_NAME, {**plugin_configuration(opts), **(values or {})}, opts)
     if not opts.portable:
         # Envoy >= 1.35 only (older versions reject the field): lets the filter hold the
         # request headers until the body is translated. Portable mode omits it.
         config["allow_on_headers_stop_iteration"] = True
+    return config
+
+
+def wasm_filter(opts: Options, filter_config: Optional[Path] = None) -> dict:
+    """The main filter: inline, or (with `filter_config`) loaded from that file through ECDS
+    and reloaded whenever a new file is moved into its directory. The plugin's vm_config is
+    the credentials instance's, so a new configuration gets a new root context in the same
+    VM, and shared data (the token record) stays."""
+    if filter_config is None:
+        return {"name": "envoy.filters.http.wasm", "typed_config": {"@type": WASM_TYPE_URL, "config": main_plugin(opts)}}
     return {
-        "name": "envoy.filters.http.wasm",
-        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm", "config": config},
+        "name": FILTER_CONFIG_NAME,
+        "config_discovery": {
+            "config_source": {
+                "path_config_source": {
+                    "path": str(filter_config),
+                    # Envoy reloads when a file is moved into the directory: writers rename a
+                    # finished temporary file there, so a half-written one is never read.
+                    "watched_directory": {"path": str(filter_config.parent)},
+                },
+                "resource_api_version": "V3",
+            },
+            "type_urls": [WASM_TYPE_URL],
+        },
     }
+
+
+def filter_config_resource(opts: Options, values: Mapping[str, str]) -> dict:
+    """The ECDS file's content: a DiscoveryResponse with the main filter's one extension config."""
+    config = main_plugin(opts, values)
+    return {
+        "resources": [
+            {
+                "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+                "name": FILTER_CONFIG_NAME,
+                "typed_config": {"@type": WASM_TYPE_URL, "config": config},
+            }
+        ]
+    }
+
+
+def write_filter_config(resource: dict, out: Path) -> Path:
+    """Writes the ECDS file atomically (a temporary file in the same, watched directory, then a
+    rename), readable by its owner only: it carries the keys and the login."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        os.fchmod(handle.fileno(), 0o600)
+        handle.write(json.dumps(resource, indent=2) + "\n")
+    os.replace(tmp, out)
+    return out
 
 
 def router_filter() -> dict:
@@ -809,7 +913,7 @@ def local_reply_config(opts: Options) -> dict:
     }
 
 
-def http_connection_manager(opts: Options) -> dict:
+def http_connection_manager(opts: Options, filter_config: Optional[Path] = None) -> dict:
     return {
         "name": "envoy.filters.network.http_connection_manager",
         "typed_config": {
@@ -826,35 +930,40 @@ def http_connection_manager(opts: Options) -> dict:
             "local_reply_config": local_reply_config(opts),
             # CORS first: Envoy answers preflights itself (no key needed) and adds the CORS
             # headers to every response, the filter's own replies included.
-            "http_filters": [cors_filter(), client_path_filter(), wasm_filter(opts), router_filter()],
+            "http_filters": [cors_filter(), client_path_filter(), wasm_filter(opts, filter_config), router_filter()],
         },
     }
 
 
-def listener(opts: Options) -> dict:
+def listener(opts: Options, filter_config: Optional[Path] = None) -> dict:
     return {
         "name": "codex_openai_wrapper",
         "address": {"socket_address": {"address": opts.listen_address, "port_value": opts.port}},
         # The filter buffers the whole request body; beyond this Envoy answers 413 itself.
         "per_connection_buffer_limit_bytes": opts.buffer_limit_bytes,
-        "filter_chains": [{"filters": [http_connection_manager(opts)]}],
+        "filter_chains": [{"filters": [http_connection_manager(opts, filter_config)]}],
     }
 
 
-def admin(opts: Options) -> dict:
-    # Loopback only: /config_dump and /quitquitquit must not be reachable from outside.
+def admin(opts: Options, socket: Optional[Path] = None) -> dict:
+    # Loopback only: /config_dump and /quitquitquit must not be reachable from outside. With
+    # `socket`, a unix socket only its owner may connect to: /config_dump then shows the
+    # reloadable filter configuration, keys and login included.
+    if socket is not None:
+        return {"address": {"pipe": {"path": str(socket), "mode": 0o600}}}
     return {"address": {"socket_address": {"address": "127.0.0.1", "port_value": opts.admin_port}}}
 
 
-def build_config(opts: Options) -> dict:
-    """The Envoy bootstrap as a dict."""
-    return {
-        "admin": admin(opts),
-        "static_resources": {
-            "listeners": [listener(opts)],
-            "clusters": clusters(opts),
-        },
-    }
+def build_config(opts: Options, filter_config: Optional[Path] = None, admin_socket: Optional[Path] = None) -> dict:
+    """The Envoy bootstrap as a dict; with `filter_config`, the main filter's configuration is
+    loaded from that ECDS file (`filter_config_resource`, `write_filter_config`)."""
+    config: dict = {}
+    if filter_config is not None:
+        # Envoy asks every xDS subscription, a file-based one too, for a node identity.
+        config["node"] = {"id": PLUGIN_NAME, "cluster": PLUGIN_NAME}
+    config["admin"] = admin(opts, admin_socket)
+    config["static_resources"] = {"listeners": [listener(opts, filter_config)], "clusters": clusters(opts)}
+    return config
 
 
 def render_config(

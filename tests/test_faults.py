@@ -605,7 +605,7 @@ def test_every_log_level_keeps_the_header_printing_components_at_info_or_above()
         render.resolve({"ENVOY_LOG_LEVEL": "loud"})
     for level in ("trace", "debug"):
         assert render.envoy_log_args(level) == [
-            "--log-level", level, "--component-log-level", "http:info,http2:info,router:info",
+            "--log-level", level, "--component-log-level", "http:info,http2:info,router:info,config:info",
         ]  # fmt: skip
     for level in ("info", "warning", "error", "critical", "off"):
         assert render.envoy_log_args(level) == ["--log-level", level]

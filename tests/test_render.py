@@ -551,10 +551,11 @@ def test_api_route_holds_before_any_filter_edits_headers(monkeypatch, tmp_path: 
 
     original = render.http_connection_manager
 
-    def without_wasm(opts):
-        manager = original(opts)
+    def without_wasm(opts, *args):
+        manager = original(opts, *args)
         filters = manager["typed_config"]["http_filters"]
-        manager["typed_config"]["http_filters"] = [f for f in filters if f["name"] != "envoy.filters.http.wasm"]
+        wasm = ("envoy.filters.http.wasm", render.FILTER_CONFIG_NAME)
+        manager["typed_config"]["http_filters"] = [f for f in filters if f["name"] not in wasm]
         return manager
 
     monkeypatch.setattr(render, "http_connection_manager", without_wasm)
@@ -705,7 +706,7 @@ def test_make_run_reads_codex_home_auth_json_before_validating(tmp_path: Path, m
     args = run.prepare(settings, Path("module.wasm"))
     assert args[:5] == ["/opt/envoy", "-c", str(tmp_path / "run" / "envoy.yaml"), "--log-level", "debug"]
     # Debug, but without the components that print every header (credentials included).
-    assert args[5:7] == ["--component-log-level", "http:info,http2:info,router:info"]
+    assert args[5:7] == ["--component-log-level", "http:info,http2:info,router:info,config:info"]
     assert args[7:9] == ["--concurrency", "3"]
     assert args[-1] == str(tmp_path / "run" / "base-id-9123")
     config = json.loads((tmp_path / "run" / "envoy.yaml").read_text())
@@ -718,3 +719,50 @@ def test_websocket_handshakes_reach_the_filter() -> None:
     # Without the upgrade type Envoy answers a handshake 403 itself, which Codex CLI retries;
     # the filter answers 426, which sends it to HTTP at once (tests/test_responses.py).
     assert hcm(render.render_config({}))["upgrade_configs"] == [{"upgrade_type": "websocket"}]
+
+
+def test_reloadable_values_carry_the_secrets_but_nothing_the_bootstrap_depends_on() -> None:
+    settings = {
+        "OPENAI_API_KEY": "sk-client",
+        "OPENAI_CODEX_AUTH": '{"tokens": {}}',
+        "REASONING_EFFORT": "high",
+        "CHATGPT_RESPONSES_URL": "http://127.0.0.1:1/x",
+        "PORT": "9000",
+        "MAX_REQUEST_BODY_BYTES": "1000",
+    }
+    assert render.reloadable_values(settings) == {
+        "OPENAI_API_KEY": "sk-client",
+        "OPENAI_CODEX_AUTH": '{"tokens": {}}',
+        "REASONING_EFFORT": "high",
+    }
+    # Every variable that needs a restart is one the filter reads (a renamed one would fall out).
+    assert render.RESTART_VARIABLES <= set(render.filter_variables())
+    assert set(render.reloadable_variables()) | render.RESTART_VARIABLES == set(render.filter_variables())
+
+
+def test_the_filter_config_file_holds_the_secrets_and_the_bootstrap_none(tmp_path: Path) -> None:
+    settings = {"OPENAI_API_KEY": "sk-client", "CHATGPT_RESPONSES_URL": "http://127.0.0.1:1/x"}
+    opts = render.options_from(render.resolve(settings))
+    filter_file = tmp_path / "filter" / "filter.json"
+    render.write_filter_config(render.filter_config_resource(opts, render.reloadable_values(settings)), filter_file)
+    assert filter_file.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in filter_file.parent.iterdir()] == ["filter.json"], "no temporary file is left behind"
+    (resource,) = json.loads(filter_file.read_text())["resources"]
+    assert resource["name"] == render.FILTER_CONFIG_NAME
+    plugin = resource["typed_config"]["config"]
+    assert json.loads(plugin["configuration"]["value"])["OPENAI_API_KEY"] == "sk-client"
+    inline = render.build_config(opts)
+    # The same VM as the inline filter and the credentials instance: shared data survives a reload.
+    assert plugin["vm_config"] == wasm_plugin(inline)["vm_config"]
+
+    bootstrap = render.build_config(opts, filter_file, admin_socket=tmp_path / "admin.sock")
+    assert "sk-client" not in json.dumps(bootstrap)
+    (wasm,) = [f for f in hcm(bootstrap)["http_filters"] if f["name"] == render.FILTER_CONFIG_NAME]
+    source = wasm["config_discovery"]["config_source"]["path_config_source"]
+    assert source == {"path": str(filter_file), "watched_directory": {"path": str(filter_file.parent)}}
+    assert bootstrap["admin"]["address"] == {"pipe": {"path": str(tmp_path / "admin.sock"), "mode": 0o600}}
+
+
+def wasm_plugin(config: dict) -> dict:
+    (wasm,) = [f for f in hcm(config)["http_filters"] if f["name"] == "envoy.filters.http.wasm"]
+    return wasm["typed_config"]["config"]

@@ -354,3 +354,52 @@ fn call_statuses_are_read_from_bytes() {
     assert_eq!(status_code(b""), None);
     assert_eq!(status_code(b"99999"), None);
 }
+
+/// An auth.json for `account` whose tokens are tagged `tag` (another login).
+fn login_of(account: &str, tag: &str, refresh_token: &str) -> String {
+    let access = jwt(&serde_json::json!({
+        "exp": NOW + 3600,
+        "tag": tag,
+        "https://api.openai.com/auth": {"chatgpt_account_id": account}
+    }));
+    serde_json::json!({"tokens": {"access_token": access, "refresh_token": refresh_token}}).to_string()
+}
+
+#[test]
+fn a_reloaded_configuration_keeps_a_refreshed_login_and_a_replaced_login_replaces_it() {
+    // Every new plugin configuration starts a new root context in the same VM, which seeds its
+    // configured login again: the rule decides whether a replaced auth.json takes effect.
+    let shared = SharedMemory::at(NOW);
+    let first = login_of("acct-1", "first", "rt_1");
+    let a = TestVm::start(&shared, &[("OPENAI_CODEX_AUTH", &first)], 1);
+    let grant = crate::core::auth::token::parse_refresh_response(Some(200), &grant(NOW + 7200, "rt_2"))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    a.vm.tokens
+        .update(&a.port, |r| r.map(|r| r.refreshed(grant.clone(), NOW)));
+    assert_eq!(a.record().generation, 1);
+
+    // The same login with another setting changed: the refreshed tokens stay.
+    let same = TestVm::start(
+        &shared,
+        &[("OPENAI_CODEX_AUTH", &first), ("REASONING_EFFORT", "high")],
+        2,
+    );
+    assert_eq!(same.record().generation, 1);
+    assert_eq!(same.record().tokens.refresh_token.as_deref(), Some("rt_2"));
+
+    // A new login of the same account (new tokens) replaces the record.
+    let again = login_of("acct-1", "second", "rt_3");
+    let renewed = TestVm::start(&shared, &[("OPENAI_CODEX_AUTH", &again)], 3);
+    let record = renewed.record();
+    assert_eq!(
+        (record.generation, record.tokens.refresh_token.as_deref()),
+        (0, Some("rt_3"))
+    );
+    assert_eq!(record.tokens.account_id.as_deref(), Some("acct-1"));
+
+    // Another account replaces it too, and every VM then reads that one.
+    let other = login_of("acct-2", "other", "rt_4");
+    let switched = TestVm::start(&shared, &[("OPENAI_CODEX_AUTH", &other)], 4);
+    assert_eq!(switched.record().tokens.account_id.as_deref(), Some("acct-2"));
+    assert_eq!(a.record().tokens.refresh_token.as_deref(), Some("rt_4"));
+}

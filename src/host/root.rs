@@ -25,6 +25,17 @@ pub struct Root {
 }
 
 impl Context for Root {
+    /// Envoy ends a root context when its plugin configuration has been replaced (ECDS) and
+    /// the last request of that configuration is done. Its timer would keep firing into the
+    /// void: stop it. Calls still out are cancelled by Envoy: a refresh among them is left
+    /// as if its VM had died (the lease runs out, another root context refreshes).
+    fn on_done(&mut self) -> bool {
+        if self.background.take().is_some() {
+            let _ = abi::set_tick_period(std::time::Duration::ZERO);
+        }
+        true
+    }
+
     fn on_http_call_response(&mut self, token: u32, _headers: usize, body_size: usize, _trailers: usize) {
         let (Some(shared), Some(background)) = (&self.shared, &mut self.background) else {
             return;

@@ -1,12 +1,15 @@
 """Start a real Envoy with the filter module for end-to-end tests.
 
 The configuration comes from envoy/render.py (the same code `make run` uses), so the tests
-exercise the shipped configuration, not a test-only copy.
+exercise the shipped configuration, not a test-only copy. As under `make run`, the main
+filter's configuration is loaded through file-based ECDS by default (`EnvoyHandle.reload`
+replaces it in a running Envoy); `inline_filter=True` renders it into the bootstrap instead.
 """
 
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import signal
 import socket
@@ -18,11 +21,12 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .repo import REPO_ROOT, WASM_PATH, load_render
 
 READY_TIMEOUT_SECONDS = 30.0
+RELOAD_TIMEOUT_SECONDS = 15.0
 STOP_TIMEOUT_SECONDS = 10.0
 
 _live: List["EnvoyHandle"] = []
@@ -77,6 +81,10 @@ class EnvoyHandle:
     config_path: Path
     log_path: Path
     env: Dict[str, str] = field(repr=False)
+    # The render settings, the resolved options and the ECDS file (None: inline filter).
+    settings: Dict[str, str] = field(repr=False, default_factory=dict)
+    opts: Any = field(repr=False, default=None)
+    filter_config: Optional[Path] = None
 
     @property
     def url(self) -> str:
@@ -95,6 +103,40 @@ class EnvoyHandle:
 
     def log_tail(self, lines: int = 60) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def filter_config_reloads(self) -> int:
+        """How many filter configurations Envoy has taken from the ECDS file (the first included)."""
+        status, body = _get(self.admin_url + "/stats?filter=^extension_config_discovery\\.")
+        for line in body.splitlines() if status == 200 else []:
+            name, _, value = line.partition(": ")
+            if name.endswith(".config_reload"):
+                return int(value)
+        return 0
+
+    def reload(self, **changes: Optional[str]) -> Dict[str, str]:
+        """Writes a new main filter configuration (the settings with `changes` merged in; None
+        removes one) into the ECDS file, as `make run` does, and waits until Envoy has taken
+        it. Returns the new settings; raises the renderer's ConfigError for a bad value."""
+        if self.filter_config is None:
+            raise RuntimeError("this Envoy renders its filter inline (inline_filter=True): nothing to reload")
+        render = load_render()
+        settings = {**self.settings, **{k: v for k, v in changes.items() if v is not None}}
+        for name in [k for k, v in changes.items() if v is None]:
+            settings.pop(name, None)
+        render.resolve(settings)
+        resource = render.filter_config_resource(self.opts, render.reloadable_values(settings))
+        if json.loads(self.filter_config.read_text(encoding="utf-8")) == resource:
+            self.settings = settings
+            return settings  # nothing new for Envoy to take
+        before = self.filter_config_reloads()
+        render.write_filter_config(resource, self.filter_config)
+        deadline = time.monotonic() + RELOAD_TIMEOUT_SECONDS
+        while self.filter_config_reloads() <= before:
+            if time.monotonic() > deadline:
+                raise EnvoyStartError(f"Envoy did not take the new filter configuration; log tail:\n{self.log_tail()}")
+            time.sleep(0.05)
+        self.settings = settings
+        return settings
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if Envoy does not exit in time. Idempotent."""
@@ -181,6 +223,7 @@ def start_envoy(
     ready_timeout: float = READY_TIMEOUT_SECONDS,
     filter_only_env: Optional[Mapping[str, str]] = None,
     log_args: Optional[List[str]] = None,
+    inline_filter: bool = False,
 ) -> EnvoyHandle:
     """Render the configuration for `env` and start Envoy on free loopback ports.
 
@@ -188,15 +231,20 @@ def start_envoy(
     is how the filter sees it through host_env_keys. `filter_only_env` reaches Envoy's
     environment but not the renderer (which refuses what the filter would refuse): it lets a
     test see the filter's own start-up checks, as under Istio, where no renderer runs.
-    `log_args` replaces `-l log_level`.
+    `log_args` replaces `-l log_level`. The admin interface stays on a loopback TCP port (the
+    tests' own values are no secret), where `make run` puts it on a private unix socket.
     """
     render = load_render()
     port, admin_port = free_ports(2)
     workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="codex-envoy-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    config_path = render.render_to_file(
-        _render_settings(env, port, admin_port, portable), workdir / "envoy.yaml", wasm or WASM_PATH
-    )
+    settings = _render_settings(env, port, admin_port, portable)
+    opts = render.options_from(render.resolve(settings), wasm or WASM_PATH)
+    filter_config = None if inline_filter else workdir / "filter" / "filter.json"
+    if filter_config is not None:
+        resource = render.filter_config_resource(opts, render.reloadable_values(settings))
+        render.write_filter_config(resource, filter_config)
+    config_path = render.write_config(render.build_config(opts, filter_config), workdir / "envoy.yaml")
     log_path = workdir / "envoy.log"
     args = [
         str(envoy_binary()),
@@ -212,7 +260,7 @@ def start_envoy(
         process = subprocess.Popen(
             args, cwd=workdir, env=process_env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
         )
-    handle = EnvoyHandle(process, port, admin_port, workdir, config_path, log_path, process_env)
+    handle = EnvoyHandle(process, port, admin_port, workdir, config_path, log_path, process_env, settings, opts, filter_config)
     _live.append(handle)
     _wait_ready(handle, ready_timeout)
     return handle
