@@ -14,6 +14,7 @@ import re
 import socket
 import stat
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -64,6 +65,14 @@ def login_env(home: Path, oauth: MockOAuth, **extra: str) -> Dict[str, str]:
     env = {"PATH": os.environ["PATH"], "HOME": str(home), "CODEX_AUTH_ISSUER": oauth.issuer}
     env.update(extra)
     return env
+
+
+def toolchain_env() -> Dict[str, str]:
+    """The test's HOME is not the developer's: rustup and cargo keep theirs."""
+    return {
+        "RUSTUP_HOME": os.environ.get("RUSTUP_HOME") or str(Path.home() / ".rustup"),
+        "CARGO_HOME": os.environ.get("CARGO_HOME") or str(Path.home() / ".cargo"),
+    }
 
 
 def run_login(login_bin: Path, env: Dict[str, str], *args: str, cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
@@ -135,12 +144,7 @@ def test_device_login_writes_codex_clis_auth_json_with_mode_0600(login_bin, mock
 
 
 def test_make_login_runs_the_program_with_its_arguments(mock_oauth, home, login_bin):
-    # The test's HOME is not the developer's: rustup and cargo keep theirs.
-    toolchain = {
-        "RUSTUP_HOME": os.environ.get("RUSTUP_HOME") or str(Path.home() / ".rustup"),
-        "CARGO_HOME": os.environ.get("CARGO_HOME") or str(Path.home() / ".cargo"),
-    }
-    env = login_env(home, mock_oauth, CODEX_HOME=str(home / "via-make"), **toolchain)
+    env = login_env(home, mock_oauth, CODEX_HOME=str(home / "via-make"), **toolchain_env())
     result = subprocess.run(
         ["make", "-s", "login", "ARGS=--env-file /dev/null --timeout 30"],
         cwd=REPO_ROOT,
@@ -462,6 +466,58 @@ def test_status_lists_every_login_and_never_a_token(login_bin, mock_oauth, home,
 
 # --------------------------------------------------------------------------------------
 # The wrapper with the new login
+
+
+def test_make_run_serves_chat_with_a_login_made_while_it_runs(login_bin, mock_oauth, mock_codex, wasm_module, home, tmp_path):
+    """The first steps of a new user: `make run` with no login answers 401 saying to run
+    `make login`; `make login` (same .dev.vars) while it runs; chat then works, same Envoy."""
+    from harness.envoy import _accepts, free_ports
+    from test_reload import RunPy, chat_status, poll, responses_requests
+
+    port, admin_port = free_ports(2)
+    codex_home = home / "codex"
+    env_file = tmp_path / ".dev.vars"
+    env_file.write_text(
+        f"CODEX_HOME={codex_home}\nOPENAI_API_KEY=test-key\nCHATGPT_RESPONSES_URL={mock_codex.url}\n"
+        f"CODEX_AUTH_ISSUER={mock_oauth.issuer}\nPORT={port}\nENVOY_ADMIN_PORT={admin_port}\nENVOY_CONCURRENCY=2\n",
+        encoding="utf-8",
+    )
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), **toolchain_env()}
+    run = RunPy([sys.executable, str(REPO_ROOT / "envoy" / "run.py"), "--env-file", str(env_file), "--wasm", str(wasm_module)], env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            poll(lambda: run.process.poll() is None and _accepts(port), "Envoy listens", timeout=60)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; make run said:\n{run.output()[-3000:]}") from None
+        refused = urllib.request.Request(
+            url + "/v1/chat/completions",
+            data=json.dumps({"model": "gpt-5.5", "messages": [{"role": "user", "content": "hi"}]}).encode(),
+            headers={"content-type": "application/json", "authorization": "Bearer test-key"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as no_login:
+            urllib.request.urlopen(refused, timeout=20)
+        assert no_login.value.code == 401
+        assert "make login" in json.loads(no_login.value.read())["error"]["message"]
+        envoy_pid = run.process.pid
+
+        result = subprocess.run(
+            [str(login_bin), "--env-file", str(env_file)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=RUN_TIMEOUT
+        )
+        assert result.returncode == 0, result.stderr
+        assert (codex_home / "auth.json").is_file()
+
+        poll(lambda: chat_status(url, "test-key") == 200, "chat works with the new login")
+        upstream = responses_requests(mock_codex)[-1]
+        assert upstream.header("chatgpt-account-id") == LOGIN_ACCOUNT_ID
+        assert upstream.header("authorization") == "Bearer " + mock_oauth.logins[0]["access_token"]
+        assert run.process.poll() is None and run.process.pid == envoy_pid, "no restart"
+        assert "applied the new settings (OPENAI_CODEX_AUTH)" in run.output()
+    finally:
+        code = run.stop()
+    assert code == 0, run.output()[-3000:]
+    for secret in secrets_of(mock_oauth.logins[0]):
+        assert secret not in run.output()
 
 
 def test_a_wrapper_started_after_the_login_serves_chat_with_it(login_bin, mock_oauth, mock_codex, wasm_module, home, tmp_path):
