@@ -121,7 +121,7 @@ fn print(value: &impl Serialize) -> Result<(), Problem> {
     })
 }
 
-/// `make run` without `OPENAI_CODEX_AUTH`: the login `codex login` wrote. Only the file's name
+/// `make run` without `OPENAI_CODEX_AUTH`: the login `make login` or `codex login` wrote. Only the file's name
 /// is printed, never its content (it holds live tokens).
 fn attach_codex_auth(settings: &mut Settings) -> Result<(), Problem> {
     if settings.var("OPENAI_CODEX_AUTH").is_some() {
