@@ -287,6 +287,8 @@ class Options:
     credentials_plugin_configuration: Dict[str, Any]
     host_env_keys: List[str]
     reasoning_output_prefixes: List[str]
+    # ChatGPT accounts in OPENAI_CODEX_AUTH (a pool when more than one).
+    accounts: int = 1
 
     @property
     def buffer_limit_bytes(self) -> int:
@@ -345,6 +347,7 @@ def options_from(
         credentials_plugin_configuration=resolved["plugin_configuration"]["credentials"],
         host_env_keys=resolved["host_env_keys"],
         reasoning_output_prefixes=resolved["reasoning_output_prefixes"],
+        accounts=resolved.get("accounts", 1),
     )
 
 
@@ -590,6 +593,14 @@ TOKEN_RETRY_POLICY = {
 }
 
 
+def pool_retry_policy(accounts: int) -> dict:
+    """Several accounts: a 429 is retried too. The credentials instance has marked the
+    account exhausted by then and sends the retry on another one (it marks a 429 that no
+    other account can take `x-envoy-ratelimited`, which Envoy does not retry); one retry per
+    account covers every account failing in turn (and the 401 retry)."""
+    return {**TOKEN_RETRY_POLICY, "retriable_status_codes": [401, 429], "num_retries": accounts}
+
+
 WASM_TYPE_URL = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 # The name of the main filter's extension config (ECDS resource), and so of its HTTP filter.
 FILTER_CONFIG_NAME = PLUGIN_NAME
@@ -715,7 +726,7 @@ def routes(opts: Options) -> List[dict]:
     codex = upstream_route(opts.codex.cluster, {"prefix": "/"}, opts.codex.cluster, opts.codex, opts)
     codex["request_body_buffer_limit"] = opts.request_buffer_limit_bytes
     if opts.credentials_upstream:
-        codex["route"]["retry_policy"] = TOKEN_RETRY_POLICY
+        codex["route"]["retry_policy"] = TOKEN_RETRY_POLICY if opts.accounts <= 1 else pool_retry_policy(opts.accounts)
     found.append(codex)
     return found
 
@@ -955,6 +966,19 @@ def admin(opts: Options, socket: Optional[Path] = None) -> dict:
     return {"address": {"socket_address": {"address": "127.0.0.1", "port_value": opts.admin_port}}}
 
 
+def stats_config() -> dict:
+    """The label of a client key's or ChatGPT account's own stats
+    (`codex_openai_wrapper.key.<name>.<stat>`, `codex_openai_wrapper.account.<label>.<stat>`)
+    becomes a tag: Prometheus sees `codex_openai_wrapper_account_<stat>{codex_account="<label>"}`."""
+    return {
+        "stats_tags": [
+            # Envoy names a module's stats `wasmcustom.<name>`.
+            {"tag_name": "codex_key", "regex": r"^wasmcustom\.codex_openai_wrapper\.key\.(([A-Za-z0-9_-]+)\.)"},
+            {"tag_name": "codex_account", "regex": r"^wasmcustom\.codex_openai_wrapper\.account\.(([A-Za-z0-9_-]+)\.)"},
+        ]
+    }
+
+
 def build_config(opts: Options, filter_config: Optional[Path] = None, admin_socket: Optional[Path] = None) -> dict:
     """The Envoy bootstrap as a dict; with `filter_config`, the main filter's configuration is
     loaded from that ECDS file (`filter_config_resource`, `write_filter_config`)."""
@@ -963,6 +987,7 @@ def build_config(opts: Options, filter_config: Optional[Path] = None, admin_sock
         # Envoy asks every xDS subscription, a file-based one too, for a node identity.
         config["node"] = {"id": PLUGIN_NAME, "cluster": PLUGIN_NAME}
     config["admin"] = admin(opts, admin_socket)
+    config["stats_config"] = stats_config()
     config["static_resources"] = {"listeners": [listener(opts, filter_config)], "clusters": clusters(opts)}
     return config
 

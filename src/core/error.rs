@@ -107,7 +107,9 @@ catalogue! {
     ModelNotSupported = "model_not_supported", 400, InvalidRequest,
         "The backend does not offer this model to ChatGPT accounts: pick one that `/v1/models` lists.";
     UsageLimitReached = "usage_limit_reached", 429, UsageLimit,
-        "The ChatGPT plan's usage limit is reached: wait until `resets_at` / `Retry-After`.";
+        "The ChatGPT plan's usage limit is reached (with several accounts: every one of them): wait until `resets_at` / `Retry-After`.";
+    AccountSwitched = "account_switched", 503, Server,
+        "Portable mode with several accounts: the account the request used hit its usage limit and the next request goes to another one; retry at once (the OpenAI SDKs do so on their own).";
     UpstreamBlocked = "upstream_blocked", 502, Upstream,
         "The backend answered with an HTML page (a challenge or block; 403 is kept): check that this host can reach chatgpt.com.";
     UpstreamUnavailable = "upstream_unavailable", 502, Upstream,

@@ -5,6 +5,14 @@ use crate::core::routing::decision::Endpoint;
 use crate::core::translate::response::upstream_error::Window;
 use crate::core::translate::response::usage::Usage;
 
+/// Whose stat a [`Metric`] reported with `Port::metric_for` is: the host names it
+/// `codex_openai_wrapper.key.<name>.<stat>` / `codex_openai_wrapper.account.<label>.<stat>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner<'a> {
+    Key(&'a str),
+    Account(&'a str),
+}
+
 /// Which family a request belongs to, for the per-route counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteKind {
@@ -46,6 +54,8 @@ pub enum Metric {
     RateLimits([Window; 2]),
     /// The model catalogue call's outcome.
     Catalogue(CatalogueOutcome),
+    /// An account is out for its usage limit (true) or serving again (false).
+    Exhausted(bool),
     /// How long the current access token has left, and how long since it was issued.
     TokenAge {
         expires_in: Option<u64>,

@@ -1,6 +1,7 @@
 //! The pure core: everything the filter decides, with no dependency on the proxy-wasm host.
 //! ARCHITECTURE.md walks a request through these modules.
 
+pub mod accounts;
 pub mod auth;
 pub mod background;
 pub mod catalogue;
@@ -16,5 +17,6 @@ pub mod routing;
 #[cfg(test)]
 pub(crate) mod test_support;
 pub mod translate;
+pub mod usage;
 pub mod vm;
 pub mod wire;

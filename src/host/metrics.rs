@@ -1,10 +1,14 @@
 //! Filter counters, exported by Envoy with its own stats (`/stats/prometheus` on the admin
 //! endpoint, as `envoy_codex_*`). Metrics with the same name are shared by every worker VM.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use proxy_wasm::hostcalls::{define_metric, increment_metric, record_metric};
 use proxy_wasm::types::MetricType;
 
-use crate::core::metrics::{CatalogueOutcome, Metric, RouteKind};
+use crate::core::accounts::login::sanitize_label;
+use crate::core::metrics::{CatalogueOutcome, Metric, Owner, RouteKind};
 use crate::core::translate::response::upstream_error::Window;
 use crate::core::translate::response::usage::Usage;
 
@@ -92,6 +96,8 @@ impl Metrics {
                     1,
                 );
             }
+            // Only counted per account (`Owned`).
+            Metric::Exhausted(_) => {}
             Metric::TokenAge { expires_in, age } => {
                 set(self.token_expires_in, expires_in);
                 set(self.token_age, age);
@@ -151,5 +157,92 @@ fn set(id: Option<u32>, value: Option<u64>) {
 fn bump(id: Option<u32>, by: u64) {
     if let (Some(id), true) = (id, by > 0) {
         let _ = increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+    }
+}
+
+/// At most this many labels per owner kind get stats of their own; later ones share `_other`.
+const MAX_OWNED_LABELS: usize = 256;
+const OTHER_LABEL: &str = "_other";
+
+/// The stats of client keys and ChatGPT accounts, `codex_openai_wrapper.<kind>.<label>.<stat>`
+/// (the rendered `stats_tags` turn the label into the `codex_key` / `codex_account` tag).
+/// Each is defined once, on first use, and its id cached.
+#[derive(Default)]
+pub struct Owned {
+    ids: RefCell<HashMap<String, u32>>,
+    labels: RefCell<[Vec<String>; 2]>,
+}
+
+impl Owned {
+    pub fn record(&self, owner: Owner<'_>, metric: Metric) {
+        let (kind, slot, raw) = match owner {
+            Owner::Key(name) => ("key", 0, name),
+            Owner::Account(label) => ("account", 1, label),
+        };
+        let label = self.label(slot, raw);
+        let stat = |name: &str, kind_of: MetricType| {
+            self.id(&format!("codex_openai_wrapper.{kind}.{label}.{name}"), kind_of)
+        };
+        use MetricType::{Counter, Gauge};
+        match metric {
+            Metric::Request { status, .. } => {
+                bump(stat("requests", Counter), 1);
+                let class = match status {
+                    200..=299 => "2xx",
+                    400..=499 => "4xx",
+                    500..=599 => "5xx",
+                    _ => "other",
+                };
+                bump(stat(&format!("requests_{class}"), Counter), 1);
+            }
+            Metric::Tokens(usage) => {
+                bump(stat("tokens_input", Counter), usage.prompt_tokens);
+                bump(stat("tokens_output", Counter), usage.completion_tokens);
+            }
+            Metric::RateLimits(windows) => {
+                for (window, w) in ["primary", "secondary"].iter().zip(windows) {
+                    set(stat(&format!("{window}_used_percent"), Gauge), w.used_percent);
+                    set(stat(&format!("{window}_resets_at"), Gauge), w.resets_at);
+                }
+                // A response came: the account is serving.
+                set(stat("exhausted", Gauge), Some(0));
+            }
+            Metric::Exhausted(out) => set(stat("exhausted", Gauge), Some(u64::from(out))),
+            Metric::UsageLimitHit => bump(stat("usage_limit_reached", Counter), 1),
+            Metric::Refresh { ok, permanent } => {
+                let outcome = match (ok, permanent) {
+                    (true, _) => "ok",
+                    (false, false) => "temporary_failure",
+                    (false, true) => "permanent_failure",
+                };
+                bump(stat(&format!("token_refresh_{outcome}"), Counter), 1);
+            }
+            _ => {}
+        }
+    }
+
+    fn label(&self, slot: usize, raw: &str) -> String {
+        let label = sanitize_label(raw);
+        let mut labels = self.labels.borrow_mut();
+        let Some(known) = labels.get_mut(slot) else {
+            return OTHER_LABEL.to_string();
+        };
+        if known.contains(&label) {
+            return label;
+        }
+        if known.len() >= MAX_OWNED_LABELS {
+            return OTHER_LABEL.to_string();
+        }
+        known.push(label.clone());
+        label
+    }
+
+    fn id(&self, name: &str, kind: MetricType) -> Option<u32> {
+        if let Some(id) = self.ids.borrow().get(name) {
+            return Some(*id);
+        }
+        let id = define_metric(kind, name).ok()?;
+        self.ids.borrow_mut().insert(name.to_string(), id);
+        Some(id)
     }
 }

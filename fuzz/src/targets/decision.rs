@@ -285,6 +285,17 @@ pub fn check(data: &[u8]) -> u64 {
                 ]));
             }
             Decision::CodexCatalogue => unreachable!("answered above"),
+            Decision::Usage => {
+                assert!(
+                    route.ends_with("/usage") && ["GET", "HEAD"].contains(&method.as_str()),
+                    "{name}: {method} {path} answered as /v1/usage"
+                );
+                assert!(
+                    !gated || authorized(&headers),
+                    "{name}: /v1/usage without the key"
+                );
+                signature.push(3);
+            }
             Decision::PassThrough => {
                 assert!(
                     route.starts_with("/api/") && cfg.ollama,

@@ -33,6 +33,9 @@ pub struct Resolved {
     /// The Codex cluster gets the filter's credentials instance (and the 401 retry): ChatGPT
     /// login only, and not in portable mode (Istio's WasmPlugin cannot place one there).
     pub credentials_upstream: bool,
+    /// How many ChatGPT accounts `OPENAI_CODEX_AUTH` holds (0 without a login): with more
+    /// than one, the Codex route retries a 429 on the next account.
+    pub accounts: usize,
     pub plugin_configuration: PluginConfigurations,
     pub host_env_keys: Vec<&'static str>,
     /// `REASONING_OUTPUT_MODE=all` serves `/<prefix>/v1/...` for each of these.
@@ -135,7 +138,7 @@ pub fn resolve(settings: &Settings) -> Result<Resolved, ConfigError> {
     };
     let credentials = CredentialsPlugin { role: "credentials" };
     let config = filter_view(settings, &main)?;
-    config.chatgpt_login()?;
+    let accounts = config.chatgpt_logins()?.len();
     if credentials_upstream {
         filter_view(settings, &credentials)?.chatgpt_login()?;
     }
@@ -175,6 +178,7 @@ pub fn resolve(settings: &Settings) -> Result<Resolved, ConfigError> {
                 .map(|(url, _)| upstream(&clusters.etcd, "ETCD_ENDPOINT", url)),
         },
         credentials_upstream,
+        accounts,
         plugin_configuration: PluginConfigurations { main, credentials },
         host_env_keys: host_env_keys(),
         reasoning_output_prefixes: OutputMode::PREFIXES.iter().map(|(prefix, _)| *prefix).collect(),

@@ -18,6 +18,8 @@ pub const DEFAULT_KEY: &str = "/codex-openai-wrapper/chatgpt-tokens";
 pub const RANGE_PATH: &str = "/v3/kv/range";
 /// The gateway's transaction endpoint (POST, body from [`txn_body`]).
 pub const TXN_PATH: &str = "/v3/kv/txn";
+/// The gateway's plain write endpoint (POST, body from [`put_body`]).
+pub const PUT_PATH: &str = "/v3/kv/put";
 /// A replica's refresh lock outlives its OAuth call (so no other replica sends the same refresh
 /// token while the answer may still come) but not a crash for long.
 pub const LOCK_SECONDS: u64 = REFRESH_CALL_TIMEOUT_SECONDS + 30;
@@ -58,6 +60,40 @@ pub fn range_body(key: &str) -> Vec<u8> {
         key: STANDARD.encode(key),
     })
     .unwrap_or_default()
+}
+
+#[derive(Serialize)]
+struct PutRequest {
+    key: String,
+    value: String,
+}
+
+/// The JSON body that writes `value` at `key` unconditionally (for state where the newest
+/// writer wins, such as a pool's exhaustion marks).
+pub fn put_body(key: &str, value: &[u8]) -> Vec<u8> {
+    serde_json::to_vec(&PutRequest {
+        key: STANDARD.encode(key),
+        value: STANDARD.encode(value),
+    })
+    .unwrap_or_default()
+}
+
+/// The raw value of a [`range_body`] answer (`None`: no such key).
+pub fn parse_value(status: Option<u16>, body: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    match status {
+        Some(200) => {}
+        Some(other) => return Err(format!("etcd answered HTTP {other}")),
+        None => return Err("etcd could not be reached".to_string()),
+    }
+    let response: RangeResponse =
+        serde_json::from_slice(body).map_err(|_| "etcd sent an unreadable answer".to_string())?;
+    match response.kvs.first() {
+        None => Ok(None),
+        Some(kv) => STANDARD
+            .decode(&kv.value)
+            .map(Some)
+            .map_err(|_| "the stored value is not base64".to_string()),
+    }
 }
 
 #[derive(Deserialize)]

@@ -11,6 +11,7 @@ pub mod values;
 
 use std::collections::HashMap;
 
+use crate::core::accounts::login::{self, Login};
 use crate::core::auth::auth_json::ChatgptTokens;
 pub use crate::core::auth::etcd::DEFAULT_KEY as DEFAULT_ETCD_KEY;
 pub use crate::core::auth::token::DEFAULT_CLIENT_ID;
@@ -72,6 +73,8 @@ pub struct Config {
     /// `REASONING_OUTPUT_MODE=all`: the prefixed route families exist.
     pub prefixed_modes: bool,
     pub verbose: bool,
+    /// `USAGE_ENDPOINT`: `GET /v1/usage` answers (default); false hides the route.
+    pub usage_endpoint: bool,
     pub auth: UpstreamAuth,
     pub identity: Identity,
     pub forward: ForwardMode,
@@ -179,6 +182,10 @@ impl Config {
             output_mode,
             prefixed_modes,
             verbose: flag(var("VERBOSE"), "VERBOSE")?,
+            usage_endpoint: match var("USAGE_ENDPOINT") {
+                None => true,
+                set => flag(set, "USAGE_ENDPOINT")?,
+            },
             auth: UpstreamAuth::from_settings(&var)?,
             identity: Identity::from_settings(&var),
             forward: ForwardMode::from_settings(&var)?,
@@ -253,11 +260,24 @@ impl Config {
     /// upstream, `OPENAI_CODEX_AUTH` must be an auth.json document the filter can read (the
     /// problem never quotes the document). `None` without it, or with an API-key upstream.
     pub fn chatgpt_login(&self) -> Result<Option<ChatgptTokens>, ConfigError> {
+        Ok(self
+            .chatgpt_logins()?
+            .into_iter()
+            .next()
+            .map(|login| login.tokens))
+    }
+}
+
+impl Config {
+    /// Every configured ChatGPT login: `OPENAI_CODEX_AUTH` as one auth.json document or a
+    /// JSON array of them (a pool), each with its label. Empty without it, or with an API-key
+    /// upstream.
+    pub fn chatgpt_logins(&self) -> Result<Vec<Login>, ConfigError> {
         match self.codex_auth.as_deref() {
-            Some(document) if self.auth.is_chatgpt() => ChatgptTokens::from_auth_json(document)
-                .map(Some)
-                .map_err(|problem| ConfigError::new("OPENAI_CODEX_AUTH", format!("the document {problem}"))),
-            _ => Ok(None),
+            Some(document) if self.auth.is_chatgpt() => {
+                login::parse(document).map_err(|problem| ConfigError::new("OPENAI_CODEX_AUTH", problem))
+            }
+            _ => Ok(Vec::new()),
         }
     }
 }

@@ -13,10 +13,13 @@
 //!   503 "retry" while a refresh can still fix the login).
 //! - log: the metrics and the `VERBOSE` line.
 
+use crate::core::accounts::account::ACCOUNT_HEADER;
+use crate::core::accounts::pool::{self, Pick};
 use crate::core::auth::auth_json::ChatgptTokens;
 use crate::core::auth::token::{self, Availability};
 use crate::core::catalogue;
 use crate::core::error::ApiError;
+use crate::core::flow::credentials::NO_RETRY_HEADER;
 use crate::core::flow::headers::HeaderView;
 use crate::core::flow::response::{
     ClientRequest, Handler, HeaderPlan, REMOVED_RESPONSE_HEADERS, ResponseHead,
@@ -62,6 +65,10 @@ pub struct RequestFlow {
     /// The token generation this request was sent with (ChatGPT mode), to tell whether a
     /// backend 401 is about the current token.
     generation: Option<u64>,
+    /// The account this instance gave the request (or parked it for).
+    account: Option<usize>,
+    /// The account that answered it (for its counts).
+    served_by: Option<usize>,
     stage: Stage,
     route: RouteKind,
     client: Option<ClientRequest>,
@@ -82,6 +89,8 @@ impl RequestFlow {
         Self {
             context_id,
             generation: None,
+            account: None,
+            served_by: None,
             stage: Stage::Idle,
             route: RouteKind::Local,
             client: None,
@@ -168,6 +177,10 @@ impl RequestFlow {
                 );
                 return self.refuse(cfg.hold_headers, Reply::json(200, body), end_of_stream);
             }
+            Decision::Usage => {
+                let body = crate::core::usage::body(vm, port, now);
+                return self.refuse(cfg.hold_headers, Reply::json(200, body), end_of_stream);
+            }
             Decision::Forward(forward) => forward,
         };
         self.route = forward.endpoint.into();
@@ -185,7 +198,7 @@ impl RequestFlow {
             mode: forward.mode,
             max_request_body_bytes: cfg.max_request_body_bytes,
         });
-        let tokens = match self.current_tokens(vm, port, now) {
+        let tokens = match self.current_tokens(vm, port, forward.session_hint.as_deref()) {
             Ok(tokens) => tokens,
             Err(error) => return self.refuse(cfg.hold_headers, error, end_of_stream),
         };
@@ -280,14 +293,14 @@ impl RequestFlow {
         }
         let now = port.now();
         // With the credentials instance upstream, the header-time check was all this needs.
+        let session = Some(session_id.as_str()).filter(|s| !s.is_empty());
         let tokens = match cfg.credentials_upstream {
             true => None,
-            false => match self.current_tokens(vm, port, now) {
+            false => match self.current_tokens(vm, port, session) {
                 Ok(tokens) => tokens,
                 Err(error) => return self.reply(error),
             },
         };
-        let session = Some(session_id.as_str()).filter(|s| !s.is_empty());
         let mut upstream = decision::upstream_headers_for(
             cfg,
             forward.endpoint,
@@ -315,27 +328,46 @@ impl RequestFlow {
     ) -> Steps {
         let cfg = &vm.config;
         self.answered_ms = port.now_ms();
+        // What the credentials instance tells this one about a pool's attempt, not for clients.
+        let internal: Vec<Step> = match vm.is_pool() && cfg.credentials_upstream {
+            true => vec![
+                Step::RemoveResponseHeader(NO_RETRY_HEADER),
+                Step::RemoveResponseHeader(ACCOUNT_HEADER),
+            ],
+            false => Vec::new(),
+        };
         if self.replied || details == LOCAL_REPLY_DETAILS.as_bytes() {
-            return Steps::go_on();
+            return Steps::then(internal, Next::Continue);
         }
         let Some(client) = self.client.clone() else {
-            return Steps::go_on();
+            return Steps::then(internal, Next::Continue);
         };
         let view = HeaderView::parse(&map()).unwrap_or_default();
         let status = view.get(":status").and_then(|s| s.parse().ok()).unwrap_or(502);
         let via_upstream = details == b"via_upstream";
         let credentials_here = cfg.auth.is_chatgpt() && !cfg.credentials_upstream;
+        // The credentials instance names the account each attempt went out on.
+        let account = match cfg.credentials_upstream {
+            true => pool::index_named(vm, view.get(ACCOUNT_HEADER)).or(Some(0).filter(|_| !vm.is_pool())),
+            false => self.account,
+        };
+        if via_upstream && cfg.auth.is_chatgpt() {
+            self.served_by = account;
+        }
         // This instance attached the refused token, so no Envoy retry can help (it would send
         // the same headers): while a refresh can still fix the login, the client is told to
         // retry; otherwise the backend's 401 goes out as "log in again".
         let mut retry = None;
         if via_upstream && status == 401 && credentials_here {
-            let generation = self
-                .generation
-                .or_else(|| vm.waiters.borrow_mut().take_resumed(self.context_id));
+            let index = account.unwrap_or(0);
+            let store = vm.account(index).map_or(&vm.tokens, |a| a.tokens);
+            let generation = self.generation.or_else(|| {
+                vm.account(index)
+                    .and_then(|a| a.waiters.borrow_mut().take_resumed(self.context_id))
+            });
             if let Some(generation) = generation {
-                vm.token_rejected(port, generation);
-                let record = vm.tokens.read(port);
+                vm.account_token_rejected(port, index, generation);
+                let record = store.read(port);
                 let refreshable = record
                     .as_ref()
                     .is_some_and(|r| !matches!(r.availability(port.now()), Availability::Dead(_)));
@@ -357,7 +389,23 @@ impl RequestFlow {
         };
         let now = port.now();
         if via_upstream {
-            port.metric(Metric::RateLimits(head.limits.windows(now)));
+            let windows = head.limits.windows(now);
+            port.metric(Metric::RateLimits(windows));
+            if let Some(index) = account.filter(|_| cfg.auth.is_chatgpt()) {
+                pool::observed(vm, port, index, &windows);
+            }
+        }
+        // A pool's 429: the account is out until its reset (the credentials instance marked
+        // it already). Another account can serve: portable mode tells the client to retry at
+        // once; otherwise every account is spent and the client gets the earliest reset.
+        if via_upstream && status == 429 && vm.is_pool() && retry.is_none() {
+            if let Some(index) = account.filter(|_| credentials_here) {
+                pool::limited(vm, port, index, &head.limits, None);
+            }
+            retry = Some(match pool::pick(vm, port, None) {
+                Pick::Refuse(error) => error,
+                _ => pool::switched(),
+            });
         }
         let (mut handler, plan) = match retry {
             Some(error) => Handler::fixed(error),
@@ -381,6 +429,7 @@ impl RequestFlow {
         }
         let mut writes: Vec<Step> = REMOVED_RESPONSE_HEADERS
             .iter()
+            .chain(&[ACCOUNT_HEADER, NO_RETRY_HEADER])
             .copied()
             .filter(|removed| view.names().any(|name| name == *removed))
             .map(Step::RemoveResponseHeader)
@@ -446,7 +495,9 @@ impl RequestFlow {
     /// method, path without its query, status, model, timings, token counts). `code` is
     /// Envoy's `response.code` property.
     pub fn log(&mut self, vm: &VmState, port: &dyn Port, code: Option<&[u8]>) -> Option<String> {
-        vm.waiters.borrow_mut().forget(self.context_id);
+        for account in vm.accounts() {
+            account.waiters.borrow_mut().forget(self.context_id);
+        }
         let status = code.map_or(0, decode_u64);
         let status = u16::try_from(status).unwrap_or(0);
         port.metric(Metric::Request {
@@ -456,6 +507,9 @@ impl RequestFlow {
         let usage = self.response.as_ref().and_then(|(handler, _)| handler.usage());
         if let Some(usage) = &usage {
             port.metric(Metric::Tokens(*usage));
+        }
+        if let Some(index) = self.served_by {
+            pool::served(vm, port, index, self.route, status, usage.as_ref());
         }
         let line = self.log_line.as_ref()?;
         let total_ms = port.now_ms().saturating_sub(self.started_ms);
@@ -488,27 +542,38 @@ impl RequestFlow {
         )
     }
 
-    /// The ChatGPT credentials for this request now: `Ok(None)` means wait for a refresh
-    /// (always `Ok(None)` with an API-key upstream, which needs none, and with the
-    /// credentials instance upstream, which attaches them itself).
+    /// The ChatGPT credentials for this request now, of the account the pool picks for
+    /// `conversation`: `Ok(None)` means wait for a refresh (always `Ok(None)` with an API-key
+    /// upstream, which needs none, and with the credentials instance upstream, which picks
+    /// the account and attaches them itself).
     fn current_tokens(
         &mut self,
         vm: &VmState,
         port: &dyn Port,
-        now: u64,
+        conversation: Option<&str>,
     ) -> Result<Option<ChatgptTokens>, ApiError> {
         if !vm.config.auth.is_chatgpt() {
             return Ok(None);
         }
-        let record = vm.tokens.read(port);
-        let tokens = token::for_request(record.as_ref(), now)?.cloned();
         if vm.config.credentials_upstream {
-            return Ok(None);
+            return pool::check(vm, port).map(|()| None);
         }
-        if tokens.is_some() {
-            self.generation = record.map(|r| r.generation);
+        match pool::pick(vm, port, conversation) {
+            Pick::Use {
+                index,
+                tokens,
+                generation,
+            } => {
+                self.account = Some(index);
+                self.generation = Some(generation);
+                Ok(Some(tokens))
+            }
+            Pick::Wait(index) => {
+                self.account = Some(index);
+                Ok(None)
+            }
+            Pick::Refuse(error) => Err(error),
         }
-        Ok(tokens)
     }
 
     /// `writes`, then on: or, when this instance owes the request a ChatGPT token it does not
@@ -524,7 +589,11 @@ impl RequestFlow {
         if !cfg.auth.is_chatgpt() || cfg.credentials_upstream || tokens.is_some() {
             return Steps::then(writes, Next::Continue);
         }
-        let waiting = vm.waiters.borrow_mut().wait(self.context_id, now);
+        let waiters = self
+            .account
+            .and_then(|i| vm.account(i))
+            .map_or(&vm.waiters, |a| a.waiters);
+        let waiting = waiters.borrow_mut().wait(self.context_id, now);
         match waiting {
             Ok(()) => Steps::then(writes, Next::Pause),
             Err(error) => {

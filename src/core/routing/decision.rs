@@ -80,6 +80,8 @@ pub enum Decision {
     /// `GET /v1/models?client_version=…` let in by the key gate: answered with
     /// [`listing::codex_answer`], which may need the stored backend answer (read only then).
     CodexCatalogue,
+    /// `GET /v1/usage` let in by the key gate: answered locally from shared data.
+    Usage,
 }
 
 /// `/`, `/health`: public; everything else behind the key gate. `catalogue` answers
@@ -100,6 +102,7 @@ enum Route {
     Model(String),
     Api(Endpoint, OutputMode),
     Ollama,
+    Usage,
 }
 
 fn decide_inner(
@@ -116,7 +119,9 @@ fn decide_inner(
         route => route,
     };
     let (allowed, readable) = match route {
-        Route::Health | Route::Models { .. } | Route::Model(_) => (["GET", "HEAD"].as_slice(), "GET"),
+        Route::Health | Route::Models { .. } | Route::Model(_) | Route::Usage => {
+            (["GET", "HEAD"].as_slice(), "GET")
+        }
         // A WebSocket handshake is a GET; it gets the 426 that sends the client to HTTP.
         Route::Api(endpoint, _) if endpoint.is_responses() && is_websocket_upgrade(head) => {
             (["GET", "POST"].as_slice(), "POST")
@@ -154,6 +159,7 @@ fn decide_inner(
             )
             .with_param("model")),
         },
+        Route::Usage => Ok(Decision::Usage),
         Route::Ollama if cfg.ollama => Ok(Decision::PassThrough),
         Route::Ollama => Err(ApiError::of(
             Code::OllamaNotConfigured,
@@ -225,6 +231,7 @@ fn classify(cfg: &Config, path: &str) -> Result<Route, ApiError> {
         "responses" => Ok(Route::Api(Endpoint::Responses, mode)),
         "responses/compact" => Ok(Route::Api(Endpoint::ResponsesCompact, mode)),
         "models" => Ok(Route::Models { codex: false }),
+        "usage" if cfg.usage_endpoint => Ok(Route::Usage),
         _ => match rest.strip_prefix("models/") {
             Some(id) if !id.is_empty() && !id.contains('/') => Ok(Route::Model(id.to_string())),
             _ => Err(ApiError::not_found(path)),

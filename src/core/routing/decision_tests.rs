@@ -42,6 +42,7 @@ fn status(d: &Decision) -> u16 {
         Decision::Forward(_) => 0,
         Decision::PassThrough => 1,
         Decision::CodexCatalogue => 200,
+        Decision::Usage => 2,
     }
 }
 
