@@ -203,7 +203,20 @@ def reloadable_values(settings: Mapping[str, str]) -> Dict[str, str]:
     value), so that a changed login, key or setting reaches a running Envoy without a restart.
     Secrets included: the file they go to is mode 0600 and the admin interface that could dump
     it is kept from other users (README, "Reloading")."""
-    return {name: settings[name] for name in reloadable_variables() if settings.get(name) is not None}
+    values = {name: settings[name] for name in reloadable_variables() if settings.get(name) is not None}
+    keys = client_keys(settings)
+    if keys is not None:
+        values["CLIENT_KEYS"] = keys
+    return values
+
+
+def client_keys(settings: Mapping[str, str]) -> Optional[str]:
+    """The keys file (`CLIENT_KEYS_FILE`) as the filter's `CLIENT_KEYS`: names, SHA-256 digests
+    and limits, read and checked by codex-settings (a malformed entry raises ConfigError naming
+    the file, the line and the entry); None without a keys file."""
+    if not settings.get("CLIENT_KEYS_FILE", "").strip():
+        return None
+    return resolve(settings)["plugin_configuration"]["main"].get("CLIENT_KEYS")
 
 
 # --------------------------------------------------------------------------------------
@@ -608,8 +621,12 @@ FILTER_CONFIG_NAME = PLUGIN_NAME
 
 def main_plugin(opts: Options, values: Optional[Mapping[str, str]] = None) -> dict:
     """The main instance's PluginConfig; `values` (reloadable_values) join the plugin
-    configuration, where they win over Envoy's environment."""
-    config = _wasm_plugin(PLUGIN_NAME, {**plugin_configuration(opts), **(values or {})}, opts)
+    configuration, where they win over Envoy's environment. With `values`, the keys come from
+    them alone (the options may be older: a keys file dropped since must not keep its keys)."""
+    base = plugin_configuration(opts)
+    if values is not None:
+        base.pop("CLIENT_KEYS", None)
+    config = _wasm_plugin(PLUGIN_NAME, {**base, **(values or {})}, opts)
     if not opts.portable:
         # Envoy >= 1.35 only (older versions reject the field): lets the filter hold the
         # request headers until the body is translated. Portable mode omits it.
@@ -967,14 +984,14 @@ def admin(opts: Options, socket: Optional[Path] = None) -> dict:
 
 
 def stats_config() -> dict:
-    """The label of a client key's or ChatGPT account's own stats
-    (`codex_openai_wrapper.key.<name>.<stat>`, `codex_openai_wrapper.account.<label>.<stat>`)
-    becomes a tag: Prometheus sees `codex_openai_wrapper_account_<stat>{codex_account="<label>"}`."""
+    """The filter's per-key and per-account stats (`codex_openai_wrapper.key.<name>.<stat>`)
+    carry the name as a tag, so Prometheus sees one metric per stat with a `codex_key` (or
+    `codex_account`) label rather than one metric per name. Envoy keeps a module's own stats
+    under `wasmcustom.`, which its Prometheus output leaves out."""
     return {
         "stats_tags": [
-            # Envoy names a module's stats `wasmcustom.<name>`.
-            {"tag_name": "codex_key", "regex": r"^wasmcustom\.codex_openai_wrapper\.key\.(([A-Za-z0-9_-]+)\.)"},
-            {"tag_name": "codex_account", "regex": r"^wasmcustom\.codex_openai_wrapper\.account\.(([A-Za-z0-9_-]+)\.)"},
+            {"tag_name": f"codex_{kind}", "regex": rf"^(?:wasmcustom\.)?codex_openai_wrapper\.{kind}\.(([A-Za-z0-9_-]+)\.)"}
+            for kind in ("key", "account")
         ]
     }
 

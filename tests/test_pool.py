@@ -205,7 +205,8 @@ def test_chat_completions_and_responses_all_use_the_pool(envoy_factory, mock_cod
     assert tried[-2:] == ["gamma", "gamma"], "once both are known to be spent, only gamma is asked"
     counts = {a["label"]: a["requests"] for a in usage(envoy)["accounts"]}
     assert counts["gamma"] == 3
-    assert stat(envoy, "codex_openai_wrapper_account_requests_2xx", codex_account="gamma") == 3
+    per_route = [stat(envoy, f"codex_openai_wrapper_account_requests_{route}_2xx", codex_account="gamma") for route in ("chat", "completions", "responses")]
+    assert per_route == [1, 1, 1], per_route
 
 
 def test_portable_mode_tells_the_client_to_retry_at_once_and_the_retry_goes_elsewhere(envoy_factory, mock_codex):

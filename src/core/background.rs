@@ -18,6 +18,7 @@ use crate::core::auth::token::TokenRecord;
 use crate::core::catalogue::refresh::CatalogueRefresh;
 use crate::core::config::{Config, FilterRole, plugin_values};
 use crate::core::instructions::Fetch;
+use crate::core::keys::sync::KeysSync;
 use crate::core::port::{Dispatch, Port};
 use crate::core::translate::request::conversation_key::fingerprint;
 use crate::core::vm::VmState;
@@ -91,12 +92,14 @@ pub fn start(
         false => Vec::new(),
     };
     let catalogue = CatalogueRefresh::for_config(&vm.config, me);
-    let tick = (!fetches.is_empty() || !refreshers.is_empty()).then_some(IDLE_TICK);
     let state_sync = StateSync::for_vm(&vm);
+    let keys_sync = KeysSync::for_config(&vm.config, me);
+    let tick = (!fetches.is_empty() || !refreshers.is_empty() || keys_sync.is_some()).then_some(IDLE_TICK);
     let background = Background {
         refreshers,
         state_sync,
         catalogue,
+        keys_sync,
         fetches,
         fetch_calls: Vec::new(),
         period: tick,
@@ -128,6 +131,8 @@ pub struct Background {
     /// A pool with etcd: the accounts' marks shared with other replicas.
     state_sync: Option<StateSync>,
     catalogue: Option<CatalogueRefresh>,
+    /// The client keys' counters shared through etcd (`TOKEN_STORE=etcd` only).
+    keys_sync: Option<KeysSync>,
     fetches: Vec<Fetch>,
     /// Instruction fetches that are out: call token, index into `fetches`.
     fetch_calls: Vec<(u32, usize)>,
@@ -148,6 +153,9 @@ impl Background {
         }
         if let Some(sync) = self.state_sync.as_mut() {
             sync.tick(vm, port);
+        }
+        if let Some(sync) = self.keys_sync.as_mut() {
+            sync.tick(port);
         }
         serve_waiters(vm, port);
         let busy = vm.accounts().any(|a| !a.waiters.borrow().is_empty())
@@ -182,6 +190,11 @@ impl Background {
         }
         if let Some(sync) = self.state_sync.as_mut() {
             if sync.answered(vm, port, token, status, body) {
+                return;
+            }
+        }
+        if let Some(sync) = self.keys_sync.as_mut() {
+            if sync.answered(port, token, status, body) {
                 return;
             }
         }
@@ -252,8 +265,15 @@ impl Background {
 }
 
 fn log_start_up(config: &Config, record: Option<&TokenRecord>) {
-    if config.client_key.is_none() {
-        warn!("codex filter: OPENAI_API_KEY is not set; every client is let through without a key");
+    if config.keys.is_open() {
+        warn!(
+            "codex filter: OPENAI_API_KEY is not set and there is no keys file (CLIENT_KEYS_FILE); every client is let through without a key"
+        );
+    } else if config.keys.entries.is_empty() {
+        warn!("codex filter: the keys file has no keys; every request behind the key gate is refused");
+    } else {
+        let names: Vec<&str> = config.keys.entries.iter().map(|e| e.name.as_str()).collect();
+        info!("codex filter: {} client keys: {}", names.len(), names.join(", "));
     }
     if !config.auth.is_chatgpt() {
         info!(

@@ -70,6 +70,12 @@ macro_rules! catalogue {
 catalogue! {
     InvalidApiKey = "invalid_api_key", 401, InvalidRequest,
         "The client key is missing or wrong: send `Authorization: Bearer <OPENAI_API_KEY>`.";
+    KeyLimitReached = "key_limit_reached", 429, RateLimit,
+        "The client key reached a limit of its keys-file entry (requests per minute, tokens per hour or per day): retry after `Retry-After`, or ask the operator for a higher limit; `/v1/usage` shows what is left.";
+    RouteNotAllowed = "route_not_allowed", 403, InvalidRequest,
+        "The client key's `routes` in the keys file do not include this path: use a route the message lists, or ask the operator.";
+    ModelNotAllowed = "model_not_allowed", 403, InvalidRequest,
+        "The client key's `models` in the keys file do not include this model: use one the message lists, or ask the operator.";
     UnknownUrl = "unknown_url", 404, InvalidRequest,
         "No such route: use `/v1/chat/completions`, `/v1/completions`, `/v1/responses` or `/v1/models`.";
     MethodNotAllowed = "method_not_allowed", 405, InvalidRequest,

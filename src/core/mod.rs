@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod flow;
 pub mod instructions;
+pub mod keys;
 pub mod metrics;
 pub mod port;
 pub mod reasoning;

@@ -60,7 +60,7 @@ pub trait Port {
     /// Counts what happened.
     fn metric(&self, metric: Metric);
 
-    /// Counts what happened to one client key or ChatGPT account (its own stats).
+    /// Counts what happened in the stats of one key or account (`codex_openai_wrapper.key.<name>.*`).
     fn metric_for(&self, owner: Owner<'_>, metric: Metric);
 }
 

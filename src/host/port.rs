@@ -9,13 +9,13 @@ use crate::core::metrics::{Metric, Owner};
 use crate::core::port::{Dispatch, Port, SharedWriteError};
 use crate::core::reply::Reply;
 use crate::host::abi;
-use crate::host::metrics::{Metrics, Owned};
+use crate::host::metrics::{Metrics, OwnedMetrics};
 
 /// Every VM's contexts share Envoy's state through the host; the port only keeps this VM's
 /// metric ids.
 pub struct HostPort {
     pub metrics: Metrics,
-    pub owned: Owned,
+    pub owned: OwnedMetrics,
 }
 
 impl Port for HostPort {

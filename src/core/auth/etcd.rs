@@ -112,26 +112,84 @@ struct Kv {
 }
 
 fn snapshot(kvs: &[Kv]) -> Result<Snapshot, String> {
+    let raw = raw_snapshot(kvs)?;
+    let stored = raw
+        .value
+        .map(|bytes| {
+            serde_json::from_slice(&bytes).map_err(|_| "the stored value is not a token record".to_string())
+        })
+        .transpose()?;
+    Ok(Snapshot {
+        stored,
+        mod_revision: raw.mod_revision,
+    })
+}
+
+/// A key as read, for values other than the token record: its bytes (if any) and
+/// `mod_revision` (0 when absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawSnapshot {
+    pub value: Option<Vec<u8>>,
+    pub mod_revision: u64,
+}
+
+fn raw_snapshot(kvs: &[Kv]) -> Result<RawSnapshot, String> {
     let Some(kv) = kvs.first() else {
-        return Ok(Snapshot {
-            stored: None,
+        return Ok(RawSnapshot {
+            value: None,
             mod_revision: 0,
         });
     };
     let bytes = STANDARD
         .decode(&kv.value)
         .map_err(|_| "the stored value is not base64".to_string())?;
-    let stored =
-        serde_json::from_slice(&bytes).map_err(|_| "the stored value is not a token record".to_string())?;
     let mod_revision = kv
         .mod_revision
         .as_deref()
         .and_then(|r| r.parse().ok())
         .unwrap_or(0);
-    Ok(Snapshot {
-        stored: Some(stored),
+    Ok(RawSnapshot {
+        value: Some(bytes),
         mod_revision,
     })
+}
+
+/// [`parse_range`] for a value of any shape.
+pub fn parse_range_raw(status: Option<u16>, body: &[u8]) -> Result<RawSnapshot, String> {
+    answered(status)?;
+    let response: RangeResponse =
+        serde_json::from_slice(body).map_err(|_| "etcd sent an unreadable answer".to_string())?;
+    raw_snapshot(&response.kvs)
+}
+
+/// [`parse_txn`] for a value of any shape: `Ok(Ok(revision))` written, `Ok(Err(current))` a
+/// conflict and what the key holds now.
+pub fn parse_txn_raw(status: Option<u16>, body: &[u8]) -> Result<Result<u64, RawSnapshot>, String> {
+    answered(status)?;
+    let response: TxnResponse =
+        serde_json::from_slice(body).map_err(|_| "etcd sent an unreadable answer".to_string())?;
+    if response.succeeded {
+        return Ok(Ok(response
+            .header
+            .and_then(|h| h.revision)
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0)));
+    }
+    let kvs = response
+        .responses
+        .into_iter()
+        .find_map(|r| r.response_range)
+        .map(|r| r.kvs)
+        .unwrap_or_default();
+    raw_snapshot(&kvs).map(Err)
+}
+
+fn answered(status: Option<u16>) -> Result<(), String> {
+    match status {
+        Some(200) => Ok(()),
+        Some(other) => Err(format!("etcd answered HTTP {other}")),
+        None => Err("etcd could not be reached".to_string()),
+    }
 }
 
 /// Reads the answer to a [`range_body`] call; `status` is `None` when etcd was not reached.
@@ -176,6 +234,15 @@ enum Op {
 /// Writes `value` only if the key is still at `expected_revision` (0: only if absent); on a
 /// conflict the answer carries the key's current value.
 pub fn txn_body(key: &str, expected_revision: u64, value: &Stored) -> Vec<u8> {
+    txn_put_body(
+        key,
+        expected_revision,
+        &serde_json::to_vec(value).unwrap_or_default(),
+    )
+}
+
+/// [`txn_body`] for a value of any shape.
+pub fn txn_put_body(key: &str, expected_revision: u64, value: &[u8]) -> Vec<u8> {
     let key64 = STANDARD.encode(key);
     let compare = if expected_revision == 0 {
         Compare {
@@ -194,7 +261,7 @@ pub fn txn_body(key: &str, expected_revision: u64, value: &Stored) -> Vec<u8> {
             create_revision: None,
         }
     };
-    let value = STANDARD.encode(serde_json::to_vec(value).unwrap_or_default());
+    let value = STANDARD.encode(value);
     serde_json::to_vec(&Txn {
         compare: [compare],
         success: [Op::Put {

@@ -21,6 +21,7 @@ use crate::core::config::identity::Identity;
 use crate::core::config::upstream::{UpstreamAuth, responses_url};
 use crate::core::config::upstream_url::UpstreamUrl;
 use crate::core::config::values::{ConfigError, allowed, flag, positive};
+use crate::core::keys::KeySet;
 use crate::core::reasoning::{Effort, OutputMode, Summary};
 use crate::core::translate::request::common::ToolsFormat;
 
@@ -60,8 +61,10 @@ pub const DEFAULT_INSTRUCTIONS_CODEX_CLUSTER: &str = "instructions_codex";
 /// read-only afterwards.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Key clients must present; `None` leaves the gate open.
-    pub client_key: Option<String>,
+    /// Keys clients must present (`CLIENT_KEYS` and `OPENAI_API_KEY`); none leaves the gate open.
+    pub keys: KeySet,
+    /// `USAGE_ENDPOINT`: `GET /v1/usage` answers (on by default).
+    pub usage_endpoint: bool,
     /// The raw auth.json document (never logged).
     pub codex_auth: Option<String>,
     pub upstream: UpstreamUrl,
@@ -73,8 +76,6 @@ pub struct Config {
     /// `REASONING_OUTPUT_MODE=all`: the prefixed route families exist.
     pub prefixed_modes: bool,
     pub verbose: bool,
-    /// `USAGE_ENDPOINT`: `GET /v1/usage` answers (default); false hides the route.
-    pub usage_endpoint: bool,
     pub auth: UpstreamAuth,
     pub identity: Identity,
     pub forward: ForwardMode,
@@ -173,7 +174,11 @@ impl Config {
         };
         let ollama = optional_url("OLLAMA_API_URL")?.is_some();
         Ok(Self {
-            client_key: var("OPENAI_API_KEY").map(|k| k.trim().to_string()),
+            keys: KeySet::from_settings(var("CLIENT_KEYS").as_deref(), var("OPENAI_API_KEY").as_deref())?,
+            usage_endpoint: match var("USAGE_ENDPOINT") {
+                None => true,
+                raw => flag(raw, "USAGE_ENDPOINT")?,
+            },
             codex_auth: var("OPENAI_CODEX_AUTH"),
             upstream,
             models,
@@ -182,10 +187,6 @@ impl Config {
             output_mode,
             prefixed_modes,
             verbose: flag(var("VERBOSE"), "VERBOSE")?,
-            usage_endpoint: match var("USAGE_ENDPOINT") {
-                None => true,
-                set => flag(set, "USAGE_ENDPOINT")?,
-            },
             auth: UpstreamAuth::from_settings(&var)?,
             identity: Identity::from_settings(&var),
             forward: ForwardMode::from_settings(&var)?,
@@ -335,7 +336,8 @@ mod tests {
     #[test]
     fn defaults_match_the_original() {
         let cfg = load(&[]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(cfg.client_key, None);
+        assert!(cfg.keys.is_open());
+        assert!(cfg.usage_endpoint);
         assert_eq!(cfg.default_effort, None);
         assert_eq!(cfg.default_summary, Summary::Auto);
         assert_eq!(cfg.output_mode, OutputMode::OpenAi);
@@ -369,6 +371,12 @@ mod tests {
                 "openai, tagged, o3, r1, hidden, all",
             ),
             ("VERBOSE", "maybe", "true, false"),
+            ("USAGE_ENDPOINT", "maybe", "true, false"),
+            (
+                "CLIENT_KEYS",
+                "[{\"name\": \"a\"}]",
+                "line 1, entry \"a\": has neither",
+            ),
             ("MAX_REQUEST_BODY_BYTES", "-1", "positive whole number"),
             ("CATALOGUE_REFRESH_SECONDS", "0", "positive whole number"),
             ("UPSTREAM_TOOLS_FORMAT", "deep", "flat, nested"),
@@ -457,7 +465,7 @@ mod tests {
     fn blank_values_count_as_unset() {
         let cfg =
             load(&[("OPENAI_API_KEY", "  "), ("REASONING_EFFORT", "")]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(cfg.client_key, None);
+        assert!(cfg.keys.is_open());
         assert_eq!(cfg.default_effort, None);
     }
 

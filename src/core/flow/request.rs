@@ -18,7 +18,7 @@ use crate::core::accounts::pool::{self, Pick};
 use crate::core::auth::auth_json::ChatgptTokens;
 use crate::core::auth::token::{self, Availability};
 use crate::core::catalogue;
-use crate::core::error::ApiError;
+use crate::core::error::{ApiError, Code};
 use crate::core::flow::credentials::NO_RETRY_HEADER;
 use crate::core::flow::headers::HeaderView;
 use crate::core::flow::response::{
@@ -26,15 +26,17 @@ use crate::core::flow::response::{
 };
 use crate::core::flow::step::{LOCAL_REPLY_DETAILS, Next, Step, Steps};
 use crate::core::flow::upload::{BodyStep, MAX_DISCARDED_BYTES};
-use crate::core::metrics::{Metric, RouteKind};
+use crate::core::keys::{KeyEntry, KeyId, counters};
+use crate::core::metrics::{Metric, Owner, RouteKind};
 use crate::core::port::Port;
 use crate::core::reply::Reply;
-use crate::core::routing::decision::{self, Decision, Endpoint, Forward, RequestHead};
+use crate::core::routing::decision::{self, Decided, Decision, Endpoint, Forward, RequestHead};
 use crate::core::translate::request::common::{TranslateContext, Translated};
 use crate::core::translate::request::responses::{self as responses_request, Upstream};
 use crate::core::translate::request::{chat as chat_request, completions as completion_request};
 use crate::core::translate::response::upstream_error::LimitHeaders;
 use crate::core::translate::response::usage::Usage;
+use crate::core::usage;
 use crate::core::vm::VmState;
 
 /// Client headers that must not reach an Ollama server: they carry this proxy's key.
@@ -81,6 +83,8 @@ pub struct RequestFlow {
     answered_ms: u64,
     /// `VERBOSE`: method and path, for the line written at the end.
     log_line: Option<String>,
+    /// The client key the request presented, once the gate let it in.
+    key: Option<KeyId>,
 }
 
 impl RequestFlow {
@@ -100,6 +104,7 @@ impl RequestFlow {
             sent_ms: 0,
             answered_ms: 0,
             log_line: None,
+            key: None,
         }
     }
 
@@ -157,8 +162,26 @@ impl RequestFlow {
             headers: &view.text,
         };
         let catalogue = vm.catalogue.borrow().clone();
-        let forward = match decision::decide(cfg, &catalogue, &head, now) {
+        let Decided { decision, key } = decision::decide_keyed(cfg, &catalogue, &head, now);
+        self.key = key;
+        let upstream_route = match &decision {
+            Decision::Forward(forward) => Some(forward.endpoint.into()),
+            Decision::PassThrough => Some(RouteKind::Ollama),
+            _ => None,
+        };
+        if let Some(route) = upstream_route {
+            // A refusal is counted under the route it asked for.
+            self.route = route;
+            if let Err(error) = self.admit(vm, port, now) {
+                return self.refuse(hold, error, end_of_stream);
+            }
+        }
+        let forward = match decision {
             Decision::Reply(reply) => return self.refuse(hold, reply, end_of_stream),
+            Decision::Usage => {
+                let body = usage::answer(vm, port, self.key, now);
+                return self.refuse(cfg.hold_headers, Reply::json(200, body), end_of_stream);
+            }
             Decision::PassThrough => {
                 self.route = RouteKind::Ollama;
                 let writes = PASS_THROUGH_REMOVED
@@ -175,10 +198,6 @@ impl RequestFlow {
                     &catalogue,
                     &cfg.models,
                 );
-                return self.refuse(cfg.hold_headers, Reply::json(200, body), end_of_stream);
-            }
-            Decision::Usage => {
-                let body = crate::core::usage::body(vm, port, now);
                 return self.refuse(cfg.hold_headers, Reply::json(200, body), end_of_stream);
             }
             Decision::Forward(forward) => forward,
@@ -279,6 +298,9 @@ impl RequestFlow {
             Ok(translated) => translated,
             Err(error) => return self.reply(error),
         };
+        if let Some(entry) = self.entry(vm).filter(|e| !e.allows_model(&translated.model)) {
+            return self.reply(model_not_allowed(entry, &translated.model));
+        }
         self.sent_ms = port.now_ms();
         let Translated {
             body,
@@ -511,9 +533,57 @@ impl RequestFlow {
         if let Some(index) = self.served_by {
             pool::served(vm, port, index, self.route, status, usage.as_ref());
         }
+        if let Some(entry) = self.entry(vm) {
+            let owner = Owner::Key(&entry.name);
+            port.metric_for(
+                owner,
+                Metric::Request {
+                    route: self.route,
+                    status,
+                },
+            );
+            if let Some(usage) = &usage {
+                port.metric_for(owner, Metric::Tokens(*usage));
+                counters::add_tokens(
+                    port,
+                    &entry.name,
+                    usage.prompt_tokens,
+                    usage.completion_tokens,
+                    port.now(),
+                    vm.config.etcd.is_some(),
+                );
+            }
+        }
         let line = self.log_line.as_ref()?;
         let total_ms = port.now_ms().saturating_sub(self.started_ms);
-        Some(self.verbose_line(line, status, usage, total_ms))
+        let mut line = self.verbose_line(line, status, usage, total_ms);
+        if let Some(entry) = self.entry(vm) {
+            line.push_str(" key=");
+            line.push_str(&entry.name);
+        }
+        Some(line)
+    }
+
+    /// The keys-file entry of the key this request presented.
+    fn entry<'v>(&self, vm: &'v VmState) -> Option<&'v KeyEntry> {
+        self.key.and_then(|id| vm.config.keys.get(id))
+    }
+
+    /// Counts a request that goes upstream against its key's limits; `Err` is the 429.
+    fn admit(&self, vm: &VmState, port: &dyn Port, now: u64) -> Result<(), ApiError> {
+        let Some(entry) = self.entry(vm) else {
+            return Ok(());
+        };
+        counters::admit(port, entry, now, vm.config.etcd.is_some()).inspect_err(|_| {
+            port.metric(Metric::KeyLimitReached);
+            port.metric_for(Owner::Key(&entry.name), Metric::KeyLimitReached);
+            if vm.config.verbose {
+                log::info!(
+                    "codex filter: key {} is over a limit; refused with 429",
+                    entry.name
+                );
+            }
+        })
     }
 
     fn verbose_line(&self, line: &str, status: u16, usage: Option<Usage>, total_ms: u64) -> String {
@@ -649,6 +719,18 @@ impl RequestFlow {
         });
         Ok(translated)
     }
+}
+
+fn model_not_allowed(entry: &KeyEntry, model: &str) -> ApiError {
+    ApiError::of(
+        Code::ModelNotAllowed,
+        format!(
+            "The key {:?} may not use the model {model:?}; it may use {}. Ask the operator to add the model to the key's models.",
+            entry.name,
+            entry.models.as_deref().unwrap_or_default().join(", ")
+        ),
+    )
+    .with_param("model")
 }
 
 fn header_writes(status: Option<u16>, set: &[(&'static str, String)], writes: &mut Vec<Step>) {

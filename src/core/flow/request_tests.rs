@@ -942,7 +942,7 @@ fn the_verbose_line_names_the_request_and_never_a_credential() {
     let line = drive.log(200).unwrap();
     assert_eq!(
         line,
-        "codex filter: POST /v1/chat/completions -> 200 model=gpt-5.5 upstream=2000ms total=3000ms tokens=7+3 (cached 2, reasoning 1)"
+        "codex filter: POST /v1/chat/completions -> 200 model=gpt-5.5 upstream=2000ms total=3000ms tokens=7+3 (cached 2, reasoning 1) key=key-1"
     );
     let access_token = header(upstream_headers(&sent).unwrap(), "authorization").unwrap();
     let record = vm.vm.tokens.read(&vm.port).unwrap();

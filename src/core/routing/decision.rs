@@ -8,6 +8,7 @@ use crate::core::config::Config;
 use crate::core::config::header_forwarding::ForwardMode;
 use crate::core::error::{ApiError, Code};
 use crate::core::flow::upload::{BodyLimit, body_too_large};
+use crate::core::keys::KeyId;
 use crate::core::reasoning::OutputMode;
 use crate::core::reply::Reply;
 use crate::core::routing::key_gate;
@@ -80,17 +81,32 @@ pub enum Decision {
     /// `GET /v1/models?client_version=…` let in by the key gate: answered with
     /// [`listing::codex_answer`], which may need the stored backend answer (read only then).
     CodexCatalogue,
-    /// `GET /v1/usage` let in by the key gate: answered locally from shared data.
+    /// `GET /v1/usage` let in by the key gate: answered locally from shared data ([`crate::core::usage`]).
     Usage,
+}
+
+/// A [`Decision`] and the client key the request presented (`None` while the gate is open,
+/// and for public routes).
+#[derive(Debug, PartialEq)]
+pub struct Decided {
+    pub decision: Decision,
+    pub key: Option<KeyId>,
 }
 
 /// `/`, `/health`: public; everything else behind the key gate. `catalogue` answers
 /// `/v1/models`.
 pub fn decide(cfg: &Config, catalogue: &Catalogue, head: &RequestHead<'_>, created: u64) -> Decision {
-    match decide_inner(cfg, catalogue, head, created) {
+    decide_keyed(cfg, catalogue, head, created).decision
+}
+
+/// [`decide`], and which client key the request presented.
+pub fn decide_keyed(cfg: &Config, catalogue: &Catalogue, head: &RequestHead<'_>, created: u64) -> Decided {
+    let mut key = None;
+    let decision = match decide_inner(cfg, catalogue, head, created, &mut key) {
         Ok(decision) => decision,
         Err(error) => Decision::Reply(error.into()),
-    }
+    };
+    Decided { decision, key }
 }
 
 enum Route {
@@ -110,6 +126,7 @@ fn decide_inner(
     catalogue: &Catalogue,
     head: &RequestHead<'_>,
     created: u64,
+    key: &mut Option<KeyId>,
 ) -> Result<Decision, ApiError> {
     let path = head.path.split(['?', '#']).next().unwrap_or("");
     let route = match classify(cfg, path)? {
@@ -140,12 +157,23 @@ fn decide_inner(
     if let Route::Health = route {
         return Ok(health());
     }
-    key_gate::check(cfg.client_key.as_deref(), &head.all("authorization"))?;
+    *key = key_gate::check(&cfg.keys, &head.all("authorization"))?;
     if is_websocket_upgrade(head) {
         return Err(websocket_refused(path));
     }
+    // Every key may read its own usage, whatever its routes.
+    if let Some(entry) = key.and_then(|id| cfg.keys.get(id)) {
+        if !matches!(route, Route::Usage) && !entry.allows_route(path) {
+            return Err(route_not_allowed(
+                &entry.name,
+                path,
+                entry.routes.as_deref().unwrap_or_default(),
+            ));
+        }
+    }
     match route {
         Route::Health => Ok(health()),
+        Route::Usage => Ok(Decision::Usage),
         Route::Models { codex: true } => Ok(Decision::CodexCatalogue),
         Route::Models { codex: false } => Ok(Decision::Reply(Reply::json(
             200,
@@ -159,7 +187,6 @@ fn decide_inner(
             )
             .with_param("model")),
         },
-        Route::Usage => Ok(Decision::Usage),
         Route::Ollama if cfg.ollama => Ok(Decision::PassThrough),
         Route::Ollama => Err(ApiError::of(
             Code::OllamaNotConfigured,
@@ -198,6 +225,16 @@ fn websocket_refused(path: &str) -> ApiError {
         Code::WebsocketUnsupported,
         format!(
             "WebSocket is not offered on {path}: send the request as HTTP POST {path} (the answer streams as server-sent events)."
+        ),
+    )
+}
+
+fn route_not_allowed(name: &str, path: &str, routes: &[String]) -> ApiError {
+    ApiError::of(
+        Code::RouteNotAllowed,
+        format!(
+            "The key {name:?} may not call {path}; it may call {}. Ask the operator to add the route to the key's routes.",
+            routes.join(", ")
         ),
     )
 }
