@@ -1,5 +1,5 @@
 //! What the filter counts. The core says what happened; the host turns each [`Metric`] into
-//! Envoy counters and gauges (`envoy_codex_*`), shared by every worker VM.
+//! Envoy counters and gauges (`codex_*`), shared by every worker VM.
 
 use crate::core::accounts::login::sanitize_label;
 use crate::core::routing::decision::Endpoint;

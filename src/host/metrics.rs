@@ -1,5 +1,5 @@
 //! Filter counters, exported by Envoy with its own stats (`/stats/prometheus` on the admin
-//! endpoint, as `envoy_codex_*`). Metrics with the same name are shared by every worker VM.
+//! endpoint, as `codex_*`). Metrics with the same name are shared by every worker VM.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
