@@ -169,8 +169,8 @@ def filter_variables() -> List[str]:
 # Filter variables a running Envoy cannot take from a new plugin configuration: they shape the
 # rendered bootstrap (clusters, routes, whether the Codex cluster carries the credentials
 # instance), or they are read by the credentials instance, whose configuration is part of the
-# bootstrap. A change to one of them needs a new Envoy (`make run` says so and keeps the value
-# it started with).
+# bootstrap where it is not loaded through ECDS (docker compose). A change to one of them needs a
+# new Envoy (`make run` says so and keeps the value it started with).
 RESTART_VARIABLES = frozenset(
     {
         "CHATGPT_RESPONSES_URL",

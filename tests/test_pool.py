@@ -286,8 +286,8 @@ def test_two_replicas_with_etcd_see_each_others_exhaustion_marks(envoy_factory, 
 
 
 def test_accounts_added_by_a_reload_serve_and_a_refreshed_login_keeps_its_tokens(envoy_factory, mock_codex, mock_oauth):
-    # Portable mode: the reload reaches the main instance, which picks the account itself (in
-    # full mode the credentials instance's own configuration is only read at start-up).
+    # Portable mode: the main instance picks the account itself (full mode under make run is
+    # in test_reload.py).
     documents = json.loads(pool_auth(expired={"alpha": True}))
     mock_oauth.add_account("rt_alpha", ACCOUNT_IDS["alpha"])
     envoy = envoy_factory(OPENAI_CODEX_AUTH=json.dumps(documents[0]), portable=True)
