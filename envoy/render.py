@@ -1047,7 +1047,8 @@ def stats_config() -> dict:
 
 def build_config(opts: Options, filter_config: Optional[Path] = None, admin_socket: Optional[Path] = None) -> dict:
     """The Envoy bootstrap as a dict; with `filter_config`, the main filter's configuration is
-    loaded from that ECDS file (`filter_config_resource`, `write_filter_config`)."""
+    loaded from that ECDS file, and the credentials instance's from the one beside it
+    (`write_filter_configs`)."""
     config: dict = {}
     if filter_config is not None:
         # Envoy asks every xDS subscription, a file-based one too, for a node identity.

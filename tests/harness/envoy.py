@@ -231,7 +231,9 @@ def start_envoy(
     `env` is both the render settings and (with PATH/HOME) Envoy's whole environment, which
     is how the filter sees it through host_env_keys. `filter_only_env` reaches Envoy's
     environment but not the renderer (which refuses what the filter would refuse): it lets a
-    test see the filter's own start-up checks, as under Istio, where no renderer runs.
+    test see the filter's own start-up checks, as where no renderer runs. Such a deployment
+    (docker compose) has the filter in the bootstrap, so `filter_only_env` renders it inline:
+    a refused ECDS configuration would leave Envoy running without the filter instead.
     `log_args` replaces `-l log_level`. The admin interface stays on a loopback TCP port (the
     tests' own values are no secret), where `make run` puts it on a private unix socket.
     """
@@ -241,7 +243,7 @@ def start_envoy(
     workdir.mkdir(parents=True, exist_ok=True)
     settings = _render_settings(env, port, admin_port, portable)
     opts = render.options_from(render.resolve(settings), wasm or WASM_PATH)
-    filter_config = None if inline_filter else workdir / "filter" / "filter.json"
+    filter_config = None if inline_filter or filter_only_env else workdir / "filter" / "filter.json"
     if filter_config is not None:
         render.write_filter_configs(opts, render.reloadable_values(settings), filter_config)
     config_path = render.write_config(render.build_config(opts, filter_config), workdir / "envoy.yaml")
