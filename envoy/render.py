@@ -126,7 +126,11 @@ def run_settings(args: Sequence[str], environ: Mapping[str, str]) -> Any:
 def resolve(settings: Mapping[str, str]) -> dict:
     """Everything the templates need for these settings (validated as the filter validates
     them; no secret in it). Raises ConfigError naming the variable."""
-    return run_settings(["resolve"], settings)
+    resolved = run_settings(["resolve"], settings)
+    resolved["pool_source"] = bool(settings.get("CODEX_AUTH_DIR", "").strip()) or settings.get(
+        "OPENAI_CODEX_AUTH", ""
+    ).lstrip().startswith("[")
+    return resolved
 
 
 def load_settings(
@@ -165,8 +169,8 @@ def filter_variables() -> List[str]:
 # Filter variables a running Envoy cannot take from a new plugin configuration: they shape the
 # rendered bootstrap (clusters, routes, whether the Codex cluster carries the credentials
 # instance), or they are read by the credentials instance, whose configuration is part of the
-# bootstrap. A change to one of them needs a new Envoy (`make run` says so and keeps the value
-# it started with).
+# bootstrap where it is not loaded through ECDS (docker compose). A change to one of them needs a
+# new Envoy (`make run` says so and keeps the value it started with).
 RESTART_VARIABLES = frozenset(
     {
         "CHATGPT_RESPONSES_URL",
@@ -302,6 +306,8 @@ class Options:
     reasoning_output_prefixes: List[str]
     # ChatGPT accounts in OPENAI_CODEX_AUTH (a pool when more than one).
     accounts: int = 1
+    # Whether the accounts can change while Envoy runs: CODEX_AUTH_DIR, or a JSON array.
+    pool_source: bool = False
 
     @property
     def buffer_limit_bytes(self) -> int:
@@ -361,6 +367,7 @@ def options_from(
         host_env_keys=resolved["host_env_keys"],
         reasoning_output_prefixes=resolved["reasoning_output_prefixes"],
         accounts=resolved.get("accounts", 1),
+        pool_source=resolved.get("pool_source", False),
     )
 
 
@@ -445,13 +452,13 @@ def optional_clusters(opts: Options) -> List[dict]:
 CODEX_READ_BUFFER_BYTES = 64 * 1024
 
 
-def codex_cluster(opts: Options) -> dict:
+def codex_cluster(opts: Options, filter_config: Optional[Path] = None) -> dict:
     cluster = cluster_for(opts.codex, opts)
     cluster["per_connection_buffer_limit_bytes"] = CODEX_READ_BUFFER_BYTES
     if opts.credentials_upstream:
         options = cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
         options["http_filters"] = [
-            credentials_filter(opts),
+            credentials_filter(opts, filter_config),
             {
                 "name": "envoy.filters.http.upstream_codec",
                 "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"},
@@ -460,9 +467,9 @@ def codex_cluster(opts: Options) -> dict:
     return cluster
 
 
-def clusters(opts: Options) -> List[dict]:
+def clusters(opts: Options, filter_config: Optional[Path] = None) -> List[dict]:
     return [
-        codex_cluster(opts),
+        codex_cluster(opts, filter_config),
         # The filter refreshes ChatGPT tokens with dispatch_http_call to this cluster.
         cluster_for(opts.oauth, opts),
         # And fetches the model catalogue from the Codex host through this one.
@@ -585,15 +592,20 @@ def _wasm_plugin(root_id: str, configuration: dict, opts: Options) -> dict:
     }
 
 
-def credentials_filter(opts: Options) -> dict:
+def credentials_plugin(opts: Options, values: Optional[Mapping[str, str]] = None) -> dict:
+    """The credentials instance's PluginConfig: the same reloadable values as the main
+    instance's (the accounts above all: both must know the same ones), its role on top."""
+    return _wasm_plugin(CREDENTIALS_CONFIG_NAME, {**(values or {}), **opts.credentials_plugin_configuration}, opts)
+
+
+def credentials_filter(opts: Options, filter_config: Optional[Path] = None) -> dict:
     """The filter's credentials instance, in the Codex cluster's upstream filter chain: it
     runs once per upstream attempt, so Envoy's retry after a backend 401 goes out with the
-    token the refresher fetched in between."""
-    config = _wasm_plugin(PLUGIN_NAME + "_credentials", dict(opts.credentials_plugin_configuration), opts)
-    return {
-        "name": "envoy.filters.http.wasm",
-        "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm", "config": config},
-    }
+    token the refresher fetched in between. With `filter_config` (the main filter's ECDS
+    file) it is loaded through ECDS too, from `credentials_config_path(filter_config)`."""
+    if filter_config is None:
+        return {"name": "envoy.filters.http.wasm", "typed_config": {"@type": WASM_TYPE_URL, "config": credentials_plugin(opts)}}
+    return {"name": CREDENTIALS_CONFIG_NAME, "config_discovery": _config_discovery(credentials_config_path(filter_config))}
 
 
 # One retry, only for a 401: the credentials instance has marked the token stale by then,
@@ -606,6 +618,10 @@ TOKEN_RETRY_POLICY = {
 }
 
 
+# The most accounts a pool holds (MAX_ACCOUNTS in src/core/accounts/login.rs).
+MAX_ACCOUNTS = 64
+
+
 def pool_retry_policy(accounts: int) -> dict:
     """Several accounts: a 429 is retried too. The credentials instance has marked the
     account exhausted by then and sends the retry on another one (it marks a 429 that no
@@ -614,9 +630,25 @@ def pool_retry_policy(accounts: int) -> dict:
     return {**TOKEN_RETRY_POLICY, "retriable_status_codes": [401, 429], "num_retries": accounts}
 
 
+def codex_retry_policy(opts: Options) -> dict:
+    """Where accounts can come and go while Envoy runs (a CODEX_AUTH_DIR, a JSON array in
+    OPENAI_CODEX_AUTH), the route is sized for the largest pool, so an account added by a
+    reload can take a 429 too: the retries stop at the first 429 no account can take."""
+    if opts.pool_source:
+        return pool_retry_policy(MAX_ACCOUNTS)
+    return TOKEN_RETRY_POLICY if opts.accounts <= 1 else pool_retry_policy(opts.accounts)
+
+
 WASM_TYPE_URL = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 # The name of the main filter's extension config (ECDS resource), and so of its HTTP filter.
 FILTER_CONFIG_NAME = PLUGIN_NAME
+# The credentials instance's (its own resource, in its own file beside the main one's).
+CREDENTIALS_CONFIG_NAME = PLUGIN_NAME + "_credentials"
+
+
+def credentials_config_path(filter_config: Path) -> Path:
+    """The credentials instance's ECDS file: beside the main one, in the same watched directory."""
+    return Path(filter_config).parent / "credentials.json"
 
 
 def main_plugin(opts: Options, values: Optional[Mapping[str, str]] = None) -> dict:
@@ -641,35 +673,53 @@ def wasm_filter(opts: Options, filter_config: Optional[Path] = None) -> dict:
     VM, and shared data (the token record) stays."""
     if filter_config is None:
         return {"name": "envoy.filters.http.wasm", "typed_config": {"@type": WASM_TYPE_URL, "config": main_plugin(opts)}}
+    return {"name": FILTER_CONFIG_NAME, "config_discovery": _config_discovery(filter_config)}
+
+
+def _config_discovery(path: Path) -> dict:
     return {
-        "name": FILTER_CONFIG_NAME,
-        "config_discovery": {
-            "config_source": {
-                "path_config_source": {
-                    "path": str(filter_config),
-                    # Envoy reloads when a file is moved into the directory: writers rename a
-                    # finished temporary file there, so a half-written one is never read.
-                    "watched_directory": {"path": str(filter_config.parent)},
-                },
-                "resource_api_version": "V3",
+        "config_source": {
+            "path_config_source": {
+                "path": str(path),
+                # Envoy reloads when a file is moved into the directory: writers rename a
+                # finished temporary file there, so a half-written one is never read.
+                "watched_directory": {"path": str(Path(path).parent)},
             },
-            "type_urls": [WASM_TYPE_URL],
+            "resource_api_version": "V3",
         },
+        "type_urls": [WASM_TYPE_URL],
+    }
+
+
+def _resource(name: str, config: dict) -> dict:
+    return {
+        "resources": [
+            {
+                "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+                "name": name,
+                "typed_config": {"@type": WASM_TYPE_URL, "config": config},
+            }
+        ]
     }
 
 
 def filter_config_resource(opts: Options, values: Mapping[str, str]) -> dict:
     """The ECDS file's content: a DiscoveryResponse with the main filter's one extension config."""
-    config = main_plugin(opts, values)
-    return {
-        "resources": [
-            {
-                "@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
-                "name": FILTER_CONFIG_NAME,
-                "typed_config": {"@type": WASM_TYPE_URL, "config": config},
-            }
-        ]
-    }
+    return _resource(FILTER_CONFIG_NAME, main_plugin(opts, values))
+
+
+def credentials_config_resource(opts: Options, values: Mapping[str, str]) -> dict:
+    """The credentials instance's ECDS file's content."""
+    return _resource(CREDENTIALS_CONFIG_NAME, credentials_plugin(opts, values))
+
+
+def write_filter_configs(opts: Options, values: Mapping[str, str], filter_config: Path) -> None:
+    """Both instances' ECDS files for these reloadable values (the credentials instance's only
+    where the Codex cluster carries it). The credentials instance's goes first: an account is
+    then known where attempts pick it before the main instance can route a request to it."""
+    if opts.credentials_upstream:
+        write_filter_config(credentials_config_resource(opts, values), credentials_config_path(filter_config))
+    write_filter_config(filter_config_resource(opts, values), filter_config)
 
 
 def write_filter_config(resource: dict, out: Path) -> Path:
@@ -743,7 +793,7 @@ def routes(opts: Options) -> List[dict]:
     codex = upstream_route(opts.codex.cluster, {"prefix": "/"}, opts.codex.cluster, opts.codex, opts)
     codex["request_body_buffer_limit"] = opts.request_buffer_limit_bytes
     if opts.credentials_upstream:
-        codex["route"]["retry_policy"] = TOKEN_RETRY_POLICY if opts.accounts <= 1 else pool_retry_policy(opts.accounts)
+        codex["route"]["retry_policy"] = codex_retry_policy(opts)
     found.append(codex)
     return found
 
@@ -998,14 +1048,15 @@ def stats_config() -> dict:
 
 def build_config(opts: Options, filter_config: Optional[Path] = None, admin_socket: Optional[Path] = None) -> dict:
     """The Envoy bootstrap as a dict; with `filter_config`, the main filter's configuration is
-    loaded from that ECDS file (`filter_config_resource`, `write_filter_config`)."""
+    loaded from that ECDS file, and the credentials instance's from the one beside it
+    (`write_filter_configs`)."""
     config: dict = {}
     if filter_config is not None:
         # Envoy asks every xDS subscription, a file-based one too, for a node identity.
         config["node"] = {"id": PLUGIN_NAME, "cluster": PLUGIN_NAME}
     config["admin"] = admin(opts, admin_socket)
     config["stats_config"] = stats_config()
-    config["static_resources"] = {"listeners": [listener(opts, filter_config)], "clusters": clusters(opts)}
+    config["static_resources"] = {"listeners": [listener(opts, filter_config)], "clusters": clusters(opts, filter_config)}
     return config
 
 

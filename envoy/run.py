@@ -12,8 +12,9 @@ This process stays Envoy's parent and supervises it: signals are passed on (Ctrl
 both), Envoy's exit code is this program's. About once a second it looks at `.dev.vars`,
 $CODEX_HOME/auth.json, the files in CODEX_AUTH_DIR and CLIENT_KEYS_FILE; when one has changed
 (and stayed unchanged for one more look, so a write in progress is not taken) it validates the
-settings as at start-up and writes the main filter's new configuration (render.reloadable_values)
-into the file Envoy watches through ECDS. Envoy then configures the filter anew in the same VM:
+settings as at start-up and writes the filter's new configuration (render.reloadable_values), for
+the main instance and the credentials one, into the files Envoy watches through ECDS. Envoy then
+configures both anew in the same VM:
 shared data (the token record) stays, requests in flight finish on the old configuration. A
 broken file changes nothing: the running configuration stays and the error is printed. A
 change that needs a new Envoy configuration (render.RESTART_VARIABLES) is reported, not applied.
@@ -95,7 +96,8 @@ def admin_socket_path(port: int) -> Path:
 
 
 def filter_config_path(port: int) -> Path:
-    """The ECDS file; its directory is the one Envoy watches, so it holds nothing else."""
+    """The main instance's ECDS file; its directory is the one Envoy watches, so it holds
+    nothing else but the credentials instance's (render.credentials_config_path)."""
     return RUN_DIR / f"filter-{port}" / "filter.json"
 
 
@@ -120,7 +122,7 @@ def prepare_launch(settings: Dict[str, str], wasm_path: Optional[Path] = None) -
     opts = launch.opts
     if not opts.wasm_path.is_file():
         print(f"warning: {opts.wasm_path} does not exist; build it with `make build`", file=sys.stderr)
-    render.write_filter_config(render.filter_config_resource(opts, launch.values), launch.filter_config)
+    render.write_filter_configs(opts, launch.values, launch.filter_config)
     remove_stale_socket(launch.admin_socket)
     config = render.build_config(opts, filter_config=launch.filter_config, admin_socket=launch.admin_socket)
     render.write_config(config, CONFIG_PATH)
@@ -271,7 +273,7 @@ class Supervisor:
         if not changed:
             return False
         # The options Envoy started with (clusters, limits): only the reloadable values change.
-        render.write_filter_config(render.filter_config_resource(self.launch.opts, values), self.launch.filter_config)
+        render.write_filter_configs(self.launch.opts, values, self.launch.filter_config)
         self.launch.values = values
         print(f"run.py: applied the new settings ({', '.join(changed)})", file=sys.stderr, flush=True)
         return True

@@ -144,6 +144,24 @@ def test_a_spent_pool_answers_429_with_the_earliest_reset_and_no_more_upstream_a
     }
 
 
+def test_a_one_account_array_gets_its_429_once_though_the_route_retries_429s(envoy_factory, mock_codex):
+    # A JSON array may grow on a reload, so the route retries 429s; with one account the
+    # credentials instance must stop that at the first 429.
+    documents = json.loads(pool_auth())[:1]
+    envoy = envoy_factory(OPENAI_CODEX_AUTH=json.dumps(documents))
+    from harness.repo import load_render
+
+    policy = load_render().codex_retry_policy(envoy.opts)
+    assert 429 in policy["retriable_status_codes"] and policy["num_retries"] == 64
+    resets_at = mock_codex.exhaust(ACCOUNT_IDS["alpha"], resets_in=300)
+    resp = post(envoy.url + CHAT, conversation(1))
+    assert resp.status_code == 429, resp.text
+    assert resp.json()["error"]["code"] == "usage_limit_reached"
+    assert resp.json()["error"]["resets_at"] == resets_at
+    assert "x-envoy-ratelimited" not in resp.headers and "x-codex-wrapper-account" not in resp.headers
+    assert served(mock_codex) == ["alpha"], "one upstream attempt, no retry on the same account"
+
+
 def test_an_exhausted_account_serves_again_after_its_reset(envoy_factory, mock_codex):
     envoy = envoy_factory(OPENAI_CODEX_AUTH=pool_auth())
     for label in ("beta", "gamma"):
@@ -268,8 +286,8 @@ def test_two_replicas_with_etcd_see_each_others_exhaustion_marks(envoy_factory, 
 
 
 def test_accounts_added_by_a_reload_serve_and_a_refreshed_login_keeps_its_tokens(envoy_factory, mock_codex, mock_oauth):
-    # Portable mode: the reload reaches the main instance, which picks the account itself (in
-    # full mode the credentials instance's own configuration is only read at start-up).
+    # Portable mode: the main instance picks the account itself (full mode under make run is
+    # in test_reload.py).
     documents = json.loads(pool_auth(expired={"alpha": True}))
     mock_oauth.add_account("rt_alpha", ACCOUNT_IDS["alpha"])
     envoy = envoy_factory(OPENAI_CODEX_AUTH=json.dumps(documents[0]), portable=True)

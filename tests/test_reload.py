@@ -225,3 +225,68 @@ def test_a_configuration_the_filter_refuses_leaves_the_running_one_in_place(envo
     assert chat_status(envoy.url, "test-key") == 200
     assert chat_status(envoy.url, "other-key") == 401
     assert envoy.alive
+
+
+def test_make_run_with_an_auth_dir_uses_the_pool_and_an_account_added_while_it_runs(wasm_module, mock_codex, tmp_path):
+    # Both filter instances (the main one and the credentials one in the Codex cluster) must
+    # get the accounts from run.py's configuration files: Envoy's environment has none.
+    from harness.envoy import _accepts
+
+    port, admin_port = free_ports(2)
+    codex_home = tmp_path / "codex"
+    codex_home.mkdir()
+    auth_dir = tmp_path / "accounts"
+    auth_dir.mkdir()
+    ids = {label: f"acct_{label}" for label in ("alpha", "beta", "gamma")}
+    for label in ("alpha", "beta"):
+        (auth_dir / f"{label}.json").write_text(tokens.auth_json(account_id=ids[label], refresh_token=f"rt_{label}"))
+    env_file = tmp_path / ".dev.vars"
+    env_file.write_text(
+        f"CODEX_HOME={codex_home}\nCODEX_AUTH_DIR={auth_dir}\nOPENAI_API_KEY=test-key\n"
+        f"CHATGPT_RESPONSES_URL={mock_codex.url}\nPORT={port}\nENVOY_ADMIN_PORT={admin_port}\nENVOY_CONCURRENCY=2\n",
+        encoding="utf-8",
+    )
+    env = {name: os.environ[name] for name in ("PATH", "HOME") if name in os.environ}
+    run = RunPy([sys.executable, str(REPO_ROOT / "envoy" / "run.py"), "--env-file", str(env_file), "--wasm", str(wasm_module)], env)
+    url = f"http://127.0.0.1:{port}"
+    body = chat_body(messages=[{"role": "user", "content": "one conversation"}])
+
+    def chat() -> requests.Response:
+        return post(url + "/v1/chat/completions", body, headers={"Authorization": "Bearer test-key"})
+
+    def last_account() -> str:
+        request = responses_requests(mock_codex)[-1]
+        account = request.header("chatgpt-account-id")
+        claims = tokens.decode_jwt_claims(bearer(request))[tokens.AUTH_CLAIM]
+        assert claims["chatgpt_account_id"] == account, "the attempt carries its account's own token"
+        return account
+
+    try:
+        poll(lambda: run.process.poll() is None and _accepts(port), "Envoy listens", timeout=60)
+        resp = chat()
+        assert resp.status_code == 200, resp.text
+        first = last_account()
+        assert first in (ids["alpha"], ids["beta"])
+        other = ids["beta"] if first == ids["alpha"] else ids["alpha"]
+
+        # The conversation's account reaches its usage limit: the client sees no error, the
+        # retry goes out on the other account.
+        mock_codex.exhaust(first, resets_in=600)
+        resp = chat()
+        assert resp.status_code == 200, resp.text
+        assert [r.header("chatgpt-account-id") for r in responses_requests(mock_codex)[-2:]] == [first, other]
+        last_account()
+
+        # Both spent: the pool answers 429 ...
+        mock_codex.exhaust(other, resets_in=600)
+        assert chat().status_code == 429
+        # ... until a third login is dropped into the directory.
+        write_atomically(auth_dir / "gamma.json", tokens.auth_json(account_id=ids["gamma"], refresh_token="rt_gamma"))
+        poll(lambda: chat().status_code == 200, "the added account serves")
+        assert last_account() == ids["gamma"]
+        assert "applied the new settings (OPENAI_CODEX_AUTH)" in run.output()
+        assert "restart `make run`" not in run.output()
+        assert "rt_gamma" not in run.output()
+    finally:
+        code = run.stop()
+    assert code == 0, run.output()[-3000:]

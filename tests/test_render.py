@@ -17,6 +17,7 @@ import requests
 import yaml
 
 from chat_helpers import AUTH, chat_body, post
+from harness import tokens
 from harness.envoy import validate_config
 from harness.mock_codex import MockCodex
 from harness.repo import RENDER_PY, REPO_ROOT, load_render
@@ -590,6 +591,44 @@ def test_the_credentials_instance_and_the_401_retry_go_together(settings, expect
         main = [f for f in config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"] if f["name"] == "envoy.filters.http.wasm"][0]
         assert plugin["vm_config"] == main["typed_config"]["config"]["vm_config"], "one VM for both instances"
 
+
+
+def codex_route(config: dict) -> dict:
+    hcm = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    return [r for r in hcm["route_config"]["virtual_hosts"][0]["routes"] if r["route"]["cluster"] == "codex"][0]
+
+
+@pytest.mark.parametrize(
+    "settings, retries",
+    [
+        ({}, 1),
+        ({"OPENAI_CODEX_AUTH": json.dumps([tokens.auth_document()])}, 64),
+        ({"CODEX_AUTH_DIR": "/somewhere"}, 64),
+    ],
+)
+def test_the_429_retry_is_sized_for_the_largest_pool_where_accounts_can_change(settings, retries) -> None:
+    policy = codex_route(render.render_config(settings))["route"]["retry_policy"]
+    assert policy["num_retries"] == retries
+    assert (429 in policy["retriable_status_codes"]) is (retries > 1)
+
+
+def test_with_an_ecds_file_the_credentials_instance_is_loaded_from_its_own_file_beside_it(tmp_path: Path) -> None:
+    opts = render.options_from(render.resolve({}))
+    filter_config = tmp_path / "filter" / "filter.json"
+    config = render.build_config(opts, filter_config)
+    (codex,) = [c for c in config["static_resources"]["clusters"] if c["name"] == "codex"]
+    options = codex["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+    source = options["http_filters"][0]["config_discovery"]["config_source"]["path_config_source"]
+    assert source["path"] == str(tmp_path / "filter" / "credentials.json")
+    values = {"OPENAI_CODEX_AUTH": tokens.auth_json(), "REASONING_EFFORT": "high"}
+    render.write_filter_configs(opts, values, filter_config)
+    (main,) = json.loads(filter_config.read_text())["resources"]
+    (credentials,) = json.loads((tmp_path / "filter" / "credentials.json").read_text())["resources"]
+    assert credentials["name"] == options["http_filters"][0]["name"]
+    plugin = credentials["typed_config"]["config"]
+    assert json.loads(plugin["configuration"]["value"]) == {**values, "FILTER_ROLE": "credentials"}
+    assert plugin["vm_config"] == main["typed_config"]["config"]["vm_config"], "one VM for both instances"
+    assert (tmp_path / "filter" / "credentials.json").stat().st_mode & 0o777 == 0o600
 
 # --------------------------------------------------------------------------------------
 # envoy/envoy.example.yaml: the configuration for default settings, commented

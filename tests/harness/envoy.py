@@ -109,7 +109,7 @@ class EnvoyHandle:
         status, body = _get(self.admin_url + "/stats?filter=^extension_config_discovery\\.")
         for line in body.splitlines() if status == 200 else []:
             name, _, value = line.partition(": ")
-            if name.endswith(".config_reload"):
+            if name == f"extension_config_discovery.http_filter.{load_render().FILTER_CONFIG_NAME}.config_reload":
                 return int(value)
         return 0
 
@@ -124,12 +124,13 @@ class EnvoyHandle:
         for name in [k for k, v in changes.items() if v is None]:
             settings.pop(name, None)
         render.resolve(settings)
-        resource = render.filter_config_resource(self.opts, render.reloadable_values(settings))
+        values = render.reloadable_values(settings)
+        resource = render.filter_config_resource(self.opts, values)
         if json.loads(self.filter_config.read_text(encoding="utf-8")) == resource:
             self.settings = settings
             return settings  # nothing new for Envoy to take
         before = self.filter_config_reloads()
-        render.write_filter_config(resource, self.filter_config)
+        render.write_filter_configs(self.opts, values, self.filter_config)
         deadline = time.monotonic() + RELOAD_TIMEOUT_SECONDS
         while self.filter_config_reloads() <= before:
             if time.monotonic() > deadline:
@@ -230,7 +231,9 @@ def start_envoy(
     `env` is both the render settings and (with PATH/HOME) Envoy's whole environment, which
     is how the filter sees it through host_env_keys. `filter_only_env` reaches Envoy's
     environment but not the renderer (which refuses what the filter would refuse): it lets a
-    test see the filter's own start-up checks, as under Istio, where no renderer runs.
+    test see the filter's own start-up checks, as where no renderer runs. Such a deployment
+    (docker compose) has the filter in the bootstrap, so `filter_only_env` renders it inline:
+    a refused ECDS configuration would leave Envoy running without the filter instead.
     `log_args` replaces `-l log_level`. The admin interface stays on a loopback TCP port (the
     tests' own values are no secret), where `make run` puts it on a private unix socket.
     """
@@ -240,10 +243,9 @@ def start_envoy(
     workdir.mkdir(parents=True, exist_ok=True)
     settings = _render_settings(env, port, admin_port, portable)
     opts = render.options_from(render.resolve(settings), wasm or WASM_PATH)
-    filter_config = None if inline_filter else workdir / "filter" / "filter.json"
+    filter_config = None if inline_filter or filter_only_env else workdir / "filter" / "filter.json"
     if filter_config is not None:
-        resource = render.filter_config_resource(opts, render.reloadable_values(settings))
-        render.write_filter_config(resource, filter_config)
+        render.write_filter_configs(opts, render.reloadable_values(settings), filter_config)
     config_path = render.write_config(render.build_config(opts, filter_config), workdir / "envoy.yaml")
     log_path = workdir / "envoy.log"
     args = [

@@ -8,6 +8,7 @@
 //! the 429 goes out on another account before anything reaches the client. When no account
 //! can serve, the attempt is answered here with the 429 (`Retry-After`: the earliest reset),
 //! marked `x-envoy-ratelimited` so that Envoy does not retry that answer.
+//! With one account a 429 is marked so too: the route may retry 429s for accounts a reload adds.
 
 use crate::core::accounts::account::ACCOUNT_HEADER;
 use crate::core::accounts::pool::{self, Pick};
@@ -79,7 +80,7 @@ impl CredentialsFlow {
             }
             Pick::Refuse(error) => {
                 let mut reply = Reply::from(error);
-                if vm.is_pool() && reply.status == 429 {
+                if reply.status == 429 {
                     reply.headers.push((NO_RETRY_HEADER, "true".to_string()));
                 }
                 Steps::reply(reply)
@@ -100,12 +101,17 @@ impl CredentialsFlow {
                 vm.account_token_rejected(port, self.account, generation);
             }
         }
+        let no_retry = Step::SetResponseHeader(NO_RETRY_HEADER, "true".to_string());
         if !vm.is_pool() {
-            return Steps::go_on();
+            // The route may retry 429s all the same (sized for accounts a reload may add):
+            // with one account there is nobody to send the retry to.
+            return match status {
+                "429" => Steps::then(vec![no_retry], Next::Continue),
+                _ => Steps::go_on(),
+            };
         }
         // A 429 is retried only when another account can take the request: when the last
         // usable account just ran out, the answer goes on to the main instance as it is.
-        let no_retry = Step::SetResponseHeader(NO_RETRY_HEADER, "true".to_string());
         let label = vm.account(self.account).map_or("", |a| a.label).to_string();
         let mut writes = vec![Step::SetResponseHeader(ACCOUNT_HEADER, label)];
         if status == "429" {
@@ -279,14 +285,21 @@ mod tests {
     }
 
     #[test]
-    fn with_one_account_a_429_changes_nothing() {
+    fn with_one_account_a_429_is_marked_not_to_be_retried_and_nothing_else_changes() {
         let Vm { vm, port, .. } = vm_with(&[("FILTER_ROLE", "credentials")]);
         let mut attempt = CredentialsFlow::new(1);
         attempt.request_headers(&vm, &port, None);
         assert_eq!(
             attempt.response_headers(&vm, &port, &limited(port.now() + 300)),
-            Steps::go_on(),
-            "one login: the 429 goes on as it is (the route does not retry it)"
+            Steps::then(
+                vec![Step::SetResponseHeader(NO_RETRY_HEADER, "true".into())],
+                Next::Continue
+            ),
+            "one login: a route that retries 429s must not send the 429 to the same account again"
+        );
+        assert_eq!(
+            attempt.response_headers(&vm, &port, &status_map("200")),
+            Steps::go_on()
         );
         assert!(account_of(&CredentialsFlow::new(2).request_headers(&vm, &port, None)).is_some());
     }

@@ -350,8 +350,9 @@ impl RequestFlow {
     ) -> Steps {
         let cfg = &vm.config;
         self.answered_ms = port.now_ms();
-        // What the credentials instance tells this one about a pool's attempt, not for clients.
-        let internal: Vec<Step> = match vm.is_pool() && cfg.credentials_upstream {
+        // What the credentials instance tells this one about an attempt, not for clients (a
+        // single account's 429 is marked too).
+        let internal: Vec<Step> = match cfg.credentials_upstream {
             true => vec![
                 Step::RemoveResponseHeader(NO_RETRY_HEADER),
                 Step::RemoveResponseHeader(ACCOUNT_HEADER),
