@@ -6,6 +6,8 @@ mod credentials_http;
 mod http;
 mod metrics;
 mod port;
+#[cfg(feature = "phase-probe")]
+mod probe;
 mod root;
 mod shared;
 mod steps;

@@ -582,6 +582,51 @@ impl RequestFlow {
     }
 }
 
+/// Bench-only (`phase-probe`): the request and response translations run again on the side,
+/// their results dropped, so `bench/phases.py` can price them inside Envoy.
+#[cfg(feature = "phase-probe")]
+impl RequestFlow {
+    /// Translates `body` as this request's endpoint would; `false` if it did not translate.
+    pub fn probe_translate(vm: &VmState, endpoint: Endpoint, body: &[u8]) -> bool {
+        let cfg = &vm.config;
+        let texts = vm.instructions.borrow();
+        let catalogue = vm.catalogue.borrow().clone();
+        let ctx = TranslateContext {
+            catalogue: &catalogue,
+            models: &cfg.models,
+            lite_shape: cfg.hold_headers && cfg.auth.is_chatgpt(),
+            default_effort: cfg.default_effort,
+            default_summary: cfg.default_summary,
+            tools_format: cfg.tools_format,
+            session_hint: None,
+            base_instructions: texts.base.as_deref(),
+            codex_instructions: texts.codex.as_deref(),
+        };
+        match endpoint {
+            Endpoint::ChatCompletions => chat_request::translate(body, &ctx).is_ok(),
+            Endpoint::Completions => completion_request::translate(body, &ctx).is_ok(),
+            _ => responses_request::translate(body, &ctx, Upstream::ApiKey).is_ok(),
+        }
+    }
+
+    /// The endpoint of a forwarded request, once its body is translated.
+    pub fn probe_endpoint(&self) -> Option<Endpoint> {
+        self.client.as_ref().map(|c| c.endpoint)
+    }
+
+    /// A second handler for a 2xx event stream, as this request's would be.
+    pub fn probe_handler(&self, now: u64) -> Option<Handler> {
+        let client = self.client.as_ref()?;
+        let head = ResponseHead {
+            status: 200,
+            content_type: Some("text/event-stream"),
+            via_upstream: true,
+            limits: LimitHeaders::default(),
+        };
+        Some(Handler::new(client, &head, true, now).0)
+    }
+}
+
 fn header_writes(status: Option<u16>, set: &[(&'static str, String)], writes: &mut Vec<Step>) {
     if let Some(status) = status {
         writes.push(Step::SetResponseHeader(":status", status.to_string()));
