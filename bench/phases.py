@@ -530,12 +530,20 @@ class Phases:
             self.capture_floor_body(envoy)
             self.profiles(envoy, arms_filter, "filter")
 
-        self.run_envoy("filter", filt)
-        self.run_envoy("plain", lambda e: self.profiles(e, ["a", "a_tags"], "plain"))
-        self.run_envoy("plain_buffer", lambda e: self.measure(e, "plain_buffer/short/a", "a"))
-        self.run_envoy("filter_nocred", lambda e: self.profiles(e, ["b", "c", "e", "f"], "filter_nocred"))
-        self.run_envoy("probe", self.probe_work)
-        if self.args.calibrate_seconds > 0:
+        work = {
+            "filter": filt,
+            "plain": lambda e: self.profiles(e, ["a", "a_tags"], "plain"),
+            "plain_buffer": lambda e: self.measure(e, "plain_buffer/short/a", "a"),
+            "filter_nocred": lambda e: self.profiles(e, ["b", "c", "e", "f"], "filter_nocred"),
+            "probe": self.probe_work,
+        }
+        for name in self.args.envoys:
+            if name not in work:
+                raise run.BenchError(f"unknown Envoy {name!r}; known: {', '.join(work)}")
+            if name != "filter" and "a" not in self.bodies:
+                self.run_envoy("filter", self.capture_floor_body)
+            self.run_envoy(name, work[name])
+        if self.args.calibrate_seconds > 0 and "filter/short/b" in self.results["instructions"]:
             self.calibrate()
 
     def stop(self) -> None:
@@ -646,7 +654,9 @@ def report(results: dict) -> str:
             value = items[col].get(key)
             cells.append("–" if value is None else f"{k(value)} ({us(value)})")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    d_over = None if "filter/short/d" not in ins else get("filter/short/d") - get("plain/short/a_tags")
+    d_over = None
+    if "filter/short/d" in ins and "plain/short/a_tags" in ins:
+        d_over = get("filter/short/d") - get("plain/short/a_tags")
     if d_over is not None:
         d_host = sum(counts.get("d", {}).get(kind, 0) * calls[kind]["total"] for kind, _ in CALL_KINDS if kind in calls)
         lines += ["", f"Entering the VM at all, the gate-only arm (d) over its floor: {k(d_over)} instructions "
@@ -677,12 +687,16 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     p.add_argument("--probe-calls", type=int, default=20, help="extra host calls per request in a probe (default 20)")
     p.add_argument("--probe-translations", type=int, default=4, help="extra translations in a probe (default 4)")
     p.add_argument("--calibrate-seconds", type=float, default=5, help="native run for the µs factor (default 5; 0 skips)")
+    p.add_argument("--envoys", default="filter,plain,plain_buffer,filter_nocred,probe",
+                   help="which configurations to run (default: all of filter, plain, plain_buffer, filter_nocred, probe)")
     p.add_argument("--wasm", default=None, help="measure this module instead of building it")
     p.add_argument("--no-build", action="store_true", help="use the existing builds (mock, module, probe module)")
     p.add_argument("--out", default=None, help="results directory (default bench/results/phases-<UTC timestamp>)")
     p.add_argument("--no-publish", action="store_true", help="leave bench/RESULTS.md alone")
     p.add_argument("--report-only", metavar="DIR", default=None, help="rewrite the table from DIR/phases.json")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.envoys = [e.strip() for e in args.envoys.split(",") if e.strip()]
+    return args
 
 
 def main(argv: Optional[List[str]] = None) -> int:
