@@ -125,8 +125,9 @@ impl RequestFlow {
         end_of_stream: bool,
     ) -> Steps {
         let cfg = &vm.config;
+        // One clock read per callback: each is a host call.
         self.started_ms = port.now_ms();
-        let now = port.now();
+        let now = self.started_ms / 1000;
         // A map the host cannot have produced reads as no headers at all (a 404 below).
         let view = HeaderView::parse(map).unwrap_or_default();
         let method = view.get(":method").unwrap_or("").to_string();
@@ -267,6 +268,7 @@ impl RequestFlow {
             Err(error) => return self.reply(error),
         };
         self.sent_ms = port.now_ms();
+        let now = self.sent_ms / 1000;
         let Translated {
             body,
             session_id,
@@ -278,7 +280,6 @@ impl RequestFlow {
         if !held {
             return Steps::then(writes, Next::Continue);
         }
-        let now = port.now();
         // With the credentials instance upstream, the header-time check was all this needs.
         let tokens = match cfg.credentials_upstream {
             true => None,
@@ -355,7 +356,7 @@ impl RequestFlow {
             via_upstream,
             limits: LimitHeaders::from_pairs(view.text.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
         };
-        let now = port.now();
+        let now = self.answered_ms / 1000;
         if via_upstream {
             port.metric(Metric::RateLimits(head.limits.windows(now)));
         }
