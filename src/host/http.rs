@@ -71,15 +71,17 @@ impl HttpContext for Http {
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         #[cfg(feature = "phase-probe")]
-        let probed = self.probe.translates_response().then(|| {
-            let bytes = abi::buffer(BufferType::HttpResponseBody, 0, body_size);
-            let now = abi::now_ms() / 1000;
-            self.probe.response_body(&self.flow, &bytes, end_of_stream, now);
-            bytes
-        });
+        let chunk = {
+            let probed = self.probe.translates_response().then(|| {
+                let bytes = abi::buffer(BufferType::HttpResponseBody, 0, body_size);
+                let now = abi::now_ms() / 1000;
+                self.probe.response_body(&self.flow, &bytes, end_of_stream, now);
+                bytes
+            });
+            move || probed.unwrap_or_else(|| abi::buffer(BufferType::HttpResponseBody, 0, body_size))
+        };
         #[cfg(not(feature = "phase-probe"))]
-        let probed: Option<Vec<u8>> = None;
-        let chunk = move || probed.unwrap_or_else(|| abi::buffer(BufferType::HttpResponseBody, 0, body_size));
+        let chunk = || abi::buffer(BufferType::HttpResponseBody, 0, body_size);
         let steps = self
             .flow
             .response_body(&self.shared.port, body_size, end_of_stream, chunk);

@@ -447,17 +447,11 @@ struct Scan<'a> {
     at: usize,
 }
 
-/// Bytes a plain string may hold as they are: printable ASCII but the quote and the backslash.
+/// A byte a plain string may hold as it is: printable ASCII but the quote and the backslash.
 /// (Anything else sends the event to the full parse, except in `delta`.)
-const PLAIN: [bool; 256] = {
-    let mut table = [false; 256];
-    let mut b = 0x20;
-    while b < 0x7f {
-        table[b] = b != b'"' as usize && b != b'\\' as usize;
-        b += 1;
-    }
-    table
-};
+fn plain(b: u8) -> bool {
+    matches!(b, 0x20..=0x7e) && b != b'"' && b != b'\\'
+}
 
 impl<'a> Scan<'a> {
     fn peek(&self) -> Option<u8> {
@@ -490,7 +484,7 @@ impl<'a> Scan<'a> {
             if b == b'"' {
                 break;
             }
-            if PLAIN.get(usize::from(b)) != Some(&true) {
+            if !plain(b) {
                 return None;
             }
             end = end.saturating_add(1);
