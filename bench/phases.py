@@ -34,6 +34,7 @@ import argparse
 import collections
 import copy
 import datetime as dt
+import hashlib
 import json
 import os
 import re
@@ -722,8 +723,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     finally:
         phases.stop()
     wasm_bytes = phases.wasm.read_bytes()
-    import hashlib
-
     source = run.command_output(["git", "-C", str(run.REPO_ROOT), "rev-parse", "--short", "HEAD"])
     dirty = run.command_output(["git", "-C", str(run.REPO_ROOT), "status", "--porcelain", "--untracked-files=no"])
     results = {
