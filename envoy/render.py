@@ -202,7 +202,20 @@ def reloadable_values(settings: Mapping[str, str]) -> Dict[str, str]:
     value), so that a changed login, key or setting reaches a running Envoy without a restart.
     Secrets included: the file they go to is mode 0600 and the admin interface that could dump
     it is kept from other users (README, "Reloading")."""
-    return {name: settings[name] for name in reloadable_variables() if settings.get(name) is not None}
+    values = {name: settings[name] for name in reloadable_variables() if settings.get(name) is not None}
+    keys = client_keys(settings)
+    if keys is not None:
+        values["CLIENT_KEYS"] = keys
+    return values
+
+
+def client_keys(settings: Mapping[str, str]) -> Optional[str]:
+    """The keys file (`CLIENT_KEYS_FILE`) as the filter's `CLIENT_KEYS`: names, SHA-256 digests
+    and limits, read and checked by codex-settings (a malformed entry raises ConfigError naming
+    the file, the line and the entry); None without a keys file."""
+    if not settings.get("CLIENT_KEYS_FILE", "").strip():
+        return None
+    return resolve(settings)["plugin_configuration"]["main"].get("CLIENT_KEYS")
 
 
 # --------------------------------------------------------------------------------------
@@ -286,6 +299,8 @@ class Options:
     credentials_plugin_configuration: Dict[str, Any]
     host_env_keys: List[str]
     reasoning_output_prefixes: List[str]
+    # ChatGPT accounts in OPENAI_CODEX_AUTH (a pool when more than one).
+    accounts: int = 1
 
     @property
     def buffer_limit_bytes(self) -> int:
@@ -344,6 +359,7 @@ def options_from(
         credentials_plugin_configuration=resolved["plugin_configuration"]["credentials"],
         host_env_keys=resolved["host_env_keys"],
         reasoning_output_prefixes=resolved["reasoning_output_prefixes"],
+        accounts=resolved.get("accounts", 1),
     )
 
 
@@ -589,6 +605,14 @@ TOKEN_RETRY_POLICY = {
 }
 
 
+def pool_retry_policy(accounts: int) -> dict:
+    """Several accounts: a 429 is retried too. The credentials instance has marked the
+    account exhausted by then and sends the retry on another one (it marks a 429 that no
+    other account can take `x-envoy-ratelimited`, which Envoy does not retry); one retry per
+    account covers every account failing in turn (and the 401 retry)."""
+    return {**TOKEN_RETRY_POLICY, "retriable_status_codes": [401, 429], "num_retries": accounts}
+
+
 WASM_TYPE_URL = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 # The name of the main filter's extension config (ECDS resource), and so of its HTTP filter.
 FILTER_CONFIG_NAME = PLUGIN_NAME
@@ -596,8 +620,12 @@ FILTER_CONFIG_NAME = PLUGIN_NAME
 
 def main_plugin(opts: Options, values: Optional[Mapping[str, str]] = None) -> dict:
     """The main instance's PluginConfig; `values` (reloadable_values) join the plugin
-    configuration, where they win over Envoy's environment."""
-    config = _wasm_plugin(PLUGIN_NAME, {**plugin_configuration(opts), **(values or {})}, opts)
+    configuration, where they win over Envoy's environment. With `values`, the keys come from
+    them alone (the options may be older: a keys file dropped since must not keep its keys)."""
+    base = plugin_configuration(opts)
+    if values is not None:
+        base.pop("CLIENT_KEYS", None)
+    config = _wasm_plugin(PLUGIN_NAME, {**base, **(values or {})}, opts)
     if not opts.portable:
         # Envoy >= 1.35 only (older versions reject the field): lets the filter hold the
         # request headers until the body is translated. Portable mode omits it.
@@ -714,7 +742,7 @@ def routes(opts: Options) -> List[dict]:
     codex = upstream_route(opts.codex.cluster, {"prefix": "/"}, opts.codex.cluster, opts.codex, opts)
     codex["request_body_buffer_limit"] = opts.request_buffer_limit_bytes
     if opts.credentials_upstream:
-        codex["route"]["retry_policy"] = TOKEN_RETRY_POLICY
+        codex["route"]["retry_policy"] = TOKEN_RETRY_POLICY if opts.accounts <= 1 else pool_retry_policy(opts.accounts)
     found.append(codex)
     return found
 
@@ -954,6 +982,19 @@ def admin(opts: Options, socket: Optional[Path] = None) -> dict:
     return {"address": {"socket_address": {"address": "127.0.0.1", "port_value": opts.admin_port}}}
 
 
+def stats_config() -> dict:
+    """The filter's per-key and per-account stats (`codex_openai_wrapper.key.<name>.<stat>`)
+    carry the name as a tag, so Prometheus sees one metric per stat with a `codex_key` (or
+    `codex_account`) label rather than one metric per name. Envoy keeps a module's own stats
+    under `wasmcustom.`, which its Prometheus output leaves out."""
+    return {
+        "stats_tags": [
+            {"tag_name": f"codex_{kind}", "regex": rf"^(?:wasmcustom\.)?codex_openai_wrapper\.{kind}\.(([A-Za-z0-9_-]+)\.)"}
+            for kind in ("key", "account")
+        ]
+    }
+
+
 def build_config(opts: Options, filter_config: Optional[Path] = None, admin_socket: Optional[Path] = None) -> dict:
     """The Envoy bootstrap as a dict; with `filter_config`, the main filter's configuration is
     loaded from that ECDS file (`filter_config_resource`, `write_filter_config`)."""
@@ -962,6 +1003,7 @@ def build_config(opts: Options, filter_config: Optional[Path] = None, admin_sock
         # Envoy asks every xDS subscription, a file-based one too, for a node identity.
         config["node"] = {"id": PLUGIN_NAME, "cluster": PLUGIN_NAME}
     config["admin"] = admin(opts, admin_socket)
+    config["stats_config"] = stats_config()
     config["static_resources"] = {"listeners": [listener(opts, filter_config)], "clusters": clusters(opts)}
     return config
 

@@ -10,11 +10,15 @@ use std::time::Duration;
 
 use log::{info, warn};
 
+use crate::core::accounts::pool;
+use crate::core::accounts::replicas::StateSync;
 use crate::core::auth::refresher::{Refresher, serve_waiters};
+use crate::core::auth::shared_record::TokenStore;
 use crate::core::auth::token::TokenRecord;
 use crate::core::catalogue::refresh::CatalogueRefresh;
 use crate::core::config::{Config, FilterRole, plugin_values};
 use crate::core::instructions::Fetch;
+use crate::core::keys::sync::KeysSync;
 use crate::core::port::{Dispatch, Port};
 use crate::core::translate::request::conversation_key::fingerprint;
 use crate::core::vm::VmState;
@@ -53,28 +57,49 @@ pub fn start(
         .unwrap_or_default();
     let source = |name: &str| plugin.get(name).cloned().or_else(|| env(name));
     let config = Config::load(&source).map_err(|e| format!("codex filter: {e}"))?;
-    let login = config.chatgpt_login().map_err(|e| format!("codex filter: {e}"))?;
+    let logins = config
+        .chatgpt_logins()
+        .map_err(|e| format!("codex filter: {e}"))?;
     let vm = VmState::new(config);
-    if let Some(tokens) = login {
+    for (login, account) in logins.into_iter().zip(vm.accounts()) {
+        let tokens = login.tokens;
         let source = fingerprint(format!("{}\n{:?}", tokens.access_token, tokens.refresh_token).as_bytes());
-        vm.tokens.seed(port, TokenRecord::new(tokens, source));
-        vm.tokens.init_lease(port);
+        // Where the same login's record was kept before a reload changed the accounts.
+        let earlier = match vm.is_pool() {
+            true => TokenStore::default(),
+            false => TokenStore::labelled(account.label),
+        };
+        account
+            .tokens
+            .seed_from(port, TokenRecord::new(tokens, source), &earlier);
+        account.tokens.init_lease(port);
     }
     let main = vm.config.role == FilterRole::Main;
     if main {
         log_start_up(&vm.config, vm.tokens.read(port).as_ref());
+        pool::log_pool(&vm);
     }
     let fetches = if main {
         instruction_fetches(&vm.config)
     } else {
         Vec::new()
     };
-    let refresher = vm.config.auth.is_chatgpt().then(|| Refresher::new(me));
+    let refreshers: Vec<Refresher> = match vm.config.auth.is_chatgpt() {
+        true => vm
+            .accounts()
+            .map(|a| Refresher::for_account(me, a.index))
+            .collect(),
+        false => Vec::new(),
+    };
     let catalogue = CatalogueRefresh::for_config(&vm.config, me);
-    let tick = (!fetches.is_empty() || refresher.is_some()).then_some(IDLE_TICK);
+    let state_sync = StateSync::for_vm(&vm);
+    let keys_sync = KeysSync::for_config(&vm.config, me);
+    let tick = (!fetches.is_empty() || !refreshers.is_empty() || keys_sync.is_some()).then_some(IDLE_TICK);
     let background = Background {
-        refresher,
+        refreshers,
+        state_sync,
         catalogue,
+        keys_sync,
         fetches,
         fetch_calls: Vec::new(),
         period: tick,
@@ -101,8 +126,13 @@ pub fn status_code(raw: &[u8]) -> Option<u16> {
 /// The VM's background machine: the refresher and the catalogue fetch (ChatGPT modes only)
 /// and the instruction-text fetches, ticked by the host and fed the answers to their calls.
 pub struct Background {
-    refresher: Option<Refresher>,
+    /// One per account (none with an API-key upstream).
+    refreshers: Vec<Refresher>,
+    /// A pool with etcd: the accounts' marks shared with other replicas.
+    state_sync: Option<StateSync>,
     catalogue: Option<CatalogueRefresh>,
+    /// The client keys' counters shared through etcd (`TOKEN_STORE=etcd` only).
+    keys_sync: Option<KeysSync>,
     fetches: Vec<Fetch>,
     /// Instruction fetches that are out: call token, index into `fetches`.
     fetch_calls: Vec<(u32, usize)>,
@@ -115,14 +145,21 @@ impl Background {
     /// period when it should change.
     pub fn tick(&mut self, vm: &VmState, port: &dyn Port) -> Option<Duration> {
         self.fetch_instructions(port);
-        if let Some(refresher) = self.refresher.as_mut() {
+        for refresher in &mut self.refreshers {
             refresher.tick(vm, port);
         }
         if let Some(catalogue) = self.catalogue.as_mut() {
             catalogue.tick(vm, port);
         }
+        if let Some(sync) = self.state_sync.as_mut() {
+            sync.tick(vm, port);
+        }
+        if let Some(sync) = self.keys_sync.as_mut() {
+            sync.tick(port);
+        }
         serve_waiters(vm, port);
-        let busy = !vm.waiters.borrow().is_empty() || self.refresher.as_ref().is_some_and(Refresher::busy);
+        let busy = vm.accounts().any(|a| !a.waiters.borrow().is_empty())
+            || self.refreshers.iter().any(Refresher::busy);
         let period = if busy { BUSY_TICK } else { IDLE_TICK };
         (self.period != Some(period)).then(|| {
             self.period = Some(period);
@@ -141,13 +178,23 @@ impl Background {
         header: &dyn Fn(&str) -> Option<Vec<u8>>,
         body: &[u8],
     ) {
-        if let Some(refresher) = self.refresher.as_mut() {
+        for refresher in &mut self.refreshers {
             if refresher.answered(vm, port, token, status, body) {
                 return;
             }
         }
         if let Some(catalogue) = self.catalogue.as_mut() {
             if catalogue.answered(vm, port, token, status, header, body) {
+                return;
+            }
+        }
+        if let Some(sync) = self.state_sync.as_mut() {
+            if sync.answered(vm, port, token, status, body) {
+                return;
+            }
+        }
+        if let Some(sync) = self.keys_sync.as_mut() {
+            if sync.answered(port, token, status, body) {
                 return;
             }
         }
@@ -218,8 +265,15 @@ impl Background {
 }
 
 fn log_start_up(config: &Config, record: Option<&TokenRecord>) {
-    if config.client_key.is_none() {
-        warn!("codex filter: OPENAI_API_KEY is not set; every client is let through without a key");
+    if config.keys.is_open() {
+        warn!(
+            "codex filter: OPENAI_API_KEY is not set and there is no keys file (CLIENT_KEYS_FILE); every client is let through without a key"
+        );
+    } else if config.keys.entries.is_empty() {
+        warn!("codex filter: the keys file has no keys; every request behind the key gate is refused");
+    } else {
+        let names: Vec<&str> = config.keys.entries.iter().map(|e| e.name.as_str()).collect();
+        info!("codex filter: {} client keys: {}", names.len(), names.join(", "));
     }
     if !config.auth.is_chatgpt() {
         info!(

@@ -70,6 +70,12 @@ macro_rules! catalogue {
 catalogue! {
     InvalidApiKey = "invalid_api_key", 401, InvalidRequest,
         "The client key is missing or wrong: send `Authorization: Bearer <OPENAI_API_KEY>`.";
+    KeyLimitReached = "key_limit_reached", 429, RateLimit,
+        "The client key reached a limit of its keys-file entry (requests per minute, tokens per hour or per day): retry after `Retry-After`, or ask the operator for a higher limit; `/v1/usage` shows what is left.";
+    RouteNotAllowed = "route_not_allowed", 403, InvalidRequest,
+        "The client key's `routes` in the keys file do not include this path: use a route the message lists, or ask the operator.";
+    ModelNotAllowed = "model_not_allowed", 403, InvalidRequest,
+        "The client key's `models` in the keys file do not include this model: use one the message lists, or ask the operator.";
     UnknownUrl = "unknown_url", 404, InvalidRequest,
         "No such route: use `/v1/chat/completions`, `/v1/completions`, `/v1/responses` or `/v1/models`.";
     MethodNotAllowed = "method_not_allowed", 405, InvalidRequest,
@@ -107,7 +113,9 @@ catalogue! {
     ModelNotSupported = "model_not_supported", 400, InvalidRequest,
         "The backend does not offer this model to ChatGPT accounts: pick one that `/v1/models` lists.";
     UsageLimitReached = "usage_limit_reached", 429, UsageLimit,
-        "The ChatGPT plan's usage limit is reached: wait until `resets_at` / `Retry-After`.";
+        "The ChatGPT plan's usage limit is reached (with several accounts: every one of them): wait until `resets_at` / `Retry-After`.";
+    AccountSwitched = "account_switched", 503, Server,
+        "Portable mode with several accounts: the account the request used hit its usage limit and the next request goes to another one; retry at once (the OpenAI SDKs do so on their own).";
     UpstreamBlocked = "upstream_blocked", 502, Upstream,
         "The backend answered with an HTML page (a challenge or block; 403 is kept): check that this host can reach chatgpt.com.";
     UpstreamUnavailable = "upstream_unavailable", 502, Upstream,

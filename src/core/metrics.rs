@@ -1,6 +1,7 @@
 //! What the filter counts. The core says what happened; the host turns each [`Metric`] into
 //! Envoy counters and gauges (`envoy_codex_*`), shared by every worker VM.
 
+use crate::core::accounts::login::sanitize_label;
 use crate::core::routing::decision::Endpoint;
 use crate::core::translate::response::upstream_error::Window;
 use crate::core::translate::response::usage::Usage;
@@ -42,10 +43,14 @@ pub enum Metric {
     },
     LeaseTaken,
     UsageLimitHit,
+    /// A client key's request was refused for one of its limits.
+    KeyLimitReached,
     /// The usage windows the backend reported with its last response.
     RateLimits([Window; 2]),
     /// The model catalogue call's outcome.
     Catalogue(CatalogueOutcome),
+    /// An account is out for its usage limit (true) or serving again (false).
+    Exhausted(bool),
     /// How long the current access token has left, and how long since it was issued.
     TokenAge {
         expires_in: Option<u64>,
@@ -62,4 +67,21 @@ pub enum CatalogueOutcome {
     NotModified,
     /// Anything else: the current catalogue keeps serving.
     Failed,
+}
+
+/// Whose labelled stats `Port::metric_for` moves: a client key's (by its name) or a ChatGPT
+/// account's (by its label), named `codex_openai_wrapper.<key|account>.<label>.<stat>` by the
+/// host. Never a key, digest or token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner<'a> {
+    Key(&'a str),
+    Account(&'a str),
+}
+
+impl Owner<'_> {
+    /// The label as a stat name segment (`[A-Za-z0-9_-]`, anything else becomes `_`).
+    pub fn label(&self) -> String {
+        let (Self::Key(label) | Self::Account(label)) = self;
+        sanitize_label(label)
+    }
 }

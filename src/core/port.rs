@@ -3,7 +3,7 @@
 //! behalf (resuming or failing a request that waited). The host glue implements it with
 //! proxy-wasm calls; [`MemoryPort`] implements it in memory so every path is a native test.
 
-use crate::core::metrics::Metric;
+use crate::core::metrics::{Metric, Owner};
 use crate::core::reply::Reply;
 
 /// An outbound HTTP call through one of Envoy's clusters; its answer comes back later as an
@@ -59,6 +59,9 @@ pub trait Port {
 
     /// Counts what happened.
     fn metric(&self, metric: Metric);
+
+    /// Counts what happened in the stats of one key or account (`codex_openai_wrapper.key.<name>.*`).
+    fn metric_for(&self, owner: Owner<'_>, metric: Metric);
 }
 
 #[cfg(test)]
@@ -71,7 +74,7 @@ mod memory {
     use std::rc::Rc;
 
     use super::{Dispatch, Port, SharedWriteError};
-    use crate::core::metrics::Metric;
+    use crate::core::metrics::{Metric, Owner};
     use crate::core::reply::Reply;
 
     /// What several VMs of one Envoy share: shared data and the clock.
@@ -123,6 +126,8 @@ mod memory {
         /// Context ids whose request is gone.
         pub gone: RefCell<Vec<u32>>,
         pub metrics: RefCell<Vec<Metric>>,
+        /// Metrics counted for a key or an account: `key:<name>` / `account:<label>`.
+        pub owned_metrics: RefCell<Vec<(String, Metric)>>,
     }
 
     impl MemoryPort {
@@ -136,6 +141,7 @@ mod memory {
                 failed: RefCell::new(Vec::new()),
                 gone: RefCell::new(Vec::new()),
                 metrics: RefCell::new(Vec::new()),
+                owned_metrics: RefCell::new(Vec::new()),
             }
         }
 
@@ -190,6 +196,14 @@ mod memory {
 
         fn metric(&self, metric: Metric) {
             self.metrics.borrow_mut().push(metric);
+        }
+
+        fn metric_for(&self, owner: Owner<'_>, metric: Metric) {
+            let owner = match owner {
+                Owner::Key(name) => format!("key:{name}"),
+                Owner::Account(label) => format!("account:{label}"),
+            };
+            self.owned_metrics.borrow_mut().push((owner, metric));
         }
     }
 }

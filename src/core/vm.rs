@@ -2,11 +2,14 @@
 //! shared data), the fetched instruction texts, the model catalogue and the requests waiting
 //! for a token.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use log::warn;
 
+use crate::core::accounts::account::{Account, AccountRef};
+use crate::core::accounts::login;
+use crate::core::accounts::state::StateStore;
 use crate::core::auth::shared_record::TokenStore;
 use crate::core::auth::waiters::WaitList;
 use crate::core::catalogue::Catalogue;
@@ -18,11 +21,20 @@ use crate::core::port::Port;
 /// background work (the `RefCell`s: a VM runs one callback at a time).
 pub struct VmState {
     pub config: Config,
+    /// The first (with a single login, the only) account's token record.
     pub tokens: TokenStore,
     /// Base instruction texts, filled in by the background work once fetched.
     pub instructions: RefCell<Instructions>,
-    /// Requests of this VM paused until a usable token exists.
+    /// Requests of this VM paused until the first account has a usable token.
     pub waiters: RefCell<WaitList>,
+    /// The first account's label.
+    pub first_label: String,
+    /// The other accounts of a pool (none with a single login).
+    pub more: Vec<Account>,
+    /// Every account's shared state (windows, exhaustion mark, counts), by account index.
+    pub states: Vec<StateStore>,
+    /// Picks among equally good accounts in turn.
+    pub turn: Cell<u64>,
     /// The model catalogue requests are checked against: the built-in copy until the
     /// background work brings the account's; a request keeps the `Rc` it started with.
     pub catalogue: RefCell<Rc<Catalogue>>,
@@ -42,11 +54,33 @@ impl VmState {
     /// A VM with no instruction texts yet and nobody waiting; the token record lives in shared
     /// data and is read on demand.
     pub fn new(config: Config) -> Self {
+        let labels: Vec<String> = match (config.auth.is_chatgpt(), config.codex_auth.as_deref()) {
+            (true, Some(document)) => login::parse(document)
+                .map(|logins| logins.into_iter().map(|l| l.label).collect())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        let first_label = labels.first().cloned().unwrap_or_else(|| "default".to_string());
+        let more: Vec<Account> = labels.iter().skip(1).map(|l| Account::new(l)).collect();
+        let states = std::iter::once(first_label.as_str())
+            .chain(more.iter().map(|a| a.label.as_str()))
+            .map(StateStore::new)
+            .collect();
+        // In a pool every account's record is keyed by its label, so a reload that adds or
+        // reorders accounts never puts another login under the same key.
+        let tokens = match more.is_empty() {
+            true => TokenStore::default(),
+            false => TokenStore::labelled(&first_label),
+        };
         Self {
             config,
-            tokens: TokenStore::default(),
+            tokens,
             instructions: RefCell::new(Instructions::default()),
             waiters: RefCell::new(WaitList::default()),
+            first_label,
+            more,
+            states,
+            turn: Cell::new(0),
             catalogue: RefCell::new(Rc::new(Catalogue::builtin())),
             catalogue_seen: RefCell::new(Seen::default()),
         }
@@ -55,10 +89,53 @@ impl VmState {
     /// The backend refused the token of `generation`: unless a refresh already replaced it,
     /// mark it stale so the refresher runs now rather than at expiry.
     pub fn token_rejected(&self, port: &dyn Port, generation: u64) {
-        if self.tokens.token_rejected(port, generation) {
+        self.account_token_rejected(port, 0, generation);
+    }
+
+    /// [`VmState::token_rejected`] for the account at `index`.
+    pub fn account_token_rejected(&self, port: &dyn Port, index: usize, generation: u64) {
+        let Some(account) = self.account(index) else {
+            return;
+        };
+        if account.tokens.token_rejected(port, generation) {
             warn!(
-                "codex filter: the backend rejected the access token (generation {generation}); refreshing it"
+                "codex filter: the backend rejected the access token of account {} (generation {generation}); refreshing it",
+                account.label
             );
         }
+    }
+
+    /// Several accounts: the pool's rules apply (with one, everything is as it always was).
+    pub fn is_pool(&self) -> bool {
+        !self.more.is_empty()
+    }
+
+    /// The account at `index` (0 is the first).
+    pub fn account(&self, index: usize) -> Option<AccountRef<'_>> {
+        if index == 0 {
+            return Some(AccountRef {
+                index,
+                label: &self.first_label,
+                tokens: &self.tokens,
+                waiters: &self.waiters,
+            });
+        }
+        let account = self.more.get(index.checked_sub(1)?)?;
+        Some(AccountRef {
+            index,
+            label: &account.label,
+            tokens: &account.tokens,
+            waiters: &account.waiters,
+        })
+    }
+
+    /// Every account, the first first.
+    pub fn accounts(&self) -> impl Iterator<Item = AccountRef<'_>> {
+        (0..=self.more.len()).filter_map(|i| self.account(i))
+    }
+
+    /// The index of the account labelled `label`.
+    pub fn index_of(&self, label: &str) -> Option<usize> {
+        self.accounts().find(|a| a.label == label).map(|a| a.index)
     }
 }

@@ -6,7 +6,7 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
-use crate::core::flow::credentials::CredentialsFlow;
+use crate::core::flow::credentials::{CredentialsFlow, SESSION_HEADER};
 use crate::host::abi;
 use crate::host::shared::Shared;
 use crate::host::steps::perform;
@@ -30,13 +30,14 @@ impl Context for CredentialsHttp {}
 impl HttpContext for CredentialsHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let Shared { vm, port } = &*self.shared;
-        perform(self.flow.request_headers(vm, port), 0)
+        let session = abi::header_value(MapType::HttpRequestHeaders, SESSION_HEADER);
+        perform(self.flow.request_headers(vm, port, session.as_deref()), 0)
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let Shared { vm, port } = &*self.shared;
-        let status = abi::header_value(MapType::HttpResponseHeaders, ":status");
-        perform(self.flow.response_headers(vm, port, status.as_deref()), 0)
+        let map = abi::header_map(MapType::HttpResponseHeaders);
+        perform(self.flow.response_headers(vm, port, &map), 0)
     }
 
     fn on_log(&mut self) {

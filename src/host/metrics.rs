@@ -1,10 +1,13 @@
 //! Filter counters, exported by Envoy with its own stats (`/stats/prometheus` on the admin
 //! endpoint, as `envoy_codex_*`). Metrics with the same name are shared by every worker VM.
 
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+
 use proxy_wasm::hostcalls::{define_metric, increment_metric, record_metric};
 use proxy_wasm::types::MetricType;
 
-use crate::core::metrics::{CatalogueOutcome, Metric, RouteKind};
+use crate::core::metrics::{CatalogueOutcome, Metric, Owner, RouteKind};
 use crate::core::translate::response::upstream_error::Window;
 use crate::core::translate::response::usage::Usage;
 
@@ -21,6 +24,7 @@ pub struct Metrics {
     refresh_permanent: Option<u32>,
     lease_taken: Option<u32>,
     usage_limit_hits: Option<u32>,
+    key_limit_reached: Option<u32>,
     /// primary/secondary × used percent/reset time
     windows: [[Option<u32>; 2]; 2],
     token_expires_in: Option<u32>,
@@ -53,6 +57,7 @@ impl Metrics {
         m.refresh_permanent = counter("codex.token_refresh.permanent_failure");
         m.lease_taken = counter("codex.token_refresh.lease_taken");
         m.usage_limit_hits = counter("codex.usage_limit_reached");
+        m.key_limit_reached = counter("codex.key_limit_reached");
         m.catalogue = [
             counter("codex.catalogue.fetched"),
             counter("codex.catalogue.not_modified"),
@@ -80,6 +85,7 @@ impl Metrics {
             Metric::Refresh { ok, permanent } => self.refresh(ok, permanent),
             Metric::LeaseTaken => bump(self.lease_taken, 1),
             Metric::UsageLimitHit => bump(self.usage_limit_hits, 1),
+            Metric::KeyLimitReached => bump(self.key_limit_reached, 1),
             Metric::RateLimits(windows) => self.rate_limits(&windows),
             Metric::Catalogue(outcome) => {
                 let [fetched, not_modified, failed] = self.catalogue;
@@ -92,6 +98,8 @@ impl Metrics {
                     1,
                 );
             }
+            // Only counted per account (`Owned`).
+            Metric::Exhausted(_) => {}
             Metric::TokenAge { expires_in, age } => {
                 set(self.token_expires_in, expires_in);
                 set(self.token_age, age);
@@ -100,12 +108,7 @@ impl Metrics {
     }
 
     fn request(&self, route: RouteKind, status: u16) {
-        let class = match status {
-            200..=299 => 0,
-            400..=499 => 1,
-            500..=599 => 2,
-            _ => 3,
-        };
+        let class = class_of(status);
         if let Some(id) = self.requests.get(route as usize).and_then(|row| row.get(class)) {
             bump(*id, 1);
         }
@@ -142,6 +145,16 @@ impl Metrics {
     }
 }
 
+/// The index into `CLASSES` of a status.
+fn class_of(status: u16) -> usize {
+    match status {
+        200..=299 => 0,
+        400..=499 => 1,
+        500..=599 => 2,
+        _ => 3,
+    }
+}
+
 fn set(id: Option<u32>, value: Option<u64>) {
     if let (Some(id), Some(value)) = (id, value) {
         #[cfg(feature = "phase-probe")]
@@ -155,5 +168,86 @@ fn bump(id: Option<u32>, by: u64) {
         #[cfg(feature = "phase-probe")]
         crate::host::probe::count(crate::host::probe::Call::Metric);
         let _ = increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+    }
+}
+
+/// The most labels one owner kind gets stats of its own; later ones share `_other`, so a
+/// keys file or an account pool cannot grow Envoy's stat table without bound.
+const MAX_LABELS: usize = 256;
+
+/// Stats per key name and per account label (`codex_openai_wrapper.<kind>.<label>.<stat>`,
+/// the label made a `codex_key` / `codex_account` tag by the rendered `stats_tags`), defined
+/// on first use and their ids cached (a refused definition too, so it is not asked again).
+#[derive(Default)]
+pub struct OwnedMetrics {
+    ids: RefCell<HashMap<String, Option<u32>>>,
+    labels: RefCell<[HashSet<String>; 2]>,
+}
+
+impl OwnedMetrics {
+    pub fn record(&self, owner: Owner<'_>, metric: Metric) {
+        let (kind, slot) = match owner {
+            Owner::Key(_) => ("key", 0),
+            Owner::Account(_) => ("account", 1),
+        };
+        let label = self.label(slot, owner.label());
+        let stat =
+            |name: &str, of: MetricType| self.id(&format!("codex_openai_wrapper.{kind}.{label}.{name}"), of);
+        use MetricType::{Counter, Gauge};
+        match metric {
+            Metric::Request { route, status } => {
+                let route = ROUTES.get(route as usize).copied().unwrap_or("local");
+                let class = CLASSES.get(class_of(status)).copied().unwrap_or("other");
+                bump(stat(&format!("requests.{route}.{class}"), Counter), 1);
+            }
+            Metric::Tokens(usage) => {
+                bump(stat("tokens.input", Counter), usage.prompt_tokens);
+                bump(stat("tokens.output", Counter), usage.completion_tokens);
+            }
+            Metric::RateLimits(windows) => {
+                for (window, w) in ["primary", "secondary"].iter().zip(windows) {
+                    set(stat(&format!("{window}_used_percent"), Gauge), w.used_percent);
+                    set(stat(&format!("{window}_resets_at"), Gauge), w.resets_at);
+                }
+                // A response came: the account is serving.
+                set(stat("exhausted", Gauge), Some(0));
+            }
+            Metric::Exhausted(out) => set(stat("exhausted", Gauge), Some(u64::from(out))),
+            Metric::UsageLimitHit => bump(stat("usage_limit_reached", Counter), 1),
+            Metric::KeyLimitReached => bump(stat("limit_rejected", Counter), 1),
+            Metric::Refresh { ok, permanent } => {
+                let outcome = match (ok, permanent) {
+                    (true, _) => "ok",
+                    (false, false) => "temporary_failure",
+                    (false, true) => "permanent_failure",
+                };
+                bump(stat(&format!("token_refresh_{outcome}"), Counter), 1);
+            }
+            _ => {}
+        }
+    }
+
+    fn label(&self, slot: usize, label: String) -> String {
+        let mut labels = self.labels.borrow_mut();
+        let Some(seen) = labels.get_mut(slot) else {
+            return "_other".to_string();
+        };
+        if seen.contains(&label) {
+            return label;
+        }
+        if seen.len() >= MAX_LABELS {
+            return "_other".to_string();
+        }
+        seen.insert(label.clone());
+        label
+    }
+
+    fn id(&self, name: &str, kind: MetricType) -> Option<u32> {
+        if let Some(id) = self.ids.borrow().get(name) {
+            return *id;
+        }
+        let id = define_metric(kind, name).ok();
+        self.ids.borrow_mut().insert(name.to_string(), id);
+        id
     }
 }

@@ -5,16 +5,17 @@ use std::time::Duration;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MapType;
 
-use crate::core::metrics::Metric;
+use crate::core::metrics::{Metric, Owner};
 use crate::core::port::{Dispatch, Port, SharedWriteError};
 use crate::core::reply::Reply;
 use crate::host::abi;
-use crate::host::metrics::Metrics;
+use crate::host::metrics::{Metrics, OwnedMetrics};
 
 /// Every VM's contexts share Envoy's state through the host; the port only keeps this VM's
 /// metric ids.
 pub struct HostPort {
     pub metrics: Metrics,
+    pub owned: OwnedMetrics,
 }
 
 impl Port for HostPort {
@@ -68,5 +69,9 @@ impl Port for HostPort {
 
     fn metric(&self, metric: Metric) {
         self.metrics.record(metric);
+    }
+
+    fn metric_for(&self, owner: Owner<'_>, metric: Metric) {
+        self.owned.record(owner, metric);
     }
 }

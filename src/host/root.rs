@@ -14,7 +14,7 @@ use crate::core::config::FilterRole;
 use crate::host::abi;
 use crate::host::credentials_http::CredentialsHttp;
 use crate::host::http::Http;
-use crate::host::metrics::Metrics;
+use crate::host::metrics::{Metrics, OwnedMetrics};
 use crate::host::port::HostPort;
 use crate::host::shared::Shared;
 
@@ -58,6 +58,7 @@ impl RootContext for Root {
             .filter(|bytes| !bytes.is_empty());
         let port = HostPort {
             metrics: Metrics::define(),
+            owned: OwnedMetrics::default(),
         };
         // The VM's identity in the refresh lease: random, so a restarted VM is a new holder.
         let me = RandomState::new().hash_one(0u8);

@@ -391,6 +391,10 @@ class MockCodex:
         self._scripts: Deque[ScriptSource] = deque()
         self._requests: List[RecordedRequest] = []
         self._disconnects = 0
+        # Per ChatGPT account (the `chatgpt-account-id` header): usage-limit resets (Unix
+        # seconds, wall clock) and the window headers every answer carries.
+        self._limits: Dict[str, Tuple[float, str]] = {}
+        self._windows: Dict[str, Dict[str, str]] = {}
         self._server: Optional[_Server] = None
         self._thread: Optional[threading.Thread] = None
 
@@ -439,6 +443,8 @@ class MockCodex:
             self._scripts.clear()
             self._requests.clear()
             self._disconnects = 0
+            self._limits.clear()
+            self._windows.clear()
         if self.catalogue is not None:
             self.catalogue.reset()
 
@@ -446,12 +452,69 @@ class MockCodex:
         with self._cond:
             return len(self._scripts)
 
+    # accounts -----------------------------------------------------------------------
+    def exhaust(self, account_id: str, resets_in: float, kind: str = "usage_limit_reached") -> int:
+        """Answer every request of this account with the backend's usage-limit 429 until
+        `resets_in` seconds from now (`kind`: usage_limit_reached or usage_not_included).
+        Returns the reset time (Unix seconds)."""
+        resets_at = int(time.time() + resets_in)
+        with self._cond:
+            self._limits[account_id] = (resets_at, kind)
+        return resets_at
+
+    def set_windows(self, account_id: str, primary: float, secondary: float = 0.0, resets_in: int = 3600) -> None:
+        """The usage windows this account's answers report (`x-codex-*` headers)."""
+        reset = str(int(time.time()) + resets_in)
+        with self._cond:
+            self._windows[account_id] = {
+                "x-codex-primary-used-percent": str(primary),
+                "x-codex-primary-reset-at": reset,
+                "x-codex-secondary-used-percent": str(secondary),
+                "x-codex-secondary-reset-at": str(int(reset) + 86400),
+            }
+
+    def accounts_served(self) -> List[Optional[str]]:
+        """The `chatgpt-account-id` of every recorded request, in order."""
+        return [r.header("chatgpt-account-id") for r in self.requests]
+
+    def _limited(self, account: Optional[str]) -> Optional[Script]:
+        with self._cond:
+            limit = self._limits.get(account or "")
+        if limit is None or time.time() >= limit[0]:
+            return None
+        resets_at, kind = limit
+        headers = {
+            "x-codex-primary-used-percent": "100",
+            "x-codex-primary-reset-at": str(resets_at),
+            "x-codex-secondary-used-percent": "20",
+        }
+        return Script.json(
+            429,
+            {"error": {"type": kind, "message": "You've hit your usage limit.", "plan_type": "plus", "resets_at": resets_at}},
+            headers,
+        )
+
     def _next_script(self, request: RecordedRequest) -> Script:
+        account = request.header("chatgpt-account-id")
+        limited = self._limited(account)
+        if limited is not None:
+            return limited
         with self._cond:
             source = self._scripts.popleft() if self._scripts else None
+            windows = dict(self._windows.get(account or "", {}))
         if source is None:
-            return self._default(request)
-        return source(request) if callable(source) else source
+            script = self._default(request)
+        else:
+            script = source(request) if callable(source) else source
+        if windows:
+            script = Script(
+                status=script.status,
+                headers={**script.headers, **windows},
+                body=script.body,
+                delay=script.delay,
+                ending=script.ending,
+            )
+        return script
 
     # recording ----------------------------------------------------------------------
     def _record(self, request: RecordedRequest) -> None:

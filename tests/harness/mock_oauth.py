@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from . import tokens
 from .mock_codex import MockCodex, RecordedRequest, Script
@@ -23,6 +23,8 @@ class MockOAuth:
         self._spent: List[str] = []
         self._issued = 0
         self._fail_next: List[Script] = []
+        # More accounts (a pool): each one's current refresh token -> its account id.
+        self._others: Dict[str, str] = {}
         self.delay = 0.0
         # Bumped by reset(): an answer still sleeping from an earlier test must not touch
         # the new test's state.
@@ -53,10 +55,16 @@ class MockOAuth:
         with self._lock:
             self._epoch += 1
             self._current, self._spent, self._issued, self._fail_next = refresh_token, [], 0, []
+            self._others = {}
             self.delay = 0.0
             if expires_in is not None:
                 self.expires_in = expires_in
         self.http.reset()
+
+    def add_account(self, refresh_token: str, account_id: str) -> None:
+        """Another login this endpoint refreshes (rotating its own refresh token)."""
+        with self._lock:
+            self._others[refresh_token] = account_id
 
     def fail_next(self, *scripts: Script) -> None:
         """Answer the next calls with these scripts (e.g. a 503) instead of new tokens."""
@@ -75,6 +83,17 @@ class MockOAuth:
             if self._fail_next:
                 return self._fail_next.pop(0)
             presented = body.get("refresh_token")
+            if presented in self._others and body.get("grant_type") == "refresh_token":
+                account_id = self._others.pop(presented)
+                self._issued += 1
+                self._spent.append(presented)
+                rotated = f"rt_rotated_{account_id}_{self._issued}"
+                self._others[rotated] = account_id
+                return Script.json(200, {
+                    "access_token": tokens.access_token(account_id, expires_in=self.expires_in),
+                    "id_token": tokens.id_token(account_id),
+                    "refresh_token": rotated,
+                })
             if presented in self._spent:
                 return Script.json(400, {"error": "invalid_grant", "code": "refresh_token_reused"})
             if presented != self._current or body.get("grant_type") != "refresh_token":

@@ -229,7 +229,7 @@ pub fn check(data: &[u8]) -> u64 {
             )),
             decision => decision,
         };
-        let gated = cfg.client_key.is_some() && !health;
+        let gated = !cfg.keys.is_open() && !health;
         match &decision {
             Decision::Reply(reply) => {
                 let status = reply.status;
@@ -285,6 +285,14 @@ pub fn check(data: &[u8]) -> u64 {
                 ]));
             }
             Decision::CodexCatalogue => unreachable!("answered above"),
+            Decision::Usage => {
+                assert!(
+                    matches!(method.as_str(), "GET" | "HEAD") && route.ends_with("/v1/usage"),
+                    "{name}: {method} {path} as the usage route"
+                );
+                assert!(!gated || authorized(&headers), "{name}: usage without the key");
+                signature.push(3);
+            }
             Decision::PassThrough => {
                 assert!(
                     route.starts_with("/api/") && cfg.ollama,

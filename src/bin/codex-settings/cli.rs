@@ -128,6 +128,18 @@ fn attach_codex_auth(settings: &mut Settings) -> Result<(), Problem> {
         note("Using ChatGPT credentials from OPENAI_CODEX_AUTH");
         return Ok(());
     }
+    if let Some(dir) = settings.var("CODEX_AUTH_DIR") {
+        let dir = expand_home(dir.trim(), settings.raw("HOME"));
+        let (array, labels) = auth_dir(&dir)?;
+        settings.set("OPENAI_CODEX_AUTH", array);
+        note(&format!(
+            "Using {} ChatGPT accounts from {}: {}",
+            labels.len(),
+            dir.display(),
+            labels.join(", ")
+        ));
+        return Ok(());
+    }
     let path = expand_home(
         &codex_home(&|name: &str| settings.var(name)),
         settings.raw("HOME"),
@@ -148,6 +160,51 @@ fn attach_codex_auth(settings: &mut Settings) -> Result<(), Problem> {
     settings.set("OPENAI_CODEX_AUTH", document);
     note(&format!("Using ChatGPT credentials from {}", path.display()));
     Ok(())
+}
+
+/// `CODEX_AUTH_DIR`: every `*.json` file of the directory (by name), as one JSON array whose
+/// elements carry their file's name (without `.json`) as `"label"` unless they name one.
+fn auth_dir(dir: &Path) -> Result<(String, Vec<String>), Problem> {
+    let problem = |message: String| Problem {
+        variable: Some("CODEX_AUTH_DIR"),
+        message,
+    };
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| problem(format!("cannot read {}: {e}", dir.display())))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.is_file() && path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(problem(format!(
+            "{} holds no .json file: put one auth.json per account there (`codex login`, then copy ~/.codex/auth.json to <label>.json)",
+            dir.display()
+        )));
+    }
+    let mut documents = Vec::with_capacity(files.len());
+    let mut labels = Vec::with_capacity(files.len());
+    for path in files {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| problem(format!("cannot read {}: {e}", path.display())))?;
+        // Only the file's name goes into the message: the content holds live tokens.
+        let mut document: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
+            .map_err(|_| problem(format!("{} is not an auth.json JSON object", path.display())))?;
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let label = document
+            .get("label")
+            .and_then(|l| l.as_str())
+            .map_or(stem, str::to_string);
+        document.insert("label".into(), serde_json::Value::String(label.clone()));
+        labels.push(label);
+        documents.push(serde_json::Value::Object(document));
+    }
+    let array = serde_json::to_string(&documents).map_err(|e| problem(e.to_string()))?;
+    Ok((array, labels))
 }
 
 fn note(line: &str) {
@@ -198,6 +255,50 @@ mod tests {
             PathBuf::from("/etc/codex")
         );
         assert_eq!(expand_home("~/.codex", None), PathBuf::from("~/.codex"));
+    }
+
+    #[test]
+    fn an_auth_directory_becomes_a_labelled_array() {
+        let dir = std::env::temp_dir().join(format!("codex-settings-dir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("work.json"), r#"{"tokens": {"access_token": "a"}}"#).unwrap();
+        std::fs::write(
+            dir.join("home.json"),
+            r#"{"tokens": {"access_token": "b"}, "label": "mine"}"#,
+        )
+        .unwrap();
+        std::fs::write(dir.join("notes.txt"), "not an account").unwrap();
+        let path = dir.display().to_string();
+        let mut settings = crate::settings::of(&[("CODEX_AUTH_DIR", &path), ("CODEX_HOME", "/nonexistent")]);
+        attach_codex_auth(&mut settings).unwrap();
+        let array: serde_json::Value =
+            serde_json::from_str(&settings.var("OPENAI_CODEX_AUTH").unwrap()).unwrap();
+        let labels: Vec<&str> = array
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["label"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            labels,
+            ["mine", "work"],
+            "sorted by file name, a label member kept"
+        );
+        assert_eq!(array[1]["tokens"]["access_token"], "a");
+        std::fs::write(dir.join("broken.json"), "{\"tokens\": \"secret-value").unwrap();
+        let mut settings = crate::settings::of(&[("CODEX_AUTH_DIR", &path)]);
+        let err = attach_codex_auth(&mut settings).unwrap_err();
+        assert!(
+            err.message.contains("broken.json") && !err.message.contains("secret"),
+            "{}",
+            err.message
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        let mut settings = crate::settings::of(&[("CODEX_AUTH_DIR", &path)]);
+        assert!(
+            attach_codex_auth(&mut settings).is_err(),
+            "a missing directory is an error"
+        );
     }
 
     #[test]

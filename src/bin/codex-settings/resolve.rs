@@ -9,6 +9,7 @@ use codex_openai_wrapper::core::config::upstream::responses_url_setting;
 use codex_openai_wrapper::core::config::upstream_url::UpstreamUrl;
 use codex_openai_wrapper::core::config::values::ConfigError;
 use codex_openai_wrapper::core::config::{Config, plugin_values};
+use codex_openai_wrapper::core::keys::file as keys_file;
 use codex_openai_wrapper::core::reasoning::OutputMode;
 
 use crate::deployment::Deployment;
@@ -33,6 +34,9 @@ pub struct Resolved {
     /// The Codex cluster gets the filter's credentials instance (and the 401 retry): ChatGPT
     /// login only, and not in portable mode (Istio's WasmPlugin cannot place one there).
     pub credentials_upstream: bool,
+    /// How many ChatGPT accounts `OPENAI_CODEX_AUTH` holds (0 without a login): with more
+    /// than one, the Codex route retries a 429 on the next account.
+    pub accounts: usize,
     pub plugin_configuration: PluginConfigurations,
     pub host_env_keys: Vec<&'static str>,
     /// `REASONING_OUTPUT_MODE=all` serves `/<prefix>/v1/...` for each of these.
@@ -102,6 +106,10 @@ pub struct MainPlugin {
     pub max_request_body_bytes: usize,
     #[serde(rename = "CREDENTIALS_UPSTREAM", skip_serializing_if = "std::ops::Not::not")]
     pub credentials_upstream: bool,
+    /// `CLIENT_KEYS_FILE`, read and normalised: names, digests (a plain `key` is hashed here,
+    /// so neither the filter nor Envoy's configuration holds one), limits, models, routes.
+    #[serde(rename = "CLIENT_KEYS", skip_serializing_if = "Option::is_none")]
+    pub client_keys: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -132,10 +140,11 @@ pub fn resolve(settings: &Settings) -> Result<Resolved, ConfigError> {
         hold_headers: !deployment.portable,
         max_request_body_bytes: first.max_request_body_bytes,
         credentials_upstream,
+        client_keys: client_keys(var("CLIENT_KEYS_FILE"))?,
     };
     let credentials = CredentialsPlugin { role: "credentials" };
     let config = filter_view(settings, &main)?;
-    config.chatgpt_login()?;
+    let accounts = config.chatgpt_logins()?.len();
     if credentials_upstream {
         filter_view(settings, &credentials)?.chatgpt_login()?;
     }
@@ -175,6 +184,7 @@ pub fn resolve(settings: &Settings) -> Result<Resolved, ConfigError> {
                 .map(|(url, _)| upstream(&clusters.etcd, "ETCD_ENDPOINT", url)),
         },
         credentials_upstream,
+        accounts,
         plugin_configuration: PluginConfigurations { main, credentials },
         host_env_keys: host_env_keys(),
         reasoning_output_prefixes: OutputMode::PREFIXES.iter().map(|(prefix, _)| *prefix).collect(),
@@ -185,6 +195,18 @@ pub fn resolve(settings: &Settings) -> Result<Resolved, ConfigError> {
             envoy_concurrency: deployment.run.envoy_concurrency,
         },
     })
+}
+
+/// The keys file as the filter's `CLIENT_KEYS`; a problem names the file, the entry and its line.
+fn client_keys(path: Option<String>) -> Result<Option<String>, ConfigError> {
+    let Some(path) = path.map(|p| p.trim().to_string()) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| ConfigError::new("CLIENT_KEYS_FILE", format!("cannot read {path}: {e}")))?;
+    let entries =
+        keys_file::parse(&text).map_err(|e| ConfigError::new("CLIENT_KEYS_FILE", format!("{path}: {e}")))?;
+    Ok(Some(keys_file::normalised(&entries)))
 }
 
 /// A variable as the filter sees it in Envoy's environment: only `host_env_keys` pass.
@@ -399,6 +421,65 @@ mod tests {
                 .unwrap()
                 .api_prefix_rewrite,
             None
+        );
+    }
+}
+
+#[cfg(test)]
+mod keys_file_tests {
+    use super::*;
+    use crate::settings::of;
+
+    fn file(name: &str, text: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("codex-settings-keys-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keys.json");
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn the_keys_file_reaches_the_filter_as_digests() {
+        let path = file(
+            "ok",
+            r#"[{"name": "ci", "key": "sk-ci-plain", "requests_per_minute": 2}, {"name": "ops", "sha256": "00000000000000000000000000000000000000000000000000000000000000aa", "admin": true}]"#,
+        );
+        let r = resolve(&of(&[("CLIENT_KEYS_FILE", &path)])).unwrap();
+        let keys = r.plugin_configuration.main.client_keys.unwrap();
+        assert!(!keys.contains("sk-ci-plain"), "{keys}");
+        let list: serde_json::Value = serde_json::from_str(&keys).unwrap();
+        assert_eq!(list[0]["name"], "ci");
+        assert_eq!(list[0]["requests_per_minute"], 2);
+        assert_eq!(list[1]["admin"], true);
+        assert_eq!(list[0]["sha256"].as_str().map(str::len), Some(64));
+        assert!(
+            resolve(&of(&[]))
+                .unwrap()
+                .plugin_configuration
+                .main
+                .client_keys
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_malformed_entry_names_the_file_the_entry_and_its_line() {
+        let path = file(
+            "bad",
+            "[\n  {\"name\": \"ci\", \"key\": \"sk-ci\"},\n  {\"name\": \"ops\", \"key\": \"sk-ops\", \"limit\": 3}\n]",
+        );
+        let err = resolve(&of(&[("CLIENT_KEYS_FILE", &path)])).unwrap_err();
+        assert_eq!(err.variable, "CLIENT_KEYS_FILE");
+        assert!(
+            err.problem
+                .starts_with(&format!("{path}: line 3, entry \"ops\": unknown field \"limit\"")),
+            "{err}"
+        );
+        assert!(!err.problem.contains("sk-ops"));
+        let missing = resolve(&of(&[("CLIENT_KEYS_FILE", "/nonexistent/keys.json")])).unwrap_err();
+        assert!(
+            missing.problem.starts_with("cannot read /nonexistent/keys.json"),
+            "{missing}"
         );
     }
 }

@@ -123,6 +123,7 @@ pub const VARIABLES: &[Variable] = &[
         OutputMode::SETTING_VALUES,
     ),
     one_of("VERBOSE", Filter, "false", FLAG_VALUES),
+    one_of("USAGE_ENDPOINT", Filter, "true", FLAG_VALUES),
     one_of("UPSTREAM_AUTH_MODE", Filter, "chatgpt_token", UpstreamAuth::MODES),
     secret("UPSTREAM_API_KEY", Unset),
     v("UPSTREAM_AUTH_ENV_KEY", Filter, Text(DEFAULT_AUTH_ENV_KEY)),
@@ -201,13 +202,17 @@ pub const VARIABLES: &[Variable] = &[
     one_of("ENVOY_PORTABLE", Envoy, "false", FLAG_VALUES),
     v("ENVOY_CA_BUNDLE", Envoy, Text(DEFAULT_CA_BUNDLE)),
     v("CORS_ALLOW_ORIGINS", Envoy, Text(ANY_ORIGIN)),
+    // Read by the renderer, which hands the filter its normalised entries as CLIENT_KEYS.
+    v("CLIENT_KEYS_FILE", Envoy, Unset),
     v("CODEX_HOME", Run, Text(DEFAULT_CODEX_HOME)),
+    v("CODEX_AUTH_DIR", Run, Unset),
     v("ENVOY_BIN", Run, Note(".venv/bin/envoy, else envoy on PATH")),
     one_of("ENVOY_LOG_LEVEL", Run, DEFAULT_ENVOY_LOG_LEVEL, ENVOY_LOG_LEVELS),
     v("ENVOY_CONCURRENCY", Run, Note("Envoy's: one worker per core")),
     one_of("ENVOY_HOLD_HEADERS", Internal, "false", FLAG_VALUES),
     one_of("CREDENTIALS_UPSTREAM", Internal, "false", FLAG_VALUES),
     one_of("FILTER_ROLE", Internal, "main", FILTER_ROLES),
+    v("CLIENT_KEYS", Internal, Unset),
 ];
 
 /// `host_env_keys`: what the filter reads from Envoy's environment. A name absent from the

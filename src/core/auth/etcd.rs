@@ -18,6 +18,8 @@ pub const DEFAULT_KEY: &str = "/codex-openai-wrapper/chatgpt-tokens";
 pub const RANGE_PATH: &str = "/v3/kv/range";
 /// The gateway's transaction endpoint (POST, body from [`txn_body`]).
 pub const TXN_PATH: &str = "/v3/kv/txn";
+/// The gateway's plain write endpoint (POST, body from [`put_body`]).
+pub const PUT_PATH: &str = "/v3/kv/put";
 /// A replica's refresh lock outlives its OAuth call (so no other replica sends the same refresh
 /// token while the answer may still come) but not a crash for long.
 pub const LOCK_SECONDS: u64 = REFRESH_CALL_TIMEOUT_SECONDS + 30;
@@ -60,6 +62,40 @@ pub fn range_body(key: &str) -> Vec<u8> {
     .unwrap_or_default()
 }
 
+#[derive(Serialize)]
+struct PutRequest {
+    key: String,
+    value: String,
+}
+
+/// The JSON body that writes `value` at `key` unconditionally (for state where the newest
+/// writer wins, such as a pool's exhaustion marks).
+pub fn put_body(key: &str, value: &[u8]) -> Vec<u8> {
+    serde_json::to_vec(&PutRequest {
+        key: STANDARD.encode(key),
+        value: STANDARD.encode(value),
+    })
+    .unwrap_or_default()
+}
+
+/// The raw value of a [`range_body`] answer (`None`: no such key).
+pub fn parse_value(status: Option<u16>, body: &[u8]) -> Result<Option<Vec<u8>>, String> {
+    match status {
+        Some(200) => {}
+        Some(other) => return Err(format!("etcd answered HTTP {other}")),
+        None => return Err("etcd could not be reached".to_string()),
+    }
+    let response: RangeResponse =
+        serde_json::from_slice(body).map_err(|_| "etcd sent an unreadable answer".to_string())?;
+    match response.kvs.first() {
+        None => Ok(None),
+        Some(kv) => STANDARD
+            .decode(&kv.value)
+            .map(Some)
+            .map_err(|_| "the stored value is not base64".to_string()),
+    }
+}
+
 #[derive(Deserialize)]
 struct RangeResponse {
     #[serde(default)]
@@ -76,26 +112,84 @@ struct Kv {
 }
 
 fn snapshot(kvs: &[Kv]) -> Result<Snapshot, String> {
+    let raw = raw_snapshot(kvs)?;
+    let stored = raw
+        .value
+        .map(|bytes| {
+            serde_json::from_slice(&bytes).map_err(|_| "the stored value is not a token record".to_string())
+        })
+        .transpose()?;
+    Ok(Snapshot {
+        stored,
+        mod_revision: raw.mod_revision,
+    })
+}
+
+/// A key as read, for values other than the token record: its bytes (if any) and
+/// `mod_revision` (0 when absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawSnapshot {
+    pub value: Option<Vec<u8>>,
+    pub mod_revision: u64,
+}
+
+fn raw_snapshot(kvs: &[Kv]) -> Result<RawSnapshot, String> {
     let Some(kv) = kvs.first() else {
-        return Ok(Snapshot {
-            stored: None,
+        return Ok(RawSnapshot {
+            value: None,
             mod_revision: 0,
         });
     };
     let bytes = STANDARD
         .decode(&kv.value)
         .map_err(|_| "the stored value is not base64".to_string())?;
-    let stored =
-        serde_json::from_slice(&bytes).map_err(|_| "the stored value is not a token record".to_string())?;
     let mod_revision = kv
         .mod_revision
         .as_deref()
         .and_then(|r| r.parse().ok())
         .unwrap_or(0);
-    Ok(Snapshot {
-        stored: Some(stored),
+    Ok(RawSnapshot {
+        value: Some(bytes),
         mod_revision,
     })
+}
+
+/// [`parse_range`] for a value of any shape.
+pub fn parse_range_raw(status: Option<u16>, body: &[u8]) -> Result<RawSnapshot, String> {
+    answered(status)?;
+    let response: RangeResponse =
+        serde_json::from_slice(body).map_err(|_| "etcd sent an unreadable answer".to_string())?;
+    raw_snapshot(&response.kvs)
+}
+
+/// [`parse_txn`] for a value of any shape: `Ok(Ok(revision))` written, `Ok(Err(current))` a
+/// conflict and what the key holds now.
+pub fn parse_txn_raw(status: Option<u16>, body: &[u8]) -> Result<Result<u64, RawSnapshot>, String> {
+    answered(status)?;
+    let response: TxnResponse =
+        serde_json::from_slice(body).map_err(|_| "etcd sent an unreadable answer".to_string())?;
+    if response.succeeded {
+        return Ok(Ok(response
+            .header
+            .and_then(|h| h.revision)
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0)));
+    }
+    let kvs = response
+        .responses
+        .into_iter()
+        .find_map(|r| r.response_range)
+        .map(|r| r.kvs)
+        .unwrap_or_default();
+    raw_snapshot(&kvs).map(Err)
+}
+
+fn answered(status: Option<u16>) -> Result<(), String> {
+    match status {
+        Some(200) => Ok(()),
+        Some(other) => Err(format!("etcd answered HTTP {other}")),
+        None => Err("etcd could not be reached".to_string()),
+    }
 }
 
 /// Reads the answer to a [`range_body`] call; `status` is `None` when etcd was not reached.
@@ -140,6 +234,15 @@ enum Op {
 /// Writes `value` only if the key is still at `expected_revision` (0: only if absent); on a
 /// conflict the answer carries the key's current value.
 pub fn txn_body(key: &str, expected_revision: u64, value: &Stored) -> Vec<u8> {
+    txn_put_body(
+        key,
+        expected_revision,
+        &serde_json::to_vec(value).unwrap_or_default(),
+    )
+}
+
+/// [`txn_body`] for a value of any shape.
+pub fn txn_put_body(key: &str, expected_revision: u64, value: &[u8]) -> Vec<u8> {
     let key64 = STANDARD.encode(key);
     let compare = if expected_revision == 0 {
         Compare {
@@ -158,7 +261,7 @@ pub fn txn_body(key: &str, expected_revision: u64, value: &Stored) -> Vec<u8> {
             create_revision: None,
         }
     };
-    let value = STANDARD.encode(serde_json::to_vec(value).unwrap_or_default());
+    let value = STANDARD.encode(value);
     serde_json::to_vec(&Txn {
         compare: [compare],
         success: [Op::Put {

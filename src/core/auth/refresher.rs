@@ -22,13 +22,14 @@
 use log::{error, info, warn};
 
 use crate::core::auth::etcd::{self, Stored, TxnOutcome};
+use crate::core::auth::shared_record::TokenStore;
 use crate::core::auth::token::{
     self, Grant, LEASE_SECONDS, Lease, OUTCOME_UNKNOWN, REFRESH_CALL_TIMEOUT_SECONDS, RefreshError,
     TokenRecord,
 };
 use crate::core::auth::waiters::WaitList;
 use crate::core::config::upstream_url::UpstreamUrl;
-use crate::core::metrics::Metric;
+use crate::core::metrics::{Metric, Owner};
 use crate::core::port::{Dispatch, Port};
 use crate::core::vm::VmState;
 
@@ -76,6 +77,8 @@ struct Pending {
 pub struct Refresher {
     /// This VM's identity in the lease and the store's lock.
     me: u64,
+    /// The account it refreshes (0: the first, with one login the only one).
+    index: usize,
     call: Option<Pending>,
     lease_renewed_at: u64,
     /// Until when the store is left alone after a failure or a lost race.
@@ -86,11 +89,48 @@ impl Refresher {
     /// `me` is this VM's holder id in the lease and the store's lock (random per VM start, so a
     /// restarted VM never mistakes a dead holder's lease for its own).
     pub fn new(me: u64) -> Self {
+        Self::for_account(me, 0)
+    }
+
+    /// The refresher of the account at `index` of a pool (each account has its own record,
+    /// lease and etcd record).
+    pub fn for_account(me: u64, index: usize) -> Self {
         Self {
             me,
+            index,
             call: None,
             lease_renewed_at: 0,
             store_retry_at: 0,
+        }
+    }
+
+    fn tokens<'v>(&self, vm: &'v VmState) -> &'v TokenStore {
+        vm.account(self.index).map_or(&vm.tokens, |a| a.tokens)
+    }
+
+    /// The etcd endpoint and this account's key there: the configured key for a single
+    /// login, `<key>/accounts/<label>` in a pool.
+    fn etcd(&self, vm: &VmState) -> Option<(UpstreamUrl, String)> {
+        let (endpoint, key) = vm.config.etcd.as_ref()?;
+        let key = match (vm.is_pool(), vm.account(self.index)) {
+            (true, Some(account)) => format!("{key}/accounts/{}", account.label),
+            _ => key.clone(),
+        };
+        Some((endpoint.clone(), key))
+    }
+
+    /// ` (account <label>)` in a pool's log lines, nothing with one login.
+    fn whose(&self, vm: &VmState) -> String {
+        match (vm.is_pool(), vm.account(self.index)) {
+            (true, Some(account)) => format!(" (account {})", account.label),
+            _ => String::new(),
+        }
+    }
+
+    fn count_refresh(&self, vm: &VmState, port: &dyn Port, ok: bool, permanent: bool) {
+        port.metric(Metric::Refresh { ok, permanent });
+        if let Some(account) = vm.account(self.index) {
+            port.metric_for(Owner::Account(account.label), Metric::Refresh { ok, permanent });
         }
     }
 
@@ -114,30 +154,31 @@ impl Refresher {
         if !vm.config.auth.is_chatgpt() || now < self.store_retry_at {
             return;
         }
-        let Some(record) = vm.tokens.read(port) else {
+        let Some(record) = self.tokens(vm).read(port) else {
             return;
         };
         port.metric(Metric::TokenAge {
             expires_in: record.tokens.expires_at.map(|e| e.saturating_sub(now)),
             age: record.tokens.last_refresh.map(|r| now.saturating_sub(r)),
         });
-        let sync_due = vm.config.etcd.is_some() && !record.store_synced;
+        let etcd = self.etcd(vm);
+        let sync_due = etcd.is_some() && !record.store_synced;
         if !sync_due && !record.refresh_due(now) {
             return;
         }
-        if !vm.tokens.take_lease(port, self.me, now) {
+        if !self.tokens(vm).take_lease(port, self.me, now) {
             return;
         }
         self.lease_renewed_at = now;
         port.metric(Metric::LeaseTaken);
-        match &vm.config.etcd {
+        match etcd {
             Some((endpoint, key)) => {
                 let purpose = if sync_due { Purpose::Sync } else { Purpose::Refresh };
-                let body = etcd::range_body(key);
+                let body = etcd::range_body(&key);
                 self.store_call(
                     vm,
                     port,
-                    endpoint,
+                    &endpoint,
                     etcd::RANGE_PATH,
                     body,
                     Step::StoreRead(purpose),
@@ -191,7 +232,7 @@ impl Refresher {
             return;
         }
         self.lease_renewed_at = now;
-        if !vm.tokens.take_lease(port, self.me, now) {
+        if !self.tokens(vm).take_lease(port, self.me, now) {
             warn!(
                 "codex filter: another worker took over the token refresh while this one waited for an answer"
             );
@@ -199,7 +240,7 @@ impl Refresher {
     }
 
     fn release(&self, vm: &VmState, port: &dyn Port) {
-        vm.tokens.release_lease(port, self.me);
+        self.tokens(vm).release_lease(port, self.me);
     }
 
     fn start_refresh(
@@ -252,7 +293,7 @@ impl Refresher {
     ) {
         let now = port.now();
         let mut superseded = false;
-        let written = vm.tokens.update(port, |current| {
+        let written = self.tokens(vm).update(port, |current| {
             let current = current?;
             if current.tokens.refresh_token.as_deref() != Some(sent) {
                 superseded = true;
@@ -269,12 +310,10 @@ impl Refresher {
             ),
             (_, None) => warn!("codex filter: could not store the token refresh outcome in shared data"),
             (Ok(_), Some(record)) => {
-                port.metric(Metric::Refresh {
-                    ok: true,
-                    permanent: false,
-                });
+                self.count_refresh(vm, port, true, false);
                 info!(
-                    "codex filter: refreshed the ChatGPT access token (generation {}, expires at {})",
+                    "codex filter: refreshed the ChatGPT access token{} (generation {}, expires at {})",
+                    self.whose(vm),
                     record.generation,
                     record
                         .tokens
@@ -283,19 +322,20 @@ impl Refresher {
                 );
             }
             (Err(error), Some(record)) => {
-                port.metric(Metric::Refresh {
-                    ok: false,
-                    permanent: error.permanent,
-                });
+                self.count_refresh(vm, port, false, error.permanent);
                 let failure = record.failure.as_ref();
                 let message = failure.map_or(error.message.as_str(), |f| f.message.as_str());
                 if error.permanent {
                     error!(
-                        "codex filter: token refresh failed permanently: {message}; run `codex login` again"
+                        "codex filter: token refresh failed permanently{}: {message}; run `codex login` again",
+                        self.whose(vm)
                     );
                 } else {
                     let next = failure.map_or(0, |f| f.retry_at.saturating_sub(now));
-                    warn!("codex filter: token refresh failed: {message}; next attempt in {next}s");
+                    warn!(
+                        "codex filter: token refresh failed{}: {message}; next attempt in {next}s",
+                        self.whose(vm)
+                    );
                 }
             }
         }
@@ -303,7 +343,7 @@ impl Refresher {
         // With a store, the outcome (new tokens, or the failure) replaces our lock there. After
         // an unknown outcome the lock stays until the retry time, so that no other replica
         // sends the same refresh token sooner either.
-        match (lock_revision, written, &vm.config.etcd) {
+        match (lock_revision, written, self.etcd(vm)) {
             (Some(revision), Some(record), Some((endpoint, key))) => {
                 let lock = record
                     .failure
@@ -313,8 +353,8 @@ impl Refresher {
                         holder: self.me,
                         until: f.retry_at,
                     });
-                let body = etcd::txn_body(key, revision, &Stored { record, lock });
-                self.store_call(vm, port, endpoint, etcd::TXN_PATH, body, Step::StoreWrite);
+                let body = etcd::txn_body(&key, revision, &Stored { record, lock });
+                self.store_call(vm, port, &endpoint, etcd::TXN_PATH, body, Step::StoreWrite);
             }
             _ => self.release(vm, port),
         }
@@ -368,10 +408,11 @@ impl Refresher {
         status: Option<u16>,
         body: &[u8],
     ) {
-        let Some((endpoint, key)) = &vm.config.etcd else {
+        let Some((endpoint, key)) = self.etcd(vm) else {
             return self.release(vm, port);
         };
-        let Some(ours) = vm.tokens.read(port) else {
+        let (endpoint, key) = (&endpoint, &key);
+        let Some(ours) = self.tokens(vm).read(port) else {
             return self.release(vm, port);
         };
         let snapshot = match step {
@@ -381,7 +422,7 @@ impl Refresher {
                     if matches!(step, Step::StoreLock) {
                         return self.start_refresh(vm, port, &ours, Some(revision));
                     }
-                    mark_synced(vm, port);
+                    mark_synced(self.tokens(vm), port);
                     return self.release(vm, port);
                 }
                 Ok(TxnOutcome::Conflict(snapshot)) => Ok(*snapshot),
@@ -398,14 +439,14 @@ impl Refresher {
             .map(|s| &s.record)
             .filter(|r| etcd::is_newer(r, &ours))
         {
-            adopt(vm, port, theirs.clone(), &ours);
+            adopt(self.tokens(vm), port, theirs.clone(), &ours);
             return self.release(vm, port);
         }
         let now = port.now();
         match step {
             Step::StoreRead(Purpose::Sync) if snapshot.stored.is_some() => {
                 // The store already holds this login: nothing to write.
-                mark_synced(vm, port);
+                mark_synced(self.tokens(vm), port);
                 self.release(vm, port);
             }
             Step::StoreRead(Purpose::Sync) => {
@@ -444,25 +485,27 @@ impl Refresher {
 /// Resumes the requests that waited for a token, fails them when no token will come, or
 /// when they waited too long.
 pub fn serve_waiters(vm: &VmState, port: &dyn Port) {
-    let record = vm.tokens.read(port);
-    WaitList::serve(&vm.waiters, port, &vm.config.auth, record.as_ref());
+    for account in vm.accounts() {
+        let record = account.tokens.read(port);
+        WaitList::serve(account.waiters, port, &vm.config.auth, record.as_ref());
+    }
 }
 
 /// Takes a newer record (another replica's refresh, or a newer login) from the store.
-fn adopt(vm: &VmState, port: &dyn Port, theirs: TokenRecord, ours: &TokenRecord) {
+fn adopt(tokens: &TokenStore, port: &dyn Port, theirs: TokenRecord, ours: &TokenRecord) {
     let adopted = TokenRecord {
         source: ours.source.clone(),
         store_synced: true,
         ..theirs
     };
     let generation = adopted.generation;
-    if vm.tokens.update(port, |_| Some(adopted.clone())).is_some() {
+    if tokens.update(port, |_| Some(adopted.clone())).is_some() {
         info!("codex filter: took newer ChatGPT tokens from the token store (generation {generation})");
     }
 }
 
-fn mark_synced(vm: &VmState, port: &dyn Port) {
-    vm.tokens.update(port, |current| {
+fn mark_synced(tokens: &TokenStore, port: &dyn Port) {
+    tokens.update(port, |current| {
         let record = current?;
         (!record.store_synced).then(|| TokenRecord {
             store_synced: true,

@@ -11,20 +11,42 @@ const LEASE_KEY: &str = "codex_openai_wrapper.refresh_lease.v1";
 /// Writers retry this often when another VM wrote in between; more would mean a bug.
 const CAS_ATTEMPTS: usize = 8;
 
-/// A per-VM cache so a request parses the record only when another VM changed it.
-#[derive(Default)]
+/// One account's token record and refresh lease; a per-VM cache so a request parses the
+/// record only when another VM changed it.
 pub struct TokenStore {
+    record_key: String,
+    lease_key: String,
     cached: RefCell<Option<(u32, TokenRecord)>>,
 }
 
+impl Default for TokenStore {
+    /// The single login's store (the keys it has always had).
+    fn default() -> Self {
+        Self {
+            record_key: RECORD_KEY.to_string(),
+            lease_key: LEASE_KEY.to_string(),
+            cached: RefCell::new(None),
+        }
+    }
+}
+
 impl TokenStore {
+    /// The store of one more account of a pool: its own record and lease.
+    pub fn labelled(label: &str) -> Self {
+        Self {
+            record_key: format!("{RECORD_KEY}/{label}"),
+            lease_key: format!("{LEASE_KEY}/{label}"),
+            cached: RefCell::new(None),
+        }
+    }
+
     /// The current record, if any.
     pub fn read(&self, port: &dyn Port) -> Option<TokenRecord> {
         self.read_with_cas(port).map(|(record, _)| record)
     }
 
     fn read_with_cas(&self, port: &dyn Port) -> Option<(TokenRecord, u32)> {
-        let (bytes, cas) = port.shared_get(RECORD_KEY)?;
+        let (bytes, cas) = port.shared_get(&self.record_key)?;
         let mut cached = self.cached.borrow_mut();
         if let Some((seen, record)) = cached.as_ref() {
             if *seen == cas && cas != 0 {
@@ -45,6 +67,25 @@ impl TokenStore {
         });
     }
 
+    /// [`TokenStore::seed`], but when this store does not hold the login yet and `earlier`
+    /// does (the login was the single one, or a pool's, before a reload changed the accounts),
+    /// its record is carried over: it may hold a rotated refresh token the configured
+    /// document no longer has.
+    pub fn seed_from(&self, port: &dyn Port, initial: TokenRecord, earlier: &TokenStore) {
+        let carried = earlier
+            .read(port)
+            .filter(|r| r.source == initial.source)
+            .map(|r| TokenRecord {
+                // Its place in an external store changes too: reconcile again.
+                store_synced: false,
+                ..r
+            });
+        self.update(port, |current| match current {
+            Some(existing) if existing.source == initial.source => None,
+            _ => Some(carried.clone().unwrap_or_else(|| initial.clone())),
+        });
+    }
+
     /// Applies `change` with compare-and-swap, retrying when another VM wrote in between.
     /// `change` returns `None` to leave the record as it is. Returns the record written.
     pub fn update(
@@ -58,7 +99,7 @@ impl TokenStore {
             let bytes = serde_json::to_vec(&next).ok()?;
             // No CAS when the key does not exist yet: there is nothing to race against.
             let cas = current.as_ref().map(|(_, cas)| *cas).filter(|cas| *cas != 0);
-            if port.shared_set(RECORD_KEY, &bytes, cas).is_ok() {
+            if port.shared_set(&self.record_key, &bytes, cas).is_ok() {
                 return Some(next);
             }
         }
@@ -67,15 +108,15 @@ impl TokenStore {
 
     /// Creates the lease key once, so every later take is a real compare-and-swap.
     pub fn init_lease(&self, port: &dyn Port) {
-        if port.shared_get(LEASE_KEY).is_none() {
+        if port.shared_get(&self.lease_key).is_none() {
             let free = serde_json::to_vec(&Lease { holder: 0, until: 0 }).unwrap_or_default();
-            let _ = port.shared_set(LEASE_KEY, &free, None);
+            let _ = port.shared_set(&self.lease_key, &free, None);
         }
     }
 
     /// Takes (or renews) the refresh lease for `me`; false when another VM holds it.
     pub fn take_lease(&self, port: &dyn Port, me: u64, now: u64) -> bool {
-        let current = port.shared_get(LEASE_KEY);
+        let current = port.shared_get(&self.lease_key);
         let lease: Option<Lease> = current
             .as_ref()
             .and_then(|(bytes, _)| serde_json::from_slice(bytes).ok());
@@ -88,16 +129,16 @@ impl TokenStore {
         };
         let bytes = serde_json::to_vec(&taken).unwrap_or_default();
         let cas = current.map(|(_, cas)| cas).filter(|cas| *cas != 0);
-        port.shared_set(LEASE_KEY, &bytes, cas).is_ok()
+        port.shared_set(&self.lease_key, &bytes, cas).is_ok()
     }
 
     /// Gives the lease back early, so another VM need not wait for it to run out; does nothing
     /// when `me` no longer holds it.
     pub fn release_lease(&self, port: &dyn Port, me: u64) {
-        if let Some((bytes, cas)) = port.shared_get(LEASE_KEY) {
+        if let Some((bytes, cas)) = port.shared_get(&self.lease_key) {
             if serde_json::from_slice::<Lease>(&bytes).is_ok_and(|l| l.holder == me) {
                 let released = serde_json::to_vec(&Lease { holder: me, until: 0 }).unwrap_or_default();
-                let _ = port.shared_set(LEASE_KEY, &released, Some(cas).filter(|cas| *cas != 0));
+                let _ = port.shared_set(&self.lease_key, &released, Some(cas).filter(|cas| *cas != 0));
             }
         }
     }
@@ -196,6 +237,29 @@ mod tests {
         assert!(store.token_rejected(&port, 2));
         assert!(!store.token_rejected(&port, 2), "already stale");
         assert_eq!(store.read(&port).map(|r| r.stale), Some(true));
+    }
+
+    #[test]
+    fn a_login_moving_between_single_and_pool_keeps_its_refreshed_record() {
+        let shared = SharedMemory::at(1_000);
+        let port = MemoryPort::new(&shared);
+        let (single, labelled) = (TokenStore::default(), TokenStore::labelled("work"));
+        single.seed(&port, record("login"));
+        single.update(&port, |r| {
+            r.map(|r| TokenRecord {
+                generation: 4,
+                ..r.clone()
+            })
+        });
+        labelled.seed_from(&port, record("login"), &single);
+        assert_eq!(labelled.read(&port).map(|r| r.generation), Some(4));
+        let other = TokenStore::labelled("home");
+        other.seed_from(&port, record("another login"), &single);
+        assert_eq!(
+            other.read(&port).map(|r| r.generation),
+            Some(0),
+            "another login starts afresh"
+        );
     }
 
     #[test]

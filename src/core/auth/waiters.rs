@@ -235,6 +235,9 @@ mod tests {
         fn metric(&self, metric: crate::core::metrics::Metric) {
             self.inner.metric(metric)
         }
+        fn metric_for(&self, owner: crate::core::metrics::Owner<'_>, metric: crate::core::metrics::Metric) {
+            self.inner.metric_for(owner, metric)
+        }
     }
 
     #[test]

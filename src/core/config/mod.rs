@@ -11,6 +11,7 @@ pub mod values;
 
 use std::collections::HashMap;
 
+use crate::core::accounts::login::{self, Login};
 use crate::core::auth::auth_json::ChatgptTokens;
 pub use crate::core::auth::etcd::DEFAULT_KEY as DEFAULT_ETCD_KEY;
 pub use crate::core::auth::token::DEFAULT_CLIENT_ID;
@@ -20,6 +21,7 @@ use crate::core::config::identity::Identity;
 use crate::core::config::upstream::{UpstreamAuth, responses_url};
 use crate::core::config::upstream_url::UpstreamUrl;
 use crate::core::config::values::{ConfigError, allowed, flag, positive};
+use crate::core::keys::KeySet;
 use crate::core::reasoning::{Effort, OutputMode, Summary};
 use crate::core::translate::request::common::ToolsFormat;
 
@@ -54,8 +56,10 @@ pub const DEFAULT_INSTRUCTIONS_CODEX_CLUSTER: &str = "instructions_codex";
 /// read-only afterwards.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Key clients must present; `None` leaves the gate open.
-    pub client_key: Option<String>,
+    /// Keys clients must present (`CLIENT_KEYS` and `OPENAI_API_KEY`); none leaves the gate open.
+    pub keys: KeySet,
+    /// `USAGE_ENDPOINT`: `GET /v1/usage` answers (on by default).
+    pub usage_endpoint: bool,
     /// The raw auth.json document (never logged).
     pub codex_auth: Option<String>,
     pub upstream: UpstreamUrl,
@@ -165,7 +169,11 @@ impl Config {
         };
         let ollama = optional_url("OLLAMA_API_URL")?.is_some();
         Ok(Self {
-            client_key: var("OPENAI_API_KEY").map(|k| k.trim().to_string()),
+            keys: KeySet::from_settings(var("CLIENT_KEYS").as_deref(), var("OPENAI_API_KEY").as_deref())?,
+            usage_endpoint: match var("USAGE_ENDPOINT") {
+                None => true,
+                raw => flag(raw, "USAGE_ENDPOINT")?,
+            },
             codex_auth: var("OPENAI_CODEX_AUTH"),
             upstream,
             models,
@@ -249,11 +257,24 @@ impl Config {
     /// upstream, `OPENAI_CODEX_AUTH` must be an auth.json document the filter can read (the
     /// problem never quotes the document). `None` without it, or with an API-key upstream.
     pub fn chatgpt_login(&self) -> Result<Option<ChatgptTokens>, ConfigError> {
+        Ok(self
+            .chatgpt_logins()?
+            .into_iter()
+            .next()
+            .map(|login| login.tokens))
+    }
+}
+
+impl Config {
+    /// Every configured ChatGPT login: `OPENAI_CODEX_AUTH` as one auth.json document or a
+    /// JSON array of them (a pool), each with its label. Empty without it, or with an API-key
+    /// upstream.
+    pub fn chatgpt_logins(&self) -> Result<Vec<Login>, ConfigError> {
         match self.codex_auth.as_deref() {
-            Some(document) if self.auth.is_chatgpt() => ChatgptTokens::from_auth_json(document)
-                .map(Some)
-                .map_err(|problem| ConfigError::new("OPENAI_CODEX_AUTH", format!("the document {problem}"))),
-            _ => Ok(None),
+            Some(document) if self.auth.is_chatgpt() => {
+                login::parse(document).map_err(|problem| ConfigError::new("OPENAI_CODEX_AUTH", problem))
+            }
+            _ => Ok(Vec::new()),
         }
     }
 }
@@ -293,7 +314,8 @@ mod tests {
     #[test]
     fn defaults_match_the_original() {
         let cfg = load(&[]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(cfg.client_key, None);
+        assert!(cfg.keys.is_open());
+        assert!(cfg.usage_endpoint);
         assert_eq!(cfg.default_effort, None);
         assert_eq!(cfg.default_summary, Summary::Auto);
         assert_eq!(cfg.output_mode, OutputMode::OpenAi);
@@ -327,6 +349,12 @@ mod tests {
                 "openai, tagged, o3, r1, hidden, all",
             ),
             ("VERBOSE", "maybe", "true, false"),
+            ("USAGE_ENDPOINT", "maybe", "true, false"),
+            (
+                "CLIENT_KEYS",
+                "[{\"name\": \"a\"}]",
+                "line 1, entry \"a\": has neither",
+            ),
             ("MAX_REQUEST_BODY_BYTES", "-1", "positive whole number"),
             ("CATALOGUE_REFRESH_SECONDS", "0", "positive whole number"),
             ("UPSTREAM_TOOLS_FORMAT", "deep", "flat, nested"),
@@ -375,7 +403,7 @@ mod tests {
     fn blank_values_count_as_unset() {
         let cfg =
             load(&[("OPENAI_API_KEY", "  "), ("REASONING_EFFORT", "")]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(cfg.client_key, None);
+        assert!(cfg.keys.is_open());
         assert_eq!(cfg.default_effort, None);
     }
 

@@ -13,25 +13,30 @@
 //!   503 "retry" while a refresh can still fix the login).
 //! - log: the metrics and the `VERBOSE` line.
 
+use crate::core::accounts::account::ACCOUNT_HEADER;
+use crate::core::accounts::pool::{self, Pick};
 use crate::core::auth::auth_json::ChatgptTokens;
 use crate::core::auth::token::{self, Availability};
 use crate::core::catalogue;
-use crate::core::error::ApiError;
+use crate::core::error::{ApiError, Code};
+use crate::core::flow::credentials::NO_RETRY_HEADER;
 use crate::core::flow::headers::HeaderView;
 use crate::core::flow::response::{
     ClientRequest, Handler, HeaderPlan, REMOVED_RESPONSE_HEADERS, ResponseHead,
 };
 use crate::core::flow::step::{LOCAL_REPLY_DETAILS, Next, Step, Steps};
 use crate::core::flow::upload::{BodyStep, MAX_DISCARDED_BYTES};
-use crate::core::metrics::{Metric, RouteKind};
+use crate::core::keys::{KeyEntry, KeyId, counters};
+use crate::core::metrics::{Metric, Owner, RouteKind};
 use crate::core::port::Port;
 use crate::core::reply::Reply;
-use crate::core::routing::decision::{self, Decision, Endpoint, Forward, RequestHead};
+use crate::core::routing::decision::{self, Decided, Decision, Endpoint, Forward, RequestHead};
 use crate::core::translate::request::common::{TranslateContext, Translated};
 use crate::core::translate::request::responses::{self as responses_request, Upstream};
 use crate::core::translate::request::{chat as chat_request, completions as completion_request};
 use crate::core::translate::response::upstream_error::LimitHeaders;
 use crate::core::translate::response::usage::Usage;
+use crate::core::usage;
 use crate::core::vm::VmState;
 
 /// Client headers that must not reach an Ollama server: they carry this proxy's key.
@@ -62,6 +67,10 @@ pub struct RequestFlow {
     /// The token generation this request was sent with (ChatGPT mode), to tell whether a
     /// backend 401 is about the current token.
     generation: Option<u64>,
+    /// The account this instance gave the request (or parked it for).
+    account: Option<usize>,
+    /// The account that answered it (for its counts).
+    served_by: Option<usize>,
     stage: Stage,
     route: RouteKind,
     client: Option<ClientRequest>,
@@ -74,6 +83,8 @@ pub struct RequestFlow {
     answered_ms: u64,
     /// `VERBOSE`: method and path, for the line written at the end.
     log_line: Option<String>,
+    /// The client key the request presented, once the gate let it in.
+    key: Option<KeyId>,
 }
 
 impl RequestFlow {
@@ -82,6 +93,8 @@ impl RequestFlow {
         Self {
             context_id,
             generation: None,
+            account: None,
+            served_by: None,
             stage: Stage::Idle,
             route: RouteKind::Local,
             client: None,
@@ -91,6 +104,7 @@ impl RequestFlow {
             sent_ms: 0,
             answered_ms: 0,
             log_line: None,
+            key: None,
         }
     }
 
@@ -149,8 +163,26 @@ impl RequestFlow {
             headers: &view.text,
         };
         let catalogue = vm.catalogue.borrow().clone();
-        let forward = match decision::decide(cfg, &catalogue, &head, now) {
+        let Decided { decision, key } = decision::decide_keyed(cfg, &catalogue, &head, now);
+        self.key = key;
+        let upstream_route = match &decision {
+            Decision::Forward(forward) => Some(forward.endpoint.into()),
+            Decision::PassThrough => Some(RouteKind::Ollama),
+            _ => None,
+        };
+        if let Some(route) = upstream_route {
+            // A refusal is counted under the route it asked for.
+            self.route = route;
+            if let Err(error) = self.admit(vm, port, now) {
+                return self.refuse(hold, error, end_of_stream);
+            }
+        }
+        let forward = match decision {
             Decision::Reply(reply) => return self.refuse(hold, reply, end_of_stream),
+            Decision::Usage => {
+                let body = usage::answer(vm, port, self.key, now);
+                return self.refuse(cfg.hold_headers, Reply::json(200, body), end_of_stream);
+            }
             Decision::PassThrough => {
                 self.route = RouteKind::Ollama;
                 let writes = PASS_THROUGH_REMOVED
@@ -186,7 +218,7 @@ impl RequestFlow {
             mode: forward.mode,
             max_request_body_bytes: cfg.max_request_body_bytes,
         });
-        let tokens = match self.current_tokens(vm, port, now) {
+        let tokens = match self.current_tokens(vm, port, forward.session_hint.as_deref()) {
             Ok(tokens) => tokens,
             Err(error) => return self.refuse(cfg.hold_headers, error, end_of_stream),
         };
@@ -267,6 +299,9 @@ impl RequestFlow {
             Ok(translated) => translated,
             Err(error) => return self.reply(error),
         };
+        if let Some(entry) = self.entry(vm).filter(|e| !e.allows_model(&translated.model)) {
+            return self.reply(model_not_allowed(entry, &translated.model));
+        }
         self.sent_ms = port.now_ms();
         let now = self.sent_ms / 1000;
         let Translated {
@@ -281,14 +316,14 @@ impl RequestFlow {
             return Steps::then(writes, Next::Continue);
         }
         // With the credentials instance upstream, the header-time check was all this needs.
+        let session = Some(session_id.as_str()).filter(|s| !s.is_empty());
         let tokens = match cfg.credentials_upstream {
             true => None,
-            false => match self.current_tokens(vm, port, now) {
+            false => match self.current_tokens(vm, port, session) {
                 Ok(tokens) => tokens,
                 Err(error) => return self.reply(error),
             },
         };
-        let session = Some(session_id.as_str()).filter(|s| !s.is_empty());
         let mut upstream = decision::upstream_headers_for(
             cfg,
             forward.endpoint,
@@ -316,27 +351,46 @@ impl RequestFlow {
     ) -> Steps {
         let cfg = &vm.config;
         self.answered_ms = port.now_ms();
+        // What the credentials instance tells this one about a pool's attempt, not for clients.
+        let internal: Vec<Step> = match vm.is_pool() && cfg.credentials_upstream {
+            true => vec![
+                Step::RemoveResponseHeader(NO_RETRY_HEADER),
+                Step::RemoveResponseHeader(ACCOUNT_HEADER),
+            ],
+            false => Vec::new(),
+        };
         if self.replied || details == LOCAL_REPLY_DETAILS.as_bytes() {
-            return Steps::go_on();
+            return Steps::then(internal, Next::Continue);
         }
         let Some(client) = self.client.clone() else {
-            return Steps::go_on();
+            return Steps::then(internal, Next::Continue);
         };
         let view = HeaderView::parse(&map()).unwrap_or_default();
         let status = view.get(":status").and_then(|s| s.parse().ok()).unwrap_or(502);
         let via_upstream = details == b"via_upstream";
         let credentials_here = cfg.auth.is_chatgpt() && !cfg.credentials_upstream;
+        // The credentials instance names the account each attempt went out on.
+        let account = match cfg.credentials_upstream {
+            true => pool::index_named(vm, view.get(ACCOUNT_HEADER)).or(Some(0).filter(|_| !vm.is_pool())),
+            false => self.account,
+        };
+        if via_upstream && cfg.auth.is_chatgpt() {
+            self.served_by = account;
+        }
         // This instance attached the refused token, so no Envoy retry can help (it would send
         // the same headers): while a refresh can still fix the login, the client is told to
         // retry; otherwise the backend's 401 goes out as "log in again".
         let mut retry = None;
         if via_upstream && status == 401 && credentials_here {
-            let generation = self
-                .generation
-                .or_else(|| vm.waiters.borrow_mut().take_resumed(self.context_id));
+            let index = account.unwrap_or(0);
+            let store = vm.account(index).map_or(&vm.tokens, |a| a.tokens);
+            let generation = self.generation.or_else(|| {
+                vm.account(index)
+                    .and_then(|a| a.waiters.borrow_mut().take_resumed(self.context_id))
+            });
             if let Some(generation) = generation {
-                vm.token_rejected(port, generation);
-                let record = vm.tokens.read(port);
+                vm.account_token_rejected(port, index, generation);
+                let record = store.read(port);
                 let refreshable = record
                     .as_ref()
                     .is_some_and(|r| !matches!(r.availability(port.now()), Availability::Dead(_)));
@@ -358,7 +412,23 @@ impl RequestFlow {
         };
         let now = self.answered_ms / 1000;
         if via_upstream {
-            port.metric(Metric::RateLimits(head.limits.windows(now)));
+            let windows = head.limits.windows(now);
+            port.metric(Metric::RateLimits(windows));
+            if let Some(index) = account.filter(|_| cfg.auth.is_chatgpt()) {
+                pool::observed(vm, port, index, &windows);
+            }
+        }
+        // A pool's 429: the account is out until its reset (the credentials instance marked
+        // it already). Another account can serve: portable mode tells the client to retry at
+        // once; otherwise every account is spent and the client gets the earliest reset.
+        if via_upstream && status == 429 && vm.is_pool() && retry.is_none() {
+            if let Some(index) = account.filter(|_| credentials_here) {
+                pool::limited(vm, port, index, &head.limits, None);
+            }
+            retry = Some(match pool::pick(vm, port, None) {
+                Pick::Refuse(error) => error,
+                _ => pool::switched(),
+            });
         }
         let (mut handler, plan) = match retry {
             Some(error) => Handler::fixed(error),
@@ -382,6 +452,7 @@ impl RequestFlow {
         }
         let mut writes: Vec<Step> = REMOVED_RESPONSE_HEADERS
             .iter()
+            .chain(&[ACCOUNT_HEADER, NO_RETRY_HEADER])
             .copied()
             .filter(|removed| view.names().any(|name| name == *removed))
             .map(Step::RemoveResponseHeader)
@@ -447,7 +518,9 @@ impl RequestFlow {
     /// method, path without its query, status, model, timings, token counts). `code` is
     /// Envoy's `response.code` property.
     pub fn log(&mut self, vm: &VmState, port: &dyn Port, code: Option<&[u8]>) -> Option<String> {
-        vm.waiters.borrow_mut().forget(self.context_id);
+        for account in vm.accounts() {
+            account.waiters.borrow_mut().forget(self.context_id);
+        }
         let status = code.map_or(0, decode_u64);
         let status = u16::try_from(status).unwrap_or(0);
         port.metric(Metric::Request {
@@ -458,9 +531,60 @@ impl RequestFlow {
         if let Some(usage) = &usage {
             port.metric(Metric::Tokens(*usage));
         }
+        if let Some(index) = self.served_by {
+            pool::served(vm, port, index, self.route, status, usage.as_ref());
+        }
+        if let Some(entry) = self.entry(vm) {
+            let owner = Owner::Key(&entry.name);
+            port.metric_for(
+                owner,
+                Metric::Request {
+                    route: self.route,
+                    status,
+                },
+            );
+            if let Some(usage) = &usage {
+                port.metric_for(owner, Metric::Tokens(*usage));
+                counters::add_tokens(
+                    port,
+                    &entry.name,
+                    usage.prompt_tokens,
+                    usage.completion_tokens,
+                    port.now(),
+                    vm.config.etcd.is_some(),
+                );
+            }
+        }
         let line = self.log_line.as_ref()?;
         let total_ms = port.now_ms().saturating_sub(self.started_ms);
-        Some(self.verbose_line(line, status, usage, total_ms))
+        let mut line = self.verbose_line(line, status, usage, total_ms);
+        if let Some(entry) = self.entry(vm) {
+            line.push_str(" key=");
+            line.push_str(&entry.name);
+        }
+        Some(line)
+    }
+
+    /// The keys-file entry of the key this request presented.
+    fn entry<'v>(&self, vm: &'v VmState) -> Option<&'v KeyEntry> {
+        self.key.and_then(|id| vm.config.keys.get(id))
+    }
+
+    /// Counts a request that goes upstream against its key's limits; `Err` is the 429.
+    fn admit(&self, vm: &VmState, port: &dyn Port, now: u64) -> Result<(), ApiError> {
+        let Some(entry) = self.entry(vm) else {
+            return Ok(());
+        };
+        counters::admit(port, entry, now, vm.config.etcd.is_some()).inspect_err(|_| {
+            port.metric(Metric::KeyLimitReached);
+            port.metric_for(Owner::Key(&entry.name), Metric::KeyLimitReached);
+            if vm.config.verbose {
+                log::info!(
+                    "codex filter: key {} is over a limit; refused with 429",
+                    entry.name
+                );
+            }
+        })
     }
 
     fn verbose_line(&self, line: &str, status: u16, usage: Option<Usage>, total_ms: u64) -> String {
@@ -489,27 +613,38 @@ impl RequestFlow {
         )
     }
 
-    /// The ChatGPT credentials for this request now: `Ok(None)` means wait for a refresh
-    /// (always `Ok(None)` with an API-key upstream, which needs none, and with the
-    /// credentials instance upstream, which attaches them itself).
+    /// The ChatGPT credentials for this request now, of the account the pool picks for
+    /// `conversation`: `Ok(None)` means wait for a refresh (always `Ok(None)` with an API-key
+    /// upstream, which needs none, and with the credentials instance upstream, which picks
+    /// the account and attaches them itself).
     fn current_tokens(
         &mut self,
         vm: &VmState,
         port: &dyn Port,
-        now: u64,
+        conversation: Option<&str>,
     ) -> Result<Option<ChatgptTokens>, ApiError> {
         if !vm.config.auth.is_chatgpt() {
             return Ok(None);
         }
-        let record = vm.tokens.read(port);
-        let tokens = token::for_request(record.as_ref(), now)?.cloned();
         if vm.config.credentials_upstream {
-            return Ok(None);
+            return pool::check(vm, port).map(|()| None);
         }
-        if tokens.is_some() {
-            self.generation = record.map(|r| r.generation);
+        match pool::pick(vm, port, conversation) {
+            Pick::Use {
+                index,
+                tokens,
+                generation,
+            } => {
+                self.account = Some(index);
+                self.generation = Some(generation);
+                Ok(Some(tokens))
+            }
+            Pick::Wait(index) => {
+                self.account = Some(index);
+                Ok(None)
+            }
+            Pick::Refuse(error) => Err(error),
         }
-        Ok(tokens)
     }
 
     /// `writes`, then on: or, when this instance owes the request a ChatGPT token it does not
@@ -525,7 +660,11 @@ impl RequestFlow {
         if !cfg.auth.is_chatgpt() || cfg.credentials_upstream || tokens.is_some() {
             return Steps::then(writes, Next::Continue);
         }
-        let waiting = vm.waiters.borrow_mut().wait(self.context_id, now);
+        let waiters = self
+            .account
+            .and_then(|i| vm.account(i))
+            .map_or(&vm.waiters, |a| a.waiters);
+        let waiting = waiters.borrow_mut().wait(self.context_id, now);
         match waiting {
             Ok(()) => Steps::then(writes, Next::Pause),
             Err(error) => {
@@ -626,6 +765,18 @@ impl RequestFlow {
         };
         Some(Handler::new(client, &head, true, now).0)
     }
+}
+
+fn model_not_allowed(entry: &KeyEntry, model: &str) -> ApiError {
+    ApiError::of(
+        Code::ModelNotAllowed,
+        format!(
+            "The key {:?} may not use the model {model:?}; it may use {}. Ask the operator to add the model to the key's models.",
+            entry.name,
+            entry.models.as_deref().unwrap_or_default().join(", ")
+        ),
+    )
+    .with_param("model")
 }
 
 fn header_writes(status: Option<u16>, set: &[(&'static str, String)], writes: &mut Vec<Step>) {

@@ -44,8 +44,13 @@ pub(crate) fn vm_with(pairs: &[(&str, &str)]) -> Vm {
     let port = MemoryPort::new(&shared);
     let vm = VmState::new(config);
     if let (true, Some(doc)) = (vm.config.auth.is_chatgpt(), vm.config.codex_auth.as_deref()) {
-        let tokens = ChatgptTokens::from_auth_json(doc).unwrap();
-        vm.tokens.seed(&port, TokenRecord::new(tokens, "login".into()));
+        // One document, or a pool's array: every account seeded.
+        let logins = crate::core::accounts::login::parse(doc).unwrap();
+        for (login, account) in logins.into_iter().zip(vm.accounts()) {
+            account
+                .tokens
+                .seed(&port, TokenRecord::new(login.tokens, "login".into()));
+        }
     }
     Vm { vm, port, shared }
 }
@@ -937,7 +942,7 @@ fn the_verbose_line_names_the_request_and_never_a_credential() {
     let line = drive.log(200).unwrap();
     assert_eq!(
         line,
-        "codex filter: POST /v1/chat/completions -> 200 model=gpt-5.5 upstream=2000ms total=3000ms tokens=7+3 (cached 2, reasoning 1)"
+        "codex filter: POST /v1/chat/completions -> 200 model=gpt-5.5 upstream=2000ms total=3000ms tokens=7+3 (cached 2, reasoning 1) key=key-1"
     );
     let access_token = header(upstream_headers(&sent).unwrap(), "authorization").unwrap();
     let record = vm.vm.tokens.read(&vm.port).unwrap();
@@ -1084,5 +1089,100 @@ fn a_turn_announcing_another_catalogue_etag_asks_for_a_fetch() {
         keyed.shared.peek(WANTED_KEY),
         None,
         "API-key upstreams have no catalogue"
+    );
+}
+
+/// Three accounts, `a`, `b`, `c`, each its own ChatGPT account id.
+pub(crate) fn pool_auth() -> String {
+    let accounts: Vec<Value> = ["a", "b", "c"]
+        .iter()
+        .map(|label| {
+            let claim = json!({"exp": NOW + 10 * 86_400, "https://api.openai.com/auth": {"chatgpt_account_id": format!("acct-{label}")}});
+            let jwt = crate::core::auth::auth_json::tests::jwt(&claim);
+            json!({"label": label, "tokens": {"access_token": jwt, "refresh_token": format!("rt-{label}"), "id_token": jwt}})
+        })
+        .collect();
+    Value::Array(accounts).to_string()
+}
+
+fn limited_head(resets_at: u64) -> Vec<u8> {
+    let reset = resets_at.to_string();
+    map(&[
+        (":status", b"429"),
+        ("content-type", b"application/json"),
+        ("x-codex-primary-used-percent", b"100"),
+        ("x-codex-primary-reset-at", reset.as_bytes()),
+    ])
+}
+
+#[test]
+fn portable_pool_a_usage_limit_asks_for_a_retry_at_once_and_the_retry_goes_elsewhere() {
+    let auth = pool_auth();
+    let vm = vm_with(&[("ENVOY_HOLD_HEADERS", ""), ("OPENAI_CODEX_AUTH", auth.as_str())]);
+    let session: &[(&str, &[u8])] = &[("x-session-id", b"conv-1")];
+    let account_of =
+        |steps: &Steps| header(upstream_headers(steps).unwrap(), "chatgpt-account-id").map(str::to_string);
+    let mut first = Drive::new(&vm, 1);
+    let sent = account_of(&first.headers(&post("/v1/chat/completions", session), false)).unwrap();
+    first.body(&chat(false));
+    // The same conversation again: the same account.
+    let mut second = Drive::new(&vm, 2);
+    assert_eq!(
+        account_of(&second.headers(&post("/v1/chat/completions", session), false)).as_deref(),
+        Some(sent.as_str())
+    );
+    second.body(&chat(false));
+    let steps = second.response(&limited_head(NOW + 600), "via_upstream");
+    let sets = response_sets(&steps);
+    assert!(sets.contains(&(":status", "503")), "{sets:?}");
+    assert!(sets.contains(&("retry-after", "1")), "{sets:?}");
+    let body = second.response_end(br#"{"error":{"type":"usage_limit_reached","resets_at":1}}"#);
+    let body: Value = serde_json::from_slice(response_body(&body).unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "account_switched");
+    // The client's retry: another account, and the conversation stays there.
+    let mut retry = Drive::new(&vm, 3);
+    let moved = account_of(&retry.headers(&post("/v1/chat/completions", session), false)).unwrap();
+    assert_ne!(moved, sent);
+    let mut later = Drive::new(&vm, 4);
+    assert_eq!(
+        account_of(&later.headers(&post("/v1/chat/completions", session), false)),
+        Some(moved)
+    );
+}
+
+#[test]
+fn portable_pool_the_last_usable_account_spent_is_a_429_with_the_earliest_reset() {
+    let auth = pool_auth();
+    let vm = vm_with(&[("ENVOY_HOLD_HEADERS", ""), ("OPENAI_CODEX_AUTH", auth.as_str())]);
+    for (id, resets_in) in [(1, 900), (2, 300), (3, 600)] {
+        let mut drive = Drive::new(&vm, id);
+        drive.headers(&post("/v1/chat/completions", &[]), false);
+        drive.body(&chat(false));
+        drive.response(&limited_head(NOW + resets_in), "via_upstream");
+    }
+    let mut refused = Drive::new(&vm, 9);
+    let steps = refused.headers(&post("/v1/chat/completions", &[]), false);
+    assert_eq!(error_code(&steps), Some((429, "usage_limit_reached".into())));
+    let reply = reply_of(&steps).unwrap();
+    assert!(
+        reply.headers.contains(&("retry-after", "300".to_string())),
+        "{:?}",
+        reply.headers
+    );
+}
+
+#[test]
+fn a_single_account_429_passes_through_and_marks_nothing() {
+    let vm = vm_with(&[("ENVOY_HOLD_HEADERS", "")]);
+    let mut drive = Drive::new(&vm, 1);
+    drive.headers(&post("/v1/chat/completions", &[]), false);
+    drive.body(&chat(false));
+    let steps = drive.response(&limited_head(NOW + 600), "via_upstream");
+    assert!(response_sets(&steps).contains(&(":status", "429")));
+    let mut next = Drive::new(&vm, 2);
+    let steps = next.headers(&post("/v1/chat/completions", &[]), false);
+    assert!(
+        upstream_headers(&steps).is_some(),
+        "the one account is still used"
     );
 }

@@ -8,6 +8,7 @@ use crate::core::config::Config;
 use crate::core::config::header_forwarding::ForwardMode;
 use crate::core::error::{ApiError, Code};
 use crate::core::flow::upload::{BodyLimit, body_too_large};
+use crate::core::keys::KeyId;
 use crate::core::reasoning::OutputMode;
 use crate::core::reply::Reply;
 use crate::core::routing::key_gate;
@@ -80,15 +81,32 @@ pub enum Decision {
     /// `GET /v1/models?client_version=…` let in by the key gate: answered with
     /// [`listing::codex_answer`], which may need the stored backend answer (read only then).
     CodexCatalogue,
+    /// `GET /v1/usage` let in by the key gate: answered locally from shared data ([`crate::core::usage`]).
+    Usage,
+}
+
+/// A [`Decision`] and the client key the request presented (`None` while the gate is open,
+/// and for public routes).
+#[derive(Debug, PartialEq)]
+pub struct Decided {
+    pub decision: Decision,
+    pub key: Option<KeyId>,
 }
 
 /// `/`, `/health`: public; everything else behind the key gate. `catalogue` answers
 /// `/v1/models`.
 pub fn decide(cfg: &Config, catalogue: &Catalogue, head: &RequestHead<'_>, created: u64) -> Decision {
-    match decide_inner(cfg, catalogue, head, created) {
+    decide_keyed(cfg, catalogue, head, created).decision
+}
+
+/// [`decide`], and which client key the request presented.
+pub fn decide_keyed(cfg: &Config, catalogue: &Catalogue, head: &RequestHead<'_>, created: u64) -> Decided {
+    let mut key = None;
+    let decision = match decide_inner(cfg, catalogue, head, created, &mut key) {
         Ok(decision) => decision,
         Err(error) => Decision::Reply(error.into()),
-    }
+    };
+    Decided { decision, key }
 }
 
 enum Route {
@@ -100,6 +118,7 @@ enum Route {
     Model(String),
     Api(Endpoint, OutputMode),
     Ollama,
+    Usage,
 }
 
 fn decide_inner(
@@ -107,6 +126,7 @@ fn decide_inner(
     catalogue: &Catalogue,
     head: &RequestHead<'_>,
     created: u64,
+    key: &mut Option<KeyId>,
 ) -> Result<Decision, ApiError> {
     let path = head.path.split(['?', '#']).next().unwrap_or("");
     let route = match classify(cfg, path)? {
@@ -116,7 +136,9 @@ fn decide_inner(
         route => route,
     };
     let (allowed, readable) = match route {
-        Route::Health | Route::Models { .. } | Route::Model(_) => (["GET", "HEAD"].as_slice(), "GET"),
+        Route::Health | Route::Models { .. } | Route::Model(_) | Route::Usage => {
+            (["GET", "HEAD"].as_slice(), "GET")
+        }
         // A WebSocket handshake is a GET; it gets the 426 that sends the client to HTTP.
         Route::Api(endpoint, _) if endpoint.is_responses() && is_websocket_upgrade(head) => {
             (["GET", "POST"].as_slice(), "POST")
@@ -135,12 +157,23 @@ fn decide_inner(
     if let Route::Health = route {
         return Ok(health());
     }
-    key_gate::check(cfg.client_key.as_deref(), &head.all("authorization"))?;
+    *key = key_gate::check(&cfg.keys, &head.all("authorization"))?;
     if is_websocket_upgrade(head) {
         return Err(websocket_refused(path));
     }
+    // Every key may read its own usage, whatever its routes.
+    if let Some(entry) = key.and_then(|id| cfg.keys.get(id)) {
+        if !matches!(route, Route::Usage) && !entry.allows_route(path) {
+            return Err(route_not_allowed(
+                &entry.name,
+                path,
+                entry.routes.as_deref().unwrap_or_default(),
+            ));
+        }
+    }
     match route {
         Route::Health => Ok(health()),
+        Route::Usage => Ok(Decision::Usage),
         Route::Models { codex: true } => Ok(Decision::CodexCatalogue),
         Route::Models { codex: false } => Ok(Decision::Reply(Reply::json(
             200,
@@ -196,6 +229,16 @@ fn websocket_refused(path: &str) -> ApiError {
     )
 }
 
+fn route_not_allowed(name: &str, path: &str, routes: &[String]) -> ApiError {
+    ApiError::of(
+        Code::RouteNotAllowed,
+        format!(
+            "The key {name:?} may not call {path}; it may call {}. Ask the operator to add the route to the key's routes.",
+            routes.join(", ")
+        ),
+    )
+}
+
 fn health() -> Decision {
     Decision::Reply(Reply::json(200, br#"{"status":"ok"}"#.to_vec()))
 }
@@ -225,6 +268,7 @@ fn classify(cfg: &Config, path: &str) -> Result<Route, ApiError> {
         "responses" => Ok(Route::Api(Endpoint::Responses, mode)),
         "responses/compact" => Ok(Route::Api(Endpoint::ResponsesCompact, mode)),
         "models" => Ok(Route::Models { codex: false }),
+        "usage" if cfg.usage_endpoint => Ok(Route::Usage),
         _ => match rest.strip_prefix("models/") {
             Some(id) if !id.is_empty() && !id.contains('/') => Ok(Route::Model(id.to_string())),
             _ => Err(ApiError::not_found(path)),

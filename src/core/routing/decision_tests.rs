@@ -41,7 +41,7 @@ fn status(d: &Decision) -> u16 {
         Decision::Reply(r) => r.status,
         Decision::Forward(_) => 0,
         Decision::PassThrough => 1,
-        Decision::CodexCatalogue => 200,
+        Decision::CodexCatalogue | Decision::Usage => 200,
     }
 }
 

@@ -1,13 +1,16 @@
-//! The client key gate: `Authorization: Bearer <OPENAI_API_KEY>`.
+//! The client key gate: `Authorization: Bearer <key>`, matched against every configured key
+//! (`OPENAI_API_KEY` and the keys file) by digest.
 
 use crate::core::error::{ApiError, Code};
+use crate::core::keys::{KeyId, KeySet};
 
 /// Checks the `authorization` header values of a request (all of them: a repeated header is
-/// refused rather than trusting whichever copy a component happens to read).
-pub fn check(expected: Option<&str>, authorization: &[&str]) -> Result<(), ApiError> {
-    let Some(expected) = expected else {
-        return Ok(());
-    };
+/// refused rather than trusting whichever copy a component happens to read). `Ok(None)`: no
+/// keys are configured, the gate is open; `Ok(Some(id))`: the key that was presented.
+pub fn check(keys: &KeySet, authorization: &[&str]) -> Result<Option<KeyId>, ApiError> {
+    if keys.is_open() {
+        return Ok(None);
+    }
     let value = match authorization {
         [] => return Err(unauthorized("Missing Authorization header")),
         [one] => *one,
@@ -15,10 +18,9 @@ pub fn check(expected: Option<&str>, authorization: &[&str]) -> Result<(), ApiEr
     };
     let token = bearer_token(value)
         .ok_or_else(|| unauthorized("Invalid Authorization header format. Expected: Bearer <token>"))?;
-    if constant_time_eq(token.as_bytes(), expected.as_bytes()) {
-        Ok(())
-    } else {
-        Err(unauthorized("Invalid API key"))
+    match keys.identify(token) {
+        Some(id) => Ok(Some(id)),
+        None => Err(unauthorized("Invalid API key")),
     }
 }
 
@@ -28,17 +30,6 @@ pub fn bearer_token(value: &str) -> Option<&str> {
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
-/// Compares without an early exit, so response time does not reveal how much of a guess matched.
-/// The length is not secret: every OpenAI-style key has a well-known length.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for (i, x) in a.iter().enumerate() {
-        let y = b.get(i % b.len().max(1)).copied().unwrap_or(0);
-        diff |= usize::from(x ^ y);
-    }
-    diff == 0
 }
 
 fn unauthorized(message: &str) -> ApiError {
@@ -52,12 +43,14 @@ mod tests {
     #[test]
     #[allow(clippy::type_complexity)] // a table of cases reads best as tuples
     fn gate_decisions() {
-        let cases: &[(Option<&str>, &[&str], Result<(), &str>)] = &[
-            (None, &[], Ok(())),
-            (None, &["garbage"], Ok(())),
-            (Some("k"), &["Bearer k"], Ok(())),
-            (Some("k"), &["bearer k"], Ok(())),
-            (Some("k"), &["BEARER   k  "], Ok(())),
+        let cases: &[(Option<&str>, &[&str], Result<Option<KeyId>, &str>)] = &[
+            (None, &[], Ok(None)),
+            (None, &["garbage"], Ok(None)),
+            (Some("k"), &["Bearer k"], Ok(Some(0))),
+            (Some("k"), &["bearer k"], Ok(Some(0))),
+            (Some("k"), &["BEARER   k  "], Ok(Some(0))),
+            (Some("j,k"), &["Bearer k"], Ok(Some(1))),
+            (Some(""), &["Bearer k"], Err("Invalid API key")),
             (Some("k"), &[], Err("Missing Authorization header")),
             (
                 Some("k"),
@@ -79,30 +72,17 @@ mod tests {
             ),
         ];
         for (expected, headers, outcome) in cases {
-            let got = check(*expected, headers).map_err(|e| {
+            // `Some("")`: an emptied keys file and no OPENAI_API_KEY, which lets nobody in.
+            let keys = match expected {
+                Some("") => KeySet::from_settings(Some("[]"), None),
+                _ => KeySet::from_settings(None, *expected),
+            }
+            .unwrap();
+            let got = check(&keys, headers).map_err(|e| {
                 assert_eq!((e.status, e.code_str()), (401, Some("invalid_api_key")));
                 e.message
             });
             assert_eq!(got, outcome.map_err(str::to_string), "{expected:?} {headers:?}");
-        }
-    }
-
-    #[test]
-    fn constant_time_eq_is_equality() {
-        for (a, b) in [
-            ("", ""),
-            ("a", "a"),
-            ("a", ""),
-            ("", "a"),
-            ("abc", "abd"),
-            ("abc", "ab"),
-            ("sk-1", "sk-1"),
-        ] {
-            assert_eq!(
-                constant_time_eq(a.as_bytes(), b.as_bytes()),
-                a == b,
-                "{a:?} {b:?}"
-            );
         }
     }
 }
