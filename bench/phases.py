@@ -353,6 +353,13 @@ class Phases:
     def setup(self) -> None:
         if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
             raise run.BenchError("valgrind is missing: apt-get install valgrind")
+        # The tree the modules are built from, before anything can change it.
+        self.source = run.command_output(["git", "-C", str(run.REPO_ROOT), "rev-parse", "--short", "HEAD"])
+        dirty = run.command_output(["git", "-C", str(run.REPO_ROOT), "status", "--porcelain", "--untracked-files=no"])
+        if dirty:
+            self.source += " with local changes"
+        if self.args.wasm:
+            self.source = f"module {self.args.wasm}"
         self.build()
         source = Path(self.args.wasm).resolve() if self.args.wasm else run.WASM_BUILT
         self.wasm = self.out_dir / "codex_openai_wrapper.wasm"
@@ -723,8 +730,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     finally:
         phases.stop()
     wasm_bytes = phases.wasm.read_bytes()
-    source = run.command_output(["git", "-C", str(run.REPO_ROOT), "rev-parse", "--short", "HEAD"])
-    dirty = run.command_output(["git", "-C", str(run.REPO_ROOT), "status", "--porcelain", "--untracked-files=no"])
     results = {
         **phases.results,
         "command": " ".join(["python3", "bench/phases.py"] + (sys.argv[1:] if argv is None else argv)),
@@ -732,7 +737,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "finished_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "module_bytes": len(wasm_bytes),
         "module_sha256": hashlib.sha256(wasm_bytes).hexdigest(),
-        "source": source + (" with local changes" if dirty else ""),
+        "source": phases.source,
     }
     (phases.out_dir / "phases.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     text = report(results)
