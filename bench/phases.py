@@ -67,6 +67,7 @@ CALL_KINDS = [
     ("property", "read `response.code` (`proxy_get_property`)"),
     ("clock", "read the clock (`proxy_get_current_time_nanoseconds`)"),
     ("shared_get", "read the token record (`proxy_get_shared_data`, ~2 KB)"),
+    ("shared_set", "write 160 bytes of shared data (`proxy_set_shared_data`)"),
     ("metric", "increment a counter (`proxy_increment_metric`)"),
     ("log", "a log call below Envoy's level (`proxy_log`)"),
 ]

@@ -136,6 +136,10 @@ impl Probe {
                 }
                 Call::Clock => drop(abi::now_ms()),
                 Call::SharedGet => drop(abi::shared_data("codex_openai_wrapper.tokens.v1")),
+                // A key of its own, about the size of a counter record.
+                Call::SharedSet => {
+                    let _ = abi::set_shared_data("codex_openai_wrapper.probe", &[b'x'; 160], 0);
+                }
                 Call::Metric => {
                     let id = METRIC.with(|m| {
                         m.get().or_else(|| {
