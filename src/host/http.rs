@@ -36,7 +36,7 @@ impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Shared { vm, port } = &*self.shared;
         #[cfg(feature = "phase-probe")]
-        crate::host::probe::reset();
+        crate::host::probe_counts::reset();
         let map = abi::header_map(MapType::HttpRequestHeaders);
         #[cfg(feature = "phase-probe")]
         {
@@ -93,7 +93,7 @@ impl HttpContext for Http {
         let code = abi::property(&["response", "code"]);
         if let Some(line) = self.flow.log(vm, port, code.as_deref()) {
             #[cfg(feature = "phase-probe")]
-            crate::host::probe::count(crate::host::probe::Call::Log);
+            crate::host::probe_counts::count(crate::host::probe_counts::Call::Log);
             info!("{line}");
         }
         #[cfg(feature = "phase-probe")]

@@ -5,7 +5,7 @@
 //! extra work price one call or one translation. `x-codex-probe: count` logs how many host
 //! calls of each kind the request made.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType};
@@ -14,68 +14,10 @@ use crate::core::flow::request::RequestFlow;
 use crate::core::flow::response::Handler;
 use crate::core::vm::VmState;
 use crate::host::abi;
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Call {
-    MapGet,
-    MapSet,
-    ValueGet,
-    ValueSet,
-    ValueRemove,
-    BodyGet,
-    BodySet,
-    Property,
-    Clock,
-    SharedGet,
-    SharedSet,
-    Metric,
-    Log,
-    LocalReply,
-    Other,
-}
-
-const CALLS: [(Call, &str); 15] = [
-    (Call::MapGet, "map_get"),
-    (Call::MapSet, "map_set"),
-    (Call::ValueGet, "value_get"),
-    (Call::ValueSet, "value_set"),
-    (Call::ValueRemove, "value_remove"),
-    (Call::BodyGet, "body_get"),
-    (Call::BodySet, "body_set"),
-    (Call::Property, "property"),
-    (Call::Clock, "clock"),
-    (Call::SharedGet, "shared_get"),
-    (Call::SharedSet, "shared_set"),
-    (Call::Metric, "metric"),
-    (Call::Log, "log"),
-    (Call::LocalReply, "local_reply"),
-    (Call::Other, "other"),
-];
+use crate::host::probe_counts::{CALLS, Call, counts_line};
 
 thread_local! {
-    static COUNTS: RefCell<[u32; 15]> = const { RefCell::new([0; 15]) };
     static METRIC: Cell<Option<u32>> = const { Cell::new(None) };
-    static KEYS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Which shared-data key a read was for (listed with the counts).
-pub fn shared_key(key: &str) {
-    KEYS.with(|keys| keys.borrow_mut().push(key.to_string()));
-}
-
-/// Counts one host call of the filter's own.
-pub fn count(call: Call) {
-    COUNTS.with(|counts| {
-        if let Some(slot) = counts.borrow_mut().get_mut(call as usize) {
-            *slot = slot.saturating_add(1);
-        }
-    });
-}
-
-/// A request begins: its counts start from zero.
-pub fn reset() {
-    COUNTS.with(|counts| *counts.borrow_mut() = [0; 15]);
-    KEYS.with(|keys| keys.borrow_mut().clear());
 }
 
 /// What one request asked for.
@@ -215,16 +157,7 @@ impl Probe {
                 }
             }
             Self::Count => {
-                let line = COUNTS.with(|counts| {
-                    let counts = counts.borrow();
-                    CALLS
-                        .iter()
-                        .zip(counts.iter())
-                        .map(|((_, name), n)| format!("{name}={n}"))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                });
-                let keys = KEYS.with(|keys| keys.borrow().join(","));
+                let (line, keys) = counts_line();
                 let _ = hostcalls::log(LogLevel::Critical, &format!("codex probe counts: {line}"));
                 let _ = hostcalls::log(LogLevel::Critical, &format!("codex probe shared keys: {keys}"));
             }
