@@ -1,5 +1,6 @@
 # codex-openai-wrapper — build, test and run (GNU make).
 #
+#   make login  sign in to ChatGPT without the Codex CLI (device code; ARGS=--browser, --status, ...)
 #   make run    build the filter, render the Envoy config from .dev.vars + env, start Envoy and
 #               bring changed settings, logins and keys to it while it runs
 #   make test   lint, unit tests, a short fuzz run, build, config validation, end-to-end tests
@@ -49,7 +50,7 @@ VALIDATE_ALL_UPSTREAMS := \
   CORS_ALLOW_ORIGINS=https://app.example.com,http://localhost:3000
 
 .PHONY: all venv node-clients toolchain wasm-target test-services build lint deny unit fuzz-short fuzz e2e validate test run \
-  compose-config envoy-example clean
+  login compose-config envoy-example clean
 
 all: build
 
@@ -176,6 +177,13 @@ test: toolchain venv node-clients wasm-target test-services lint deny unit fuzz-
 
 run: venv build
 	$(VENV_PY) envoy/run.py
+
+# The native login program (src/bin/codex-login) writes $CODEX_HOME/auth.json, which `make run`
+# reads. `make login ARGS=--browser`, `ARGS="--label work"` (an account in CODEX_AUTH_DIR),
+# `ARGS=--status`; `cargo run --bin codex-login -- --help` lists the rest.
+ARGS ?=
+login: toolchain
+	cargo run --quiet --bin codex-login -- $(ARGS)
 
 # From $(DEV_VARS) alone, not the shell environment: compose gives the container only that
 # file, so the clusters here must come from the same values the filter will see.

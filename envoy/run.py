@@ -320,7 +320,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> int:
     cli = parse_args(argv)
     try:
-        # Without OPENAI_CODEX_AUTH: the login `codex login` left in $CODEX_HOME/auth.json.
+        # Without OPENAI_CODEX_AUTH: the login `make login` or `codex login` left in $CODEX_HOME/auth.json.
         settings = render.load_settings(cli.env_file, codex_auth=True)
         launch, args = prepare_launch(settings, cli.wasm)
     except render.ConfigError as exc:

@@ -290,7 +290,7 @@ def test_a_401_that_survives_the_refresh_tells_the_user_to_log_in(envoy, mock_co
     mock_codex.enqueue(rejected, rejected)
     status, error = error_of(post(chat_url(envoy), chat_body(stream=True)))
     assert (status, error["code"]) == (401, "token_expired")
-    assert "codex login" in error["message"]
+    assert "make login" in error["message"]
     assert len(mock_codex.requests) == 2, "one retry, not more"
 
 

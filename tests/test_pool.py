@@ -283,3 +283,30 @@ def test_accounts_added_by_a_reload_serve_and_a_refreshed_login_keeps_its_tokens
     assert set(served(mock_codex)[1:]) == set(LABELS)
     assert mock_oauth.calls == 1, "alpha kept its refreshed tokens instead of spending the old refresh token again"
     assert {a["label"] for a in usage(envoy)["accounts"]} == set(LABELS)
+
+
+def test_with_a_keys_file_only_the_admin_key_sees_the_accounts(envoy_factory, mock_codex, tmp_path):
+    keys = [
+        {"name": "ops", "key": "sk-ops-pool", "admin": True},
+        {"name": "dev", "key": "sk-dev-pool"},
+    ]
+    path = tmp_path / "client-keys.json"
+    path.write_text(json.dumps(keys), encoding="utf-8")
+    envoy = envoy_factory(OPENAI_CODEX_AUTH=pool_auth(), CLIENT_KEYS_FILE=str(path))
+    resp = requests.post(envoy.url + CHAT, json=conversation(1), headers={"Authorization": "Bearer sk-dev-pool"}, timeout=20)
+    assert resp.status_code == 200, resp.text
+
+    def usage_as(key: str) -> dict:
+        answer = requests.get(envoy.url + "/v1/usage", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    dev = usage_as("sk-dev-pool")
+    assert dev["key"]["name"] == "dev" and dev["key"]["requests"] == 1, dev
+    assert "accounts" not in dev and "pool" not in dev and "keys" not in dev, dev
+    ops = usage_as("sk-ops-pool")
+    # The harness also sets OPENAI_API_KEY: an unnamed key beside the file.
+    assert [k["name"] for k in ops["keys"]] == ["ops", "dev", "key-1"], ops
+    assert sorted(a["label"] for a in ops["accounts"]) == sorted(LABELS), ops
+    assert sum(a["requests"] for a in ops["accounts"]) == 1, ops
+    assert ops["pool"]["accounts"] == 3, ops

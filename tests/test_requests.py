@@ -149,7 +149,7 @@ def test_missing_credentials_answer_401_with_how_to_log_in(envoy_factory, mock_c
     envoy = envoy_factory(OPENAI_CODEX_AUTH=None)
     status, error = error_of(post(envoy.url + "/v1/chat/completions", chat_body()))
     assert (status, error["code"]) == (401, "missing_credentials")
-    assert "codex login" in error["message"]
+    assert "make login" in error["message"]
     assert requests.get(envoy.url + "/health", timeout=5).status_code == 200
     assert mock_codex.requests == []
 

@@ -87,7 +87,7 @@ def test_a_permanent_failure_answers_401_without_a_retry_storm(envoy_factory, mo
     for _ in range(4):
         status, error = error_of(post(envoy.url + "/v1/chat/completions", chat_body()))
         assert (status, error["code"]) == (401, "refresh_token_invalid")
-        assert "codex login" in error["message"]
+        assert "make login" in error["message"]
     assert mock_oauth.calls == 1
     assert mock_codex.requests == []
     assert stat(envoy, "codex_token_refresh_permanent_failure") == 1
@@ -109,7 +109,7 @@ def test_a_400_invalid_grant_is_permanent_log_in_again_and_no_retry_storm(envoy_
     for _ in range(4):
         status, error = error_of(post(envoy.url + "/v1/chat/completions", chat_body()))
         assert (status, error["code"]) == (401, "refresh_token_invalid")
-        assert "codex login" in error["message"] and "invalid_grant" in error["message"]
+        assert "make login" in error["message"] and "invalid_grant" in error["message"]
     # The endpoint would answer the next call: a second attempt would have succeeded.
     time.sleep(6)
     status, error = error_of(post(envoy.url + "/v1/chat/completions", chat_body()))
@@ -170,7 +170,7 @@ def test_portable_mode_asks_the_client_to_retry_a_401_and_refreshes(envoy_factor
     status, error = error_of(resp)
     assert (status, error["code"]) == (503, "upstream_token_rejected")
     assert resp.headers["retry-after"] == "1"
-    assert "Retry the request" in error["message"] and "codex login" not in error["message"]
+    assert "Retry the request" in error["message"] and "login" not in error["message"]
     resp = post(envoy.url + "/v1/chat/completions", chat_body())
     assert resp.status_code == 200, resp.text
     assert mock_oauth.calls == 1

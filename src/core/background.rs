@@ -284,7 +284,7 @@ fn log_start_up(config: &Config, record: Option<&TokenRecord>) {
     }
     match record {
         None => warn!(
-            "codex filter: no ChatGPT credentials (OPENAI_CODEX_AUTH); chat requests will answer 401 until `codex login` is run"
+            "codex filter: no ChatGPT credentials (OPENAI_CODEX_AUTH); chat requests will answer 401 until `make login` (or `codex login`) is run"
         ),
         Some(r) => info!(
             "codex filter: ChatGPT credentials loaded (account {}, generation {}, access token expires at {})",

@@ -97,15 +97,15 @@ catalogue! {
     OllamaNotConfigured = "ollama_not_configured", 503, Server,
         "`/api/*` needs `OLLAMA_API_URL` set to the Ollama server.";
     MissingCredentials = "missing_credentials", 401, Authentication,
-        "No ChatGPT login is configured: run `codex login` (or set `OPENAI_CODEX_AUTH`) and restart.";
+        "No ChatGPT login is configured: run `make login` (or `codex login`), or set `OPENAI_CODEX_AUTH` and restart.";
     TokenExpired = "token_expired", 401, Authentication,
-        "The access token expired and there is no refresh token: run `codex login` again.";
+        "The access token expired and there is no refresh token: run `make login` (or `codex login`) again.";
     RefreshTokenInvalid = "refresh_token_invalid", 401, Authentication,
-        "The refresh token was rejected for good (expired, reused, revoked): run `codex login` again.";
+        "The refresh token was rejected for good (expired, reused, revoked): run `make login` (or `codex login`) again.";
     TokenRefreshPending = "token_refresh_pending", 503, Server,
         "A token refresh did not finish while the request waited: retry after `Retry-After`.";
     InvalidUpstreamToken = "invalid_upstream_token", 401, Authentication,
-        "The backend still refused the access token after a refresh: run `codex login` again.";
+        "The backend still refused the access token after a refresh: run `make login` (or `codex login`) again.";
     UpstreamTokenRejected = "upstream_token_rejected", 503, Server,
         "The backend refused the access token and this deployment cannot re-send the request itself (no credentials instance in the Codex cluster, e.g. Istio): the token is being refreshed, retry after `Retry-After` (the OpenAI SDKs do so on their own).";
     ClientVersionTooOld = "client_version_too_old", 400, InvalidRequest,

@@ -301,7 +301,9 @@ class _Handler(BaseHTTPRequestHandler):
         mock = self.server.mock
         if mock.catalogue is not None and self.command == "GET" and urlsplit(self.path).path == CATALOGUE_PATH:
             script = mock.catalogue.answer(request)
-        elif self.command == "POST" and urlsplit(self.path).path in (mock.path, mock.path + COMPACT_SUFFIX):
+        elif (
+            self.command == "POST" and urlsplit(self.path).path in (mock.path, mock.path + COMPACT_SUFFIX)
+        ) or urlsplit(self.path).path in mock.extra_paths:
             mock._record(request)
             script = mock._next_script(request)
         else:
@@ -381,8 +383,11 @@ class MockCodex:
         path: str = CODEX_PATH,
         default: Callable[["RecordedRequest"], Script] = default_script,
         host: str = "127.0.0.1",
+        extra_paths: Sequence[str] = (),
     ) -> None:
         self.path = path
+        # More paths answered like `path`, for any method (the OAuth mock's login endpoints).
+        self.extra_paths = tuple(extra_paths)
         # Only the Codex backend has a model catalogue.
         self.catalogue: Optional[MockCatalogue] = MockCatalogue() if path == CODEX_PATH else None
         self._default = default

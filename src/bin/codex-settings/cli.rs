@@ -121,7 +121,7 @@ fn print(value: &impl Serialize) -> Result<(), Problem> {
     })
 }
 
-/// `make run` without `OPENAI_CODEX_AUTH`: the login `codex login` wrote. Only the file's name
+/// `make run` without `OPENAI_CODEX_AUTH`: the login `make login` or `codex login` wrote. Only the file's name
 /// is printed, never its content (it holds live tokens).
 fn attach_codex_auth(settings: &mut Settings) -> Result<(), Problem> {
     if settings.var("OPENAI_CODEX_AUTH").is_some() {
@@ -148,7 +148,7 @@ fn attach_codex_auth(settings: &mut Settings) -> Result<(), Problem> {
     if !path.is_file() {
         note(&format!(
             "warning: OPENAI_CODEX_AUTH is not set and {} does not exist; chat requests will answer 401 \
-             until you run `codex login` (or set OPENAI_CODEX_AUTH) and restart.",
+             until you run `make login` (or `codex login`, or set OPENAI_CODEX_AUTH).",
             path.display()
         ));
         return Ok(());
@@ -179,7 +179,7 @@ fn auth_dir(dir: &Path) -> Result<(String, Vec<String>), Problem> {
     files.sort();
     if files.is_empty() {
         return Err(problem(format!(
-            "{} holds no .json file: put one auth.json per account there (`codex login`, then copy ~/.codex/auth.json to <label>.json)",
+            "{} holds no .json file: put one auth.json per account there (`make login ARGS=\"--label <label>\"`, or `codex login` and copy ~/.codex/auth.json to <label>.json)",
             dir.display()
         )));
     }

@@ -61,6 +61,8 @@ struct Claims {
 #[derive(Deserialize)]
 struct AuthClaims {
     chatgpt_account_id: Option<String>,
+    #[serde(default)]
+    chatgpt_plan_type: Option<String>,
 }
 
 impl ChatgptTokens {
@@ -116,6 +118,51 @@ impl ChatgptTokens {
     }
 }
 
+impl ChatgptTokens {
+    /// The ChatGPT plan (`free`, `plus`, `pro`, `team`, ...) the id_token, else the access
+    /// token, names.
+    pub fn plan_type(&self) -> Option<String> {
+        [self.id_token.as_deref(), Some(self.access_token.as_str())]
+            .into_iter()
+            .flatten()
+            .filter_map(jwt_claims)
+            .find_map(|c| c.auth?.chatgpt_plan_type.filter(|p| !p.trim().is_empty()))
+    }
+
+    /// The auth.json document Codex CLI writes for a ChatGPT login (pretty-printed, keys in
+    /// its order), so that either program reads a login the other wrote. `last_refresh` is
+    /// Unix seconds.
+    pub fn to_auth_json(&self, last_refresh: u64) -> String {
+        #[derive(Serialize)]
+        struct Document<'a> {
+            auth_mode: &'static str,
+            #[serde(rename = "OPENAI_API_KEY")]
+            openai_api_key: Option<&'a str>,
+            tokens: Tokens<'a>,
+            last_refresh: String,
+        }
+        #[derive(Serialize)]
+        struct Tokens<'a> {
+            id_token: Option<&'a str>,
+            access_token: &'a str,
+            refresh_token: Option<&'a str>,
+            account_id: Option<&'a str>,
+        }
+        let document = Document {
+            auth_mode: "chatgpt",
+            openai_api_key: None,
+            tokens: Tokens {
+                id_token: self.id_token.as_deref(),
+                access_token: &self.access_token,
+                refresh_token: self.refresh_token.as_deref(),
+                account_id: self.account_id.as_deref(),
+            },
+            last_refresh: format_rfc3339(last_refresh),
+        };
+        serde_json::to_string_pretty(&document).unwrap_or_default()
+    }
+}
+
 fn account_of(claims: Claims) -> Option<String> {
     claims.auth?.chatgpt_account_id
 }
@@ -152,11 +199,33 @@ pub fn parse_rfc3339(text: &str) -> Option<u64> {
     u64::try_from(days * 86_400 + hour * 3_600 + minute * 60 + second).ok()
 }
 
+/// Unix seconds → `2026-08-01T12:34:56Z` (UTC), the inverse of [`parse_rfc3339`].
+pub fn format_rfc3339(seconds: u64) -> String {
+    let days = i64::try_from(seconds / 86_400).unwrap_or(i64::MAX / 2);
+    let rest = seconds % 86_400;
+    // The civil date from days (Howard Hinnant's algorithm).
+    let z = days.saturating_add(719_468);
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3_600,
+        rest % 3_600 / 60,
+        rest % 60
+    )
+}
+
 /// The 401 for a filter that has no ChatGPT credentials at all.
 pub fn missing_credentials() -> ApiError {
     ApiError::of(
         Code::MissingCredentials,
-        "No ChatGPT credentials are configured. Run `codex login` (or set OPENAI_CODEX_AUTH to the contents of ~/.codex/auth.json) and restart the wrapper.",
+        "No ChatGPT credentials are configured. Run `make login` (or `codex login`); or set OPENAI_CODEX_AUTH to the contents of ~/.codex/auth.json and restart the wrapper.",
     )
 }
 
@@ -232,6 +301,63 @@ pub(crate) mod tests {
             ChatgptTokens::from_auth_json(doc).map(|t| t.last_refresh),
             Ok(Some(1_785_587_696))
         );
+    }
+
+    #[test]
+    fn rfc3339_round_trips() {
+        for seconds in [0, 951_782_401, 1_785_587_696, 4_102_444_800, 253_402_300_799] {
+            let text = format_rfc3339(seconds);
+            assert_eq!(parse_rfc3339(&text), Some(seconds), "{text}");
+        }
+        assert_eq!(format_rfc3339(1_785_587_696), "2026-08-01T12:34:56Z");
+        assert_eq!(format_rfc3339(951_782_401), "2000-02-29T00:00:01Z");
+    }
+
+    #[test]
+    fn plan_type_comes_from_the_id_token_else_the_access_token() {
+        let id = jwt(&serde_json::json!({AUTH_CLAIM: {"chatgpt_plan_type": "pro"}}));
+        let access = jwt(&serde_json::json!({AUTH_CLAIM: {"chatgpt_plan_type": "plus"}}));
+        let t = ChatgptTokens::from_parts(access.clone(), None, Some(id), None);
+        assert_eq!(t.plan_type().as_deref(), Some("pro"));
+        let t = ChatgptTokens::from_parts(access, None, None, None);
+        assert_eq!(t.plan_type().as_deref(), Some("plus"));
+        let t = ChatgptTokens::from_parts("opaque".into(), None, None, None);
+        assert_eq!(t.plan_type(), None);
+    }
+
+    #[test]
+    fn the_written_document_is_the_codex_cli_format_and_reads_back() {
+        let t =
+            ChatgptTokens::from_auth_json(&auth_json(2_000_000_000, false)).unwrap_or_else(|e| panic!("{e}"));
+        let text = t.to_auth_json(1_785_587_696);
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        assert_eq!(value["auth_mode"], "chatgpt");
+        assert!(value["OPENAI_API_KEY"].is_null() && value.get("OPENAI_API_KEY").is_some());
+        assert_eq!(value["tokens"]["account_id"], "acct-jwt");
+        assert_eq!(value["tokens"]["refresh_token"], "rt_1");
+        assert_eq!(value["last_refresh"], "2026-08-01T12:34:56Z");
+        let at = |key: &str| text.find(&format!("\"{key}\"")).unwrap_or(usize::MAX);
+        let order = [
+            "auth_mode",
+            "OPENAI_API_KEY",
+            "tokens",
+            "id_token",
+            "access_token",
+            "refresh_token",
+            "account_id",
+            "last_refresh",
+        ];
+        assert!(
+            order.windows(2).all(|w| at(w[0]) < at(w[1])),
+            "Codex CLI's key order: {text}"
+        );
+        let back = ChatgptTokens::from_auth_json(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back.last_refresh, Some(1_785_587_696));
+        assert_eq!(
+            (back.access_token, back.expires_at),
+            (t.access_token, t.expires_at)
+        );
+        assert!(text.contains("\n  \"tokens\": {"), "pretty-printed: {text}");
     }
 
     #[test]

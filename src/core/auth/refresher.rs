@@ -327,7 +327,7 @@ impl Refresher {
                 let message = failure.map_or(error.message.as_str(), |f| f.message.as_str());
                 if error.permanent {
                     error!(
-                        "codex filter: token refresh failed permanently{}: {message}; run `codex login` again",
+                        "codex filter: token refresh failed permanently{}: {message}; run `make login` (or `codex login`) again",
                         self.whose(vm)
                     );
                 } else {

@@ -214,7 +214,7 @@ fn a_permanent_failure_fails_the_waiters_with_401_and_stops_refreshing() {
     a.answer(token, Some(400), reused());
     let failed = a.failed();
     assert_eq!((failed.len(), failed[0].1), (1, 401));
-    assert!(failed[0].2.contains("refresh_token_invalid") && failed[0].2.contains("codex login"));
+    assert!(failed[0].2.contains("refresh_token_invalid") && failed[0].2.contains("make login"));
     assert_eq!(
         refresh_metrics(&a),
         [Metric::Refresh {

@@ -119,7 +119,7 @@ impl TokenRecord {
         if self.tokens.refresh_token.is_none() {
             return Availability::Dead(ApiError::of(
                 Code::TokenExpired,
-                "The ChatGPT access token has expired and there is no refresh token. Run `codex login` again.",
+                "The ChatGPT access token has expired and there is no refresh token. Run `make login` (or `codex login`) again.",
             ));
         }
         Availability::Wait
@@ -215,7 +215,7 @@ fn relogin_error(failure: &Failure) -> ApiError {
     ApiError::of(
         Code::RefreshTokenInvalid,
         format!(
-            "The ChatGPT login can no longer be refreshed ({}). Run `codex login` again and restart the wrapper.",
+            "The ChatGPT login can no longer be refreshed ({}). Run `make login` (or `codex login`) again.",
             failure.code
         ),
     )

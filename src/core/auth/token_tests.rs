@@ -140,7 +140,7 @@ fn temporary_failures_back_off_and_permanent_ones_stop() {
     match dead.availability(now) {
         Availability::Dead(e) => {
             assert_eq!((e.status, e.code_str()), (401, Some("refresh_token_invalid")));
-            assert!(e.message.contains("refresh_token_reused") && e.message.contains("codex login"));
+            assert!(e.message.contains("refresh_token_reused") && e.message.contains("make login"));
         }
         other => panic!("{other:?}"),
     }
@@ -420,7 +420,7 @@ fn a_400_invalid_grant_ends_the_login_with_a_log_in_again_error() {
                 (error.status, error.code_str()),
                 (401, Some("refresh_token_invalid"))
             );
-            assert!(error.message.contains("codex login"), "{}", error.message);
+            assert!(error.message.contains("make login"), "{}", error.message);
             assert!(error.message.contains("invalid_grant"), "{}", error.message);
         }
         other => panic!("{other:?}"),

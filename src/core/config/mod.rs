@@ -28,7 +28,12 @@ use crate::core::translate::request::common::ToolsFormat;
 /// `MAX_REQUEST_BODY_BYTES` when unset (16 MiB): the cap on a buffered request body, and on a
 /// non-streaming answer.
 pub const DEFAULT_MAX_REQUEST_BODY_BYTES: usize = 16 * 1024 * 1024;
-/// `CODEX_REFRESH_TOKEN_URL` when unset: the OpenAI OAuth token endpoint the Codex CLI uses.
+/// `CODEX_AUTH_ISSUER` when unset: the OAuth issuer the Codex CLI logs in with.
+pub const DEFAULT_AUTH_ISSUER: &str = "https://auth.openai.com";
+/// The token endpoint under the issuer (code exchange and refresh).
+pub const TOKEN_PATH: &str = "/oauth/token";
+/// `CODEX_REFRESH_TOKEN_URL` when unset (and `CODEX_AUTH_ISSUER` unset): the OpenAI OAuth
+/// token endpoint the Codex CLI uses.
 pub const DEFAULT_REFRESH_TOKEN_URL: &str = "https://auth.openai.com/oauth/token";
 /// The values `UPSTREAM_TOOLS_FORMAT` accepts (see [`ToolsFormat`]).
 pub const TOOLS_FORMATS: &[&str] = &["flat", "nested"];
@@ -189,13 +194,12 @@ impl Config {
             ollama,
             instructions_base_url: optional_url("INSTRUCTIONS_BASE_URL")?,
             instructions_codex_url: optional_url("INSTRUCTIONS_CODEX_URL")?,
-            refresh_url: optional_url("CODEX_REFRESH_TOKEN_URL")?.map_or_else(
-                || {
-                    UpstreamUrl::parse(DEFAULT_REFRESH_TOKEN_URL)
-                        .map_err(|p| ConfigError::new("CODEX_REFRESH_TOKEN_URL", p))
-                },
-                Ok,
-            )?,
+            // A login from another issuer is refreshed there too.
+            refresh_url: match optional_url("CODEX_REFRESH_TOKEN_URL")? {
+                Some(url) => url,
+                None => UpstreamUrl::parse(&format!("{}{TOKEN_PATH}", auth_issuer(&var)?))
+                    .map_err(|p| ConfigError::new("CODEX_AUTH_ISSUER", p))?,
+            },
             etcd: match var("TOKEN_STORE")
                 .map(|v| v.trim().to_ascii_lowercase())
                 .as_deref()
@@ -277,6 +281,24 @@ impl Config {
             _ => Ok(Vec::new()),
         }
     }
+}
+
+/// `CODEX_AUTH_ISSUER`: the OAuth issuer's origin (and base path), without a trailing `/`;
+/// the login's endpoints (`/oauth/authorize`, `/oauth/token`, `/api/accounts/deviceauth/*`)
+/// hang under it. `var` reads a value, blank counting as unset.
+pub fn auth_issuer(var: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    let Some(raw) = var("CODEX_AUTH_ISSUER") else {
+        return Ok(DEFAULT_AUTH_ISSUER.to_string());
+    };
+    let issuer = raw.trim().trim_end_matches('/');
+    let url = UpstreamUrl::parse(issuer).map_err(|p| ConfigError::new("CODEX_AUTH_ISSUER", p))?;
+    if url.path.contains(['?', '#']) {
+        return Err(ConfigError::new(
+            "CODEX_AUTH_ISSUER",
+            format!("{issuer:?} must be an origin (and path) without a query"),
+        ));
+    }
+    Ok(issuer.to_string())
 }
 
 /// The plugin configuration: a JSON object of variable names to values (strings, numbers or
@@ -380,6 +402,46 @@ mod tests {
                 .unwrap_or_else(|| panic!("{variable}={value} accepted"));
             assert_eq!(err.variable, *variable);
             assert!(err.to_string().contains(expected), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_issuer_moves_the_refresh_endpoint_unless_that_is_set() {
+        let cfg =
+            load(&[("CODEX_AUTH_ISSUER", "http://127.0.0.1:9/auth/")]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (
+                cfg.refresh_url.host.as_str(),
+                cfg.refresh_url.port,
+                cfg.refresh_url.path.as_str()
+            ),
+            ("127.0.0.1", 9, "/auth/oauth/token")
+        );
+        let cfg = load(&[
+            ("CODEX_AUTH_ISSUER", "http://127.0.0.1:9"),
+            ("CODEX_REFRESH_TOKEN_URL", "https://tokens.example/t"),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.refresh_url.host, "tokens.example");
+        let var = |v: &'static str| move |name: &str| (name == "CODEX_AUTH_ISSUER").then(|| v.to_string());
+        assert_eq!(
+            auth_issuer(&var("https://auth.example.com/")).ok().as_deref(),
+            Some("https://auth.example.com")
+        );
+        assert_eq!(
+            auth_issuer(&|_: &str| None).ok().as_deref(),
+            Some(DEFAULT_AUTH_ISSUER)
+        );
+        for bad in [
+            "auth.example.com",
+            "https://a.example/?x=1",
+            "https://user@a.example",
+        ] {
+            assert_eq!(
+                auth_issuer(&var(bad)).err().map(|e| e.variable),
+                Some("CODEX_AUTH_ISSUER"),
+                "{bad}"
+            );
         }
     }
 

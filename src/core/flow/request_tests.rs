@@ -634,7 +634,7 @@ fn a_backend_401_on_a_token_this_instance_attached_asks_the_client_to_retry() {
     let body: Value = serde_json::from_slice(response_body(&end).unwrap()).unwrap();
     assert_eq!(body["error"]["code"], "token_revoked");
     assert!(
-        body["error"]["message"].as_str().unwrap().contains("codex login"),
+        body["error"]["message"].as_str().unwrap().contains("make login"),
         "{body}"
     );
 }

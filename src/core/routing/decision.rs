@@ -81,7 +81,7 @@ pub enum Decision {
     /// `GET /v1/models?client_version=…` let in by the key gate: answered with
     /// [`listing::codex_answer`], which may need the stored backend answer (read only then).
     CodexCatalogue,
-    /// `GET /v1/usage` let in by the key gate: answered locally from shared data ([`crate::core::usage`]).
+    /// `GET /v1/usage` let in by the key gate: answered locally from shared data (`usage.rs`).
     Usage,
 }
 

@@ -282,7 +282,7 @@ fn classify(status: Option<u16>, f: &ErrorFields<'_>, now: u64) -> ApiError {
                 "The ChatGPT backend rejected the access token.",
             );
             err.message = format!(
-                "{}. Run `codex login` again and restart the wrapper.",
+                "{}. Run `make login` (or `codex login`) again.",
                 err.message.trim_end_matches('.')
             );
             if err.code.is_none() {
@@ -448,7 +448,7 @@ mod tests {
                 401,
                 ErrorType::Authentication,
                 Some("token_expired"),
-                "Provided token expired. Run `codex login` again",
+                "Provided token expired. Run `make login` (or `codex login`) again",
             ),
             (
                 401,
