@@ -209,3 +209,9 @@ BENCH_ARGS ?= --reps 3 --duration 10
 .PHONY: bench
 bench: venv wasm-target
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
+
+# Where the filter's time goes, per phase: instruction counts under callgrind (needs valgrind),
+# A/B configurations and a probe build of the module (bench/README.md).
+.PHONY: bench-phases
+bench-phases: venv wasm-target
+	$(VENV_PY) bench/phases.py $(PHASES_ARGS)

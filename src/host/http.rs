@@ -15,6 +15,8 @@ use crate::host::steps::perform;
 pub struct Http {
     shared: Rc<Shared>,
     flow: RequestFlow,
+    #[cfg(feature = "phase-probe")]
+    probe: crate::host::probe::Probe,
 }
 
 impl Http {
@@ -22,6 +24,8 @@ impl Http {
         Self {
             shared,
             flow: RequestFlow::new(context_id),
+            #[cfg(feature = "phase-probe")]
+            probe: Default::default(),
         }
     }
 }
@@ -31,12 +35,23 @@ impl Context for Http {}
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Shared { vm, port } = &*self.shared;
+        #[cfg(feature = "phase-probe")]
+        crate::host::probe_counts::reset();
         let map = abi::header_map(MapType::HttpRequestHeaders);
+        #[cfg(feature = "phase-probe")]
+        {
+            self.probe = crate::host::probe::Probe::from_map(&map);
+            self.probe.request_headers(&map);
+        }
         perform(self.flow.request_headers(vm, port, &map, end_of_stream), 0)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let Shared { vm, port } = &*self.shared;
+        #[cfg(feature = "phase-probe")]
+        if end_of_stream {
+            self.probe.request_body(vm, &self.flow, body_size);
+        }
         let body = || abi::buffer(BufferType::HttpRequestBody, 0, body_size);
         perform(
             self.flow.request_body(vm, port, body_size, end_of_stream, body),
@@ -55,6 +70,17 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        #[cfg(feature = "phase-probe")]
+        let chunk = {
+            let probed = self.probe.translates_response().then(|| {
+                let bytes = abi::buffer(BufferType::HttpResponseBody, 0, body_size);
+                let now = abi::now_ms() / 1000;
+                self.probe.response_body(&self.flow, &bytes, end_of_stream, now);
+                bytes
+            });
+            move || probed.unwrap_or_else(|| abi::buffer(BufferType::HttpResponseBody, 0, body_size))
+        };
+        #[cfg(not(feature = "phase-probe"))]
         let chunk = || abi::buffer(BufferType::HttpResponseBody, 0, body_size);
         let steps = self
             .flow
@@ -66,7 +92,11 @@ impl HttpContext for Http {
         let Shared { vm, port } = &*self.shared;
         let code = abi::property(&["response", "code"]);
         if let Some(line) = self.flow.log(vm, port, code.as_deref()) {
+            #[cfg(feature = "phase-probe")]
+            crate::host::probe_counts::count(crate::host::probe_counts::Call::Log);
             info!("{line}");
         }
+        #[cfg(feature = "phase-probe")]
+        self.probe.log();
     }
 }

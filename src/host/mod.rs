@@ -6,6 +6,10 @@ mod credentials_http;
 mod http;
 mod metrics;
 mod port;
+#[cfg(feature = "phase-probe")]
+mod probe;
+#[cfg(feature = "phase-probe")]
+mod probe_counts;
 mod root;
 mod shared;
 mod steps;

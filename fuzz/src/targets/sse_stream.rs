@@ -8,7 +8,8 @@
 //!   otherwise, then at most a usage chunk;
 //! * the aggregated answer says what the stream said: the same text, reasoning, tool calls,
 //!   finish reason and usage, or the same error (with a 4xx/5xx status);
-//! * the client gets at most a bounded multiple of what the upstream sent.
+//! * the client gets at most a bounded multiple of what the upstream sent;
+//! * the fast read of a delta event reads what the full parse reads (or leaves it to it).
 
 use codex_openai_wrapper::core::reasoning::OutputMode;
 use codex_openai_wrapper::core::translate::response::chat_aggregate::ChatAggregator;
@@ -16,6 +17,7 @@ use codex_openai_wrapper::core::translate::response::chat_stream::ChatStreamWrit
 use codex_openai_wrapper::core::translate::response::completions::{
     CompletionAggregator, CompletionStreamWriter,
 };
+use codex_openai_wrapper::core::translate::response::events::fast_read_agrees;
 use codex_openai_wrapper::core::translate::response::translator::{End, Output, Pipeline, Translator};
 use serde_json::Value;
 
@@ -220,6 +222,17 @@ pub(crate) fn cut<'a>(data: &'a [u8], plan: &[usize]) -> Vec<&'a [u8]> {
 // The check
 
 pub fn check(data: &[u8]) -> u64 {
+    for line in data.split(|b| *b == b'\n') {
+        if let Some(payload) = line.strip_prefix(b"data:") {
+            let payload = payload.strip_prefix(b" ").unwrap_or(payload);
+            let payload = payload.strip_suffix(b"\r").unwrap_or(payload);
+            assert!(
+                fast_read_agrees(payload),
+                "the fast delta read disagrees with the full parse: {:?}",
+                String::from_utf8_lossy(payload)
+            );
+        }
+    }
     let hash = fnv(data);
     let usage = hash & 1 == 0;
     let plans = split_plans(data.len(), hash >> 1);

@@ -139,8 +139,9 @@ impl RequestFlow {
         end_of_stream: bool,
     ) -> Steps {
         let cfg = &vm.config;
+        // One clock read per callback: each is a host call.
         self.started_ms = port.now_ms();
-        let now = port.now();
+        let now = self.started_ms / 1000;
         // A map the host cannot have produced reads as no headers at all (a 404 below).
         let view = HeaderView::parse(map).unwrap_or_default();
         let method = view.get(":method").unwrap_or("").to_string();
@@ -302,6 +303,7 @@ impl RequestFlow {
             return self.reply(model_not_allowed(entry, &translated.model));
         }
         self.sent_ms = port.now_ms();
+        let now = self.sent_ms / 1000;
         let Translated {
             body,
             session_id,
@@ -313,7 +315,6 @@ impl RequestFlow {
         if !held {
             return Steps::then(writes, Next::Continue);
         }
-        let now = port.now();
         // With the credentials instance upstream, the header-time check was all this needs.
         let session = Some(session_id.as_str()).filter(|s| !s.is_empty());
         let tokens = match cfg.credentials_upstream {
@@ -410,7 +411,7 @@ impl RequestFlow {
             via_upstream,
             limits: LimitHeaders::from_pairs(view.text.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
         };
-        let now = port.now();
+        let now = self.answered_ms / 1000;
         if via_upstream {
             let windows = head.limits.windows(now);
             port.metric(Metric::RateLimits(windows));
@@ -719,6 +720,51 @@ impl RequestFlow {
             max_request_body_bytes: cfg.max_request_body_bytes,
         });
         Ok(translated)
+    }
+}
+
+/// Bench-only (`phase-probe`): the request and response translations run again on the side,
+/// their results dropped, so `bench/phases.py` can price them inside Envoy.
+#[cfg(feature = "phase-probe")]
+impl RequestFlow {
+    /// Translates `body` as this request's endpoint would; `false` if it did not translate.
+    pub fn probe_translate(vm: &VmState, endpoint: Endpoint, body: &[u8]) -> bool {
+        let cfg = &vm.config;
+        let texts = vm.instructions.borrow();
+        let catalogue = vm.catalogue.borrow().clone();
+        let ctx = TranslateContext {
+            catalogue: &catalogue,
+            models: &cfg.models,
+            lite_shape: cfg.hold_headers && cfg.auth.is_chatgpt(),
+            default_effort: cfg.default_effort,
+            default_summary: cfg.default_summary,
+            tools_format: cfg.tools_format,
+            session_hint: None,
+            base_instructions: texts.base.as_deref(),
+            codex_instructions: texts.codex.as_deref(),
+        };
+        match endpoint {
+            Endpoint::ChatCompletions => chat_request::translate(body, &ctx).is_ok(),
+            Endpoint::Completions => completion_request::translate(body, &ctx).is_ok(),
+            _ => responses_request::translate(body, &ctx, Upstream::ApiKey).is_ok(),
+        }
+    }
+
+    /// The endpoint of a forwarded request, once its body is translated.
+    pub fn probe_endpoint(&self) -> Option<Endpoint> {
+        self.client.as_ref().map(|c| c.endpoint)
+    }
+
+    /// A second handler for a 2xx event stream, as this request's would be.
+    pub fn probe_handler(&self, now: u64) -> Option<Handler> {
+        let client = self.client.as_ref()?;
+        let head = ResponseHead {
+            status: 200,
+            content_type: Some("text/event-stream"),
+            via_upstream: true,
+            limits: LimitHeaders::default(),
+        };
+        Some(Handler::new(client, &head, true, now).0)
     }
 }
 

@@ -73,6 +73,35 @@ pub fn translate(body: &[u8], ctx: &TranslateContext<'_>) -> Result<Translated, 
     common.finish(request)
 }
 
+/// Where a value sits in the body, for an error's `param` and message; written out only when
+/// an error names it (building these paths for every message and part cost a tenth of the
+/// translation).
+#[derive(Clone, Copy)]
+enum Path<'p> {
+    Root(&'static str),
+    Index(&'p Path<'p>, usize),
+    Field(&'p Path<'p>, &'static str),
+}
+
+const MESSAGES: Path<'static> = Path::Root("messages");
+const TOOLS: Path<'static> = Path::Root("tools");
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Root(name) => f.write_str(name),
+            Self::Index(parent, index) => write!(f, "{parent}[{index}]"),
+            Self::Field(parent, name) => write!(f, "{parent}.{name}"),
+        }
+    }
+}
+
+impl From<&Path<'_>> for String {
+    fn from(path: &Path<'_>) -> Self {
+        path.to_string()
+    }
+}
+
 fn is_user_message(item: &&InputItem<'_>) -> bool {
     matches!(item, InputItem::Message { role: "user", .. })
 }
@@ -91,7 +120,7 @@ impl<'a> Conversation<'a> {
         let mut leading: Vec<Cow<'a, str>> = Vec::new();
         let mut input = Vec::with_capacity(messages.len());
         for (index, raw) in messages.iter().enumerate() {
-            let param = format!("messages[{index}]");
+            let param = Path::Index(&MESSAGES, index);
             let message: Message = parse_raw(raw, &param)?.ok_or_else(|| {
                 ApiError::invalid_param(&param, format!("`{param}` must be a message object."))
             })?;
@@ -205,11 +234,11 @@ enum ImageUrl<'a> {
 }
 
 /// Content as a list of parts: a string is one text part, `null` is none.
-fn content_parts<'a>(content: Option<&'a RawValue>, param: &str) -> Result<Vec<Part<'a>>, ApiError> {
+fn content_parts<'a>(content: Option<&'a RawValue>, param: &Path<'_>) -> Result<Vec<Part<'a>>, ApiError> {
     let Some(raw) = content else {
         return Ok(Vec::new());
     };
-    let param = format!("{param}.content");
+    let param = Path::Field(param, "content");
     if raw.get().starts_with('"') {
         let text: Option<Cow<str>> = parse_raw(raw, &param)?;
         return Ok(text
@@ -225,7 +254,7 @@ fn content_parts<'a>(content: Option<&'a RawValue>, param: &str) -> Result<Vec<P
     Ok(parse_raw(raw, &param)?.unwrap_or_default())
 }
 
-fn joined_text<'a>(content: Option<&'a RawValue>, param: &str) -> Result<Cow<'a, str>, ApiError> {
+fn joined_text<'a>(content: Option<&'a RawValue>, param: &Path<'_>) -> Result<Cow<'a, str>, ApiError> {
     let mut texts = Vec::new();
     for (i, part) in content_parts(content, param)?.into_iter().enumerate() {
         match (part.kind.as_ref(), part.text) {
@@ -245,10 +274,11 @@ fn joined_text<'a>(content: Option<&'a RawValue>, param: &str) -> Result<Cow<'a,
     })
 }
 
-fn user_parts<'a>(content: Option<&'a RawValue>, param: &str) -> Result<Vec<ContentPart<'a>>, ApiError> {
+fn user_parts<'a>(content: Option<&'a RawValue>, param: &Path<'_>) -> Result<Vec<ContentPart<'a>>, ApiError> {
     let mut parts = Vec::new();
+    let content_param = Path::Field(param, "content");
     for (i, part) in content_parts(content, param)?.into_iter().enumerate() {
-        let part_param = format!("{param}.content[{i}]");
+        let part_param = Path::Index(&content_param, i);
         match part.kind.as_ref() {
             "text" | "input_text" => parts.push(ContentPart::InputText {
                 text: part.text.ok_or_else(|| {
@@ -285,7 +315,7 @@ fn user_parts<'a>(content: Option<&'a RawValue>, param: &str) -> Result<Vec<Cont
 /// The assistant's text first, then its tool calls: the order the model produced them.
 fn push_assistant<'a>(
     message: Message<'a>,
-    param: &str,
+    param: &Path<'_>,
     input: &mut Vec<InputItem<'a>>,
 ) -> Result<(), ApiError> {
     let text = joined_text(message.content, param)?;
@@ -342,7 +372,7 @@ fn empty_parameters() -> &'static RawValue {
 }
 
 fn convert_tool(index: usize, tool: ToolDef<'_>, format: ToolsFormat) -> Result<FunctionTool<'_>, ApiError> {
-    let param = format!("tools[{index}]");
+    let param = Path::Index(&TOOLS, index);
     let function = match (tool.kind.as_ref(), tool.function) {
         ("function", Some(function)) => function,
         ("function", None) => {

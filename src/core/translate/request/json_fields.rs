@@ -115,14 +115,20 @@ pub fn write_key(out: &mut Vec<u8>, key: &str) {
     out.push(b':');
 }
 
-/// Deserializes one raw value; `null` counts as absent. Errors name `param`.
-pub fn parse_raw<'a, T: Deserialize<'a>>(raw: &'a RawValue, param: &str) -> Result<Option<T>, ApiError> {
+/// Deserializes one raw value; `null` counts as absent. Errors name `param` (written out only
+/// then).
+pub fn parse_raw<'a, T: Deserialize<'a>>(
+    raw: &'a RawValue,
+    param: &(impl std::fmt::Display + ?Sized),
+) -> Result<Option<T>, ApiError> {
     if raw.get() == "null" {
         return Ok(None);
     }
-    serde_json::from_str(raw.get())
-        .map(Some)
-        .map_err(|e| ApiError::invalid_param(param, format!("Invalid `{param}`: {}.", without_position(&e))))
+    serde_json::from_str(raw.get()).map(Some).map_err(|e| {
+        let param = param.to_string();
+        let message = format!("Invalid `{param}`: {}.", without_position(&e));
+        ApiError::invalid_param(param, message)
+    })
 }
 
 /// serde positions are relative to the field, which would only confuse the reader.

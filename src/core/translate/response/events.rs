@@ -145,10 +145,12 @@ impl Turn {
 
     /// Interprets one SSE data payload. `now` (Unix seconds) dates usage-limit resets.
     pub fn event(&mut self, data: &[u8], now: u64, emit: &mut impl FnMut(Signal<'_>)) {
-        if self.done || leading_type(data).is_some_and(|kind| IGNORED.iter().any(|i| i.as_bytes() == kind)) {
+        let leading = leading_type(data);
+        if self.done || leading.is_some_and(|kind| IGNORED.iter().any(|i| i.as_bytes() == kind)) {
             return;
         }
-        let Ok(event) = serde_json::from_slice::<Event>(data) else {
+        let fast = leading.and_then(|kind| fast_delta(data, kind));
+        let Some(event) = fast.or_else(|| serde_json::from_slice::<Event>(data).ok()) else {
             if data.trim_ascii() != b"[DONE]" {
                 self.malformed_events = self.malformed_events.saturating_add(1);
             }
@@ -341,6 +343,226 @@ pub(crate) fn leading_type(data: &[u8]) -> Option<&[u8]> {
     let rest = data.trim_ascii_start().strip_prefix(b"{\"type\":\"")?;
     let end = rest.iter().position(|b| *b == b'"' || *b == b'\\')?;
     (rest.get(end) == Some(&b'"')).then(|| rest.get(..end)).flatten()
+}
+
+/// Delta events, by far the most frequent, read by [`fast_delta`] without a full parse.
+const DELTAS: &[&str] = &[
+    "response.output_text.delta",
+    "response.function_call_arguments.delta",
+    "response.reasoning_summary_text.delta",
+    "response.reasoning_text.delta",
+    "response.reasoning_summary.delta",
+    "response.reasoning.delta",
+];
+
+/// The members `Event` knows (serde refuses a second one of these: a duplicate field), by
+/// their index in [`field_index`].
+const EVENT_FIELDS: usize = 9;
+
+fn field_index(key: &[u8]) -> Option<usize> {
+    Some(match key {
+        b"type" => 0,
+        b"delta" => 1,
+        b"item_id" => 2,
+        b"item" => 3,
+        b"arguments" => 4,
+        b"response" => 5,
+        b"error" => 6,
+        b"code" => 7,
+        b"message" => 8,
+        _ => return None,
+    })
+}
+
+/// A delta event's `type`, `delta` and `item_id`, read by one pass over its top-level members
+/// instead of a full parse. Only the plain shape the backend writes is taken: plain ASCII
+/// strings, integers, `true`/`false`/`null` and `[]` as the members it does not use, no escapes
+/// outside `delta`, each known member once, nothing after the object. Anything else is `None`
+/// and gets the full parse, which accepts (or refuses) exactly what it always did; so whatever
+/// this returns is what the full parse would have read.
+fn fast_delta<'a>(data: &'a [u8], kind: &[u8]) -> Option<Event<'a>> {
+    let kind = *DELTAS.iter().find(|d| d.as_bytes() == kind)?;
+    let mut scan = Scan { data, at: 0 };
+    scan.space();
+    scan.byte(b'{')?;
+    let mut seen = [false; EVENT_FIELDS];
+    let (mut delta, mut item_id) = (None, None);
+    loop {
+        scan.space();
+        let key = scan.plain_string()?;
+        scan.space();
+        scan.byte(b':')?;
+        scan.space();
+        let known = field_index(key);
+        if let Some(slot) = known.and_then(|i| seen.get_mut(i)) {
+            if std::mem::replace(slot, true) {
+                return None;
+            }
+        }
+        match known {
+            Some(1) => delta = scan.string_value()?,
+            Some(2) => item_id = Some(std::str::from_utf8(scan.plain_string()?).ok()?),
+            // `type` was read by `leading_type`; the other known members would need decoding.
+            Some(0) => drop(scan.plain_string()?),
+            Some(_) => return None,
+            None => scan.simple_value()?,
+        }
+        scan.space();
+        match scan.next()? {
+            b',' => {}
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    scan.space();
+    if scan.at != data.len() {
+        return None;
+    }
+    Some(Event {
+        kind: Cow::Borrowed(kind),
+        delta,
+        item_id: item_id.map(Cow::Borrowed),
+        item: None,
+        arguments: None,
+        response: None,
+        error: None,
+        code: None,
+        message: None,
+    })
+}
+
+/// The fast read of a delta event agrees with the full parse: it reads nothing the full parse
+/// refuses, and the same `type`, `delta` and `item_id` (checked by the unit tests and the
+/// `sse_stream` fuzz target on every event).
+pub fn fast_read_agrees(data: &[u8]) -> bool {
+    let Some(fast) = leading_type(data).and_then(|kind| fast_delta(data, kind)) else {
+        return true;
+    };
+    serde_json::from_slice::<Event>(data)
+        .is_ok_and(|full| full.kind == fast.kind && full.delta == fast.delta && full.item_id == fast.item_id)
+}
+
+struct Scan<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+/// A byte a plain string may hold as it is: printable ASCII but the quote and the backslash.
+/// (Anything else sends the event to the full parse, except in `delta`.)
+fn plain(b: u8) -> bool {
+    matches!(b, 0x20..=0x7e) && b != b'"' && b != b'\\'
+}
+
+impl<'a> Scan<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.data.get(self.at).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let byte = self.peek()?;
+        self.at = self.at.saturating_add(1);
+        Some(byte)
+    }
+
+    fn byte(&mut self, expected: u8) -> Option<()> {
+        (self.next()? == expected).then_some(())
+    }
+
+    fn space(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.at = self.at.saturating_add(1);
+        }
+    }
+
+    /// A string of printable ASCII without escapes: its bytes between the quotes.
+    fn plain_string(&mut self) -> Option<&'a [u8]> {
+        self.byte(b'"')?;
+        let start = self.at;
+        let mut end = start;
+        loop {
+            let b = *self.data.get(end)?;
+            if b == b'"' {
+                break;
+            }
+            if !plain(b) {
+                return None;
+            }
+            end = end.saturating_add(1);
+        }
+        self.at = end.saturating_add(1);
+        self.data.get(start..end)
+    }
+
+    /// A string member's value, borrowed when it has no escapes, decoded as serde does when
+    /// it has; `null` is absent, as for an `Option`.
+    fn string_value(&mut self) -> Option<Option<Cow<'a, str>>> {
+        if self.peek()? == b'n' {
+            self.word(b"null")?;
+            return Some(None);
+        }
+        let start = self.at;
+        self.byte(b'"')?;
+        let mut end = self.at;
+        let mut escaped = false;
+        loop {
+            match *self.data.get(end)? {
+                b'"' => break,
+                b'\\' => {
+                    escaped = true;
+                    end = end.saturating_add(2);
+                }
+                0..=0x1f => return None,
+                _ => end = end.saturating_add(1),
+            }
+        }
+        let text = self.data.get(self.at..end)?;
+        self.at = end.saturating_add(1);
+        if escaped {
+            let quoted = self.data.get(start..self.at)?;
+            return serde_json::from_slice::<Cow<'a, str>>(quoted).ok().map(Some);
+        }
+        std::str::from_utf8(text).ok().map(|s| Some(Cow::Borrowed(s)))
+    }
+
+    fn word(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.at.checked_add(word.len())?;
+        (self.data.get(self.at..end)? == word).then(|| self.at = end)
+    }
+
+    /// A member the event does not use: a plain string, an integer, `true`, `false`, `null`
+    /// or `[]`.
+    fn simple_value(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'"' => drop(self.plain_string()?),
+            b'[' => {
+                self.at = self.at.saturating_add(1);
+                self.space();
+                self.byte(b']')?;
+            }
+            b'-' | b'0'..=b'9' => {
+                if self.peek() == Some(b'-') {
+                    self.at = self.at.saturating_add(1);
+                }
+                let first = self.at;
+                while let Some(b'0'..=b'9') = self.peek() {
+                    self.at = self.at.saturating_add(1);
+                }
+                let digits = self.at.saturating_sub(first);
+                // JSON has no leading zeros; a fraction or exponent goes to the full parse.
+                if digits == 0 || (digits > 1 && self.data.get(first) == Some(&b'0')) {
+                    return None;
+                }
+                if let Some(b'.' | b'e' | b'E') = self.peek() {
+                    return None;
+                }
+            }
+            b't' => self.word(b"true")?,
+            b'f' => self.word(b"false")?,
+            b'n' => self.word(b"null")?,
+            _ => return None,
+        }
+        Some(())
+    }
 }
 
 /// Decodes a raw part of an event; a missing or malformed part counts as absent.

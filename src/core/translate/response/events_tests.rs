@@ -247,3 +247,69 @@ fn ignored_event_types_are_skipped_without_parsing() {
     );
     assert_eq!(got, ["text x"]);
 }
+
+#[test]
+fn delta_events_are_read_without_a_full_parse_as_the_full_parse_reads_them() {
+    let taken: &[&[u8]] = &[
+        br#"{"type":"response.output_text.delta","item_id":"msg_1","output_index":0,"content_index":0,"delta":"Hi","logprobs":[]}"#,
+        br#"{"type":"response.output_text.delta","sequence_number":12,"item_id":"msg_1","delta":"a \"b\"\n\u00e9 \ud83c\udf0d","obfuscation":"Zx9"}"#,
+        br#"{"type":"response.output_text.delta" , "delta" : "x" , "flag" : true , "n" : -30 , "z" : null , "l" : [ ] } "#,
+        br#"{"type":"response.function_call_arguments.delta","item_id":"fc_1","output_index":1,"delta":"{\"a\":1}"}"#,
+        br#"{"type":"response.reasoning_summary_text.delta","delta":null}"#,
+        "{\"type\":\"response.output_text.delta\",\"delta\":\"Héllo 世界\"}".as_bytes(),
+    ];
+    for data in taken {
+        assert!(
+            leading_type(data).and_then(|k| fast_delta(data, k)).is_some(),
+            "{}",
+            String::from_utf8_lossy(data)
+        );
+        assert!(fast_read_agrees(data), "{}", String::from_utf8_lossy(data));
+    }
+    // Shapes the fast read leaves to the full parse (which may take or refuse them).
+    let left: &[&[u8]] = &[
+        br#" { "type" : "response.output_text.delta" , "delta" : "x" } "#,
+        br#"{"type":"response.output_text.delta","delta":"a","delta":"b"}"#,
+        br#"{"type":"response.output_text.delta","delta":"a","type":"x"}"#,
+        br#"{"type":"response.output_text.delta","delta":"a"} x"#,
+        br#"{"type":"response.output_text.delta","delta":"a","n":1.5}"#,
+        br#"{"type":"response.output_text.delta","delta":"a","n":01}"#,
+        br#"{"type":"response.output_text.delta","delta":"a","l":[1]}"#,
+        br#"{"type":"response.output_text.delta","delta":"a","o":{}}"#,
+        br#"{"type":"response.output_text.delta","delta":"a","s":"\n"}"#,
+        br#"{"type":"response.output_text.delta","d\u0065lta":"a"}"#,
+        br#"{"type":"response.output_text.delta","delta":"\ud800"}"#,
+        br#"{"type":"response.output_text.delta","delta":7}"#,
+        br#"{"type":"response.output_text.delta","code":"x","delta":"a"}"#,
+        br#"{"type":"response.output_text.delta","delta":"a""#,
+        br#"{"type":"response.output_text.delta","delta":"a",}"#,
+        br#"{"type":"response.output_text.done","text":"a"}"#,
+        b"{\"type\":\"response.output_text.delta\",\"delta\":\"a\x01\"}",
+        b"{\"type\":\"response.output_text.delta\",\"k\xff\":1,\"delta\":\"a\"}",
+        b"{\"type\":\"response.output_text.delta\",\"delta\":\"\xc3\"}",
+        b"\x0c{\"type\":\"response.output_text.delta\",\"delta\":\"a\"}",
+    ];
+    for data in left {
+        assert!(
+            leading_type(data).and_then(|k| fast_delta(data, k)).is_none(),
+            "{}",
+            String::from_utf8_lossy(data)
+        );
+    }
+    // Every event of every recorded stream, and every prefix of the taken ones.
+    for fixture in FIXTURES {
+        for data in payloads(fixture.bytes) {
+            let name = fixture.name;
+            assert!(
+                fast_read_agrees(data),
+                "{name}: {}",
+                String::from_utf8_lossy(data)
+            );
+        }
+    }
+    for data in taken {
+        for cut in 0..data.len() {
+            assert!(fast_read_agrees(data.get(..cut).unwrap_or_default()));
+        }
+    }
+}
