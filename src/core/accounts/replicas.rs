@@ -7,8 +7,8 @@
 use log::warn;
 
 use crate::core::accounts::state::AccountState;
-use crate::core::auth::etcd;
-use crate::core::port::{Dispatch, Port};
+use crate::core::auth::{etcd, etcd_call};
+use crate::core::port::Port;
 use crate::core::vm::VmState;
 
 /// How often each VM exchanges the accounts' state with etcd.
@@ -61,18 +61,7 @@ impl StateSync {
         let Some((endpoint, _)) = &vm.config.etcd else {
             return;
         };
-        let call = Dispatch {
-            cluster: vm.config.clusters.etcd.clone(),
-            headers: vec![
-                (":method", "POST".into()),
-                (":path", path.to_string()),
-                (":authority", endpoint.host.clone()),
-                ("content-type", "application/json".into()),
-            ],
-            credentials: Vec::new(),
-            body: Some(body),
-            timeout_ms: CALL_TIMEOUT_MS,
-        };
+        let call = etcd_call::call(&vm.config.clusters.etcd, endpoint, path, body, CALL_TIMEOUT_MS);
         if let Some(token) = port.dispatch(&call) {
             let give_up = port.now().saturating_add(GIVE_UP_SECONDS);
             self.calls.push((token, purpose, give_up));

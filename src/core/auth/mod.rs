@@ -3,6 +3,7 @@
 
 pub mod auth_json;
 pub mod etcd;
+pub mod etcd_call;
 pub mod refresher;
 pub mod shared_record;
 pub mod token;

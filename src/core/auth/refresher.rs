@@ -22,6 +22,7 @@
 use log::{error, info, warn};
 
 use crate::core::auth::etcd::{self, Stored, TxnOutcome};
+use crate::core::auth::etcd_call;
 use crate::core::auth::shared_record::TokenStore;
 use crate::core::auth::token::{
     self, Grant, LEASE_SECONDS, Lease, OUTCOME_UNKNOWN, REFRESH_CALL_TIMEOUT_SECONDS, RefreshError,
@@ -369,18 +370,13 @@ impl Refresher {
         body: Vec<u8>,
         step: Step,
     ) {
-        let call = Dispatch {
-            cluster: vm.config.clusters.etcd.clone(),
-            headers: vec![
-                (":method", "POST".into()),
-                (":path", path.to_string()),
-                (":authority", endpoint.host.clone()),
-                ("content-type", "application/json".into()),
-            ],
-            credentials: Vec::new(),
-            body: Some(body),
-            timeout_ms: STORE_CALL_TIMEOUT_MS,
-        };
+        let call = etcd_call::call(
+            &vm.config.clusters.etcd,
+            endpoint,
+            path,
+            body,
+            STORE_CALL_TIMEOUT_MS,
+        );
         match port.dispatch(&call) {
             Some(token) => self.sent(port, token, step, call.timeout_ms),
             None => self.store_failed(vm, port, "etcd is not configured as a cluster"),

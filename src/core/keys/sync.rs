@@ -8,11 +8,11 @@
 use log::warn;
 use serde::{Deserialize, Serialize};
 
-use crate::core::auth::etcd;
+use crate::core::auth::{etcd, etcd_call};
 use crate::core::config::upstream_url::UpstreamUrl;
 use crate::core::config::{Config, FilterRole};
 use crate::core::keys::counters::{self, Tally};
-use crate::core::port::{Dispatch, Port};
+use crate::core::port::Port;
 
 /// Seconds between two flushes of every key.
 pub const FLUSH_SECONDS: u64 = 5;
@@ -119,18 +119,7 @@ impl KeysSync {
     }
 
     fn send(&self, port: &dyn Port, path: &str, body: Vec<u8>) -> Option<u32> {
-        let call = Dispatch {
-            cluster: self.cluster.clone(),
-            headers: vec![
-                (":method", "POST".into()),
-                (":path", path.to_string()),
-                (":authority", self.endpoint.host.clone()),
-                ("content-type", "application/json".into()),
-            ],
-            credentials: Vec::new(),
-            body: Some(body),
-            timeout_ms: CALL_TIMEOUT_MS,
-        };
+        let call = etcd_call::call(&self.cluster, &self.endpoint, path, body, CALL_TIMEOUT_MS);
         port.dispatch(&call)
     }
 
