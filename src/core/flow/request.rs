@@ -17,7 +17,7 @@ use crate::core::accounts::account::ACCOUNT_HEADER;
 use crate::core::accounts::pool::{self, Pick};
 use crate::core::auth::auth_json::ChatgptTokens;
 use crate::core::auth::token::{self, Availability};
-use crate::core::catalogue;
+use crate::core::catalogue::{self, Catalogue};
 use crate::core::error::{ApiError, Code};
 use crate::core::flow::credentials::NO_RETRY_HEADER;
 use crate::core::flow::headers::HeaderView;
@@ -37,7 +37,7 @@ use crate::core::translate::request::{chat as chat_request, completions as compl
 use crate::core::translate::response::upstream_error::LimitHeaders;
 use crate::core::translate::response::usage::Usage;
 use crate::core::usage;
-use crate::core::vm::VmState;
+use crate::core::vm::{Instructions, VmState};
 
 /// Client headers that must not reach an Ollama server: they carry this proxy's key.
 const PASS_THROUGH_REMOVED: &[&str] = &["authorization", "proxy-authorization", "cookie"];
@@ -685,18 +685,7 @@ impl RequestFlow {
         let cfg = &vm.config;
         let texts = vm.instructions.borrow();
         let catalogue = vm.catalogue.borrow().clone();
-        let ctx = TranslateContext {
-            catalogue: &catalogue,
-            models: &cfg.models,
-            // The lite header must go with a lite body, so only held headers allow the shape.
-            lite_shape: cfg.hold_headers && cfg.auth.is_chatgpt(),
-            default_effort: cfg.default_effort,
-            default_summary: cfg.default_summary,
-            tools_format: cfg.tools_format,
-            session_hint: forward.session_hint.as_deref(),
-            base_instructions: texts.base.as_deref(),
-            codex_instructions: texts.codex.as_deref(),
-        };
+        let ctx = translate_context(vm, &texts, &catalogue, forward.session_hint.as_deref());
         let translated = match forward.endpoint {
             Endpoint::ChatCompletions => chat_request::translate(body, &ctx)?,
             Endpoint::Completions => completion_request::translate(body, &ctx)?,
@@ -729,20 +718,9 @@ impl RequestFlow {
 impl RequestFlow {
     /// Translates `body` as this request's endpoint would; `false` if it did not translate.
     pub fn probe_translate(vm: &VmState, endpoint: Endpoint, body: &[u8]) -> bool {
-        let cfg = &vm.config;
         let texts = vm.instructions.borrow();
         let catalogue = vm.catalogue.borrow().clone();
-        let ctx = TranslateContext {
-            catalogue: &catalogue,
-            models: &cfg.models,
-            lite_shape: cfg.hold_headers && cfg.auth.is_chatgpt(),
-            default_effort: cfg.default_effort,
-            default_summary: cfg.default_summary,
-            tools_format: cfg.tools_format,
-            session_hint: None,
-            base_instructions: texts.base.as_deref(),
-            codex_instructions: texts.codex.as_deref(),
-        };
+        let ctx = translate_context(vm, &texts, &catalogue, None);
         match endpoint {
             Endpoint::ChatCompletions => chat_request::translate(body, &ctx).is_ok(),
             Endpoint::Completions => completion_request::translate(body, &ctx).is_ok(),
@@ -765,6 +743,28 @@ impl RequestFlow {
             limits: LimitHeaders::default(),
         };
         Some(Handler::new(client, &head, true, now).0)
+    }
+}
+
+/// What a request translation reads from the VM: its settings, catalogue and instruction texts.
+fn translate_context<'c>(
+    vm: &'c VmState,
+    texts: &'c Instructions,
+    catalogue: &'c Catalogue,
+    session_hint: Option<&'c str>,
+) -> TranslateContext<'c> {
+    let cfg = &vm.config;
+    TranslateContext {
+        catalogue,
+        models: &cfg.models,
+        // The lite header must go with a lite body, so only held headers allow the shape.
+        lite_shape: cfg.hold_headers && cfg.auth.is_chatgpt(),
+        default_effort: cfg.default_effort,
+        default_summary: cfg.default_summary,
+        tools_format: cfg.tools_format,
+        session_hint,
+        base_instructions: texts.base.as_deref(),
+        codex_instructions: texts.codex.as_deref(),
     }
 }
 
