@@ -12,11 +12,11 @@ and the upstream URL precedence live in Rust, and `codex-settings resolve`
 (src/bin/codex-settings, the filter's own configuration code) hands over the validated values.
 The output is JSON (valid YAML, so the file may be named `.yaml`), or commented YAML.
 
-Secrets (API keys, auth.json) never enter the rendered bootstrap. With `--filter-config FILE`
-the main filter's configuration is not in the bootstrap at all: Envoy loads it from FILE
-through file-based extension config discovery (ECDS) and reloads it when the file is replaced,
-so the values of `reloadable_values()` (secrets included) reach a running Envoy; that file is
-written with mode 0600 (`write_filter_config`). Without it, the filter reads every setting
+Secrets (API keys, auth.json) never enter the rendered bootstrap. Under `make run`
+(`envoy/run.py`) the two filter instances' configurations are not in the bootstrap at all:
+Envoy loads them from files through file-based extension config discovery (ECDS) and reloads
+them when a file is replaced, so the values of `reloadable_values()` (secrets included) reach
+a running Envoy; those files are written with mode 0600 (`write_filter_configs`). Without it, the filter reads every setting
 from Envoy's process environment through `host_env_keys`.
 
 Standard library only, Python >= 3.9: the run command uses it before any venv exists.
