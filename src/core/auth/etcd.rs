@@ -78,15 +78,15 @@ pub fn put_body(key: &str, value: &[u8]) -> Vec<u8> {
     .unwrap_or_default()
 }
 
+/// A [`range_body`] answer read as JSON; `Err` says why not (a loggable reason).
+fn range_response(status: Option<u16>, body: &[u8]) -> Result<RangeResponse, String> {
+    answered(status)?;
+    serde_json::from_slice(body).map_err(|_| "etcd sent an unreadable answer".to_string())
+}
+
 /// The raw value of a [`range_body`] answer (`None`: no such key).
 pub fn parse_value(status: Option<u16>, body: &[u8]) -> Result<Option<Vec<u8>>, String> {
-    match status {
-        Some(200) => {}
-        Some(other) => return Err(format!("etcd answered HTTP {other}")),
-        None => return Err("etcd could not be reached".to_string()),
-    }
-    let response: RangeResponse =
-        serde_json::from_slice(body).map_err(|_| "etcd sent an unreadable answer".to_string())?;
+    let response = range_response(status, body)?;
     match response.kvs.first() {
         None => Ok(None),
         Some(kv) => STANDARD
@@ -156,9 +156,7 @@ fn raw_snapshot(kvs: &[Kv]) -> Result<RawSnapshot, String> {
 
 /// [`parse_range`] for a value of any shape.
 pub fn parse_range_raw(status: Option<u16>, body: &[u8]) -> Result<RawSnapshot, String> {
-    answered(status)?;
-    let response: RangeResponse =
-        serde_json::from_slice(body).map_err(|_| "etcd sent an unreadable answer".to_string())?;
+    let response = range_response(status, body)?;
     raw_snapshot(&response.kvs)
 }
 
@@ -195,13 +193,7 @@ fn answered(status: Option<u16>) -> Result<(), String> {
 /// Reads the answer to a [`range_body`] call; `status` is `None` when etcd was not reached.
 /// `Err` is a loggable reason: not 200, unreadable JSON, or a value that is not a record.
 pub fn parse_range(status: Option<u16>, body: &[u8]) -> Result<Snapshot, String> {
-    match status {
-        Some(200) => {}
-        Some(other) => return Err(format!("etcd answered HTTP {other}")),
-        None => return Err("etcd could not be reached".to_string()),
-    }
-    let response: RangeResponse =
-        serde_json::from_slice(body).map_err(|_| "etcd sent an unreadable answer".to_string())?;
+    let response = range_response(status, body)?;
     snapshot(&response.kvs)
 }
 
