@@ -61,10 +61,10 @@ impl HttpContext for Http {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Shared { vm, port } = &*self.shared;
-        let details = abi::property(&["response", "code_details"]).unwrap_or_default();
+        let details = || abi::property(&["response", "code_details"]).unwrap_or_default();
         let map = || abi::header_map(MapType::HttpResponseHeaders);
         perform(
-            self.flow.response_headers(vm, port, &details, map, end_of_stream),
+            self.flow.response_headers(vm, port, details, map, end_of_stream),
             0,
         )
     }
@@ -90,8 +90,8 @@ impl HttpContext for Http {
 
     fn on_log(&mut self) {
         let Shared { vm, port } = &*self.shared;
-        let code = abi::property(&["response", "code"]);
-        if let Some(line) = self.flow.log(vm, port, code.as_deref()) {
+        let code = || abi::property(&["response", "code"]);
+        if let Some(line) = self.flow.log(vm, port, code) {
             #[cfg(feature = "phase-probe")]
             crate::host::probe_counts::count(crate::host::probe_counts::Call::Log);
             info!("{line}");

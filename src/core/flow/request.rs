@@ -76,6 +76,11 @@ pub struct RequestFlow {
     client: Option<ClientRequest>,
     /// The filter answered this request itself; its reply must pass through untouched.
     replied: bool,
+    /// The status the client gets, when this flow decided or saw it (its own replies, the
+    /// response headers it let through); otherwise `log` asks the host.
+    status: Option<u16>,
+    /// The upstream's status, for an answer whose headers wait for its end.
+    upstream_status: Option<u16>,
     response: Option<(Handler, HeaderPlan)>,
     /// Milliseconds at the start, when the body went upstream, when the answer began.
     started_ms: u64,
@@ -99,6 +104,8 @@ impl RequestFlow {
             route: RouteKind::Local,
             client: None,
             replied: false,
+            status: None,
+            upstream_status: None,
             response: None,
             started_ms: 0,
             sent_ms: 0,
@@ -109,7 +116,9 @@ impl RequestFlow {
     }
 
     fn reply(&mut self, reply: impl Into<Reply>) -> Steps {
+        let reply = reply.into();
         self.replied = true;
+        self.status = Some(reply.status);
         Steps::reply(reply)
     }
 
@@ -339,13 +348,16 @@ impl RequestFlow {
         self.send_or_wait(vm, now, &tokens, writes)
     }
 
-    /// The response headers arrived. `details` is Envoy's `response.code_details`; `map`
-    /// reads the header map, only when the response is the filter's to handle.
+    /// The response headers arrived. `map` reads the header map, only when the response is
+    /// the filter's to handle; `details` reads Envoy's `response.code_details`, only when the
+    /// status does not tell already: Envoy's own replies and the filter's are never 2xx here
+    /// (the routes have no direct responses, and a CORS preflight is answered before this
+    /// filter sees the request), so a 2xx is the upstream's.
     pub fn response_headers(
         &mut self,
         vm: &VmState,
         port: &dyn Port,
-        details: &[u8],
+        details: impl FnOnce() -> Vec<u8>,
         map: impl FnOnce() -> Vec<u8>,
         end_of_stream: bool,
     ) -> Steps {
@@ -360,15 +372,25 @@ impl RequestFlow {
             ],
             false => Vec::new(),
         };
-        if self.replied || details == LOCAL_REPLY_DETAILS.as_bytes() {
+        if self.replied {
             return Steps::then(internal, Next::Continue);
         }
         let Some(client) = self.client.clone() else {
             return Steps::then(internal, Next::Continue);
         };
         let view = HeaderView::parse(&map()).unwrap_or_default();
-        let status = view.get(":status").and_then(|s| s.parse().ok()).unwrap_or(502);
-        let via_upstream = details == b"via_upstream";
+        let parsed: Option<u16> = view.get(":status").and_then(|s| s.parse().ok());
+        let status = parsed.unwrap_or(502);
+        let via_upstream = match (200..300).contains(&status) {
+            true => true,
+            false => {
+                let details = details();
+                if details == LOCAL_REPLY_DETAILS.as_bytes() {
+                    return Steps::then(internal, Next::Continue);
+                }
+                details == b"via_upstream"
+            }
+        };
         let credentials_here = cfg.auth.is_chatgpt() && !cfg.credentials_upstream;
         // The credentials instance names the account each attempt went out on.
         let account = match cfg.credentials_upstream {
@@ -460,7 +482,9 @@ impl RequestFlow {
             .collect();
         if !plan.hold {
             header_writes(plan.status, &plan.set, &mut writes);
+            self.status = plan.status.or(parsed);
         }
+        self.upstream_status = parsed;
         let next = if plan.hold { Next::Pause } else { Next::Continue };
         self.response = Some((handler, plan));
         Steps::then(writes, next)
@@ -495,7 +519,9 @@ impl RequestFlow {
             }
             if plan.hold {
                 let set = merged(&plan.set, &done.set);
-                header_writes(done.status.or(plan.status), &set, &mut final_headers);
+                let status = done.status.or(plan.status);
+                header_writes(status, &set, &mut final_headers);
+                self.status = status.or(self.upstream_status);
             }
         }
         if !relays {
@@ -516,14 +542,22 @@ impl RequestFlow {
     }
 
     /// The request is over: the metrics, and the `VERBOSE` line to log (never a credential:
-    /// method, path without its query, status, model, timings, token counts). `code` is
-    /// Envoy's `response.code` property.
-    pub fn log(&mut self, vm: &VmState, port: &dyn Port, code: Option<&[u8]>) -> Option<String> {
+    /// method, path without its query, status, model, timings, token counts). `code` reads
+    /// Envoy's `response.code` property, only when the flow does not know the status (Envoy's
+    /// own replies, a reset before the answer).
+    pub fn log(
+        &mut self,
+        vm: &VmState,
+        port: &dyn Port,
+        code: impl FnOnce() -> Option<Vec<u8>>,
+    ) -> Option<String> {
         for account in vm.accounts() {
             account.waiters.borrow_mut().forget(self.context_id);
         }
-        let status = code.map_or(0, decode_u64);
-        let status = u16::try_from(status).unwrap_or(0);
+        let status = self.status.unwrap_or_else(|| {
+            let status = code().as_deref().map_or(0, decode_u64);
+            u16::try_from(status).unwrap_or(0)
+        });
         port.metric(Metric::Request {
             route: self.route,
             status,
@@ -669,8 +703,10 @@ impl RequestFlow {
         match waiting {
             Ok(()) => Steps::then(writes, Next::Pause),
             Err(error) => {
+                let reply = Reply::from(error);
                 self.replied = true;
-                writes.push(Step::Reply(error.into()));
+                self.status = Some(reply.status);
+                writes.push(Step::Reply(reply));
                 Steps::then(writes, Next::Pause)
             }
         }

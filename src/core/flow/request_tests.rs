@@ -173,13 +173,9 @@ impl<'a> Drive<'a> {
 
     fn response(&mut self, head: &[u8], details: &str) -> Steps {
         let head = head.to_vec();
-        self.flow.response_headers(
-            &self.vm.vm,
-            &self.vm.port,
-            details.as_bytes(),
-            move || head,
-            false,
-        )
+        let details = details.as_bytes().to_vec();
+        self.flow
+            .response_headers(&self.vm.vm, &self.vm.port, move || details, move || head, false)
     }
 
     fn response_end(&mut self, chunk: &[u8]) -> Steps {
@@ -189,8 +185,8 @@ impl<'a> Drive<'a> {
     }
 
     fn log(&mut self, status: u16) -> Option<String> {
-        let code = u64::from(status).to_le_bytes();
-        self.flow.log(&self.vm.vm, &self.vm.port, Some(&code))
+        let code = u64::from(status).to_le_bytes().to_vec();
+        self.flow.log(&self.vm.vm, &self.vm.port, move || Some(code))
     }
 }
 
@@ -205,7 +201,7 @@ fn local_replies_and_their_response_pass_through_untouched() {
     // The reply comes back through the response callbacks: not touched, not read.
     let steps = drive
         .flow
-        .response_headers(&vm.vm, &vm.port, b"codex_filter", || panic!("read"), false);
+        .response_headers(&vm.vm, &vm.port, || panic!("read"), || panic!("read"), false);
     assert_eq!(steps, Steps::go_on());
     assert_eq!(
         drive.flow.response_body(&vm.port, 10, true, || panic!("read")),
@@ -763,6 +759,69 @@ fn held_non_streaming_answers_get_their_status_and_headers_at_the_end() {
     assert!(response_body(&last).is_some_and(|b| !b.is_empty()));
 }
 
+fn logged_statuses(vm: &Vm) -> Vec<u16> {
+    vm.port
+        .metrics
+        .borrow()
+        .iter()
+        .filter_map(|m| match m {
+            Metric::Request { status, .. } => Some(*status),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_status_is_asked_of_the_host_only_when_the_flow_does_not_know_it() {
+    let unread = || -> Option<Vec<u8>> { panic!("the status was known") };
+    let code = |status: u64| move || Some(status.to_le_bytes().to_vec());
+    let vm = vm_with(&[]);
+    // Its own reply.
+    let mut drive = Drive::new(&vm, 1);
+    drive.headers(&map(&[(":method", b"GET"), (":path", b"/v2/x")]), true);
+    drive.flow.log(&vm.vm, &vm.port, unread);
+    // An upstream 2xx: not Envoy's reply nor the filter's, so the details are not read either;
+    // held, the status is the one written at the end.
+    let mut drive = Drive::new(&vm, 2);
+    drive.headers(&post("/v1/chat/completions", &[]), false);
+    drive.body(&chat(false));
+    let head = upstream_head("200", b"text/event-stream");
+    let steps = drive
+        .flow
+        .response_headers(&vm.vm, &vm.port, || panic!("details read"), || head, false);
+    assert_eq!(steps.next, Next::Pause);
+    drive.response_end(&text_stream(&["Hi"]));
+    drive.flow.log(&vm.vm, &vm.port, unread);
+    // Held headers that never went out (the stream ended first): whatever Envoy answered.
+    let mut drive = Drive::new(&vm, 3);
+    drive.headers(&post("/v1/chat/completions", &[]), false);
+    drive.body(&chat(false));
+    drive.response(&upstream_head("200", b"text/event-stream"), "via_upstream");
+    drive.flow.log(&vm.vm, &vm.port, code(503));
+    // Envoy's own reply, passed on as it is (its status is in the headers the flow read),
+    // and a reset before any answer.
+    let mut drive = Drive::new(&vm, 4);
+    drive.headers(&post("/v1/chat/completions", &[]), false);
+    drive.body(&chat(true));
+    let head = upstream_head("503", b"application/json");
+    let steps = drive.response(&head, "upstream_reset_before_response_started");
+    assert!(response_sets(&steps).iter().all(|(name, _)| *name != ":status"));
+    drive.flow.log(&vm.vm, &vm.port, unread);
+    let mut drive = Drive::new(&vm, 5);
+    drive.headers(&post("/v1/chat/completions", &[]), false);
+    drive.body(&chat(true));
+    drive.flow.log(&vm.vm, &vm.port, code(504));
+    // Portable mode: the upstream's status went out with the headers.
+    let portable = vm_with(&[("ENVOY_HOLD_HEADERS", "")]);
+    let mut drive = Drive::new(&portable, 6);
+    drive.headers(&post("/v1/chat/completions", &[]), false);
+    drive.body(&chat(true));
+    drive.response(&upstream_head("200", b"text/event-stream"), "via_upstream");
+    drive.flow.log(&portable.vm, &portable.port, unread);
+    assert_eq!(logged_statuses(&vm), [404, 200, 503, 503, 504]);
+    assert_eq!(logged_statuses(&portable), [200]);
+}
+
 #[test]
 fn upstream_and_proxy_errors_become_openai_errors() {
     let vm = vm_with(&[]);
@@ -792,7 +851,7 @@ fn upstream_and_proxy_errors_become_openai_errors() {
     let steps = drive.flow.response_headers(
         &vm.vm,
         &vm.port,
-        b"upstream_reset_before_response_started",
+        || b"upstream_reset_before_response_started".to_vec(),
         || head,
         true,
     );
@@ -812,7 +871,7 @@ fn an_answer_that_ends_in_its_headers_is_one_merged_reply() {
     ]);
     let steps = drive
         .flow
-        .response_headers(&vm.vm, &vm.port, b"via_upstream", || head, true);
+        .response_headers(&vm.vm, &vm.port, || b"via_upstream".to_vec(), || head, true);
     let reply = reply_of(&steps).unwrap();
     assert_eq!(reply.status, 429);
     let content_types = reply.headers.iter().filter(|(n, _)| *n == "content-type").count();
