@@ -36,8 +36,9 @@ impl HttpContext for CredentialsHttp {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let Shared { vm, port } = &*self.shared;
-        let map = abi::header_map(MapType::HttpResponseHeaders);
-        perform(self.flow.response_headers(vm, port, &map), 0)
+        let status = abi::header_value(MapType::HttpResponseHeaders, ":status");
+        let map = || abi::header_map(MapType::HttpResponseHeaders);
+        perform(self.flow.response_headers(vm, port, status.as_deref(), map), 0)
     }
 
     fn on_log(&mut self) {

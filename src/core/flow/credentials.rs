@@ -33,6 +33,8 @@ pub struct CredentialsFlow {
     generation: Option<u64>,
     /// The account this attempt went out on.
     account: usize,
+    /// The attempt joined a wait list (and must leave it when it ends).
+    waited: bool,
 }
 
 impl CredentialsFlow {
@@ -42,6 +44,7 @@ impl CredentialsFlow {
             context_id,
             generation: None,
             account: 0,
+            waited: false,
         }
     }
 
@@ -74,7 +77,10 @@ impl CredentialsFlow {
                     return Steps::pause();
                 };
                 match account.waiters.borrow_mut().wait(self.context_id, now) {
-                    Ok(()) => Steps::pause(),
+                    Ok(()) => {
+                        self.waited = true;
+                        Steps::pause()
+                    }
                     Err(error) => Steps::reply(error),
                 }
             }
@@ -88,11 +94,17 @@ impl CredentialsFlow {
         }
     }
 
-    /// The attempt's response headers, as the host's serialized map.
-    pub fn response_headers(&mut self, vm: &VmState, port: &dyn Port, map: &[u8]) -> Steps {
-        let view = HeaderView::parse(map).unwrap_or_default();
-        let status = view.get(":status").unwrap_or("");
-        if status == "401" {
+    /// The attempt's response headers: `status` is their `:status`; `map` reads the whole
+    /// serialized map, only for a pool's 429 (its limit headers).
+    pub fn response_headers(
+        &mut self,
+        vm: &VmState,
+        port: &dyn Port,
+        status: Option<&[u8]>,
+        map: impl FnOnce() -> Vec<u8>,
+    ) -> Steps {
+        let status = status.unwrap_or_default();
+        if status == b"401" {
             let generation = self.generation.or_else(|| {
                 vm.account(self.account)
                     .and_then(|a| a.waiters.borrow_mut().take_resumed(self.context_id))
@@ -106,7 +118,7 @@ impl CredentialsFlow {
             // The route may retry 429s all the same (sized for accounts a reload may add):
             // with one account there is nobody to send the retry to.
             return match status {
-                "429" => Steps::then(vec![no_retry], Next::Continue),
+                b"429" => Steps::then(vec![no_retry], Next::Continue),
                 _ => Steps::go_on(),
             };
         }
@@ -114,7 +126,9 @@ impl CredentialsFlow {
         // usable account just ran out, the answer goes on to the main instance as it is.
         let label = vm.account(self.account).map_or("", |a| a.label).to_string();
         let mut writes = vec![Step::SetResponseHeader(ACCOUNT_HEADER, label)];
-        if status == "429" {
+        if status == b"429" {
+            let map = map();
+            let view = HeaderView::parse(&map).unwrap_or_default();
             let limits = LimitHeaders::from_pairs(view.text.iter().map(|(k, v)| (k.as_str(), v.as_str())));
             if !pool::limited(vm, port, self.account, &limits, None) {
                 writes.push(no_retry);
@@ -126,6 +140,9 @@ impl CredentialsFlow {
     /// The attempt ended (the host's log callback): drops it from the wait list, so a later
     /// refresh does not try to resume a context that is gone.
     pub fn log(&mut self, vm: &VmState) {
+        if !self.waited {
+            return;
+        }
         for account in vm.accounts() {
             account.waiters.borrow_mut().forget(self.context_id);
         }
@@ -138,8 +155,17 @@ mod tests {
     use crate::core::flow::request::tests::{Vm, vm_with};
     use crate::core::reply::Reply;
 
-    fn status_map(status: &str) -> Vec<u8> {
-        crate::core::wire::header_map::serialize(&[(":status", status)])
+    /// The response callback with only `:status` read (the map must not be needed).
+    fn answered(flow: &mut CredentialsFlow, vm: &VmState, port: &dyn Port, status: &str) -> Steps {
+        flow.response_headers(vm, port, Some(status.as_bytes()), || panic!("map read"))
+    }
+
+    fn answered_with(flow: &mut CredentialsFlow, vm: &VmState, port: &dyn Port, map: Vec<u8>) -> Steps {
+        let status = crate::core::flow::headers::HeaderView::parse(&map)
+            .unwrap_or_default()
+            .get(":status")
+            .map(|s| s.as_bytes().to_vec());
+        flow.response_headers(vm, port, status.as_deref(), move || map)
     }
 
     fn reply_status(steps: &Steps) -> Option<u16> {
@@ -172,12 +198,9 @@ mod tests {
         let Vm { vm, port, .. } = vm_with(&[("FILTER_ROLE", "credentials")]);
         let mut flow = CredentialsFlow::new(1);
         flow.request_headers(&vm, &port, None);
-        assert_eq!(
-            flow.response_headers(&vm, &port, &status_map("200")),
-            Steps::go_on()
-        );
+        assert_eq!(answered(&mut flow, &vm, &port, "200"), Steps::go_on());
         assert!(!vm.tokens.read(&port).unwrap().stale);
-        flow.response_headers(&vm, &port, &status_map("401"));
+        answered(&mut flow, &vm, &port, "401");
         assert!(vm.tokens.read(&port).unwrap().stale);
     }
 
@@ -192,7 +215,7 @@ mod tests {
         let record = vm.tokens.read(&port);
         crate::core::auth::waiters::WaitList::serve(&vm.waiters, &port, &vm.config.auth, record.as_ref());
         assert_eq!(port.resumed.borrow().first().map(|(id, _)| *id), Some(9));
-        flow.response_headers(&vm, &port, &status_map("401"));
+        answered(&mut flow, &vm, &port, "401");
         let record = vm.tokens.read(&port).unwrap();
         assert_eq!((record.generation, record.stale), (1, true));
         flow.log(&vm);
@@ -244,7 +267,7 @@ mod tests {
         let mut attempt = CredentialsFlow::new(1);
         let first = account_of(&attempt.request_headers(&vm, &port, Some(b"conv"))).unwrap();
         // The attempt's answer names its account for the main instance.
-        let steps = attempt.response_headers(&vm, &port, &limited(now + 300));
+        let steps = answered_with(&mut attempt, &vm, &port, limited(now + 300));
         let label = first.trim_start_matches("acct-").to_string();
         assert_eq!(
             steps.writes,
@@ -259,11 +282,11 @@ mod tests {
             account_of(&CredentialsFlow::new(3).request_headers(&vm, &port, Some(b"conv"))),
             Some(second.clone())
         );
-        retry.response_headers(&vm, &port, &limited(now + 200));
+        answered_with(&mut retry, &vm, &port, limited(now + 200));
         let mut third = CredentialsFlow::new(4);
         let last = account_of(&third.request_headers(&vm, &port, Some(b"conv"))).unwrap();
         assert!(last != first && last != second);
-        let steps = third.response_headers(&vm, &port, &limited(now + 900));
+        let steps = answered_with(&mut third, &vm, &port, limited(now + 900));
         assert!(
             steps
                 .writes
@@ -289,18 +312,16 @@ mod tests {
         let Vm { vm, port, .. } = vm_with(&[("FILTER_ROLE", "credentials")]);
         let mut attempt = CredentialsFlow::new(1);
         attempt.request_headers(&vm, &port, None);
+        // One login: the status alone decides (the limit headers are the pool's business).
         assert_eq!(
-            attempt.response_headers(&vm, &port, &limited(port.now() + 300)),
+            answered(&mut attempt, &vm, &port, "429"),
             Steps::then(
                 vec![Step::SetResponseHeader(NO_RETRY_HEADER, "true".into())],
                 Next::Continue
             ),
             "one login: a route that retries 429s must not send the 429 to the same account again"
         );
-        assert_eq!(
-            attempt.response_headers(&vm, &port, &status_map("200")),
-            Steps::go_on()
-        );
+        assert_eq!(answered(&mut attempt, &vm, &port, "200"), Steps::go_on());
         assert!(account_of(&CredentialsFlow::new(2).request_headers(&vm, &port, None)).is_some());
     }
 }
