@@ -12,6 +12,8 @@ pub mod instructions;
 pub mod keys;
 pub mod metrics;
 pub mod port;
+#[cfg(any(test, feature = "phase-probe"))]
+pub mod probe;
 pub mod reasoning;
 pub mod reply;
 pub mod routing;

@@ -51,14 +51,14 @@ fn result(status: Status) -> Result<(), Status> {
 /// Replaces a whole header map in one host call.
 pub fn set_headers<K: AsRef<[u8]>, V: AsRef<[u8]>>(map: MapType, pairs: &[(K, V)]) -> Result<(), Status> {
     #[cfg(feature = "phase-probe")]
-    crate::host::probe_counts::count(crate::host::probe_counts::Call::MapSet);
+    crate::core::probe::count(crate::core::probe::Call::MapSet);
     let bytes = serialize(pairs);
     result(unsafe { proxy_set_header_map_pairs(map, bytes.as_ptr(), bytes.len()) })
 }
 
 pub fn set_header(map: MapType, name: &str, value: &str) -> Result<(), Status> {
     #[cfg(feature = "phase-probe")]
-    crate::host::probe_counts::count(crate::host::probe_counts::Call::ValueSet);
+    crate::core::probe::count(crate::core::probe::Call::ValueSet);
     result(unsafe {
         proxy_replace_header_map_value(map, name.as_ptr(), name.len(), value.as_ptr(), value.len())
     })
@@ -66,27 +66,27 @@ pub fn set_header(map: MapType, name: &str, value: &str) -> Result<(), Status> {
 
 pub fn remove_header(map: MapType, name: &str) -> Result<(), Status> {
     #[cfg(feature = "phase-probe")]
-    crate::host::probe_counts::count(crate::host::probe_counts::Call::ValueRemove);
+    crate::core::probe::count(crate::core::probe::Call::ValueRemove);
     result(unsafe { proxy_remove_header_map_value(map, name.as_ptr(), name.len()) })
 }
 
 /// Replaces bytes `start..start+size` of a body buffer with `data`.
 pub fn set_buffer(buffer: BufferType, start: usize, size: usize, data: &[u8]) -> Result<(), Status> {
     #[cfg(feature = "phase-probe")]
-    crate::host::probe_counts::count(crate::host::probe_counts::Call::BodySet);
+    crate::core::probe::count(crate::core::probe::Call::BodySet);
     result(unsafe { proxy_set_buffer_bytes(buffer, start, size, data.as_ptr(), data.len()) })
 }
 
 /// Lets a paused request continue (from the root context, after `set_effective_context`).
 pub fn resume_request() -> Result<(), Status> {
     #[cfg(feature = "phase-probe")]
-    crate::host::probe_counts::count(crate::host::probe_counts::Call::Other);
+    crate::core::probe::count(crate::core::probe::Call::Other);
     result(unsafe { proxy_continue_stream(StreamType::HttpRequest) })
 }
 
 pub fn set_tick_period(period: std::time::Duration) -> Result<(), Status> {
     #[cfg(feature = "phase-probe")]
-    crate::host::probe_counts::count(crate::host::probe_counts::Call::Other);
+    crate::core::probe::count(crate::core::probe::Call::Other);
     let ms = u32::try_from(period.as_millis()).unwrap_or(u32::MAX);
     result(unsafe { proxy_set_tick_period_milliseconds(ms) })
 }
@@ -98,7 +98,7 @@ pub fn send_response<K: AsRef<[u8]>, V: AsRef<[u8]>>(
     body: &[u8],
 ) -> Result<(), Status> {
     #[cfg(feature = "phase-probe")]
-    crate::host::probe_counts::count(crate::host::probe_counts::Call::LocalReply);
+    crate::core::probe::count(crate::core::probe::Call::LocalReply);
     let map = serialize(headers);
     result(unsafe {
         proxy_send_local_response(
@@ -186,7 +186,7 @@ fn owned(status: u32, data: *mut u8, size: usize) -> Option<Vec<u8>> {
 /// the host has none to give.
 pub fn header_map(map: MapType) -> Vec<u8> {
     #[cfg(feature = "phase-probe")]
-    crate::host::probe_counts::count(crate::host::probe_counts::Call::MapGet);
+    crate::core::probe::count(crate::core::probe::Call::MapGet);
     let (mut data, mut size) = (std::ptr::null_mut(), 0);
     let status = unsafe { raw_get_header_map_pairs(map as u32, &mut data, &mut size) };
     owned(status, data, size).unwrap_or_default()
@@ -194,7 +194,7 @@ pub fn header_map(map: MapType) -> Vec<u8> {
 
 pub fn header_value(map: MapType, name: &str) -> Option<Vec<u8>> {
     #[cfg(feature = "phase-probe")]
-    crate::host::probe_counts::count(crate::host::probe_counts::Call::ValueGet);
+    crate::core::probe::count(crate::core::probe::Call::ValueGet);
     let (mut data, mut size) = (std::ptr::null_mut(), 0);
     let status =
         unsafe { raw_get_header_map_value(map as u32, name.as_ptr(), name.len(), &mut data, &mut size) };
@@ -204,7 +204,7 @@ pub fn header_value(map: MapType, name: &str) -> Option<Vec<u8>> {
 /// Bytes `start..start+size` of a body buffer (fewer if it is shorter).
 pub fn buffer(buffer: BufferType, start: usize, size: usize) -> Vec<u8> {
     #[cfg(feature = "phase-probe")]
-    crate::host::probe_counts::count(crate::host::probe_counts::Call::BodyGet);
+    crate::core::probe::count(crate::core::probe::Call::BodyGet);
     let (mut data, mut size_out) = (std::ptr::null_mut(), 0);
     let status = unsafe { raw_get_buffer_bytes(buffer as u32, start, size, &mut data, &mut size_out) };
     owned(status, data, size_out).unwrap_or_default()
@@ -213,7 +213,7 @@ pub fn buffer(buffer: BufferType, start: usize, size: usize) -> Vec<u8> {
 /// A property such as `["response", "code_details"]`.
 pub fn property(path: &[&str]) -> Option<Vec<u8>> {
     #[cfg(feature = "phase-probe")]
-    crate::host::probe_counts::count(crate::host::probe_counts::Call::Property);
+    crate::core::probe::count(crate::core::probe::Call::Property);
     let path = path.join("\0");
     let (mut data, mut size) = (std::ptr::null_mut(), 0);
     let status = unsafe { raw_get_property(path.as_ptr(), path.len(), &mut data, &mut size) };
@@ -223,7 +223,7 @@ pub fn property(path: &[&str]) -> Option<Vec<u8>> {
 /// Unix time in milliseconds from the host clock (0 if the host cannot tell).
 pub fn now_ms() -> u64 {
     #[cfg(feature = "phase-probe")]
-    crate::host::probe_counts::count(crate::host::probe_counts::Call::Clock);
+    crate::core::probe::count(crate::core::probe::Call::Clock);
     let mut nanos = 0u64;
     match unsafe { raw_get_current_time_nanoseconds(&mut nanos) } {
         OK => nanos / 1_000_000,
@@ -234,9 +234,9 @@ pub fn now_ms() -> u64 {
 /// A shared-data value and its compare-and-swap token; `None` when the key is absent.
 pub fn shared_data(key: &str) -> Option<(Vec<u8>, u32)> {
     #[cfg(feature = "phase-probe")]
-    crate::host::probe_counts::count(crate::host::probe_counts::Call::SharedGet);
+    crate::core::probe::count(crate::core::probe::Call::SharedGet);
     #[cfg(feature = "phase-probe")]
-    crate::host::probe_counts::shared_key(key);
+    crate::core::probe::shared_key(key);
     let (mut data, mut size, mut cas) = (std::ptr::null_mut(), 0, 0);
     let status = unsafe { raw_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas) };
     // As the SDK reads it: no value is no key.
@@ -249,7 +249,7 @@ pub fn shared_data(key: &str) -> Option<(Vec<u8>, u32)> {
 /// Writes a shared-data key (`cas` 0: unconditionally).
 pub fn set_shared_data(key: &str, value: &[u8], cas: u32) -> Result<(), SharedWriteError> {
     #[cfg(feature = "phase-probe")]
-    crate::host::probe_counts::count(crate::host::probe_counts::Call::SharedSet);
+    crate::core::probe::count(crate::core::probe::Call::SharedSet);
     match unsafe { raw_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas) } {
         OK => Ok(()),
         CAS_MISMATCH => Err(SharedWriteError::CasMismatch),

@@ -16,7 +16,7 @@ pub struct Http {
     shared: Rc<Shared>,
     flow: RequestFlow,
     #[cfg(feature = "phase-probe")]
-    probe: crate::host::probe::Probe,
+    probe: crate::core::probe::Probe,
 }
 
 impl Http {
@@ -36,12 +36,13 @@ impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Shared { vm, port } = &*self.shared;
         #[cfg(feature = "phase-probe")]
-        crate::host::probe_counts::reset();
+        crate::core::probe::reset();
         let map = abi::header_map(MapType::HttpRequestHeaders);
         #[cfg(feature = "phase-probe")]
         {
-            self.probe = crate::host::probe::Probe::from_map(&map);
-            self.probe.request_headers(&map);
+            use crate::core::probe::{Ask, Phase, Probe};
+            self.probe = Probe::new(Ask::from_map(&map));
+            crate::host::probe::at(&self.probe, Phase::RequestHeaders, &map, 0);
         }
         perform(self.flow.request_headers(vm, port, &map, end_of_stream), 0)
     }
@@ -50,7 +51,16 @@ impl HttpContext for Http {
         let Shared { vm, port } = &*self.shared;
         #[cfg(feature = "phase-probe")]
         if end_of_stream {
-            self.probe.request_body(vm, &self.flow, body_size);
+            crate::host::probe::at(
+                &self.probe,
+                crate::core::probe::Phase::RequestBody,
+                &[],
+                body_size,
+            );
+            if self.probe.translates_request() {
+                let body = abi::buffer(BufferType::HttpRequestBody, 0, body_size);
+                self.probe.request_body(vm, &self.flow, &body);
+            }
         }
         let body = || abi::buffer(BufferType::HttpRequestBody, 0, body_size);
         perform(
@@ -93,10 +103,13 @@ impl HttpContext for Http {
         let code = || abi::property(&["response", "code"]);
         if let Some(line) = self.flow.log(vm, port, code) {
             #[cfg(feature = "phase-probe")]
-            crate::host::probe_counts::count(crate::host::probe_counts::Call::Log);
+            crate::core::probe::count(crate::core::probe::Call::Log);
             info!("{line}");
         }
         #[cfg(feature = "phase-probe")]
-        self.probe.log();
+        {
+            crate::host::probe::at(&self.probe, crate::core::probe::Phase::Log, &[], 0);
+            crate::host::probe::report(&self.probe);
+        }
     }
 }

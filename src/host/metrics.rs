@@ -158,7 +158,7 @@ fn class_of(status: u16) -> usize {
 fn set(id: Option<u32>, value: Option<u64>) {
     if let (Some(id), Some(value)) = (id, value) {
         #[cfg(feature = "phase-probe")]
-        crate::host::probe_counts::count(crate::host::probe_counts::Call::Metric);
+        crate::core::probe::count(crate::core::probe::Call::Metric);
         let _ = record_metric(id, value);
     }
 }
@@ -166,7 +166,7 @@ fn set(id: Option<u32>, value: Option<u64>) {
 fn bump(id: Option<u32>, by: u64) {
     if let (Some(id), true) = (id, by > 0) {
         #[cfg(feature = "phase-probe")]
-        crate::host::probe_counts::count(crate::host::probe_counts::Call::Metric);
+        crate::core::probe::count(crate::core::probe::Call::Metric);
         let _ = increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
     }
 }

@@ -8,8 +8,6 @@ mod metrics;
 mod port;
 #[cfg(feature = "phase-probe")]
 mod probe;
-#[cfg(feature = "phase-probe")]
-mod probe_counts;
 mod root;
 mod shared;
 mod steps;
