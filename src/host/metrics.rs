@@ -139,8 +139,8 @@ impl Metrics {
     fn rate_limits(&self, windows: &[Window; 2]) {
         for (slots, window) in self.windows.iter().zip(windows) {
             let [used, resets] = *slots;
-            set(used, window.used_percent);
-            set(resets, window.resets_at);
+            set_changed(used, window.used_percent);
+            set_changed(resets, window.resets_at);
         }
     }
 }
@@ -152,6 +152,26 @@ fn class_of(status: u16) -> usize {
         400..=499 => 1,
         500..=599 => 2,
         _ => 3,
+    }
+}
+
+thread_local! {
+    /// The value this VM last recorded for each gauge written through [`set_changed`].
+    static LAST: RefCell<HashMap<u32, u64>> = RefCell::new(HashMap::new());
+}
+
+/// [`set`], skipped when this VM recorded the same value last: for the usage windows, which
+/// every response reports and which rarely change. Only for gauges no other kind of VM writes
+/// (the credentials instance writes `exhausted`), so that a skipped write cannot leave another
+/// VM's value standing. Workers of one instance share the gauge: one may skip a value that
+/// another overwrote since, until its next change.
+fn set_changed(id: Option<u32>, value: Option<u64>) {
+    let (Some(key), Some(value)) = (id, value) else {
+        return;
+    };
+    let unchanged = LAST.with(|last| last.borrow_mut().insert(key, value) == Some(value));
+    if !unchanged {
+        set(id, Some(value));
     }
 }
 
@@ -206,8 +226,12 @@ impl OwnedMetrics {
             }
             Metric::RateLimits(windows) => {
                 for (window, w) in ["primary", "secondary"].iter().zip(windows) {
-                    set(stat(&format!("{window}_used_percent"), Gauge), w.used_percent);
-                    set(stat(&format!("{window}_resets_at"), Gauge), w.resets_at);
+                    if w.used_percent.is_some() {
+                        set_changed(stat(&format!("{window}_used_percent"), Gauge), w.used_percent);
+                    }
+                    if w.resets_at.is_some() {
+                        set_changed(stat(&format!("{window}_resets_at"), Gauge), w.resets_at);
+                    }
                 }
                 // A response came: the account is serving.
                 set(stat("exhausted", Gauge), Some(0));
