@@ -30,8 +30,8 @@ impl Context for CredentialsHttp {}
 impl HttpContext for CredentialsHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         let Shared { vm, port } = &*self.shared;
-        let session = abi::header_value(MapType::HttpRequestHeaders, SESSION_HEADER);
-        perform(self.flow.request_headers(vm, port, session.as_deref()), 0)
+        let session = || abi::header_value(MapType::HttpRequestHeaders, SESSION_HEADER);
+        perform(self.flow.request_headers(vm, port, session), 0)
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {

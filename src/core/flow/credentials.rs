@@ -50,10 +50,16 @@ impl CredentialsFlow {
 
     /// Attaches the chosen account's credentials, parks the attempt until a refresh lands,
     /// or answers with the error no refresh can fix (401, 429 when every account is spent,
-    /// or 503 when too many already wait). `session` is the attempt's conversation key.
-    pub fn request_headers(&mut self, vm: &VmState, port: &dyn Port, session: Option<&[u8]>) -> Steps {
-        let now = port.now();
-        let session = session.and_then(|s| std::str::from_utf8(s).ok());
+    /// or 503 when too many already wait). `session` reads the attempt's conversation key,
+    /// only in a pool (one login has no account to choose).
+    pub fn request_headers(
+        &mut self,
+        vm: &VmState,
+        port: &dyn Port,
+        session: impl FnOnce() -> Option<Vec<u8>>,
+    ) -> Steps {
+        let session = vm.is_pool().then(session).flatten();
+        let session = session.as_deref().and_then(|s| std::str::from_utf8(s).ok());
         match pool::pick(vm, port, session) {
             Pick::Use {
                 index,
@@ -76,7 +82,7 @@ impl CredentialsFlow {
                 let Some(account) = vm.account(index) else {
                     return Steps::pause();
                 };
-                match account.waiters.borrow_mut().wait(self.context_id, now) {
+                match account.waiters.borrow_mut().wait(self.context_id, port.now()) {
                     Ok(()) => {
                         self.waited = true;
                         Steps::pause()
@@ -179,7 +185,8 @@ mod tests {
     fn attaches_the_current_token() {
         let Vm { vm, port, .. } = vm_with(&[("FILTER_ROLE", "credentials")]);
         let mut flow = CredentialsFlow::new(1);
-        let steps = flow.request_headers(&vm, &port, None);
+        // One login: no account to choose, so the conversation key is not read.
+        let steps = flow.request_headers(&vm, &port, || panic!("session read"));
         assert_eq!(steps.next, Next::Continue);
         let names: Vec<&str> = steps
             .writes
@@ -197,7 +204,7 @@ mod tests {
     fn a_401_marks_the_token_it_was_sent_with_and_only_that() {
         let Vm { vm, port, .. } = vm_with(&[("FILTER_ROLE", "credentials")]);
         let mut flow = CredentialsFlow::new(1);
-        flow.request_headers(&vm, &port, None);
+        flow.request_headers(&vm, &port, || None);
         assert_eq!(answered(&mut flow, &vm, &port, "200"), Steps::go_on());
         assert!(!vm.tokens.read(&port).unwrap().stale);
         answered(&mut flow, &vm, &port, "401");
@@ -209,7 +216,7 @@ mod tests {
         let Vm { vm, port, shared } = vm_with(&[("FILTER_ROLE", "credentials")]);
         shared.advance(20 * 86_400); // past the token's expiry: a refresh is due
         let mut flow = CredentialsFlow::new(9);
-        assert_eq!(flow.request_headers(&vm, &port, None), Steps::pause());
+        assert_eq!(flow.request_headers(&vm, &port, || None), Steps::pause());
         // The refresher lands a new token (generation 1) and resumes the attempt.
         crate::core::flow::request::tests::refresh(&vm, &port);
         let record = vm.tokens.read(&port);
@@ -226,7 +233,7 @@ mod tests {
     fn no_credentials_is_a_401_and_a_full_wait_list_a_503() {
         let Vm { vm, port, .. } = vm_with(&[("FILTER_ROLE", "credentials"), ("OPENAI_CODEX_AUTH", "")]);
         assert_eq!(
-            reply_status(&CredentialsFlow::new(1).request_headers(&vm, &port, None)),
+            reply_status(&CredentialsFlow::new(1).request_headers(&vm, &port, || None)),
             Some(401)
         );
         let Vm { vm, port, shared } = vm_with(&[("FILTER_ROLE", "credentials")]);
@@ -235,7 +242,7 @@ mod tests {
             vm.waiters.borrow_mut().wait(id as u32 + 100, port.now()).unwrap();
         }
         assert_eq!(
-            reply_status(&CredentialsFlow::new(1).request_headers(&vm, &port, None)),
+            reply_status(&CredentialsFlow::new(1).request_headers(&vm, &port, || None)),
             Some(503)
         );
     }
@@ -247,6 +254,10 @@ mod tests {
             ("x-codex-primary-used-percent", "100"),
             ("x-codex-primary-reset-at", reset.as_str()),
         ])
+    }
+
+    fn conv() -> Option<Vec<u8>> {
+        Some(b"conv".to_vec())
     }
 
     fn account_of(steps: &Steps) -> Option<String> {
@@ -265,7 +276,7 @@ mod tests {
         ]);
         let now = port.now();
         let mut attempt = CredentialsFlow::new(1);
-        let first = account_of(&attempt.request_headers(&vm, &port, Some(b"conv"))).unwrap();
+        let first = account_of(&attempt.request_headers(&vm, &port, conv)).unwrap();
         // The attempt's answer names its account for the main instance.
         let steps = answered_with(&mut attempt, &vm, &port, limited(now + 300));
         let label = first.trim_start_matches("acct-").to_string();
@@ -276,15 +287,15 @@ mod tests {
         );
         // Envoy's retry of the same request: another account, then the conversation stays there.
         let mut retry = CredentialsFlow::new(2);
-        let second = account_of(&retry.request_headers(&vm, &port, Some(b"conv"))).unwrap();
+        let second = account_of(&retry.request_headers(&vm, &port, conv)).unwrap();
         assert_ne!(second, first);
         assert_eq!(
-            account_of(&CredentialsFlow::new(3).request_headers(&vm, &port, Some(b"conv"))),
+            account_of(&CredentialsFlow::new(3).request_headers(&vm, &port, conv)),
             Some(second.clone())
         );
         answered_with(&mut retry, &vm, &port, limited(now + 200));
         let mut third = CredentialsFlow::new(4);
-        let last = account_of(&third.request_headers(&vm, &port, Some(b"conv"))).unwrap();
+        let last = account_of(&third.request_headers(&vm, &port, conv)).unwrap();
         assert!(last != first && last != second);
         let steps = answered_with(&mut third, &vm, &port, limited(now + 900));
         assert!(
@@ -294,7 +305,7 @@ mod tests {
             "the last account ran out: not retried"
         );
         // Spent: answered here, with the earliest reset, and not retried by Envoy.
-        let steps = CredentialsFlow::new(5).request_headers(&vm, &port, Some(b"conv"));
+        let steps = CredentialsFlow::new(5).request_headers(&vm, &port, conv);
         let Some(Step::Reply(reply)) = steps.writes.first() else {
             panic!("{steps:?}")
         };
@@ -311,7 +322,7 @@ mod tests {
     fn with_one_account_a_429_is_marked_not_to_be_retried_and_nothing_else_changes() {
         let Vm { vm, port, .. } = vm_with(&[("FILTER_ROLE", "credentials")]);
         let mut attempt = CredentialsFlow::new(1);
-        attempt.request_headers(&vm, &port, None);
+        attempt.request_headers(&vm, &port, || None);
         // One login: the status alone decides (the limit headers are the pool's business).
         assert_eq!(
             answered(&mut attempt, &vm, &port, "429"),
@@ -322,6 +333,6 @@ mod tests {
             "one login: a route that retries 429s must not send the 429 to the same account again"
         );
         assert_eq!(answered(&mut attempt, &vm, &port, "200"), Steps::go_on());
-        assert!(account_of(&CredentialsFlow::new(2).request_headers(&vm, &port, None)).is_some());
+        assert!(account_of(&CredentialsFlow::new(2).request_headers(&vm, &port, || None)).is_some());
     }
 }
