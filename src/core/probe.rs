@@ -15,6 +15,7 @@ use crate::core::flow::response::Handler;
 #[cfg(feature = "phase-probe")]
 use crate::core::vm::VmState;
 
+/// The request header that asks for a probe.
 pub const PROBE_HEADER: &[u8] = b"x-codex-probe";
 
 /// The kinds of host call the filter makes, as the probe counts and repeats them.
@@ -137,6 +138,7 @@ pub struct Probe {
 
 #[cfg(feature = "phase-probe")]
 impl Probe {
+    /// A request's probe, before any of its translations ran.
     pub fn new(ask: Ask) -> Self {
         Self {
             ask,
