@@ -268,7 +268,7 @@ fn write<T>(
     outcome
 }
 
-/// Adds what one VM counted on its own since its last tick (see [`crate::core::keys::local`])
+/// Adds what one VM counted on its own since its last tick (`keys::local`, which calls this)
 /// to the key's record, and with `replicas` to what the next flush to etcd carries. False
 /// when the record could not be written (the VM keeps the counts for its next tick).
 pub fn add_batch(port: &dyn Port, name: &str, batch: &Tally, now: u64, replicas: bool) -> bool {
