@@ -97,6 +97,15 @@ def test_a_key_over_its_request_rate_gets_429_while_the_others_work(keyed, mock_
     assert chat(keyed, "alice").status_code == 429
     wrong = requests.post(keyed.url + CHAT, json=chat_body(), headers={"Authorization": "Bearer sk-nobody"}, timeout=20)
     assert error_of(wrong)[1]["code"] == "invalid_api_key"
+    # Keys without limits (ops, key-1) are counted per worker and shared on its tick: a worker
+    # that did not serve them sees them within a tick. Each look is a new connection, on either
+    # worker: several in a row must all agree.
+    def unlimited() -> Dict[str, tuple]:
+        keys = {k["name"]: k for k in usage(keyed, "ops")["keys"]}
+        return {name: (keys[name]["requests"], keys[name]["input_tokens"]) for name in ("ops", "key-1")}
+
+    wanted = {"ops": (1, 12), "key-1": (1, 12)}
+    wait_until(lambda: all(unlimited() == wanted for _ in range(4)), "the keys without limits counted on every worker")
 
     wait_until(lambda: stats(keyed).get("codex_openai_wrapper.key.alice.limit_rejected") == 2, "alice's rejections counted")
     counted = stats(keyed)
@@ -198,10 +207,13 @@ def test_replicas_share_a_keys_counters_through_etcd(envoy_factory, mock_codex, 
         assert chat(first, "alice").status_code == 200
         # The first replica's flush reaches etcd, and the second adopts it on its next read.
         record = "/codex-openai-wrapper/chatgpt-tokens/keys/alice"
+        # Alice's limit is on requests: her request is counted at once, her tokens (which decide
+        # nothing for her) on the worker's next tick, so a flush to etcd may carry them later.
         wait_until(lambda: (etcd.get(record) or {}).get("requests") == 1, "alice's count in etcd")
-        assert etcd.get(record)["input_tokens"] == 12
-        wait_until(lambda: usage(second, "alice")["key"]["requests"] == 1, "the second replica sees the first's request", 30)
-        assert usage(second, "alice")["key"]["input_tokens"] == 12
+        wait_until(lambda: etcd.get(record).get("input_tokens") == 12, "alice's tokens in etcd")
+        assert etcd.get(record)["requests"] == 1
+        wait_until(lambda: usage(second, "alice")["key"]["input_tokens"] == 12, "the second replica sees the first's request", 30)
+        assert usage(second, "alice")["key"]["requests"] == 1
         assert chat(second, "alice").status_code == 200
         # Two of two requests per minute between the replicas: both now refuse alice.
         wait_until(lambda: usage(first, "alice")["key"]["requests"] == 2, "the first replica sees the second's request", 30)

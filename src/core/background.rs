@@ -1,7 +1,7 @@
 //! What a VM does besides answering requests: start-up (configuration, seeding the token
 //! record, the start-up log), then on every tick the instruction-text fetches, the token
-//! refresher, the model catalogue fetch and the requests waiting for a token, and the tick
-//! period to ask for next.
+//! refresher, the model catalogue fetch, the counts this VM kept since the last tick, and the
+//! requests waiting for a token, and the tick period to ask for next.
 //!
 //! The host turns its callbacks into the three events here — [`start`], [`Background::tick`],
 //! [`Background::answered`] — and the machine acts through the [`Port`].
@@ -94,7 +94,10 @@ pub fn start(
     let catalogue = CatalogueRefresh::for_config(&vm.config, me);
     let state_sync = StateSync::for_vm(&vm);
     let keys_sync = KeysSync::for_config(&vm.config, me);
-    let tick = (!fetches.is_empty() || !refreshers.is_empty() || keys_sync.is_some()).then_some(IDLE_TICK);
+    // The main instance counts requests per VM and adds them to shared data on its tick.
+    let counts = main && (!vm.config.keys.entries.is_empty() || vm.config.auth.is_chatgpt());
+    let tick =
+        (!fetches.is_empty() || !refreshers.is_empty() || keys_sync.is_some() || counts).then_some(IDLE_TICK);
     let background = Background {
         refreshers,
         state_sync,
@@ -154,6 +157,8 @@ impl Background {
         if let Some(sync) = self.state_sync.as_mut() {
             sync.tick(vm, port);
         }
+        // Before the etcd flush, so that it carries this VM's counts too.
+        vm.flush_counts(port);
         if let Some(sync) = self.keys_sync.as_mut() {
             sync.tick(port);
         }
@@ -165,6 +170,12 @@ impl Background {
             self.period = Some(period);
             period
         })
+    }
+
+    /// The VM's configuration was replaced and its last request is over (the host ends this
+    /// machine): what it counted since its last tick goes to shared data now, not lost.
+    pub fn done(&self, vm: &VmState, port: &dyn Port) {
+        vm.flush_counts(port);
     }
 
     /// The answer to call `token`; `status` is `None` when the call got none (timed out,

@@ -403,3 +403,39 @@ fn a_reloaded_configuration_keeps_a_refreshed_login_and_a_replaced_login_replace
     assert_eq!(switched.record().tokens.account_id.as_deref(), Some("acct-2"));
     assert_eq!(a.record().tokens.refresh_token.as_deref(), Some("rt_4"));
 }
+
+#[test]
+fn a_vms_own_counts_reach_shared_data_on_its_tick_and_when_it_is_done() {
+    use crate::core::keys::counters;
+    let shared = SharedMemory::at(NOW);
+    let env = [
+        ("UPSTREAM_AUTH_MODE", "apikey_env"),
+        ("UPSTREAM_API_KEY", "k"),
+        ("OPENAI_API_KEY", "sk-client"),
+    ];
+    let mut a = TestVm::start(&shared, &env, 1);
+    let b = TestVm::start(&shared, &env, 2);
+    assert_eq!(
+        a.tick,
+        Some(IDLE_TICK),
+        "nothing else runs, but the counts need the tick"
+    );
+    let entry = a.vm.config.keys.entries[0].clone();
+    a.vm.key_counts.admit(&a.port, 0, &entry, NOW, false).unwrap();
+    a.vm.key_counts.add_tokens(&a.port, 0, &entry, (5, 2), NOW, false);
+    b.vm.key_counts.admit(&b.port, 0, &entry, NOW, false).unwrap();
+    assert_eq!(counters::read(&a.port, "key-1").requests, 0);
+    a.tick();
+    let after_tick = counters::read(&a.port, "key-1");
+    assert_eq!((after_tick.requests, after_tick.input_tokens), (1, 5));
+    // A replaced configuration's last counts are not lost with it.
+    b.background.done(&b.vm, &b.port);
+    assert_eq!(counters::read(&a.port, "key-1").requests, 2);
+    // The upstream (credentials) instance counts nothing and needs no tick for it.
+    let credentials = TestVm::start(
+        &shared,
+        &[env[0], env[1], env[2], ("FILTER_ROLE", "credentials")],
+        3,
+    );
+    assert_eq!(credentials.tick, None);
+}

@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use crate::core::accounts::report;
 use crate::core::config::Config;
-use crate::core::keys::counters::{self, WindowUsage};
+use crate::core::keys::counters::WindowUsage;
+use crate::core::keys::local::LocalCounts;
 use crate::core::keys::{KeyEntry, KeyId};
 use crate::core::port::Port;
 use crate::core::vm::VmState;
@@ -75,9 +76,10 @@ impl From<&WindowUsage> for LimitUsage {
     }
 }
 
-/// The usage of `entry` now.
-pub fn key_usage(port: &dyn Port, entry: &KeyEntry, now: u64) -> KeyUsage {
-    let tally = counters::read(port, &entry.name);
+/// The usage of key `id` (`entry`) now, as this VM sees it: shared data and this VM's counts
+/// that wait for its tick, so a client sees its own last request on the same connection.
+pub fn key_usage(port: &dyn Port, local: &LocalCounts, id: KeyId, entry: &KeyEntry, now: u64) -> KeyUsage {
+    let tally = local.view(port, id, &entry.name);
     let windows = tally.windows(&entry.limits, now);
     let window = |name: &str| {
         windows.iter().find(|w| w.name == name).map_or(
@@ -107,15 +109,21 @@ pub fn key_usage(port: &dyn Port, entry: &KeyEntry, now: u64) -> KeyUsage {
     }
 }
 
-/// The keys' part of the body for the request that presented `key`.
-pub fn body(cfg: &Config, port: &dyn Port, key: Option<KeyId>, now: u64) -> UsageBody {
-    let entry = key.and_then(|id| cfg.keys.get(id));
+/// The keys' part of the body for the request that presented `key`; `local` is this VM's
+/// counts of `cfg`'s keys.
+pub fn body(cfg: &Config, port: &dyn Port, local: &LocalCounts, key: Option<KeyId>, now: u64) -> UsageBody {
+    let entry = key.and_then(|id| Some((id, cfg.keys.get(id)?)));
     UsageBody {
         object: "usage",
-        key: entry.map(|e| key_usage(port, e, now)),
-        keys: entry
-            .filter(|e| e.admin)
-            .map(|_| cfg.keys.entries.iter().map(|e| key_usage(port, e, now)).collect()),
+        key: entry.map(|(id, e)| key_usage(port, local, id, e, now)),
+        keys: entry.filter(|(_, e)| e.admin).map(|_| {
+            cfg.keys
+                .entries
+                .iter()
+                .enumerate()
+                .map(|(id, e)| key_usage(port, local, id, e, now))
+                .collect()
+        }),
         accounts: None,
         pool: None,
     }
@@ -130,7 +138,7 @@ pub fn sees_everything(cfg: &Config, key: Option<KeyId>) -> bool {
 /// The whole answer as JSON bytes: [`body`], and the accounts with a ChatGPT upstream.
 pub fn answer(vm: &VmState, port: &dyn Port, key: Option<KeyId>, now: u64) -> Vec<u8> {
     let cfg = &vm.config;
-    let mut usage = body(cfg, port, key, now);
+    let mut usage = body(cfg, port, &vm.key_counts, key, now);
     if cfg.auth.is_chatgpt() && sees_everything(cfg, key) {
         let (accounts, pool) = report::members(vm, port, now);
         usage.accounts = Some(accounts);
@@ -152,7 +160,8 @@ mod tests {
     }
 
     fn body_json(cfg: &Config, port: &MemoryPort, key: Option<KeyId>, now: u64) -> Vec<u8> {
-        serde_json::to_vec(&body(cfg, port, key, now)).unwrap()
+        let local = LocalCounts::for_keys(&cfg.keys);
+        serde_json::to_vec(&body(cfg, port, &local, key, now)).unwrap()
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::core::auth::waiters::WaitList;
 use crate::core::catalogue::Catalogue;
 use crate::core::catalogue::record::Seen;
 use crate::core::config::Config;
+use crate::core::keys::local::LocalCounts;
 use crate::core::port::Port;
 
 /// The state of one worker VM, built at start-up and shared by its requests and its
@@ -40,6 +41,8 @@ pub struct VmState {
     pub catalogue: RefCell<Rc<Catalogue>>,
     /// Which fetched catalogue `catalogue` is, and the announced ETag last recorded.
     pub catalogue_seen: RefCell<Seen>,
+    /// The client keys' counts that wait for the tick (see [`crate::core::keys::local`]).
+    pub key_counts: LocalCounts,
 }
 
 /// The fetched instruction texts; `None` until a fetch succeeds, and requests then fall back
@@ -73,7 +76,6 @@ impl VmState {
             false => TokenStore::labelled(&first_label),
         };
         Self {
-            config,
             tokens,
             instructions: RefCell::new(Instructions::default()),
             waiters: RefCell::new(WaitList::default()),
@@ -83,6 +85,18 @@ impl VmState {
             turn: Cell::new(0),
             catalogue: RefCell::new(Rc::new(Catalogue::builtin())),
             catalogue_seen: RefCell::new(Seen::default()),
+            key_counts: LocalCounts::for_keys(&config.keys),
+            config,
+        }
+    }
+
+    /// Adds the counts this VM kept since its last tick (the keys' and the accounts') to
+    /// shared data: on every tick, and once more when the VM's configuration goes away.
+    pub fn flush_counts(&self, port: &dyn Port) {
+        self.key_counts
+            .flush(port, &self.config.keys, port.now(), self.config.etcd.is_some());
+        for store in &self.states {
+            store.flush(port);
         }
     }
 

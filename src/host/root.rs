@@ -28,9 +28,13 @@ impl Context for Root {
     /// Envoy ends a root context when its plugin configuration has been replaced (ECDS) and
     /// the last request of that configuration is done. Its timer would keep firing into the
     /// void: stop it. Calls still out are cancelled by Envoy: a refresh among them is left
-    /// as if its VM had died (the lease runs out, another root context refreshes).
+    /// as if its VM had died (the lease runs out, another root context refreshes). The counts
+    /// its requests kept since its last tick go to shared data first.
     fn on_done(&mut self) -> bool {
-        if self.background.take().is_some() {
+        if let Some(background) = self.background.take() {
+            if let Some(shared) = &self.shared {
+                background.done(&shared.vm, &shared.port);
+            }
             let _ = abi::set_tick_period(std::time::Duration::ZERO);
         }
         true

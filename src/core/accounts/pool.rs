@@ -213,7 +213,8 @@ pub fn observed(vm: &VmState, port: &dyn Port, index: usize, windows: &[Window; 
     }
 }
 
-/// A request the account at `index` served ended: its counts.
+/// A request the account at `index` served ended: its counts (in shared data on the VM's
+/// next tick, see [`crate::core::accounts::state::Served`]).
 pub fn served(
     vm: &VmState,
     port: &dyn Port,
@@ -231,14 +232,10 @@ pub fn served(
         port.metric_for(owner, Metric::Tokens(*usage));
     }
     if let Some(store) = vm.states.get(index) {
-        store.update(port, |s| {
-            s.requests = s.requests.saturating_add(1);
-            if let Some(u) = usage {
-                s.input_tokens = s.input_tokens.saturating_add(u.prompt_tokens);
-                s.output_tokens = s.output_tokens.saturating_add(u.completion_tokens);
-            }
-            true
-        });
+        store.count(
+            usage.map_or(0, |u| u.prompt_tokens),
+            usage.map_or(0, |u| u.completion_tokens),
+        );
     }
 }
 

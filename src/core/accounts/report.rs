@@ -1,5 +1,5 @@
 //! The accounts' members of `GET /v1/usage`: per account its state, windows, reset times and
-//! counts (shared by every VM), and the pool's totals. Labels only: no token, no e-mail.
+//! counts (shared by every VM, plus what this VM has not shared yet), and the pool's totals. Labels only: no token, no e-mail.
 
 use serde_json::{Value, json};
 
@@ -22,7 +22,7 @@ pub fn members(vm: &VmState, port: &dyn Port, now: u64) -> (Value, Value) {
     let (mut usable, mut exhausted, mut failed) = (0u64, 0u64, 0u64);
     let mut next_reset: Option<u64> = None;
     for (account, store) in vm.accounts().zip(&vm.states) {
-        let state = store.read(port);
+        let state = store.read_counted(port);
         let record = account.tokens.read(port);
         let status = Candidate::of(record.as_ref(), &state, now).status;
         match status {

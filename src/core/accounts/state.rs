@@ -3,7 +3,7 @@
 //! `/v1/usage` shows. One shared-data key per account, updated with compare-and-swap; with
 //! `TOKEN_STORE=etcd` the exhaustion mark and windows also go to `<key>/accounts/<label>`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use serde::{Deserialize, Serialize};
 
@@ -107,10 +107,40 @@ pub fn exhausted_until(
         .unwrap_or_else(|| now.saturating_add(DEFAULT_EXHAUSTION_SECONDS))
 }
 
-/// One account's state in shared data, with a per-VM parse cache.
+/// The counts of requests one VM's account served since its last tick: they decide nothing
+/// (the choice reads the mark and the windows), so they wait for the tick instead of costing a
+/// compare-and-swap write each.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Served {
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+impl Served {
+    fn add_to(&self, s: &mut AccountState) {
+        s.requests = s.requests.saturating_add(self.requests);
+        s.input_tokens = s.input_tokens.saturating_add(self.input_tokens);
+        s.output_tokens = s.output_tokens.saturating_add(self.output_tokens);
+    }
+
+    fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    fn add_to_served(&self, other: &mut Served) {
+        other.requests = other.requests.saturating_add(self.requests);
+        other.input_tokens = other.input_tokens.saturating_add(self.input_tokens);
+        other.output_tokens = other.output_tokens.saturating_add(self.output_tokens);
+    }
+}
+
+/// One account's state in shared data, with a per-VM parse cache, and the counts this VM has
+/// not added to it yet.
 pub struct StateStore {
     key: String,
     cached: RefCell<Option<(u32, AccountState)>>,
+    served: Cell<Served>,
 }
 
 impl StateStore {
@@ -119,7 +149,47 @@ impl StateStore {
         Self {
             key: format!("{STATE_KEY}/{label}"),
             cached: RefCell::new(None),
+            served: Cell::new(Served::default()),
         }
+    }
+
+    /// A request the account served ended, with these token counts: counted in this VM until
+    /// its tick ([`StateStore::flush`]).
+    pub fn count(&self, input_tokens: u64, output_tokens: u64) {
+        let mut served = self.served.get();
+        Served {
+            requests: 1,
+            input_tokens,
+            output_tokens,
+        }
+        .add_to_served(&mut served);
+        self.served.set(served);
+    }
+
+    /// The VM's tick: the counts go to shared data; kept for the next tick if they cannot.
+    pub fn flush(&self, port: &dyn Port) {
+        let served = self.served.take();
+        if served.is_empty() {
+            return;
+        }
+        if self
+            .update(port, |s| {
+                served.add_to(s);
+                true
+            })
+            .is_none()
+        {
+            let mut kept = self.served.get();
+            served.add_to_served(&mut kept);
+            self.served.set(kept);
+        }
+    }
+
+    /// The state with this VM's counts not yet in shared data (what `/v1/usage` shows).
+    pub fn read_counted(&self, port: &dyn Port) -> AccountState {
+        let mut state = self.read(port);
+        self.served.get().add_to(&mut state);
+        state
     }
 
     /// The current state (the default when none was written yet).
@@ -206,6 +276,43 @@ mod tests {
         assert_eq!(state.used_percent(NOW), 70);
         assert_eq!(state.used_percent(1_600), 30);
         assert_eq!(AccountState::default().used_percent(NOW), 0);
+    }
+
+    #[test]
+    fn served_counts_wait_for_the_tick_and_two_vms_add_up() {
+        let shared = SharedMemory::at(NOW);
+        let (a, b) = (MemoryPort::new(&shared), MemoryPort::new(&shared));
+        let (store_a, store_b) = (StateStore::new("x"), StateStore::new("x"));
+        store_a.count(10, 3);
+        store_a.count(5, 1);
+        store_b.count(7, 2);
+        assert_eq!(
+            shared.peek(&format!("{STATE_KEY}/x")),
+            None,
+            "no write per request"
+        );
+        let seen = store_a.read_counted(&a);
+        assert_eq!((seen.requests, seen.input_tokens, seen.output_tokens), (2, 15, 4));
+        // The mark a response sets goes out at once, and a flush keeps it.
+        store_b.update(&b, |s| {
+            s.exhausted_until = 1_500;
+            true
+        });
+        store_a.flush(&a);
+        store_b.flush(&b);
+        let state = store_a.read(&a);
+        assert_eq!(
+            (
+                state.requests,
+                state.input_tokens,
+                state.output_tokens,
+                state.exhausted_until
+            ),
+            (3, 22, 6, 1_500)
+        );
+        assert_eq!(store_b.read_counted(&b), state, "flushed once, counted once");
+        store_a.flush(&a);
+        assert_eq!(store_a.read(&a).requests, 3);
     }
 
     #[test]

@@ -26,7 +26,8 @@ use crate::core::flow::response::{
 };
 use crate::core::flow::step::{LOCAL_REPLY_DETAILS, Next, Step, Steps};
 use crate::core::flow::upload::{BodyStep, MAX_DISCARDED_BYTES};
-use crate::core::keys::{KeyEntry, KeyId, counters};
+use crate::core::keys::local::LocalCounts;
+use crate::core::keys::{KeyEntry, KeyId};
 use crate::core::metrics::{Metric, Owner, RouteKind};
 use crate::core::port::Port;
 use crate::core::reply::Reply;
@@ -569,7 +570,7 @@ impl RequestFlow {
         if let Some(index) = self.served_by {
             pool::served(vm, port, index, self.route, status, usage.as_ref());
         }
-        if let Some(entry) = self.entry(vm) {
+        if let (Some(id), Some(entry)) = (self.key, self.entry(vm)) {
             let owner = Owner::Key(&entry.name);
             port.metric_for(
                 owner,
@@ -580,11 +581,11 @@ impl RequestFlow {
             );
             if let Some(usage) = &usage {
                 port.metric_for(owner, Metric::Tokens(*usage));
-                counters::add_tokens(
+                vm.key_counts.add_tokens(
                     port,
-                    &entry.name,
-                    usage.prompt_tokens,
-                    usage.completion_tokens,
+                    id,
+                    entry,
+                    (usage.prompt_tokens, usage.completion_tokens),
                     port.now(),
                     vm.config.etcd.is_some(),
                 );
@@ -607,10 +608,11 @@ impl RequestFlow {
 
     /// Counts a request that goes upstream against its key's limits; `Err` is the 429.
     fn admit(&self, vm: &VmState, port: &dyn Port, now: u64) -> Result<(), ApiError> {
-        let Some(entry) = self.entry(vm) else {
+        let (Some(id), Some(entry)) = (self.key, self.entry(vm)) else {
             return Ok(());
         };
-        counters::admit(port, entry, now, vm.config.etcd.is_some()).inspect_err(|_| {
+        let replicas = vm.config.etcd.is_some();
+        LocalCounts::admit(&vm.key_counts, port, id, entry, now, replicas).inspect_err(|_| {
             port.metric(Metric::KeyLimitReached);
             port.metric_for(Owner::Key(&entry.name), Metric::KeyLimitReached);
             if vm.config.verbose {

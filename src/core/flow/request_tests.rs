@@ -1245,3 +1245,57 @@ fn a_single_account_429_passes_through_and_marks_nothing() {
         "the one account is still used"
     );
 }
+
+#[test]
+fn the_counts_of_a_request_show_in_usage_on_its_vm_at_once_and_on_the_others_after_a_tick() {
+    let vm = vm_with(&[]);
+    let mut drive = Drive::new(&vm, 1);
+    drive.headers(&post("/v1/chat/completions", &[]), false);
+    drive.body(&chat(false));
+    drive.response(&upstream_head("200", b"text/event-stream"), "via_upstream");
+    drive.response_end(&text_stream(&["hi"]));
+    drive.log(200);
+    let key_record = crate::core::keys::counters::shared_key("key-1");
+    assert_eq!(
+        vm.shared.peek(&key_record),
+        None,
+        "a key without limits costs no shared-data write per request"
+    );
+    let usage_of = |state: &VmState, port: &MemoryPort| -> Value {
+        let mut flow = RequestFlow::new(9);
+        let get = map(&[
+            (":method", b"GET"),
+            (":path", b"/v1/usage"),
+            ("authorization", format!("Bearer {CLIENT_KEY}").as_bytes()),
+        ]);
+        let steps = flow.request_headers(state, port, &get, true);
+        serde_json::from_slice(&reply_of(&steps).unwrap().body).unwrap()
+    };
+    let counts = |usage: &Value| {
+        (
+            usage["key"]["requests"].as_u64(),
+            usage["key"]["input_tokens"].as_u64(),
+            usage["key"]["output_tokens"].as_u64(),
+            usage["key"]["limits"]["requests_per_minute"]["used"].as_u64(),
+            usage["accounts"][0]["requests"].as_u64(),
+            usage["accounts"][0]["input_tokens"].as_u64(),
+        )
+    };
+    let mine = usage_of(&vm.vm, &vm.port);
+    assert_eq!(
+        counts(&mine),
+        (Some(1), Some(7), Some(3), Some(1), Some(1), Some(7))
+    );
+    // Another VM of the same Envoy sees them once this VM's tick has shared them.
+    let other = VmState::new(vm.vm.config.clone());
+    let other_port = MemoryPort::new(&vm.shared);
+    assert_eq!(counts(&usage_of(&other, &other_port)).0, Some(0));
+    vm.vm.flush_counts(&vm.port);
+    let theirs = usage_of(&other, &other_port);
+    assert_eq!(counts(&theirs), counts(&mine));
+    assert_eq!(
+        counts(&usage_of(&vm.vm, &vm.port)),
+        counts(&mine),
+        "shared once, counted once"
+    );
+}

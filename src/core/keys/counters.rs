@@ -43,15 +43,15 @@ pub struct Tally {
 
 /// One change to a key's counters.
 #[derive(Debug, Clone, Copy, Default)]
-struct Delta {
-    requests: u64,
-    rejected: u64,
-    input: u64,
-    output: u64,
+pub(crate) struct Delta {
+    pub(crate) requests: u64,
+    pub(crate) rejected: u64,
+    pub(crate) input: u64,
+    pub(crate) output: u64,
 }
 
 impl Tally {
-    fn apply(&mut self, delta: Delta, now: u64) {
+    pub(crate) fn apply(&mut self, delta: Delta, now: u64) {
         self.requests = self.requests.saturating_add(delta.requests);
         self.rejected = self.rejected.saturating_add(delta.rejected);
         self.input_tokens = self.input_tokens.saturating_add(delta.input);
@@ -238,25 +238,52 @@ fn read_with_cas(port: &dyn Port, name: &str) -> (Tally, Option<u32>) {
 
 /// Applies `change` to the key's record under compare-and-swap, retrying when another VM
 /// wrote it meanwhile; returns what `change` decided last.
-pub fn update<T>(port: &dyn Port, name: &str, mut change: impl FnMut(&mut Tally) -> (bool, T)) -> Option<T> {
+pub fn update<T>(port: &dyn Port, name: &str, change: impl FnMut(&mut Tally) -> (bool, T)) -> Option<T> {
+    write(port, name, change).map(|(result, _)| result)
+}
+
+/// [`update`], telling whether the change is in shared data now.
+fn write<T>(
+    port: &dyn Port,
+    name: &str,
+    mut change: impl FnMut(&mut Tally) -> (bool, T),
+) -> Option<(T, bool)> {
     let key = shared_key(name);
     let mut outcome = None;
     for _ in 0..ATTEMPTS {
         let (mut tally, cas) = read_with_cas(port, name);
         let (write, result) = change(&mut tally);
         if !write {
-            return Some(result);
+            return Some((result, false));
         }
         let Ok(bytes) = serde_json::to_vec(&tally) else {
-            return Some(result);
+            return Some((result, false));
         };
         match port.shared_set(&key, &bytes, cas) {
-            Ok(()) => return Some(result),
-            Err(SharedWriteError::CasMismatch) => outcome = Some(result),
-            Err(SharedWriteError::Failed) => return Some(result),
+            Ok(()) => return Some((result, true)),
+            Err(SharedWriteError::CasMismatch) => outcome = Some((result, false)),
+            Err(SharedWriteError::Failed) => return Some((result, false)),
         }
     }
     outcome
+}
+
+/// Adds what one VM counted on its own since its last tick (`keys::local`, which calls this)
+/// to the key's record, and with `replicas` to what the next flush to etcd carries. False
+/// when the record could not be written (the VM keeps the counts for its next tick).
+pub fn add_batch(port: &dyn Port, name: &str, batch: &Tally, now: u64, replicas: bool) -> bool {
+    write(port, name, |tally| {
+        tally.prune(now);
+        tally.absorb(batch);
+        tally.prune(now);
+        if replicas {
+            let pending = tally.pending.get_or_insert_with(Box::default);
+            pending.absorb(batch);
+            pending.prune(now);
+        }
+        (true, ())
+    })
+    .is_some_and(|(_, written)| written)
 }
 
 /// A request of `entry` at header time: refused with 429 `key_limit_reached` while a limit is

@@ -1,9 +1,11 @@
 //! Client keys: the keys file's entries (names, digests, limits, allowed models and routes),
 //! the constant-time match of a presented key against every digest, the rolling limit
-//! windows, and the per-key counters all worker VMs share.
+//! windows, and the per-key counters all worker VMs share (exact where a limit reads them,
+//! batched per VM where none does).
 
 pub mod counters;
 pub mod file;
+pub mod local;
 pub mod sha256;
 pub mod sync;
 pub mod window;

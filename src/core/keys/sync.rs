@@ -2,8 +2,9 @@
 //! one VM per replica (under a lease in shared data) reads each key's record in etcd
 //! (`<ETCD_KEY>/keys/<name>`), adds what this replica counted since its last flush, writes it
 //! back with a compare-and-swap on the key's revision, and makes etcd's counts (plus whatever
-//! arrived meanwhile) the view every VM checks limits against. So counts are exact within a
-//! replica and reach the others within one flush interval.
+//! arrived meanwhile) the view every VM checks limits against. So the counts a limit reads are
+//! exact within a replica (the others reach its shared data within a VM's tick, see
+//! [`crate::core::keys::local`]) and reach the other replicas within one flush interval.
 
 use log::warn;
 use serde::{Deserialize, Serialize};
