@@ -16,20 +16,40 @@ use crate::core::wire::responses_request::{
 /// Translates a Chat Completions body into the upstream Responses body; `Err` is the 400 to
 /// send, naming the offending field.
 pub fn translate(body: &[u8], ctx: &TranslateContext<'_>) -> Result<Translated, ApiError> {
-    let fields = Fields::parse(body)?;
-    let messages: Vec<&RawValue> = fields.get("messages")?.ok_or_else(|| {
-        ApiError::invalid_param(
-            "messages",
-            "`messages` is required: send an array of chat messages.",
-        )
-    })?;
-    if messages.is_empty() {
-        return Err(ApiError::invalid_param(
-            "messages",
-            "`messages` must contain at least one message.",
-        ));
+    translate_reading(body, ctx, true)
+}
+
+/// The typed read of `messages` agrees with the layered one: the same upstream body, or the
+/// same error (checked by the unit tests and the `chat_request` fuzz target on every body).
+pub fn typed_read_agrees(body: &[u8], ctx: &TranslateContext<'_>) -> bool {
+    match (
+        translate_reading(body, ctx, true),
+        translate_reading(body, ctx, false),
+    ) {
+        (Ok(typed), Ok(layered)) => {
+            typed.body == layered.body
+                && typed.model == layered.model
+                && typed.session_id == layered.session_id
+                && (typed.stream, typed.include_usage, typed.lite)
+                    == (layered.stream, layered.include_usage, layered.lite)
+        }
+        (Err(typed), Err(layered)) => typed == layered,
+        _ => false,
     }
-    let conversation = Conversation::from_messages(&messages)?;
+}
+
+/// `typed`: try the one-pass read of `messages` first (false only to check it against the
+/// layered read).
+fn translate_reading(body: &[u8], ctx: &TranslateContext<'_>, typed: bool) -> Result<Translated, ApiError> {
+    let fields = Fields::parse(body)?;
+    let fast = match fields.raw("messages") {
+        Some(raw) if typed => Conversation::read_typed(raw),
+        _ => None,
+    };
+    let conversation = match fast {
+        Some(conversation) => conversation,
+        None => Conversation::read_layered(&fields)?,
+    };
     let common = Common::read(&fields, ctx)?;
     let instructions = common.instructions(ctx, conversation.system);
     let session_id = common.session_id(
@@ -114,16 +134,61 @@ pub struct Conversation<'a> {
 }
 
 impl<'a> Conversation<'a> {
+    /// The conversation in one typed pass over `messages`; `None` when that pass or the
+    /// conversion fails in any way, and then [`Self::read_layered`] finds and names the error
+    /// (the layered read accepts every body this one does, with the same result).
+    fn read_typed(raw: &'a RawValue) -> Option<Self> {
+        let messages: Vec<Message<'a, Content<'a>>> = serde_json::from_str(raw.get()).ok()?;
+        if messages.is_empty() {
+            return None;
+        }
+        Self::from_parsed(messages.into_iter().map(Ok)).ok()
+    }
+
+    /// `messages` read message by message, each content only when its role needs it, so the
+    /// first problem in the body is the one reported, with its path.
+    fn read_layered(fields: &Fields<'a>) -> Result<Self, ApiError> {
+        let messages: Vec<&RawValue> = fields.get("messages")?.ok_or_else(|| {
+            ApiError::invalid_param(
+                "messages",
+                "`messages` is required: send an array of chat messages.",
+            )
+        })?;
+        if messages.is_empty() {
+            return Err(ApiError::invalid_param(
+                "messages",
+                "`messages` must contain at least one message.",
+            ));
+        }
+        Self::from_messages(&messages)
+    }
+
     /// Leading system/developer messages become `instructions`; later ones stay in place as
     /// developer messages so no instruction is lost or moved.
     pub fn from_messages(messages: &[&'a RawValue]) -> Result<Self, ApiError> {
-        let mut leading: Vec<Cow<'a, str>> = Vec::new();
-        let mut input = Vec::with_capacity(messages.len());
-        for (index, raw) in messages.iter().enumerate() {
+        Self::from_parsed(messages.iter().enumerate().map(|(index, raw)| {
             let param = Path::Index(&MESSAGES, index);
-            let message: Message = parse_raw(raw, &param)?.ok_or_else(|| {
+            let message: Message<'a, Option<&'a RawValue>> = parse_raw(raw, &param)?.ok_or_else(|| {
                 ApiError::invalid_param(&param, format!("`{param}` must be a message object."))
             })?;
+            Ok(Message {
+                role: message.role,
+                content: message.content.map_or(Content::Absent, Content::Raw),
+                tool_calls: message.tool_calls,
+                tool_call_id: message.tool_call_id,
+            })
+        }))
+    }
+
+    /// The one conversion from messages to `input` items, whichever way they were read.
+    fn from_parsed(
+        messages: impl Iterator<Item = Result<Message<'a, Content<'a>>, ApiError>>,
+    ) -> Result<Self, ApiError> {
+        let mut leading: Vec<Cow<'a, str>> = Vec::new();
+        let mut input = Vec::with_capacity(messages.size_hint().0);
+        for (index, message) in messages.enumerate() {
+            let param = Path::Index(&MESSAGES, index);
+            let message = message?;
             match message.role.as_ref() {
                 "system" | "developer" => {
                     let text = joined_text(message.content, &param)?;
@@ -178,16 +243,71 @@ impl<'a> Conversation<'a> {
     }
 }
 
+/// A chat message; `C` is its content, raw JSON (read when its role needs it) or typed.
 #[derive(Deserialize)]
-struct Message<'a> {
+struct Message<'a, C> {
     #[serde(borrow)]
     role: Cow<'a, str>,
-    #[serde(borrow, default)]
-    content: Option<&'a RawValue>,
+    #[serde(default)]
+    content: C,
     #[serde(borrow, default)]
     tool_calls: Option<Vec<ToolCall<'a>>>,
     #[serde(borrow, default)]
     tool_call_id: Option<Cow<'a, str>>,
+}
+
+/// A message's content: absent or `null`, still raw, or read as a string or a list of parts.
+#[derive(Default)]
+enum Content<'a> {
+    #[default]
+    Absent,
+    Raw(&'a RawValue),
+    Text(Cow<'a, str>),
+    Parts(Vec<Part<'a>>),
+}
+
+/// Reads only what [`content_parts`] accepts from raw content (`null`, a string, an array of
+/// parts), so the typed and the layered reads agree.
+impl<'de: 'a, 'a> Deserialize<'de> for Content<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = Content<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("null, a string or an array of content parts")
+            }
+
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Content::Absent)
+            }
+
+            fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Content::Absent)
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
+                Ok(Content::Text(Cow::Borrowed(text)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(Content::Text(Cow::Owned(text.to_owned())))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Self::Value, E> {
+                Ok(Content::Text(Cow::Owned(text)))
+            }
+
+            fn visit_seq<S: serde::de::SeqAccess<'de>>(self, mut seq: S) -> Result<Self::Value, S::Error> {
+                let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(16));
+                while let Some(part) = seq.next_element()? {
+                    parts.push(part);
+                }
+                Ok(Content::Parts(parts))
+            }
+        }
+        deserializer.deserialize_any(Visit(std::marker::PhantomData))
+    }
 }
 
 #[derive(Deserialize)]
@@ -234,27 +354,32 @@ enum ImageUrl<'a> {
 }
 
 /// Content as a list of parts: a string is one text part, `null` is none.
-fn content_parts<'a>(content: Option<&'a RawValue>, param: &Path<'_>) -> Result<Vec<Part<'a>>, ApiError> {
-    let Some(raw) = content else {
-        return Ok(Vec::new());
-    };
-    let param = Path::Field(param, "content");
-    if raw.get().starts_with('"') {
-        let text: Option<Cow<str>> = parse_raw(raw, &param)?;
-        return Ok(text
-            .map(|text| Part {
-                kind: Cow::Borrowed("text"),
-                text: Some(text),
-                image_url: None,
-                detail: None,
-            })
-            .into_iter()
-            .collect());
+fn content_parts<'a>(content: Content<'a>, param: &Path<'_>) -> Result<Vec<Part<'a>>, ApiError> {
+    match content {
+        Content::Absent => Ok(Vec::new()),
+        Content::Text(text) => Ok(vec![text_part(text)]),
+        Content::Parts(parts) => Ok(parts),
+        Content::Raw(raw) => {
+            let param = Path::Field(param, "content");
+            if raw.get().starts_with('"') {
+                let text: Option<Cow<str>> = parse_raw(raw, &param)?;
+                return Ok(text.map(text_part).into_iter().collect());
+            }
+            Ok(parse_raw(raw, &param)?.unwrap_or_default())
+        }
     }
-    Ok(parse_raw(raw, &param)?.unwrap_or_default())
 }
 
-fn joined_text<'a>(content: Option<&'a RawValue>, param: &Path<'_>) -> Result<Cow<'a, str>, ApiError> {
+fn text_part(text: Cow<'_, str>) -> Part<'_> {
+    Part {
+        kind: Cow::Borrowed("text"),
+        text: Some(text),
+        image_url: None,
+        detail: None,
+    }
+}
+
+fn joined_text<'a>(content: Content<'a>, param: &Path<'_>) -> Result<Cow<'a, str>, ApiError> {
     let mut texts = Vec::new();
     for (i, part) in content_parts(content, param)?.into_iter().enumerate() {
         match (part.kind.as_ref(), part.text) {
@@ -274,7 +399,7 @@ fn joined_text<'a>(content: Option<&'a RawValue>, param: &Path<'_>) -> Result<Co
     })
 }
 
-fn user_parts<'a>(content: Option<&'a RawValue>, param: &Path<'_>) -> Result<Vec<ContentPart<'a>>, ApiError> {
+fn user_parts<'a>(content: Content<'a>, param: &Path<'_>) -> Result<Vec<ContentPart<'a>>, ApiError> {
     let mut parts = Vec::new();
     let content_param = Path::Field(param, "content");
     for (i, part) in content_parts(content, param)?.into_iter().enumerate() {
@@ -314,7 +439,7 @@ fn user_parts<'a>(content: Option<&'a RawValue>, param: &Path<'_>) -> Result<Vec
 
 /// The assistant's text first, then its tool calls: the order the model produced them.
 fn push_assistant<'a>(
-    message: Message<'a>,
+    message: Message<'a, Content<'a>>,
     param: &Path<'_>,
     input: &mut Vec<InputItem<'a>>,
 ) -> Result<(), ApiError> {

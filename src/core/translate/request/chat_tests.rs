@@ -14,6 +14,7 @@ fn ctx() -> TranslateContext<'static> {
 
 fn run(body: Value) -> Result<(Value, Translated), ApiError> {
     let bytes = body.to_string().into_bytes();
+    assert!(typed_read_agrees(&bytes, &ctx()), "{body}");
     let out = translate(&bytes, &ctx())?;
     let upstream: Value = serde_json::from_slice(&out.body).unwrap();
     Ok((upstream, out))
@@ -470,4 +471,96 @@ fn the_default_model_is_lite_and_classic_models_keep_their_shape() {
     assert_eq!(up["reasoning"], json!({"effort": "xhigh", "summary": "auto"}));
     assert!(up.get("service_tier").is_none());
     assert_eq!(up["input"][0]["role"], "user");
+}
+
+/// Bodies for the typed read of `messages`: each shape of content, tool calls, member order
+/// and encoding, valid and not.
+const EDGE_BODIES: &[&str] = &[
+    r#"{"messages":[{"role":"user","content":"hi"}]}"#,
+    r#"{"messages":[{"role":"user","content":null}]}"#,
+    r#"{"messages":[{"role":"user"}]}"#,
+    r#"{"messages":[{"role":"user","content":[]}]}"#,
+    r#"{"messages":[{"role":"user","content":{}}]}"#,
+    r#"{"messages":[{"role":"user","content":{"type":"text","text":"x"}}]}"#,
+    r#"{"messages":[{"role":"user","content":7}]}"#,
+    r#"{"messages":[{"role":"user","content":true}]}"#,
+    r#"{"messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"input_text","text":"b"}]}]}"#,
+    r#"{"messages":[{"role":"user","content":[{"type":"text"}]}]}"#,
+    r#"{"messages":[{"role":"user","content":[{"type":"text","text":null}]}]}"#,
+    r#"{"messages":[{"role":"user","content":[null]}]}"#,
+    r#"{"messages":[{"role":"user","content":["x"]}]}"#,
+    r#"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":"https://x/y.png","detail":"low"}]}]}"#,
+    r#"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA","detail":"high"}}]}]}"#,
+    r#"{"messages":[{"role":"user","content":[{"type":"input_image","image_url":null}]}]}"#,
+    r#"{"messages":[{"role":"user","content":[{"type":"image_url","image_url":5}]}]}"#,
+    r#"{"messages":[{"role":"user","content":[{"type":"text","text":"t","image_url":5}]}]}"#,
+    r#"{"messages":[{"role":"user","content":[{"type":"audio","text":"t"}]}]}"#,
+    r#"{"messages":[{"role":"system","content":"s1"},{"role":"developer","content":[{"type":"text","text":"s2"}]},{"role":"user","content":"u"},{"role":"system","content":"late"}]}"#,
+    r#"{"messages":[{"role":"system","content":[{"type":"image_url","image_url":"x"}]},{"role":"user","content":"u"}]}"#,
+    r#"{"messages":[{"role":"system","content":7},{"role":"user","content":"u"}]}"#,
+    r#"{"messages":[{"role":"user","content":"q"},{"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]},{"role":"tool","tool_call_id":"c1","content":"r"}]}"#,
+    r#"{"messages":[{"role":"user","content":"q"},{"role":"assistant","content":"say","tool_calls":[{"id":"c1","function":{"name":"f","arguments":{"a":[1,2]}}},{"id":"c2","type":"function","function":{"name":"g","arguments":"{}"}}]}]}"#,
+    r#"{"messages":[{"role":"user","content":"q"},{"role":"assistant","tool_calls":[{"id":"c1","type":"custom","function":{"name":"f","arguments":"{}"}}]}]}"#,
+    r#"{"messages":[{"role":"user","content":"q"},{"role":"assistant","tool_calls":[{"id":"c1","type":"function","function":{"name":"f"}}]}]}"#,
+    r#"{"messages":[{"role":"user","content":"q"},{"role":"assistant","tool_calls":[]}]}"#,
+    r#"{"messages":[{"role":"user","content":"q"},{"role":"assistant","tool_calls":null,"content":[]}]}"#,
+    r#"{"messages":[{"role":"user","content":"q"},{"role":"assistant","tool_calls":{}}]}"#,
+    r#"{"messages":[{"role":"user","content":"q"},{"role":"tool","content":"r"}]}"#,
+    r#"{"messages":[{"role":"user","content":"q"},{"role":"tool","tool_call_id":"","content":"r"}]}"#,
+    r#"{"messages":[{"role":"user","content":"q"},{"role":"tool","content":{}}]}"#,
+    r#"{"messages":[{"role":"user","content":"q"},{"role":"tool","tool_call_id":"c","content":{}}]}"#,
+    r#"{"messages":[{"role":"user","content":"q"},{"role":"function","content":{}}]}"#,
+    r#"{"messages":[{"role":"user","content":"q"},{"role":"robot","content":7}]}"#,
+    r#"{"messages":[{"role":"robot","content":"x"},{"role":"user","content":7}]}"#,
+    r#"{"messages":[{"role":"user","content":"a","content":"b"}]}"#,
+    r#"{"messages":[{"role":"user","role":"system","content":"b"}]}"#,
+    r#"{"messages":[{"role":"user","content":"first"}],"messages":[{"role":"user","content":"second"}]}"#,
+    r#"{"messages":[{"role":"user","content":{}}],"messages":[{"role":"user","content":"second"}]}"#,
+    r#"{"messages":[{"role":"user","content":"x","name":"bob","extra":{"deep":[1,{"a":null}]}}],"unknown":[1,2]}"#,
+    r#"{"messages":[{"role":"us\u0065r","content":"line\nbreak \"quoted\" \\ \u00e9\ud83d\ude00"}]}"#,
+    r#"{"messages":[{"role":"user","content":[{"type":"te\u0078t","text":"\t\u0000"}]}]}"#,
+    "{\"messages\":[{\"role\":\"user\",\"content\":\"caf\u{e9} \u{65e5}\u{672c} \u{1f600}\"}]}",
+    r#"{"messages":[{"role":"user","content":"x"},null]}"#,
+    r#"{"messages":[{"role":"user","content":"x"},"text"]}"#,
+    r#"{"messages":[{"content":"x"}]}"#,
+    r#"{"messages":[{"role":7,"content":"x"}]}"#,
+    r#"{"messages":[]}"#,
+    r#"{"messages":null}"#,
+    r#"{"messages":{}}"#,
+    r#"{"messages":"hi"}"#,
+    r#"{"model":"gpt-5.5"}"#,
+    r#"{"messages":[{"role":"user","content":"x"}],"n":2}"#,
+    r#"{"messages":[{"role":"user","content":{}}],"n":2}"#,
+    r#"{"messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f","parameters":null}}],"tool_choice":{"type":"function","function":{"name":"f"}}}"#,
+    r#" { "messages" : [ { "role" : "user" , "content" : [ { "type" : "text" , "text" : "spaced" } ] } ] } "#,
+];
+
+#[test]
+fn the_typed_read_agrees_with_the_layered_read() {
+    let mut accepted = 0;
+    let mut rejected = 0;
+    for body in EDGE_BODIES {
+        for ctx in [ctx(), TranslateContext::defaults(catalogue(), settings())] {
+            assert!(typed_read_agrees(body.as_bytes(), &ctx), "{body}");
+        }
+        let fields = Fields::parse(body.as_bytes()).unwrap_or_else(|e| panic!("{body}: {e:?}"));
+        let typed = fields.raw("messages").and_then(Conversation::read_typed);
+        match translate(body.as_bytes(), &ctx()) {
+            // Every body the translation accepts takes the one-pass read.
+            Ok(_) => {
+                accepted += 1;
+                assert!(typed.is_some(), "{body} fell back to the layered read");
+            }
+            Err(e) => {
+                rejected += 1;
+                if e.param.as_deref().is_some_and(|p| p.starts_with("messages")) {
+                    assert!(typed.is_none(), "{body} was read in one pass and then refused");
+                }
+            }
+        }
+    }
+    assert!(
+        accepted >= 20 && rejected >= 20,
+        "{accepted} accepted, {rejected} rejected"
+    );
 }

@@ -30,6 +30,11 @@ impl<'a> Fields<'a> {
             Some(raw) => parse_raw(raw, name),
         }
     }
+
+    /// The raw value of field `name`, `null` included.
+    pub fn raw(&self, name: &str) -> Option<&'a RawValue> {
+        self.map.get(name).copied()
+    }
 }
 
 /// An empty body, or valid JSON that is not an object, named as such (anything else is left
