@@ -2,7 +2,8 @@
 //!
 //! What the filter does per request, without Envoy or the Wasm VM:
 //! * `chat_request/translate` — a typical chat body (system prompt, a tool round trip, two tools)
-//!   into the Codex Responses request;
+//!   into the Codex Responses request; `chat_request/translate_long` — the same after 60 earlier
+//!   turns (~50 KB of messages);
 //! * `stream/<profile>/{framer,framer+turn,chat_stream,chat_aggregate}` — a Responses SSE stream fed
 //!   in 4 KiB chunks: the SSE framer alone, framer + turn interpreter (no output), and the
 //!   whole translator through `ChatStreamWriter` (streaming client) and `ChatAggregator`
@@ -390,6 +391,19 @@ fn bench_request(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(body.len() as u64));
     group.bench_function("translate", |b| {
         b.iter(|| translate(black_box(body), &ctx).unwrap().body.len())
+    });
+    // A long conversation: 60 turns of a user question (text parts), the assistant's answer
+    // and a tool round trip, the shape agents send.
+    let turn = r#"{"role":"user","content":[{"type":"text","text":"Look at the Envoy logs for the last deploy and tell me which filter added the most latency, with the numbers."}]},{"role":"assistant","content":null,"tool_calls":[{"id":"call_logs","type":"function","function":{"name":"search_docs","arguments":"{\"query\":\"envoy filter latency\",\"limit\":5}"}}]},{"role":"tool","tool_call_id":"call_logs","content":"{\"hits\":[{\"title\":\"Filter chain timing\",\"snippet\":\"The Wasm filter adds 140 us at p50; the credentials filter 20 us.\"}]}"},{"role":"assistant","content":"The Wasm filter added the most: about 140 \u00b5s at p50, against 20 \u00b5s for the credentials filter."}"#;
+    let long = CHAT_BODY.replacen(
+        r#""messages":["#,
+        &format!(r#""messages":[{},"#, vec![turn; 60].join(",")),
+        1,
+    );
+    println!("chat_request: {} B long chat body", long.len());
+    group.throughput(Throughput::Bytes(long.len() as u64));
+    group.bench_function("translate_long", |b| {
+        b.iter(|| translate(black_box(long.as_bytes()), &ctx).unwrap().body.len())
     });
     group.finish();
 

@@ -7,7 +7,9 @@
 //!   `prompt_cache_key`, and no field outside the Responses request; the lite shape (no
 //!   `instructions` or `tools`, the tools as the first input item, no parallel tool calls)
 //!   exactly when the translation says so; the same body always translates to the same bytes;
-//! * `Err`: status 400–499 and an OpenAI error body.
+//! * `Err`: status 400–499 and an OpenAI error body;
+//! * chat: the one-pass read of `messages` gives the same body, or the same error, as the
+//!   layered read.
 
 use std::collections::BTreeMap;
 
@@ -138,6 +140,12 @@ fn contexts(hash: u64) -> [TranslateContext<'static>; 2] {
 }
 
 fn check_chat(data: &[u8]) -> u64 {
+    for ctx in contexts(fnv(data)) {
+        assert!(
+            chat::typed_read_agrees(data, &ctx),
+            "the typed and the layered read of `messages` disagree"
+        );
+    }
     check(data, chat::translate)
 }
 
