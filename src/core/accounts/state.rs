@@ -128,10 +128,12 @@ impl Served {
         *self == Self::default()
     }
 
-    fn add_to_served(&self, other: &mut Served) {
-        other.requests = other.requests.saturating_add(self.requests);
-        other.input_tokens = other.input_tokens.saturating_add(self.input_tokens);
-        other.output_tokens = other.output_tokens.saturating_add(self.output_tokens);
+    fn plus(self, other: Served) -> Served {
+        Served {
+            requests: self.requests.saturating_add(other.requests),
+            input_tokens: self.input_tokens.saturating_add(other.input_tokens),
+            output_tokens: self.output_tokens.saturating_add(other.output_tokens),
+        }
     }
 }
 
@@ -156,14 +158,12 @@ impl StateStore {
     /// A request the account served ended, with these token counts: counted in this VM until
     /// its tick ([`StateStore::flush`]).
     pub fn count(&self, input_tokens: u64, output_tokens: u64) {
-        let mut served = self.served.get();
-        Served {
+        let request = Served {
             requests: 1,
             input_tokens,
             output_tokens,
-        }
-        .add_to_served(&mut served);
-        self.served.set(served);
+        };
+        self.served.set(self.served.get().plus(request));
     }
 
     /// The VM's tick: the counts go to shared data; kept for the next tick if they cannot.
@@ -179,9 +179,7 @@ impl StateStore {
             })
             .is_none()
         {
-            let mut kept = self.served.get();
-            served.add_to_served(&mut kept);
-            self.served.set(kept);
+            self.served.set(self.served.get().plus(served));
         }
     }
 
